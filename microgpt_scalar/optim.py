@@ -1,0 +1,38 @@
+"""Adam with bias correction, and the learning-rate schedules, on scalar parameters.
+
+`microgpt_torch/optim.py` builds the same thing from `torch.optim.Adam` and a scheduler.
+"""
+from __future__ import annotations
+
+import math
+
+from .config import GPTConfig
+
+
+def learning_rate_at(config: GPTConfig, step: int) -> float:
+    """The learning rate of 0-based step `step` of config.num_steps."""
+    if config.lr_schedule == "cosine":
+        return config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.num_steps))
+    return config.learning_rate * (1 - step / config.num_steps)
+
+
+class Adam:
+    """m and v, one entry per parameter, in the order of `params`."""
+
+    def __init__(self, params: list, config: GPTConfig):
+        self.params = params
+        self.beta1, self.beta2, self.eps = config.beta1, config.beta2, config.eps_adam
+        self.m = [0.0] * len(params)  # running mean of gradients
+        self.v = [0.0] * len(params)  # running mean of squared gradients
+
+    def step(self, lr: float, step: int) -> None:
+        """Update every parameter from its gradient, then reset the gradient to zero
+        (backward adds to .grad, so a gradient left in place would leak into the next step)."""
+        beta1, beta2, m, v = self.beta1, self.beta2, self.m, self.v
+        for i, p in enumerate(self.params):
+            m[i] = beta1 * m[i] + (1 - beta1) * p.grad
+            v[i] = beta2 * v[i] + (1 - beta2) * p.grad**2
+            m_hat = m[i] / (1 - beta1 ** (step + 1))
+            v_hat = v[i] / (1 - beta2 ** (step + 1))
+            p.data -= lr * m_hat / (v_hat**0.5 + self.eps)
+            p.grad = 0

@@ -1,0 +1,124 @@
+"""One training step, the training loop and sampling, on the scalar engine.
+
+    model = GPT(config, rng); optimizer = Adam(model.parameters(), config)
+    loss = train_step(model, optimizer, tokenizer.encode(doc), step)
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import random
+from contextlib import contextmanager
+
+from .checkpoint import Checkpoint, flatten
+from .config import GPTConfig, num_params
+from .data import Tokenizer
+from .engine import Value
+from .model import GPT, softmax
+from .optim import Adam, learning_rate_at
+
+
+class NonFiniteLossError(ArithmeticError):
+    """The loss became inf or nan; the parameters that produced it are not worth saving."""
+
+
+def forward_loss(model: GPT, tokens: list[int], trace=None):
+    """The mean cross-entropy of predicting tokens[p + 1] from tokens[0 .. p], as a Value."""
+    n = min(model.config.block_size, len(tokens) - 1)
+    keys, values = model.empty_cache()
+    losses = []
+    for pos_id in range(n):
+        token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
+        logits = model.forward(token_id, pos_id, keys, values, trace)
+        probs = softmax(logits)
+        loss_t = -probs[target_id].log()
+        if trace is not None:
+            trace.setdefault("probs", []).append([p.data for p in probs])
+            trace.setdefault("loss", []).append([loss_t.data])
+        losses.append(loss_t)
+    return (1 / n) * sum(losses)
+
+
+def train_step(model: GPT, optimizer: Adam, tokens: list[int], step: int, trace=None) -> float:
+    """Forward, backward and one Adam update for 0-based `step`; returns the loss."""
+    with graph_scope():
+        try:
+            loss = forward_loss(model, tokens, trace)
+        except (ValueError, OverflowError, ZeroDivisionError) as error:  # log(0), exp overflow
+            raise NonFiniteLossError(f"loss is not finite at step {step + 1} ({error})") from None
+        loss.backward()
+    if not math.isfinite(loss.data):
+        raise NonFiniteLossError(f"loss is {loss.data} at step {step + 1}")
+    optimizer.step(learning_rate_at(model.config, step), step)
+    return loss.data
+
+
+@contextmanager
+def graph_scope():
+    """Pause the cyclic garbage collector while a step's graph is built and walked.
+
+    A step makes tens of thousands of nodes that stay alive until its end, and the collector
+    would scan them again and again for cycles they do not have; reference counting frees
+    the whole graph when the step's last reference to it goes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, temperature: float = 0.5) -> str:
+    """Draw one document: start from BOS, stop at BOS or after block_size tokens."""
+    keys, values = model.empty_cache()
+    token_id, out = tokenizer.BOS, []
+    with graph_scope():
+        for pos_id in range(model.config.block_size):
+            logits = model.forward(token_id, pos_id, keys, values)
+            probs = softmax([logit / temperature for logit in logits])
+            token_id = rng.choices(range(tokenizer.vocab_size), weights=[p.data for p in probs])[0]
+            if token_id == tokenizer.BOS:
+                break
+            out.append(token_id)
+    return tokenizer.decode(out)
+
+
+def start_run(docs: list[str], config: GPTConfig, seed: int, value_cls=Value):
+    """The reference program's start: one `random.Random(seed)` shuffles the documents, then
+    draws the parameters; it is returned to go on drawing the samples.
+
+    Returns (docs, tokenizer, model, optimizer, rng); the config's vocab_size is the documents'.
+    """
+    rng = random.Random(seed)
+    docs = list(docs)
+    rng.shuffle(docs)
+    tokenizer = Tokenizer.from_docs(docs)
+    config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
+    model = GPT(config, rng, value_cls)
+    return docs, tokenizer, model, Adam(model.parameters(), config), rng
+
+
+def resume_run(docs: list[str], checkpoint: Checkpoint, seed: int, value_cls=Value):
+    """Like `start_run`, with the parameters and Adam state of a checkpoint.
+
+    The random number generator is brought to where it was after the initial draws, so a
+    resumed run samples exactly what an uninterrupted one would.
+    """
+    rng = random.Random(seed)
+    docs = list(docs)
+    rng.shuffle(docs)
+    tokenizer = Tokenizer(checkpoint.chars)
+    for doc in docs:
+        tokenizer.encode(doc)  # raises DataError on a character the checkpoint never saw
+    config = checkpoint.config
+    for _ in range(num_params(config)):
+        rng.gauss(0, 1)  # each draw consumes the generator as the initialisation did
+    model = GPT(config, value_cls=value_cls, params=checkpoint.params)
+    optimizer = Adam(model.parameters(), config)
+    if checkpoint.adam is not None:
+        optimizer.m = flatten(checkpoint.adam["m"], config)
+        optimizer.v = flatten(checkpoint.adam["v"], config)
+    return docs, tokenizer, model, optimizer, rng

@@ -1,0 +1,137 @@
+"""Train microgpt on the scalar engine and sample names from it.
+
+    python scripts/train_scalar.py                          # the original program: 500 steps, 20 samples
+    python scripts/train_scalar.py --preset microgpt-v2     # the later revision
+    python scripts/train_scalar.py --steps 50 --save run.json
+    python scripts/train_scalar.py --load run.json --steps 100
+
+stdout carries the original program's log, line for line; a progress bar goes to stderr
+when stderr is a terminal. Bad input ends with a one-line error and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from microgpt_scalar.checkpoint import CheckpointError, checkpoint_of, load_checkpoint, save_checkpoint  # noqa: E402
+from microgpt_scalar.config import PRESETS, get_config  # noqa: E402
+from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
+from microgpt_scalar.engine import Value  # noqa: E402
+from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
+
+CONFIG_FLAGS = {  # flag -> (config field, type)
+    "--n-layer": ("n_layer", int), "--n-embd": ("n_embd", int), "--n-head": ("n_head", int),
+    "--block-size": ("block_size", int), "--activation": ("activation", str),
+    "--init-std": ("init_std", float), "--proj-init-std": ("proj_init_std", float),
+    "--learning-rate": ("learning_rate", float), "--beta1": ("beta1", float), "--beta2": ("beta2", float),
+    "--eps-adam": ("eps_adam", float), "--lr-schedule": ("lr_schedule", str),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="microgpt", choices=sorted(PRESETS))
+    parser.add_argument("--data", help="one document per line (default: ./input.txt, else the names file)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    parser.add_argument("--seed", type=int, help="seed of random.Random (default: 42, or the checkpoint's)")
+    parser.add_argument("--samples", type=int, default=20, help="names to sample after training")
+    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--save", help="write a JSON checkpoint here after training")
+    parser.add_argument("--load", help="start from this JSON checkpoint (its config wins)")
+    parser.add_argument("--engine", choices=["fused", "per-op"], default="fused",
+                        help="fused dot products (faster, same results) or one node per operation")
+    for flag, (field, kind) in CONFIG_FLAGS.items():
+        parser.add_argument(flag, dest=field, type=kind, help=f"override the preset's {field}")
+    return parser.parse_args(argv)
+
+
+def value_class(engine: str):
+    if engine == "per-op":
+        return Value
+    from microgpt_scalar.fused import FusedValue
+
+    return FusedValue
+
+
+def setup(args):
+    """Documents, tokenizer, model, optimizer, rng and the first step, fresh or resumed."""
+    docs = load_docs(args.data) if args.data else load_docs(default_data_path())
+    value_cls = value_class(args.engine)
+    if args.load:
+        checkpoint = load_checkpoint(args.load, preset=args.preset)
+        seed = args.seed if args.seed is not None else (checkpoint.seed if checkpoint.seed is not None else 42)
+        if args.steps is not None:
+            checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=args.steps)
+        return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
+    overrides = {field: getattr(args, field) for field, _ in CONFIG_FLAGS.values()}
+    config = get_config(args.preset, num_steps=args.steps, **overrides)
+    seed = 42 if args.seed is None else args.seed
+    return (*start_run(docs, config, seed, value_cls), 0, seed)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        docs, tokenizer, model, optimizer, rng, first_step, seed = setup(args)
+    except (DataError, CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    config = model.config
+    print(f"num docs: {len(docs)}")
+    print(f"vocab size: {tokenizer.vocab_size}")
+    print(f"num params: {len(model.parameters())}")
+    progress = progress_bar(first_step, config.num_steps)
+    step = first_step
+    try:
+        for step in range(first_step, config.num_steps):
+            loss = train_step(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
+            progress.write(f"step {step + 1:4d} / {config.num_steps:4d} | loss {loss:.4f}")
+            progress.update()
+        step = config.num_steps
+    except NonFiniteLossError as error:
+        progress.close()
+        print(f"error: {error}; stopped, nothing saved", file=sys.stderr)
+        return 1
+    progress.close()
+    if args.save:
+        save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, max(step, first_step), seed))
+    if args.samples:
+        print("\n--- inference (new, hallucinated names) ---")
+    for i in range(args.samples):
+        print(f"sample {i + 1:2d}: {sample(model, tokenizer, rng, args.temperature)}")
+    return 0
+
+
+class progress_bar:
+    """tqdm on stderr when it is a terminal; otherwise lines go straight to stdout."""
+
+    def __init__(self, start: int, total: int):
+        self.bar = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, initial=start, file=sys.stderr, unit="step", leave=False)
+
+    def write(self, line: str) -> None:
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line, file=sys.stdout)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
