@@ -76,7 +76,10 @@ def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
-    validate(checkpoint)
+    try:
+        validate(checkpoint)
+    except (TypeError, AttributeError, OverflowError) as error:  # e.g. a number where rows belong
+        raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
     if preset is not None and config.preset != preset:
         raise CheckpointError(f"checkpoint {path} was made with preset {config.preset!r}, not {preset!r}")
     return checkpoint
@@ -85,6 +88,10 @@ def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
 def validate(checkpoint: Checkpoint) -> None:
     """Raise CheckpointError unless every tensor has the shape its config asks for."""
     config = checkpoint.config
+    chars = checkpoint.chars
+    if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars) \
+            or len(set(chars)) != len(chars):
+        raise CheckpointError("checkpoint chars must be a list of distinct single characters")
     if len(checkpoint.chars) + 1 != config.vocab_size:
         raise CheckpointError(
             f"checkpoint has {len(checkpoint.chars)} characters but vocab_size {config.vocab_size} "

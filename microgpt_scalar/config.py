@@ -9,6 +9,7 @@ Standard library only: `microgpt_torch` imports this module, never the other way
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 ACTIVATIONS = ("relu2", "relu")  # relu(x) ** 2 (microgpt), relu(x) (microgpt-v2)
@@ -48,11 +49,11 @@ class GPTConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for name in ("init_std", "proj_init_std"):
             if not _is_real(getattr(self, name)) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
         if not _is_real(self.learning_rate) or self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be a number > 0, got {self.learning_rate!r}")
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
         if not _is_real(self.eps_adam) or self.eps_adam <= 0:
-            raise ValueError(f"eps_adam must be a number > 0, got {self.eps_adam!r}")
+            raise ValueError(f"eps_adam must be a finite number > 0, got {self.eps_adam!r}")
         for name in ("beta1", "beta2"):
             if not _is_real(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
@@ -73,7 +74,7 @@ class GPTConfig:
 
 
 def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 PRESETS = {
@@ -104,8 +105,6 @@ def get_config(preset: str = "microgpt", **overrides) -> GPTConfig:
     unknown = sorted(set(overrides) - set(field_names()))
     if unknown:
         raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-    if "preset" in overrides:
-        raise ValueError("choose the preset by name, not as an override")
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 

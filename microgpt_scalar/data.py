@@ -6,6 +6,7 @@ sequence, is one more token after them.
 """
 from __future__ import annotations
 
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -59,7 +60,7 @@ def _download(url: str, target: Path) -> None:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             partial.write_bytes(response.read())
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         partial.unlink(missing_ok=True)
         raise DataError(
             f"no --data given, no input.txt here, and the names file could not be downloaded "

@@ -20,7 +20,7 @@ from .optim import Adam, learning_rate_at
 
 
 class NonFiniteLossError(ArithmeticError):
-    """The loss became inf or nan; the parameters that produced it are not worth saving."""
+    """The loss or a gradient became inf or nan; the parameters that produced it are not worth saving."""
 
 
 def forward_loss(model: GPT, tokens: list[int], trace=None):
@@ -48,10 +48,13 @@ def train_step(model: GPT, optimizer: Adam, tokens: list[int], step: int, trace=
         except (ValueError, OverflowError, ZeroDivisionError) as error:  # log(0), exp overflow
             raise NonFiniteLossError(f"loss is not finite at step {step + 1} ({error})") from None
         loss.backward()
-    if not math.isfinite(loss.data):
-        raise NonFiniteLossError(f"loss is {loss.data} at step {step + 1}")
+        loss = loss.data  # drops the graph now, while the collector is still paused (see graph_scope)
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"loss is {loss} at step {step + 1}")
+    if not all(math.isfinite(p.grad) for p in model.parameters()):  # a finite loss can still overflow backward
+        raise NonFiniteLossError(f"a gradient is not finite at step {step + 1} (loss {loss})")
     optimizer.step(learning_rate_at(model.config, step), step)
-    return loss.data
+    return loss
 
 
 @contextmanager
@@ -61,6 +64,10 @@ def graph_scope():
     A step makes tens of thousands of nodes that stay alive until its end, and the collector
     would scan them again and again for cycles they do not have; reference counting frees
     the whole graph when the step's last reference to it goes.
+
+    Drop the graph before leaving the scope: the collector counts every node made while it
+    was paused, and its first allocation after resuming would otherwise start a collection
+    that scans the whole still-living graph (about a third of a per-op step's time).
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -83,6 +90,7 @@ def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, temperature: fl
             if token_id == tokenizer.BOS:
                 break
             out.append(token_id)
+        del keys, values, logits, probs  # drop the graph while the collector is still paused
     return tokenizer.decode(out)
 
 

@@ -2,8 +2,8 @@
 
     python scripts/train_scalar.py                          # the original program: 500 steps, 20 samples
     python scripts/train_scalar.py --preset microgpt-v2     # the later revision
-    python scripts/train_scalar.py --steps 50 --save run.json
-    python scripts/train_scalar.py --load run.json --steps 100
+    python scripts/train_scalar.py --stop-after 200 --save run.json   # steps 1-200 of 500, saved
+    python scripts/train_scalar.py --load run.json                    # steps 201-500, then samples
 
 stdout carries the original program's log, line for line; a progress bar goes to stderr
 when stderr is a terminal. Bad input ends with a one-line error and exit code 2.
@@ -34,9 +34,12 @@ CONFIG_FLAGS = {  # flag -> (config field, type)
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="microgpt", choices=sorted(PRESETS))
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="microgpt (default) or microgpt-v2; with --load, the checkpoint must match it")
     parser.add_argument("--data", help="one document per line (default: ./input.txt, else the names file)")
-    parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    parser.add_argument("--steps", type=int, help="training steps of the run and its schedule (default: the preset's)")
+    parser.add_argument("--stop-after", type=int, metavar="K",
+                        help="stop after step K of the run (save it with --save, go on later with --load)")
     parser.add_argument("--seed", type=int, help="seed of random.Random (default: 42, or the checkpoint's)")
     parser.add_argument("--samples", type=int, default=20, help="names to sample after training")
     parser.add_argument("--temperature", type=float, default=0.5)
@@ -68,13 +71,20 @@ def setup(args):
             checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=args.steps)
         return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
     overrides = {field: getattr(args, field) for field, _ in CONFIG_FLAGS.values()}
-    config = get_config(args.preset, num_steps=args.steps, **overrides)
+    config = get_config(args.preset or "microgpt", num_steps=args.steps, **overrides)
     seed = 42 if args.seed is None else args.seed
     return (*start_run(docs, config, seed, value_cls), 0, seed)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.temperature > 0 or args.samples < 0:  # sampling would divide by zero or make no sense
+        print(f"error: --temperature must be > 0 and --samples >= 0, got {args.temperature} and {args.samples}",
+              file=sys.stderr)
+        return 2
+    if args.stop_after is not None and args.stop_after < 1:
+        print(f"error: --stop-after must be a step number >= 1, got {args.stop_after}", file=sys.stderr)
+        return 2
     try:
         docs, tokenizer, model, optimizer, rng, first_step, seed = setup(args)
     except (DataError, CheckpointError, ValueError) as error:
@@ -84,21 +94,24 @@ def main(argv=None) -> int:
     print(f"num docs: {len(docs)}")
     print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {len(model.parameters())}")
-    progress = progress_bar(first_step, config.num_steps)
-    step = first_step
+    last_step = min(config.num_steps, args.stop_after or config.num_steps)
+    progress = progress_bar(first_step, last_step)
     try:
-        for step in range(first_step, config.num_steps):
+        for step in range(first_step, last_step):
             loss = train_step(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
             progress.write(f"step {step + 1:4d} / {config.num_steps:4d} | loss {loss:.4f}")
             progress.update()
-        step = config.num_steps
     except NonFiniteLossError as error:
         progress.close()
         print(f"error: {error}; stopped, nothing saved", file=sys.stderr)
         return 1
     progress.close()
     if args.save:
-        save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, max(step, first_step), seed))
+        try:
+            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, max(last_step, first_step), seed))
+        except OSError as error:  # e.g. --save names a directory or an unwritable place
+            print(f"error: could not save the checkpoint to {args.save}: {error}", file=sys.stderr)
+            return 2
     if args.samples:
         print("\n--- inference (new, hallucinated names) ---")
     for i in range(args.samples):

@@ -1,0 +1,325 @@
+"""Checkpoints: an exact round trip, an atomic write, a one-line CheckpointError for every
+checkpoint that cannot be used, and a resumed run that prints what an uninterrupted one does.
+
+    pytest tests/test_checkpoint_scalar.py
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from microgpt_scalar import checkpoint as checkpoint_module
+from microgpt_scalar.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    checkpoint_of,
+    load_checkpoint,
+    save_checkpoint,
+)
+from microgpt_scalar.config import get_config
+from microgpt_scalar.data import load_docs
+from microgpt_scalar.model import GPT
+from microgpt_scalar.train import forward_loss, resume_run, sample, start_run, train_step
+
+DOCS = ["anna", "bob", "cab", "nan"]  # vocab a b c n o + BOS
+
+
+def make_checkpoint(preset="microgpt", steps=2, docs=DOCS) -> Checkpoint:
+    docs, tokenizer, model, optimizer, _ = start_run(docs, get_config(preset), seed=42)
+    for s in range(steps):
+        train_step(model, optimizer, tokenizer.encode(docs[s]), s)
+    return checkpoint_of(model, tokenizer.chars, optimizer, step=steps, seed=42)
+
+
+def saved(tmp_path, checkpoint=None, name="run.json"):
+    path = tmp_path / name
+    save_checkpoint(path, checkpoint or make_checkpoint())
+    return path
+
+
+def edited(tmp_path, change, name="bad.json"):
+    """A good checkpoint's JSON, changed by `change(payload)`, written as `name`."""
+    payload = json.loads(saved(tmp_path).read_text())
+    change(payload)
+    path = tmp_path / name
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def run_script(repo_root, args, cwd):
+    return subprocess.run([sys.executable, str(repo_root / "scripts" / "train_scalar.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+# --- round trip ---
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    original = make_checkpoint()
+    special = [5e-324, -0.0, 1.7976931348623157e308, 0.1, -2.2250738585072014e-308, 1 / 3]
+    original.params["wte"][0][:len(special)] = special
+    loaded = load_checkpoint(saved(tmp_path, original))
+    assert loaded == original
+    assert loaded.params["wte"][0][:len(special)] == special
+    assert math.copysign(1, loaded.params["wte"][0][1]) == -1  # -0.0 keeps its sign
+    assert (loaded.step, loaded.seed, loaded.chars) == (2, 42, ["a", "b", "c", "n", "o"])
+
+
+def test_loaded_parameters_give_the_same_loss_and_adam_state(tmp_path):
+    docs, tokenizer, model, optimizer, _ = start_run(DOCS, get_config("microgpt-v2"), seed=42)
+    train_step(model, optimizer, tokenizer.encode(docs[0]), 0)
+    loaded = load_checkpoint(saved(tmp_path, checkpoint_of(model, tokenizer.chars, optimizer, 1, 42)))
+    copy = GPT(loaded.config, params=loaded.params)
+    tokens = tokenizer.encode("cabnano")
+    assert forward_loss(copy, tokens).data == forward_loss(model, tokens).data
+    _, _, _, resumed_optimizer, _ = resume_run(DOCS, loaded, seed=42)
+    assert resumed_optimizer.m == optimizer.m and resumed_optimizer.v == optimizer.v
+
+
+def test_save_writes_the_documented_json_layout(tmp_path):
+    payload = json.loads(saved(tmp_path).read_text())
+    assert payload["format"] == "microgpt-checkpoint" and payload["version"] == 1
+    assert set(payload) == {"format", "version", "config", "chars", "params", "adam", "step", "seed"}
+    assert len(payload["params"]["wte"]) == 6 and len(payload["params"]["wte"][0]) == 16  # [n_out][n_in]
+    assert set(payload["adam"]) == {"m", "v"}
+
+
+# --- atomic write ---
+
+def fail_replace(src, dst):
+    raise OSError(28, "No space left on device")
+
+
+def fail_fsync(fd):
+    raise OSError(5, "Input/output error")
+
+
+def fail_dumps(*args, **kwargs):
+    raise ValueError("cannot serialise")
+
+
+def interrupt_fsync(fd):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("target, failure, error", [
+    (os, ("replace", fail_replace), OSError),
+    (os, ("fsync", fail_fsync), OSError),  # after the bytes are written, before the rename
+    (os, ("fsync", interrupt_fsync), KeyboardInterrupt),
+    (json, ("dumps", fail_dumps), ValueError),
+])
+def test_failed_save_leaves_the_previous_checkpoint_intact(target, failure, error, tmp_path, monkeypatch):
+    path = saved(tmp_path)
+    before = path.read_bytes()
+    newer = make_checkpoint(steps=3)
+    monkeypatch.setattr(target, *failure)
+    with pytest.raises(error):
+        save_checkpoint(path, newer)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]  # no temporary file left behind
+    assert load_checkpoint(path).step == 2
+
+
+def test_atomic_write_check_would_see_a_torn_write(tmp_path):
+    """Written in place (no temporary file), a failure mid-write does leave a torn file."""
+    path = saved(tmp_path)
+    before = path.read_bytes()
+    with open(path, "wb") as file:
+        file.write(before[: len(before) // 2])
+    assert path.read_bytes() != before
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_save_refuses_non_finite_values_and_keeps_the_previous_file(tmp_path):
+    path = saved(tmp_path)
+    before = path.read_bytes()
+    broken = make_checkpoint()
+    broken.params["lm_head"][1][2] = float("nan")
+    with pytest.raises(CheckpointError, match="lm_head.*not a finite number"):
+        save_checkpoint(path, broken)
+    assert path.read_bytes() == before
+
+
+# --- checkpoints that cannot be used ---
+
+def raw(tmp_path, data: bytes, name="bad.json"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def set_in(*keys, value):
+    def change(payload):
+        target = payload
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return change
+
+
+BAD_CHECKPOINTS = {  # name -> (make the file in tmp_path, words the message must contain)
+    "missing_file": (lambda tmp: tmp / "absent.json", ["not found", "absent.json"]),
+    "truncated_json": (lambda tmp: raw(tmp, saved(tmp).read_bytes()[:-40]), ["not valid JSON", "bad.json"]),
+    "not_utf8": (lambda tmp: raw(tmp, b'{"format": "\xff"}'), ["not valid JSON"]),
+    "not_an_object": (lambda tmp: raw(tmp, b"[1, 2]"), ["not a microgpt checkpoint"]),
+    "wrong_format": (lambda tmp: edited(tmp, set_in("format", value="something-else")), ["not a microgpt checkpoint"]),
+    "wrong_version": (lambda tmp: edited(tmp, set_in("version", value=2)), ["version 2"]),
+    "missing_params": (lambda tmp: edited(tmp, lambda p: p.pop("params")), ["malformed", "params"]),
+    "number_for_a_matrix": (lambda tmp: edited(tmp, set_in("params", "wte", value=5)), ["malformed"]),
+    "number_for_a_row": (lambda tmp: edited(tmp, set_in("params", "wpe", value=[1.0] * 8)), ["malformed"]),
+    "adam_not_an_object": (lambda tmp: edited(tmp, set_in("adam", value=[1, 2])), ["malformed"]),
+    "huge_integer": (lambda tmp: edited(tmp, lambda p: p["params"]["wte"][0].__setitem__(0, 10**400)), ["malformed"]),
+    "text_for_a_number": (lambda tmp: edited(tmp, lambda p: p["params"]["wte"][0].__setitem__(0, "0.1")),
+                          ["wte", "not a finite number"]),
+    "bad_config_value": (lambda tmp: edited(tmp, set_in("config", "n_head", value=3)), ["malformed", "divisible"]),
+    "unknown_config_field": (lambda tmp: edited(tmp, set_in("config", "dropout", value=0.1)), ["malformed", "dropout"]),
+    "negative_step": (lambda tmp: edited(tmp, set_in("step", value=-1)), ["step", "-1"]),
+    "short_row": (lambda tmp: edited(tmp, lambda p: p["params"]["layer0.attn_wq"][3].pop()),
+                  ["layer0.attn_wq", "[16, 16]"]),
+    "missing_row": (lambda tmp: edited(tmp, lambda p: p["params"]["wpe"].pop()), ["wpe", "[7, 16]", "[8, 16]"]),
+    "missing_matrix": (lambda tmp: edited(tmp, lambda p: p["params"].pop("layer0.mlp_fc2")),
+                       ["missing ['layer0.mlp_fc2']"]),
+    "extra_matrix": (lambda tmp: edited(tmp, set_in("params", "layer1.attn_wq", value=[[0.0] * 16] * 16)),
+                     ["unexpected ['layer1.attn_wq']"]),
+    "adam_wrong_shape": (lambda tmp: edited(tmp, lambda p: p["adam"]["v"]["lm_head"].pop()), ["adam v", "lm_head"]),
+    "more_layers_than_params": (lambda tmp: edited(tmp, set_in("config", "n_layer", value=2)), ["missing", "layer1"]),
+    "nan_value": (lambda tmp: edited(tmp, lambda p: p["params"]["lm_head"][0].__setitem__(3, float("nan"))),
+                  ["lm_head", "not a finite number"]),
+    "infinite_adam_value": (lambda tmp: edited(tmp, lambda p: p["adam"]["v"]["wte"][1].__setitem__(0, float("inf"))),
+                            ["adam v", "wte", "not a finite number"]),
+    "vocab_size_mismatch": (lambda tmp: edited(tmp, lambda p: p["chars"].append("z")), ["6 characters", "vocab_size 6"]),
+    "repeated_character": (lambda tmp: edited(tmp, set_in("chars", value=["a", "b", "a", "n", "o"])),
+                           ["distinct single characters"]),
+    "multi_character_token": (lambda tmp: edited(tmp, set_in("chars", value=["ab", "b", "c", "n", "o"])),
+                              ["distinct single characters"]),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CHECKPOINTS)
+def test_unusable_checkpoint_raises_one_line_checkpoint_error(kind, tmp_path):
+    make, words = BAD_CHECKPOINTS[kind]
+    path = make(tmp_path)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path)
+    message = str(raised.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+
+
+def test_checkpoint_of_a_different_preset_is_refused(tmp_path):
+    path = saved(tmp_path)
+    assert load_checkpoint(path, preset="microgpt").config.preset == "microgpt"
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(path, preset="microgpt-v2")
+    assert "\n" not in str(raised.value)
+    assert "'microgpt'" in str(raised.value) and "'microgpt-v2'" in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["truncated_json", "missing_row", "nan_value", "vocab_size_mismatch", "number_for_a_row"])
+def test_script_reports_unusable_checkpoint_in_one_line_and_exits_2(kind, repo_root, tmp_path):
+    make, words = BAD_CHECKPOINTS[kind]
+    path = make(tmp_path)
+    (tmp_path / "docs.txt").write_text("\n".join(DOCS))
+    result = run_script(repo_root, ["--data", "docs.txt", "--load", str(path), "--engine", "per-op"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert words[0] in result.stderr
+
+
+def test_script_refuses_a_checkpoint_of_another_preset(repo_root, tmp_path):
+    path = saved(tmp_path)
+    (tmp_path / "docs.txt").write_text("\n".join(DOCS))
+    result = run_script(repo_root, ["--data", "docs.txt", "--load", str(path), "--preset", "microgpt-v2",
+                                    "--engine", "per-op"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "made with preset 'microgpt'" in result.stderr
+
+
+# --- resuming ---
+
+@pytest.mark.parametrize("preset", ["microgpt", "microgpt-v2"])
+def test_resumed_run_equals_uninterrupted_run(preset, names_path, tmp_path):
+    """Stopped after 3 of 6 steps, saved, loaded and resumed: the same losses, parameters and
+    samples, bit for bit, as 6 steps in one go."""
+    docs = load_docs(names_path)
+    config = get_config(preset, num_steps=6)
+
+    def train(state, steps):
+        run_docs, tokenizer, model, optimizer, _ = state
+        return [train_step(model, optimizer, tokenizer.encode(run_docs[s]), s) for s in steps]
+
+    whole = start_run(docs, config, seed=42)
+    whole_losses = train(whole, range(6))
+    whole_samples = [sample(whole[2], whole[1], whole[4]) for _ in range(5)]
+
+    first = start_run(docs, config, seed=42)
+    first_losses = train(first, range(3))
+    path = tmp_path / "half.json"
+    save_checkpoint(path, checkpoint_of(first[2], first[1].chars, first[3], step=3, seed=42))
+    second = resume_run(docs, load_checkpoint(path, preset=preset), seed=42)
+    second_losses = train(second, range(3, 6))
+    second_samples = [sample(second[2], second[1], second[4]) for _ in range(5)]
+
+    assert first_losses + second_losses == whole_losses
+    assert second[2].params_as_floats() == whole[2].params_as_floats()
+    assert second_samples == whole_samples
+
+
+def test_resume_check_sees_a_lost_adam_state(names_path, tmp_path):
+    """Resumed without the Adam moments, the next update departs from the uninterrupted one."""
+    docs = load_docs(names_path)
+    config = get_config(num_steps=6)
+    whole = start_run(docs, config, seed=42)
+    for s in range(4):
+        train_step(whole[2], whole[3], whole[1].encode(whole[0][s]), s)
+    first = start_run(docs, config, seed=42)
+    for s in range(3):
+        train_step(first[2], first[3], first[1].encode(first[0][s]), s)
+    bare = checkpoint_of(first[2], first[1].chars, None, step=3, seed=42)
+    second = resume_run(docs, bare, seed=42)
+    train_step(second[2], second[3], second[1].encode(second[0][3]), 3)
+    assert second[2].params_as_floats() != whole[2].params_as_floats()
+
+
+def script_output(repo_root, names_path, cwd, *args):
+    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", *args], cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout.splitlines()
+
+
+def test_script_save_then_load_prints_the_uninterrupted_run(repo_root, names_path, tmp_path):
+    """--save after training, --load to sample: the log of the first and the samples of the
+    second are the uninterrupted run's, and the saved parameters are the library's."""
+    whole = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "5")
+    first = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "0", "--save", "run.json")
+    second = script_output(repo_root, names_path, tmp_path, "--load", "run.json", "--samples", "5")
+    assert first == whole[:9]  # num docs, vocab size, num params, 6 steps
+    assert second[:3] == whole[:3] and second[3:] == whole[9:]
+    docs, tokenizer, model, optimizer, _ = start_run(load_docs(names_path), get_config(num_steps=6), seed=42)
+    for s in range(6):
+        train_step(model, optimizer, tokenizer.encode(docs[s]), s)
+    loaded = load_checkpoint(tmp_path / "run.json")
+    assert loaded.params == model.params_as_floats()
+    assert (loaded.step, loaded.seed) == (6, 42)
+
+
+def test_script_resumes_a_checkpoint_taken_mid_run(repo_root, names_path, tmp_path):
+    """A checkpoint after 3 of 6 steps, loaded by the script, prints steps 4 to 6 and the
+    samples exactly as the uninterrupted 6-step run does."""
+    whole = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "5")
+    docs, tokenizer, model, optimizer, _ = start_run(load_docs(names_path), get_config(num_steps=6), seed=42)
+    for s in range(3):
+        train_step(model, optimizer, tokenizer.encode(docs[s]), s)
+    save_checkpoint(tmp_path / "half.json", checkpoint_of(model, tokenizer.chars, optimizer, step=3, seed=42))
+    resumed = script_output(repo_root, names_path, tmp_path, "--load", "half.json", "--samples", "5")
+    assert resumed[3:6] == whole[6:9] and resumed[3].startswith("step    4 /    6")
+    assert resumed[6:] == whole[9:]
