@@ -1,0 +1,267 @@
+"""scripts/train_torch.py and scripts/sample.py: their output against the scalar engine's,
+data parallelism against one process, and every refusal (one line on stderr, exit code)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from microgpt_scalar.checkpoint import save_checkpoint as save_scalar_checkpoint
+from microgpt_scalar.config import get_config, num_params
+from microgpt_scalar.data import Tokenizer, load_docs
+from microgpt_scalar.model import GPT as ScalarGPT
+from microgpt_scalar.optim import Adam
+from microgpt_scalar.train import sample as scalar_sample
+from microgpt_scalar.train import train_step as scalar_train_step
+from microgpt_torch.checkpoint import checkpoint_of, load_checkpoint, save_checkpoint, to_scalar_checkpoint
+from microgpt_torch.model import GPT
+from microgpt_torch.optim import make_optimizer, make_scheduler
+from microgpt_torch.testing import assert_close, single_thread
+from microgpt_torch.train import faithful_steps, reference_start
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+# Data parallel and single-process runs add the same per-document gradients in another order
+# (two half-batch sums, then an average): measured worst weight difference 1.7e-15 after the
+# 30 float64 steps below. Averaging per-process means instead of taking the global mean
+# (unequal token counts) already moves weights by 2e-2 after one step (measured).
+DDP_ATOL = 1e-13
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_script, sample_script = load_script("train_torch"), load_script("sample")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    with single_thread():  # also restores the thread count the script sets
+        yield
+
+
+def run_main(module, capsys, *argv):
+    """(exit code, stdout, stderr) of a script's main() run in this process."""
+    code = module.main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def scalar_program_output(preset: str, num_steps: int, num_samples: int) -> str:
+    """What the scalar engine prints for the reference program with num_steps steps."""
+    rng = random.Random(42)
+    docs = load_docs(DATA)
+    rng.shuffle(docs)
+    tokenizer = Tokenizer.from_docs(docs)
+    config = get_config(preset, vocab_size=tokenizer.vocab_size, num_steps=num_steps)
+    model = ScalarGPT(config, rng)
+    adam = Adam(model.parameters(), config)
+    lines = [f"num params: {num_params(config)}"]
+    for step in range(num_steps):
+        loss = scalar_train_step(model, adam, tokenizer.encode(docs[step % len(docs)]), step)
+        lines.append(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}")
+    lines += [f"sample {i + 1:2d}: {scalar_sample(model, tokenizer, rng, 0.5)}" for i in range(num_samples)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("preset", ["microgpt", "microgpt-v2"])
+def test_faithful_script_prints_what_the_scalar_engine_prints(capsys, preset):
+    code, out, err = run_main(train_script, capsys, "--preset", preset, "--data", DATA, "--steps", 4, "--samples", 5)
+    assert (code, err) == (0, "")
+    assert out == scalar_program_output(preset, num_steps=4, num_samples=5)
+
+
+def test_printed_log_comparison_fails_for_another_seed(capsys):
+    code, out, _ = run_main(train_script, capsys, "--data", DATA, "--steps", 2, "--samples", 1, "--seed", 1)
+    assert code == 0 and out != scalar_program_output("microgpt", num_steps=2, num_samples=1)
+
+
+def test_faithful_script_resumes_where_a_checkpoint_left_off(capsys, tmp_path):
+    code, straight, _ = run_main(train_script, capsys, "--data", DATA, "--steps", 6, "--samples", 3)
+    docs, tokenizer, config, params, _ = reference_start(load_docs(DATA), seed=42, num_steps=6)
+    model = GPT.from_scalar_params(config, params)
+    optimizer = make_optimizer(model, config)
+    steps = faithful_steps(model, optimizer, make_scheduler(optimizer, config), docs, tokenizer)
+    for _ in range(3):
+        next(steps)
+    save_checkpoint(tmp_path / "half.pt", checkpoint_of(model, tokenizer.chars, optimizer, 3, seed=42))
+    code, resumed, err = run_main(train_script, capsys, "--data", DATA, "--steps", 6, "--samples", 3,
+                                  "--resume", tmp_path / "half.pt")
+    assert (code, err) == (0, "")
+    lines = straight.splitlines()
+    assert resumed.splitlines() == lines[:1] + lines[4:]  # steps 4-6 and the same samples
+
+
+def test_checkpoints_are_written_every_n_steps_and_at_the_end(capsys, tmp_path):
+    path = tmp_path / "run.pt"
+    code, _, _ = run_main(train_script, capsys, "--data", DATA, "--steps", 5, "--samples", 0,
+                          "--save", path, "--save-every", 2)
+    assert code == 0 and load_checkpoint(path).step == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(capsys, tmp_path):
+    path = tmp_path / "run.pt"
+    assert run_main(train_script, capsys, "--data", DATA, "--steps", 2, "--samples", 0, "--save", path)[0] == 0
+    good = path.read_bytes()
+    # A step size of 1e308 sends the weights to inf after step 2; step 3's loss is nan.
+    code, out, err = run_main(train_script, capsys, "--data", DATA, "--steps", 5, "--save", path,
+                              "--learning-rate", 1e307)
+    assert code == 1
+    assert err == f"error: loss is nan at step 3; the last good checkpoint {path} is kept\n"
+    assert "step    2 /    5" in out and "step    3" not in out and "sample" not in out
+    assert path.read_bytes() == good
+
+
+def test_non_finite_weights_are_never_saved_over_a_good_checkpoint(capsys, tmp_path):
+    path = tmp_path / "run.pt"
+    code, _, err = run_main(train_script, capsys, "--data", DATA, "--steps", 5, "--save", path,
+                            "--save-every", 1, "--learning-rate", 1e307)
+    assert code == 1
+    assert err == f"error: parameter wte.weight is not finite after step 2; the last good checkpoint {path} is kept\n"
+    assert load_checkpoint(path).step == 1
+
+
+def test_resume_refuses_a_checkpoint_of_another_preset_or_shape(capsys, tmp_path):
+    path = tmp_path / "run.pt"
+    assert run_main(train_script, capsys, "--data", DATA, "--steps", 1, "--samples", 0, "--save", path)[0] == 0
+    code, out, err = run_main(train_script, capsys, "--data", DATA, "--preset", "microgpt-v2", "--resume", path)
+    assert (code, out) == (2, "")
+    assert err == f"error: checkpoint {path} was made with preset 'microgpt', not 'microgpt-v2'\n"
+    code, _, err = run_main(train_script, capsys, "--data", DATA, "--steps", 1, "--n-layer", 2, "--resume", path)
+    assert code == 2 and err == "error: checkpoint has n_layer=1, but n_layer=2 was asked for\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "/nonexistent/names.txt"], "error: data file not found: /nonexistent/names.txt\n"),
+    (["--mode", "batched", "--batch-size", "0"], "error: --batch-size must not be 0\n"),
+    (["--temperature", "0"], "error: --temperature must be > 0, got 0.0\n"),
+    (["--bf16"], "error: --bf16 needs --device cuda, --mode batched and float32 weights\n"),
+    (["--n-head", "5"], "error: n_embd (16) must be divisible by n_head (5)\n"),
+])
+def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
+    argv = argv if "--data" in argv else argv + ["--data", str(DATA)]
+    assert run_main(train_script, capsys, *argv) == (2, "", message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_device_without_cuda_is_refused(capsys):
+    assert run_main(train_script, capsys, "--device", "cuda", "--data", DATA) == \
+        (2, "", "error: --device cuda: CUDA is not available on this machine (try --device cpu)\n")
+
+
+def test_script_exit_code_and_stderr_from_the_command_line(tmp_path):
+    result = subprocess.run([sys.executable, REPO / "scripts" / "train_torch.py", "--data", tmp_path / "none.txt"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"error: data file not found: {tmp_path / 'none.txt'}\n"
+
+
+def test_batched_script_reports_validation_loss_and_samples(capsys, tmp_path):
+    code, out, err = run_main(train_script, capsys, "--mode", "batched", "--data", DATA, "--steps", 20,
+                              "--batch-size", 8, "--eval-every", 10, "--samples", 3, "--save", tmp_path / "b.pt")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("num params: 4064 | train docs 28830 | val docs 3203")
+    assert lines[1].startswith("step   10 /   20 | loss ") and " | val loss " in lines[1]
+    assert lines[2].startswith("step   20 /   20 | loss ")
+    assert [line[:11] for line in lines[3:]] == ["sample  1: ", "sample  2: ", "sample  3: "]
+    assert "train" in err and "20/20" in err  # the progress bar, on stderr
+    assert load_checkpoint(tmp_path / "b.pt").step == 20
+
+
+def run_batched_pair(capsys, tmp_path):
+    """One process and two data-parallel processes (torchrun, gloo) on the same global batches."""
+    common = ["--mode", "batched", "--data", DATA, "--steps", 30, "--batch-size", 16, "--eval-every", 15,
+              "--dtype", "float64", "--samples", 4, "--seed", 3]
+    code, single_out, _ = run_main(train_script, capsys, *common, "--save", tmp_path / "one.pt")
+    assert code == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(torchrun + [str(REPO / "scripts" / "train_torch.py")] + [str(a) for a in common]
+                            + ["--save", str(tmp_path / "two.pt")], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return single_out, result.stdout, load_checkpoint(tmp_path / "one.pt"), load_checkpoint(tmp_path / "two.pt")
+
+
+def test_two_data_parallel_processes_equal_one_process(capsys, tmp_path):
+    single_out, ddp_out, one, two = run_batched_pair(capsys, tmp_path)
+    assert ddp_out == single_out  # the same printed losses, validation losses and samples
+    for name in one.model:
+        assert_close(f"{name} after 30 steps", two.model[name], one.model[name], DDP_ATOL, 0.0)
+        assert_close(f"{name} Adam v", two.adam["v"][name], one.adam["v"][name], DDP_ATOL, 0.0)
+    # The comparison is not vacuous: one Adam step alone moves weights by ~1e-2.
+    start = reference_start(load_docs(DATA), seed=3)[3]
+    with pytest.raises(AssertionError, match="wte"):
+        assert_close("wte", two.model["wte.weight"], torch.tensor(start["wte"]), DDP_ATOL, 0.0)
+
+
+def make_checkpoints(tmp_path):
+    """A short faithful run saved in both formats."""
+    docs, tokenizer, config, params, _ = reference_start(load_docs(DATA), seed=42, num_steps=40)
+    model = GPT.from_scalar_params(config, params)
+    optimizer = make_optimizer(model, config)
+    for _ in faithful_steps(model, optimizer, make_scheduler(optimizer, config), docs, tokenizer):
+        pass
+    checkpoint = checkpoint_of(model, tokenizer.chars, optimizer, 40, 42)
+    save_checkpoint(tmp_path / "model.pt", checkpoint)
+    save_scalar_checkpoint(tmp_path / "model.json", to_scalar_checkpoint(checkpoint))
+    return tmp_path / "model.pt", tmp_path / "model.json"
+
+
+def test_sample_script_gives_the_same_names_for_both_engines_and_formats(capsys, tmp_path):
+    torch_file, json_file = make_checkpoints(tmp_path)
+    outputs = {}
+    for path in (torch_file, json_file):
+        for engine in ("torch", "scalar"):
+            code, out, err = run_main(sample_script, capsys, path, "--engine", engine, "--num-samples", 12, "--seed", 5)
+            assert (code, err) == (0, "")
+            outputs[path.suffix, engine] = out
+    assert len(set(outputs.values())) == 1, outputs
+    names = [line.split(": ", 1)[1] for line in outputs[".pt", "torch"].splitlines()]
+    assert len(names) == 12 and len(set(names)) > 6
+    _, other, _ = run_main(sample_script, capsys, torch_file, "--num-samples", 12, "--seed", 6)
+    assert other != outputs[".pt", "torch"]  # the seed matters, so equal outputs mean something
+
+
+def test_sample_script_torch_sampler_and_refusals(capsys, tmp_path):
+    torch_file, _ = make_checkpoints(tmp_path)
+    code, out, _ = run_main(sample_script, capsys, torch_file, "--sampler", "torch", "--num-samples", 3)
+    assert code == 0 and len(out.splitlines()) == 3
+    assert run_main(sample_script, capsys, tmp_path / "missing.pt") == \
+        (2, "", f"error: checkpoint not found: {tmp_path / 'missing.pt'}\n")
+    code, _, err = run_main(sample_script, capsys, torch_file, "--engine", "scalar", "--sampler", "torch")
+    assert code == 2 and err == "error: --sampler torch needs --engine torch\n"
+
+
+@pytest.mark.slow
+def test_compiled_batched_run_equals_the_eager_run(capsys, tmp_path):
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile on the CPU needs a C compiler")
+    common = ["--mode", "batched", "--data", DATA, "--steps", 5, "--batch-size", 8, "--eval-every", 5,
+              "--dtype", "float64", "--samples", 2]
+    eager = run_main(train_script, capsys, *common, "--save", tmp_path / "eager.pt")
+    compiled = run_main(train_script, capsys, *common, "--compile", "--save", tmp_path / "compiled.pt")
+    assert eager[0] == compiled[0] == 0 and eager[1] == compiled[1]
+    one, two = load_checkpoint(tmp_path / "eager.pt"), load_checkpoint(tmp_path / "compiled.pt")
+    for name in one.model:  # kernels fused by the compiler round differently: float64 rounding only
+        assert_close(f"compiled {name}", two.model[name], one.model[name], 1e-12, 0.0)
+
+
+def test_non_finite_loss_without_any_checkpoint_claims_none(capsys, tmp_path):
+    code, _, err = run_main(train_script, capsys, "--data", DATA, "--steps", 5, "--save", tmp_path / "new.pt",
+                            "--learning-rate", 1e307)
+    assert (code, err) == (1, "error: loss is nan at step 3\n")
+    assert not (tmp_path / "new.pt").exists()
