@@ -1,0 +1,247 @@
+"""A certificate for a learner's scalar engine: train the reference model on it and compare
+the log with a golden trace made by the project's engine.
+
+The golden trace (`compare/golden/microgpt.json`, written by `scripts/make_golden.py`) holds,
+for the first steps of the published run (preset microgpt, seed 42, names.txt), each step's
+loss at full precision and as printed, the norm of every parameter tensor's gradient before
+the update, and the names sampled after the last step with the run's continuing RNG:
+
+    golden = load_golden(GOLDEN_PATH)
+    certificate = certify(LearnerValue, load_docs("names.txt"), golden, steps=20)
+    certificate.passed, certificate.difference   # the first step and tensor that differ
+
+Gradient norms are kept for every step, not only the first: under the microgpt preset
+`attn_wo` and `mlp_fc2` start at zero, so at step 1 the gradients of attn_wq/wk/wv and
+mlp_fc1 are exactly zero in any correct engine (and in many broken ones); from step 2 on
+no tensor's gradient is zero.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compare.engines import EngineError, missing_operations
+from microgpt_scalar.config import GPTConfig, get_config
+from microgpt_scalar.engine import Value
+from microgpt_scalar.train import sample, start_run, train_step
+
+GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "microgpt.json"
+FORMAT = "microgpt-golden"
+VERSION = 1
+
+# The learner's losses may differ from ours in the last bits (another order of adding up
+# gradients, a / b instead of a * b ** -1), and training carries the differences forward.
+# Measured against tests/fixtures/certify_engine_micrograd.py over 20 steps: losses differ
+# by at most 4e-16 relative, gradient norms by at most 3e-15. The tolerances sit more than
+# four orders of magnitude above that; tests/test_certify.py shows that a loss 1e-9 off and
+# a local gradient 1e-6 off both fail.
+LOSS_RTOL = 1e-11
+GRAD_NORM_RTOL = 1e-10
+# A norm that is zero in the golden trace must be exactly zero: those gradients are zero in
+# any correct engine (see the module docstring), so there is no absolute tolerance.
+
+
+class GoldenError(ValueError):
+    """A golden trace that cannot be read, or that does not fit the run asked for."""
+
+
+@dataclass
+class StepRecord:
+    step: int  # 1-based, as printed
+    loss: float
+    printed: str  # the loss as the log prints it, f"{loss:.4f}"
+    grad_norms: dict  # parameter name -> sqrt(sum of squared gradients), before the update
+
+
+@dataclass
+class Difference:
+    step: int | None  # 1-based step, or None for the samples drawn after training
+    what: str  # "loss", "printed loss", "gradient of <tensor>", "samples", "error"
+    message: str  # one line naming the culprit, with both numbers
+    also: list = field(default_factory=list)  # further tensors that differ at the same step
+
+
+@dataclass
+class Certificate:
+    steps: int  # steps compared (the run stops at the first difference)
+    samples_compared: bool
+    difference: Difference | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.difference is None
+
+
+def documents_digest(docs: list[str]) -> str:
+    """sha256 of the documents in file order: identifies the data whatever its line endings."""
+    return hashlib.sha256("\n".join(docs).encode("utf-8")).hexdigest()
+
+
+def gradient_norms(model) -> dict:
+    """name -> sqrt(sum of g * g) over the tensor, with fsum so the order of terms is moot."""
+    return {
+        name: math.sqrt(math.fsum(float(p.grad) * float(p.grad) for row in matrix for p in row))
+        for name, matrix in model.state_dict.items()
+    }
+
+
+class _NormRecorder:
+    """Stands in for the optimizer in `train_step`: notes the gradient norms, then steps."""
+
+    def __init__(self, optimizer, model):
+        self.optimizer, self.model, self.norms = optimizer, model, None
+
+    def step(self, lr: float, step: int) -> None:
+        self.norms = gradient_norms(self.model)
+        self.optimizer.step(lr, step)
+
+
+def record_run(docs: list[str], steps: int, num_samples: int, value_cls=Value, config: GPTConfig | None = None,
+               seed: int = 42, on_step=None) -> tuple[list[StepRecord], list[str]]:
+    """Train the first `steps` of the run `config` describes (default: preset microgpt, whose
+    num_steps sets the learning-rate schedule), then sample `num_samples` names.
+
+    `on_step(record)` sees each step as it ends; if it returns False the run stops there and
+    no names are sampled. Returns (step records, samples).
+    """
+    config = get_config() if config is None else config
+    docs, tokenizer, model, optimizer, rng = start_run(docs, config, seed, value_cls)
+    recorder = _NormRecorder(optimizer, model)
+    records = []
+    for s in range(steps):
+        loss = float(train_step(model, recorder, tokenizer.encode(docs[s % len(docs)]), s))
+        records.append(StepRecord(s + 1, loss, f"{loss:.4f}", recorder.norms))
+        if on_step is not None and on_step(records[-1]) is False:
+            return records, []
+    return records, [sample(model, tokenizer, rng) for _ in range(num_samples)]
+
+
+def make_golden(docs: list[str], steps: int = 20, num_samples: int = 3, preset: str = "microgpt",
+                seed: int = 42) -> dict:
+    """The golden trace of the project's engine, as a dict (`golden_text` gives the file's text)."""
+    records, samples = record_run(docs, steps, num_samples, Value, get_config(preset), seed)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "preset": preset,
+        "seed": seed,
+        "num_steps": get_config(preset).num_steps,  # the run's length, which sets the lr schedule
+        "data": {"num_docs": len(docs), "sha256": documents_digest(docs)},
+        "steps": [dataclasses.asdict(record) for record in records],
+        "samples": {"after_step": steps, "temperature": 0.5, "names": samples},
+    }
+
+
+def golden_text(golden: dict) -> str:
+    """The file's exact text: JSON with one step per line (floats round-trip exactly)."""
+    head = {key: value for key, value in golden.items() if key not in ("steps", "samples")}
+    lines = ["{"]
+    lines += [f"  {json.dumps(key)}: {json.dumps(value)}," for key, value in head.items()]
+    lines.append('  "steps": [')
+    lines += [f"    {json.dumps(step)}," for step in golden["steps"]]
+    lines[-1] = lines[-1].rstrip(",")
+    lines.append("  ],")
+    lines.append(f'  "samples": {json.dumps(golden["samples"])}')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def load_golden(path=GOLDEN_PATH) -> dict:
+    path = Path(path)
+    try:
+        golden = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GoldenError(f"golden trace not found: {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GoldenError(f"golden trace is not valid JSON: {path} ({error})") from None
+    if not isinstance(golden, dict) or golden.get("format") != FORMAT or golden.get("version") != VERSION:
+        raise GoldenError(f"not a {FORMAT} file of version {VERSION}: {path}")
+    missing = [key for key in ("preset", "seed", "num_steps", "data", "steps", "samples") if key not in golden]
+    if missing:
+        raise GoldenError(f"golden trace {path} lacks {', '.join(missing)}")
+    return golden
+
+
+def check_fit(golden: dict, docs: list[str], steps: int) -> None:
+    """Raise GoldenError unless the golden trace covers `steps` steps of a run on `docs`."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise GoldenError(f"steps must be a positive whole number, got {steps!r}")
+    if steps > len(golden["steps"]):
+        raise GoldenError(f"the golden trace has {len(golden['steps'])} steps, fewer than the {steps} asked for")
+    if documents_digest(docs) != golden["data"]["sha256"]:
+        raise GoldenError(
+            f"the documents ({len(docs)}) are not the ones the golden trace was made from "
+            f"({golden['data']['num_docs']}); pass the names file with --data"
+        )
+
+
+def compare_record(record: StepRecord, expected: dict) -> Difference | None:
+    """The first way one step differs from the golden one: loss, printed loss, gradients."""
+    step, want = record.step, expected["loss"]
+    if not abs(record.loss - want) <= LOSS_RTOL * abs(want):
+        return Difference(step, "loss", f"step {step}: loss {record.loss!r}, expected {want!r} "
+                                        f"(relative difference {_relative(record.loss, want):.3g}, "
+                                        f"tolerance {LOSS_RTOL:g})")
+    if record.printed != expected["printed"]:
+        return Difference(step, "printed loss", f"step {step}: printed loss {record.printed}, "
+                                                f"expected {expected['printed']}")
+    wrong = [name for name, want in expected["grad_norms"].items()
+             if not abs(record.grad_norms.get(name, math.nan) - want) <= GRAD_NORM_RTOL * abs(want)]
+    if not wrong:
+        return None
+    name, want = wrong[0], expected["grad_norms"][wrong[0]]
+    got = record.grad_norms.get(name, math.nan)
+    others = f"; also {', '.join(wrong[1:])}" if wrong[1:] else ""
+    matching = [other for other in expected["grad_norms"] if other not in wrong]
+    fine = f"; these match: {', '.join(matching)}" if matching else ""
+    return Difference(step, f"gradient of {name}",
+                      f"step {step}: gradient of {name} has norm {got!r}, expected {want!r} (relative "
+                      f"difference {_relative(got, want):.3g}, tolerance {GRAD_NORM_RTOL:g}){others}{fine}",
+                      wrong[1:])
+
+
+def _relative(got: float, want: float) -> float:
+    return abs(got - want) / abs(want) if want else math.inf
+
+
+def certify(value_cls, docs: list[str], golden: dict, steps: int = 20, on_step=None) -> Certificate:
+    """Train on `value_cls` and compare with the golden trace, stopping at the first difference.
+
+    `on_step(record)` sees each step as it ends (a script prints the log from it).
+    Raises GoldenError if the golden trace does not fit the documents or the steps, and
+    EngineError if `value_cls` lacks an operation the model uses.
+    """
+    check_fit(golden, docs, steps)
+    missing = missing_operations(value_cls)
+    if missing:
+        raise EngineError(f"class {value_cls.__name__} lacks what the transformer needs: {', '.join(missing)}")
+    found, done = [], []
+
+    def check(record: StepRecord):
+        done.append(record.step)
+        if on_step is not None:
+            on_step(record)
+        difference = compare_record(record, golden["steps"][record.step - 1])
+        if difference is not None:
+            found.append(difference)
+        return difference is None
+
+    want_samples = golden["samples"]["names"] if steps == golden["samples"]["after_step"] else []
+    config = get_config(golden["preset"], num_steps=golden["num_steps"])
+    try:
+        _, samples = record_run(docs, steps, len(want_samples), value_cls, config, golden["seed"], check)
+    except Exception as error:  # the learner's engine may fail in any way; say where and how
+        where = f"step {len(done) + 1}" if len(done) < steps else "sampling"
+        step = len(done) + 1 if len(done) < steps else None
+        message = f"{where}: the engine raised {type(error).__name__}: {error}"
+        return Certificate(len(done), False, Difference(step, "error", message))
+    if found:
+        return Certificate(found[0].step, False, found[0])
+    if samples != want_samples:
+        return Certificate(steps, True, Difference(None, "samples", f"samples after step {steps}: "
+                                                                   f"{samples}, expected {want_samples}"))
+    return Certificate(steps, bool(want_samples))

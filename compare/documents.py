@@ -1,0 +1,63 @@
+"""The documents a comparison trains on, and how a step picks its batch from them.
+
+Built in: six names that between them use all 26 lowercase letters within their first seven
+characters (the inputs of the default block_size of 8) and fill all 8 positions, so one step
+sends a gradient to every row of `wte` and `wpe`.
+
+A step trains on a batch of documents and its loss is the mean of the documents' losses,
+the same sum on both sides; a batch of one document is exactly the reference program's step.
+Step s takes documents s * k .. s * k + k - 1 (wrapping around), k = `per_step`.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from microgpt_scalar.data import Tokenizer
+
+ALPHABET = "abcdefghijklmnopqrstuvwxyz"  # the vocabulary of built-in and --doc documents (+ BOS)
+BUILTIN_DOCS = ("jacqueline", "maxwell", "brooklyn", "fitzgerald", "josephine", "devon")
+
+
+@dataclass(frozen=True)
+class Documents:
+    docs: tuple  # the documents, in the order the steps take them
+    tokenizer: Tokenizer
+    per_step: int  # documents in one step's batch
+
+    def __post_init__(self) -> None:
+        if not self.docs:
+            raise ValueError("there are no documents to train on")
+        if not 1 <= self.per_step <= len(self.docs):
+            raise ValueError(f"per_step must be between 1 and {len(self.docs)}, got {self.per_step}")
+        for doc in self.docs:
+            self.tokenizer.encode(doc)  # raises DataError naming a character outside the vocabulary
+
+    def batch(self, step: int) -> list[list[int]]:
+        """The token ids of the documents step `step` (0-based, counted from the run's start) trains on."""
+        n = len(self.docs)
+        return [self.tokenizer.encode(self.docs[(step * self.per_step + j) % n]) for j in range(self.per_step)]
+
+
+def given_documents(docs, chars=ALPHABET) -> Documents:
+    """Documents named on the command line (or the built-in ones): all of them in every step."""
+    return Documents(tuple(docs), Tokenizer(chars), per_step=len(docs))
+
+
+def file_documents(docs, seed: int, chars=None) -> Documents:
+    """The lines of a data file as the reference program uses them: shuffled with the seed,
+    one document per step, so the losses are the reference program's losses.
+
+    The vocabulary is the file's characters, or `chars` (a checkpoint's vocabulary)."""
+    shuffled, _ = reference_shuffle(docs, seed)
+    tokenizer = Tokenizer(chars) if chars is not None else Tokenizer.from_docs(shuffled)
+    return Documents(tuple(shuffled), tokenizer, per_step=1)
+
+
+def reference_shuffle(docs, seed: int) -> tuple[list, random.Random]:
+    """The reference program's first move: shuffle the documents with `random.Random(seed)`.
+    Returns the shuffled copy and the generator, which goes on to draw the parameters."""
+    rng = random.Random(seed)
+    shuffled = list(docs)
+    rng.shuffle(shuffled)
+    return shuffled, rng

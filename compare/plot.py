@@ -1,0 +1,49 @@
+"""A scatter plot of the scalar engine's gradients against torch's, one colour per tensor.
+
+Agreeing engines put every point on the diagonal; a wrong gradient leaves it. matplotlib is
+an optional extra (`pip install -e .[plot]`).
+"""
+from __future__ import annotations
+
+from .report import Report
+
+
+class PlotUnavailable(ValueError):
+    """matplotlib is not installed; the message is one line."""
+
+
+def require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailable("--plot needs matplotlib, which is not installed: "
+                              "pip install matplotlib (or pip install -e .[plot])") from None
+
+
+def plot_gradients(report: Report, path) -> None:
+    """Write the scatter plot to `path` (the format follows its suffix: .png, .svg, .pdf)."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, never a window
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import SymmetricalLogLocator
+
+    figure, axes = plt.subplots(figsize=(7, 7))
+    for name, values in report.gradient_values.items():
+        axes.scatter(values["scalar"], values["torch"], s=6, alpha=0.7, label=name)
+    everything = [g for values in report.gradient_values.values() for g in values["scalar"] + values["torch"]]
+    low, high = min(everything), max(everything)
+    axes.plot([low, high], [low, high], color="black", linewidth=0.5, label="agreement")
+    linear_near_zero = max(min((abs(g) for g in everything if g), default=1e-12), 1e-12)
+    for axis, scale in ((axes.xaxis, axes.set_xscale), (axes.yaxis, axes.set_yscale)):
+        scale("symlog", linthresh=linear_near_zero)  # gradients span many orders of magnitude, both signs
+        axis.set_major_locator(SymmetricalLogLocator(base=1000, linthresh=linear_near_zero))  # a tick every 3
+    axes.set_xlabel(f"scalar engine gradient ({report.settings.engine})")
+    axes.set_ylabel(f"torch gradient ({report.settings.dtype})")
+    verdict = "they agree" if report.agrees else "they DISAGREE"
+    axes.set_title(f"gradients of step {report.focus_step + 1}: {verdict}")
+    axes.legend(fontsize="small", markerscale=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,238 @@
+"""The report as one screen of text: the verdict first, then the numbers behind it, then
+what to do about them. Returns strings; the script prints them."""
+from __future__ import annotations
+
+import textwrap
+
+from .diff import TensorDiff
+from .faults import ALL_TENSORS
+from .report import Report
+from .trace import entry_meaning
+
+WIDTH = 14  # the widest default tensor name, "layer0.mlp_fc1"
+
+
+def render(report: Report) -> str:
+    sections = [verdict(report), settings_block(report), loss_block(report), gradient_table(report),
+                update_block(report), steps_block(report), coverage_block(report), parting_block(report),
+                fd_block(report), float32_note(report), next_block(report)]
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def verdict(report: Report) -> str:
+    s = report.settings
+    steps = "one training step" if s.steps == 1 else f"{s.steps} training steps in lockstep"
+    if report.agrees:
+        caveat = "" if not report.coverage.zero_tensors else " (but see the coverage WARNING below)"
+        return f"AGREE: the scalar engine and torch agree on {steps}, within {s.dtype} tolerances{caveat}."
+    where = "" if s.steps == 1 else f" from step {report.focus_step + 1} on"
+    return f"DISAGREE: the scalar engine and torch disagree{where}: {_reason(report)}."
+
+
+def _reason(report: Report) -> str:
+    if report.divergence is not None:
+        return f"the forward pass parts at {report.divergence.stage}, position {report.divergence.position}"
+    differing = report.differing_gradients
+    if differing:
+        return f"the forward agrees, the gradients of {len(differing)} of {len(report.gradients)} tensors differ"
+    if not report.finite_differences or report.finite_differences.agrees:
+        return "the forward and the gradients agree, the Adam update differs"
+    return "finite differences disagree with the scalar engine's gradients"
+
+
+def settings_block(report: Report) -> str:
+    s = report.settings
+    weights = s.weights if s.weights not in ("reference", "dense") else f"{s.weights} (seed {s.seed})"
+    start = f", resumed after step {s.start_step}" if s.start_step else ""
+    if s.per_step == len(s.docs):
+        batch = f"{len(s.docs)} document{'s' * (len(s.docs) > 1)} in every step: {', '.join(s.docs)}"
+    else:
+        batch = f"{s.per_step} of {len(s.docs):,} documents per step, in the reference program's order (seed {s.seed})"
+    return "\n".join([
+        f"  engine   {s.engine}   vs   torch {s.dtype} on {s.device}",
+        f"  model    preset {s.preset}, {s.num_params:,} parameters, weights {weights}{start}",
+        f"  batch    {batch}",
+    ])
+
+
+def loss_block(report: Report) -> str:
+    d, step = report.loss, _step_loss(report)
+    label = "loss" if report.settings.steps == 1 else f"loss of step {report.focus_step + 1}"
+    return (f"  {label}   scalar {step.scalar:.15g}   torch {step.torch:.15g}   "
+            f"|diff| {d.max_abs:.2g}   {_ok(d)}")
+
+
+def gradient_table(report: Report) -> str:
+    tol = report.tolerances.gradients
+    lines = [f"  gradients of step {report.focus_step + 1} (agree within {tol.atol:g} + {tol.rtol:g} x magnitude)",
+             f"    {'tensor':<{WIDTH}}  {'shape':>8}  {'checked':>7}  {'non-zero':>8}  "
+             f"{'max |diff|':>10}  {'at':<9} {'max rel':>8}  at"]
+    lines += [_row(d) for d in report.gradients]
+    return "\n".join(lines)
+
+
+def _row(d: TensorDiff) -> str:
+    shape = "x".join(str(n) for n in d.shape)
+    return (f"    {d.name:<{WIDTH}}  {shape:>8}  {d.checked:>7,}  {d.nonzero:>8,}  "
+            f"{d.max_abs:>10.2g}  {_at(d.max_abs_at):<9} {d.max_rel:>8.2g}  {_at(d.max_rel_at):<9} {_ok(d)}")
+
+
+def update_block(report: Report) -> str:
+    tol = report.tolerances.values
+    lines = [f"  after the update (agree within {tol.atol:g} + {tol.rtol:g} x magnitude)"]
+    for label, tables in (("parameters", report.parameters), ("Adam m", report.adam_m), ("Adam v", report.adam_v)):
+        lines.append(f"    {label:<12}{_summary(tables)}")
+        if all(d.agrees for d in report.gradients):  # else the wrong gradients explain these
+            lines += [_row(d) for d in tables if not d.agrees]
+    return "\n".join(lines)
+
+
+def _summary(tables: list) -> str:
+    agreeing = sum(d.agrees for d in tables)
+    worst_abs = max(tables, key=lambda d: d.max_abs)
+    worst_rel = max(tables, key=lambda d: d.max_rel)
+    return (f"{agreeing} of {len(tables)} tensors agree; worst |diff| {worst_abs.max_abs:.2g} "
+            f"({worst_abs.name} {_at(worst_abs.max_abs_at)}), worst rel {worst_rel.max_rel:.2g} "
+            f"({worst_rel.name} {_at(worst_rel.max_rel_at)})")
+
+
+def steps_block(report: Report) -> str:
+    if report.settings.steps == 1:
+        return ""
+    lines = ["  loss at every step", f"    {'step':>5}  {'scalar':>18}  {'torch':>18}  {'|diff|':>8}"]
+    lines += [f"    {step.step + 1:>5}  {step.scalar:>18.15g}  {step.torch:>18.15g}  "
+              f"{abs(step.scalar - step.torch):>8.2g}  {'ok' if step.agrees else 'DIFFERS'}" for step in report.losses]
+    last = report.losses[-1].step + 1
+    lines.append(f"  parameters after step {last}: {_summary(report.final_parameters)}")
+    return "\n".join(lines)
+
+
+def coverage_block(report: Report) -> str:
+    c = report.coverage
+    line = f"  coverage {c.nonzero:,} of {c.total:,} gradients are non-zero in at least one engine"
+    if not c.zero_tensors:
+        return line + ": every tensor was checked on numbers that are not 0."
+    return "\n".join([
+        line + ".",
+        f"  WARNING  {len(c.zero_tensors)} tensor{'s' * (len(c.zero_tensors) > 1)} had no non-zero gradient at all: "
+        f"{', '.join(c.zero_tensors)}.",
+        "           Their check compared 0 with 0 and proves nothing about the engine. The reference",
+        "           weights start attn_wo and mlp_fc2 at zero, which zeroes these gradients at the first",
+        "           step in any engine; use --weights dense, or --steps 2 or more.",
+    ])
+
+
+def parting_block(report: Report) -> str:
+    if report.agrees:
+        return ""
+    if report.divergence is not None:
+        return "  where they part\n" + _forward_parting(report)
+    lines = ["  where they part", "    forward: agrees (every traced intermediate of every document in the batch)."]
+    differing = report.differing_gradients
+    if differing:
+        lines.append(f"    backward: {len(differing)} of {len(report.gradients)} gradient tensors differ, worst first: "
+                     f"{', '.join(differing)}")
+        lines.append(_nearest_hint(report, differing))
+    elif not all(d.agrees for d in report.parameters + report.adam_m + report.adam_v):
+        lines.append("    backward: every gradient agrees, so the Adam update differs (see the tensors above).")
+    else:
+        lines.append("    this step agrees; an earlier difference shows in the losses or the final parameters.")
+    return "\n".join(lines)
+
+
+def _forward_parting(report: Report) -> str:
+    d, s = report.divergence, report.settings
+    doc = s.docs[(report.focus_step * s.per_step + d.document) % len(s.docs)]
+    tokens = [None, *doc, None]  # None stands for BOS at either end
+    shown = [repr(ch) if ch is not None else "BOS" for ch in tokens]
+    what = entry_meaning(d.stage, d.position, d.index, s.chars)
+    return "\n".join([
+        f"    forward: the first number that differs is {d.stage} at position {d.position} of {doc!r} "
+        f"(input {shown[d.position]}, next {shown[d.position + 1]}), {what}:",
+        f"             scalar {d.scalar!r}, torch {d.torch!r}",
+        f"             every number computed before it agrees: look at the operations that make {d.stage}.",
+    ])
+
+
+def _nearest_hint(report: Report, differing: list) -> str:
+    """Name the wrong gradient nearest the loss: the mistake sits between it and the loss."""
+    backward_order = [d.name for d in reversed(report.gradients)]  # lm_head sits at the loss end
+    backward_order.remove("lm_head")
+    backward_order.insert(0, "lm_head")
+    nearest = next(name for name in backward_order if name in differing)
+    agreeing = [name for name in backward_order if name not in differing]
+    if nearest == "lm_head":
+        return ("              lm_head, the weight nearest the loss, is already wrong: suspect the loss itself "
+                "(log), the softmax (exp, division) or backward's bookkeeping.")
+    return (f"              walking back from the loss, the first wrong gradient is {nearest} "
+            f"(still right: {', '.join(agreeing)}): suspect an operation used between them.")
+
+
+def fd_block(report: Report) -> str:
+    fd = report.finite_differences
+    if fd is None:
+        return ""
+    wrong = [entry for entry in fd.entries if not entry.agrees]
+    lines = [f"  finite differences of the scalar engine's own loss (h = {fd.step_size:g}, agree within "
+             f"{fd.tolerance.atol:g} + {fd.tolerance.rtol:g} x magnitude): "
+             f"{len(fd.entries) - len(wrong)} of {len(fd.entries)} sampled gradients agree"]
+    for entry in wrong or fd.entries[:3]:
+        lines.append(f"    {entry.name:<{WIDTH}} {_at(entry.index):<9} autograd {entry.autograd: .10g}   "
+                     f"estimate {entry.estimate: .10g}   {'ok' if entry.agrees else 'DIFFERS'}")
+    return "\n".join(lines)
+
+
+def float32_note(report: Report) -> str:
+    if report.settings.dtype != "float32":
+        return ""
+    gradients = max(report.gradients, key=lambda d: d.max_abs)
+    parameters = max(report.parameters, key=lambda d: d.max_abs)
+    text = (f"torch ran in float32, the scalar engine in float64 (Python floats). float32 keeps about 7 "
+            f"significant digits, so the two drift apart by rounding alone: here the loss by "
+            f"{report.loss.max_rel:.1e} relative, the gradients by up to {gradients.max_abs:.1e} "
+            f"({gradients.name}) and the parameters after the update by up to {parameters.max_abs:.1e} "
+            f"({parameters.name}). The check used float32's wider tolerances: drift of this size is "
+            f"expected, not a bug. Check an engine in float64, the default.")
+    return textwrap.fill(text, 100, initial_indent="  note     ", subsequent_indent=" " * 11)
+
+
+def next_block(report: Report) -> str:
+    s = report.settings
+    if not report.agrees or s.fault is not None or s.engine != "microgpt_scalar.engine.Value":
+        return ""
+    return ("  next     --engine FILE checks your own Value class the same way; --inject NAME (see\n"
+            "           --list-faults) shows a typical mistake being caught; --fd K adds finite differences.")
+
+
+def _step_loss(report: Report):
+    return next(step for step in report.losses if step.step == report.focus_step)
+
+
+def _at(index: list) -> str:
+    return "[" + ", ".join(str(i) for i in index) + "]"
+
+
+def _ok(d: TensorDiff) -> str:
+    return "ok" if d.agrees else "DIFFERS"
+
+
+def fault_list(faults: dict) -> str:
+    """--list-faults: every fault with what the learner wrote and where the check points."""
+    lines = []
+    for fault in faults.values():
+        lines += [f"{fault.name}: {fault.summary}", f"    project:  {fault.correct}"]
+        lines += [f"    learner:  {line}" for line in fault.faulty.split("\n")]
+        lines += [f"    {line}" for line in textwrap.wrap(fault.why, 92)]
+        lines += [f"    caught:   {_where_caught(fault)}", ""]
+    return "\n".join(lines)
+
+
+def _where_caught(fault) -> str:
+    if fault.forward_stage is not None:
+        where = f"the forward pass parts at {fault.forward_stage}, position {fault.forward_position}"
+    elif set(fault.gradients_differ) == set(ALL_TENSORS):
+        where = "the forward agrees; every tensor's gradient differs"
+    else:
+        where = (f"the forward agrees; the gradients of {', '.join(fault.gradients_differ)} differ, "
+                 f"those of {', '.join(fault.gradients_agree)} agree")
+    return where + (f" (from step {fault.min_steps} on)" if fault.min_steps > 1 else "")

@@ -1,0 +1,141 @@
+"""The report of a comparison: plain dataclasses that go to JSON and come back unchanged.
+
+    report = compare_step()
+    save_report("report.json", report); load_report("report.json") == report
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .diff import TensorDiff
+from .tolerances import Tolerance, Tolerances
+from .trace import Divergence
+
+FORMAT = "microgpt-compare-report"
+VERSION = 1
+
+
+@dataclass
+class Settings:
+    """What was compared, as the user chose it."""
+
+    preset: str
+    weights: str  # "reference", "dense" or a checkpoint path
+    seed: int
+    docs: list  # the documents, in the order the steps take them
+    chars: list  # the vocabulary: character i is token i, BOS is token len(chars)
+    per_step: int  # documents per step
+    start_step: int  # steps the weights had already taken (0 unless a checkpoint)
+    steps: int  # steps compared
+    dtype: str  # the torch side's dtype
+    device: str  # the torch side's device
+    engine: str  # the scalar side's Value: the project's, a learner's file, or a fault
+    fault: str | None  # the injected fault's name
+    num_params: int
+
+
+@dataclass
+class StepLoss:
+    step: int  # 0-based, counted from the run's start (start_step + i)
+    scalar: float
+    torch: float
+    agrees: bool
+
+
+@dataclass
+class Coverage:
+    """How many gradients the comparison checked that are not exactly zero in both engines."""
+
+    total: int
+    nonzero: int
+    zero_tensors: list  # tensors whose gradient is exactly 0 everywhere: their check proves nothing
+
+
+@dataclass
+class FiniteDifference:
+    name: str  # parameter tensor
+    index: list  # [row, col]
+    autograd: float  # the scalar engine's gradient
+    estimate: float  # (loss(p + h) - loss(p - h)) / 2h
+    agrees: bool
+
+
+@dataclass
+class FiniteDifferenceCheck:
+    step_size: float
+    tolerance: Tolerance
+    entries: list  # of FiniteDifference
+
+    @property
+    def agrees(self) -> bool:
+        return all(entry.agrees for entry in self.entries)
+
+
+@dataclass
+class Report:
+    settings: Settings
+    tolerances: Tolerances
+    losses: list  # StepLoss for every step
+    focus_step: int  # the step the tables describe: the first that disagrees, else the last
+    loss: TensorDiff  # at the focus step
+    gradients: list  # TensorDiff per parameter tensor, before the update
+    parameters: list  # ... after the update
+    adam_m: list
+    adam_v: list
+    final_parameters: list  # TensorDiff per tensor after the last step
+    coverage: Coverage
+    divergence: Divergence | None  # where the forward passes part at the focus step, if they do
+    trace_stages: list  # the stage names, in forward order
+    finite_differences: FiniteDifferenceCheck | None = None
+    gradient_values: dict = field(default_factory=dict)  # name -> {"scalar": flat, "torch": flat}
+
+    @property
+    def agrees(self) -> bool:
+        tables = [self.loss, *self.gradients, *self.parameters, *self.adam_m, *self.adam_v, *self.final_parameters]
+        return (all(step.agrees for step in self.losses) and all(d.agrees for d in tables)
+                and self.divergence is None
+                and (self.finite_differences is None or self.finite_differences.agrees))
+
+    @property
+    def differing_gradients(self) -> list:
+        """Tensors whose gradients disagree, worst first (by how far past the tolerance)."""
+        return [d.name for d in sorted(self.gradients, key=lambda d: -d.excess) if not d.agrees]
+
+
+def to_dict(report: Report) -> dict:
+    return {"format": FORMAT, "version": VERSION, **dataclasses.asdict(report)}
+
+
+def from_dict(data: dict) -> Report:
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ValueError(f"not a {FORMAT} of version {VERSION}")
+    tables = {key: [TensorDiff(**d) for d in data[key]]
+              for key in ("gradients", "parameters", "adam_m", "adam_v", "final_parameters")}
+    fd = data["finite_differences"]
+    if fd is not None:
+        fd = FiniteDifferenceCheck(fd["step_size"], Tolerance(**fd["tolerance"]),
+                                   [FiniteDifference(**entry) for entry in fd["entries"]])
+    return Report(
+        settings=Settings(**data["settings"]),
+        tolerances=Tolerances(Tolerance(**data["tolerances"]["values"]), Tolerance(**data["tolerances"]["gradients"])),
+        losses=[StepLoss(**step) for step in data["losses"]],
+        focus_step=data["focus_step"],
+        loss=TensorDiff(**data["loss"]),
+        coverage=Coverage(**data["coverage"]),
+        divergence=Divergence(**data["divergence"]) if data["divergence"] is not None else None,
+        trace_stages=data["trace_stages"],
+        finite_differences=fd,
+        gradient_values=data["gradient_values"],
+        **tables,
+    )
+
+
+def save_report(path, report: Report) -> None:
+    Path(path).write_text(json.dumps(to_dict(report), indent=1) + "\n", encoding="utf-8")
+
+
+def load_report(path) -> Report:
+    return from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,51 @@
+"""Write the golden trace that `scripts/certify.py` checks a learner's engine against.
+
+    python scripts/make_golden.py                          # compare/golden/microgpt.json
+    python scripts/make_golden.py --steps 50 --out /tmp/golden50.json --data names.txt
+
+The trace comes from the project's scalar engine, which reproduces the published log of
+microgpt (seed 42, names.txt) digit for digit. Bad input ends with a one-line error, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
+from microgpt_scalar.config import PRESETS  # noqa: E402
+from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="one document per line (default: ./input.txt, else the names file)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps to record")
+    parser.add_argument("--samples", type=int, default=3, help="names to sample after the last step")
+    parser.add_argument("--preset", default="microgpt", choices=sorted(PRESETS))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", default=str(GOLDEN_PATH), help="where to write the trace")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.steps < 1 or args.samples < 0:
+        print("error: --steps must be at least 1 and --samples at least 0", file=sys.stderr)
+        return 2
+    try:
+        docs = load_docs(args.data) if args.data else load_docs(default_data_path())
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    golden = make_golden(docs, args.steps, args.samples, args.preset, args.seed)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(golden_text(golden), encoding="utf-8")
+    print(f"wrote {args.out}: {args.steps} steps, samples {golden['samples']['names']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The comparison of the scalar engine with torch, end to end: compare_step and its script.
+
+Oracles: torch (the comparison itself), the published losses of the reference program, and
+REFERENCE.md's account of which gradients are zero at initialisation.
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from compare import compare_step, load_report, save_report
+from compare.check import run
+from compare.documents import ALPHABET, given_documents
+from compare.report import from_dict, to_dict
+from compare.tolerances import TOLERANCES
+from compare.weights import dense_weights
+from microgpt_scalar.config import get_config
+from microgpt_scalar.engine import Value
+from microgpt_scalar.optim import Adam
+
+
+def load_script_main():
+    """scripts/compare_step.py's main(argv), to run the script in this process."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_step.py"
+    spec = importlib.util.spec_from_file_location("compare_step_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+main = load_script_main()
+
+# REFERENCE.md, "Published output": the first two losses of microgpt on names.txt, seed 42.
+PUBLISHED_FIRST_LOSSES = ["3.3630", "3.2917"]
+# REFERENCE.md: at step 0 under the microgpt preset these gradients are zero in any engine.
+ZERO_AT_REFERENCE_START = ["layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv", "layer0.mlp_fc1"]
+
+
+@pytest.fixture(scope="module")
+def default_report():
+    return compare_step()
+
+
+def run_main(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse's own errors end this way
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_default_run_agrees_with_torch_on_every_one_of_4064_gradients(default_report):
+    report = default_report
+    assert report.agrees
+    assert report.settings.num_params == 4064
+    assert report.coverage.total == 4064
+    assert report.coverage.nonzero == 4064  # dense weights, and the built-in names reach every row
+    assert report.coverage.zero_tensors == []
+    assert report.divergence is None
+
+
+def test_script_with_no_arguments_runs_offline_and_prints_the_verdict_first(repo_root):
+    result = subprocess.run([sys.executable, str(repo_root / "scripts" / "compare_step.py")],
+                            capture_output=True, text=True, cwd=repo_root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("AGREE")
+    assert len(lines) < 40  # one screen
+    assert "4,064 of 4,064 gradients are non-zero" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("weights", ["reference", "dense"])
+def test_preset_microgpt_v2_agrees_with_torch(weights):
+    report = compare_step(preset="microgpt-v2", weights=weights)
+    assert report.agrees
+    assert report.settings.num_params == 4064 + 8 * 16  # block_size 16: eight more rows of wpe
+    assert report.coverage.zero_tensors == []  # v2 draws attn_wo and mlp_fc2 from gauss(0, 0.08)
+
+
+def test_reference_weights_at_step_zero_warn_that_four_tensors_went_unchecked(capsys):
+    code, out, _ = run_main(capsys, "--weights", "reference")
+    assert code == 0
+    assert "WARNING" in out and "proves nothing" in out
+    for name in ZERO_AT_REFERENCE_START:
+        assert name in out.split("WARNING")[1]
+    assert out.splitlines()[0].startswith("AGREE") and "coverage WARNING" in out.splitlines()[0]
+
+
+def test_reference_weights_show_every_tensor_from_the_second_step_on():
+    report = compare_step(weights="reference", steps=2)
+    assert report.agrees
+    assert report.coverage.zero_tensors == []  # attn_wo and mlp_fc2 have left zero after step 1
+
+
+def test_lockstep_reproduces_the_published_run_for_20_steps(names_path):
+    report = compare_step(weights="reference", data=str(names_path), seed=42, steps=20)
+    assert report.agrees, [step for step in report.losses if not step.agrees]
+    assert [f"{step.scalar:.4f}" for step in report.losses[:2]] == PUBLISHED_FIRST_LOSSES
+    assert [f"{step.torch:.4f}" for step in report.losses[:2]] == PUBLISHED_FIRST_LOSSES
+    assert len(report.losses) == 20 and all(d.agrees for d in report.final_parameters)
+
+
+def test_json_report_round_trips(tmp_path, default_report):
+    path = tmp_path / "report.json"
+    save_report(path, default_report)
+    assert load_report(path) == default_report
+    assert from_dict(to_dict(default_report)) == default_report
+
+
+def test_script_writes_the_json_report(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    code, _, _ = run_main(capsys, "--doc", "emma", "--json", str(path))
+    report = load_report(path)
+    assert code == 0 and report.agrees and report.settings.docs == ["emma"]
+
+
+def test_float32_drifts_past_float64_tolerance_and_the_report_says_so(capsys):
+    code, out, _ = run_main(capsys, "--dtype", "float32", "--doc", "jacqueline", "--doc", "maxwell")
+    assert code == 0
+    assert "torch ran in float32" in out and "expected, not a bug" in out
+    report = compare_step(dtype="float32", docs=["jacqueline", "maxwell"])
+    float64_gradients = TOLERANCES["float64"].gradients
+    drift = max(d.max_abs / float64_gradients.allowed(1.0) for d in report.gradients)
+    assert drift > 1  # float32 would fail the float64 check: the wider tolerance is needed
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; test_cuda_agrees runs instead")
+def test_cuda_absent_is_a_one_line_error(capsys):
+    code, out, err = run_main(capsys, "--device", "cuda")
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and "CUDA" in err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_agrees():
+    report = compare_step(device="cuda")
+    assert report.agrees
+
+
+BAD_INPUTS = {
+    "unknown preset": ["--preset", "gpt-5"],
+    "missing data file": ["--data", "no/such/names.txt"],
+    "character outside the vocabulary": ["--doc", "zoë"],
+    "uppercase document": ["--doc", "Emma"],
+    "engine file not found": ["--engine", "no/such/engine.py"],
+    "missing class": ["--engine", "tests/fixtures/learner_engine.py:Scalar"],
+    "unknown fault": ["--inject", "off-by-one"],
+    "engine and fault together": ["--engine", "tests/fixtures/learner_engine.py", "--inject", "mul-grad"],
+    "doc and data together": ["--doc", "emma", "--data", "names.txt"],
+    "no steps": ["--steps", "0"],
+    "negative fd": ["--fd", "-1"],
+    "unknown dtype": ["--dtype", "float16"],
+    "unknown device": ["--device", "tpu"],
+    "weights neither a choice nor a file": ["--weights", "zeros"],
+    "not a number": ["--steps", "many"],
+}
+
+
+@pytest.mark.parametrize("argv", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_exits_2_with_one_line(capsys, monkeypatch, repo_root, argv):
+    monkeypatch.chdir(repo_root)
+    code, out, err = run_main(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_bad_engine_file_exits_2_with_one_line(tmp_path, capsys):
+    broken = tmp_path / "engine.py"
+    broken.write_text("class Value:\n    def __add__(self, other)\n")  # a syntax error
+    code, _, err = run_main(capsys, "--engine", str(broken))
+    assert code == 2 and len(err.splitlines()) == 1 and "SyntaxError" in err
+
+
+def test_unreadable_checkpoint_exits_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text("{not json")
+    code, _, err = run_main(capsys, "--weights", str(path))
+    assert code == 2 and len(err.splitlines()) == 1
+
+
+def test_plot_without_matplotlib_is_a_one_line_error(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    code, out, err = run_main(capsys, "--plot", "gradients.png")
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and "matplotlib" in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                    reason="matplotlib is an optional extra (pip install -e .[plot]) and is not installed")
+def test_plot_writes_a_png(tmp_path, capsys):
+    path = tmp_path / "gradients.png"
+    code, _, _ = run_main(capsys, "--doc", "emma", "--plot", str(path))
+    assert code == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_wrong_adam_update_is_caught_after_right_gradients():
+    """The update's own check: gradients agree, so the report must blame the parameters."""
+
+    class AdamWithoutBiasCorrection(Adam):
+        def step(self, lr, step):
+            super().step(lr * (1 - self.beta1 ** (step + 1)), step)  # as if m_hat were m: lr too small
+
+    settings = compare_step(docs=["emma"]).settings  # what the run records about itself
+    start = dense_weights(get_config(), ALPHABET, settings.seed)
+    report = run(start, given_documents(["emma"]), settings, Value, AdamWithoutBiasCorrection, fd=0)
+    assert all(d.agrees for d in report.gradients) and report.loss.agrees
+    assert not any(d.agrees for d in report.parameters)
+    assert not report.agrees
+
+
+def test_lockstep_reports_the_loss_of_every_step_and_catches_a_late_difference():
+    report = compare_step(inject="grad-not-reset", steps=3, docs=["emma", "olivia"])
+    assert [step.agrees for step in report.losses] == [True, True, False]  # step 2's update was wrong
+    assert not all(d.agrees for d in report.final_parameters)
+
+
+def test_json_round_trips_a_disagreeing_report_with_finite_differences(tmp_path):
+    report = compare_step(inject="exp-forward", fd=2, docs=["emma"])
+    assert report.divergence is not None and report.finite_differences is not None
+    save_report(tmp_path / "r.json", report)
+    assert load_report(tmp_path / "r.json") == report

@@ -1,0 +1,124 @@
+"""Proof that the comparison catches the engine mistakes learners make, and points at them.
+
+Oracle: torch's float64 autograd, and for each fault the localisation its catalogue entry
+documents (derived by hand from where the broken operation is used in the model).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from compare import compare_step, load_report
+from compare.faults import ALL_TENSORS, FAULTS, faulty_engine
+from microgpt_scalar.config import get_config, param_shapes
+from microgpt_scalar.engine import Value
+from microgpt_scalar.optim import Adam
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_step.py"
+
+
+def script_main():
+    spec = importlib.util.spec_from_file_location("compare_step_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize("name", FAULTS)
+def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, tmp_path, capsys):
+    fault, path = FAULTS[name], tmp_path / "report.json"
+    assert script_main()(["--inject", name, "--json", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("DISAGREE") and "where they part" in out
+    report = load_report(path)
+    assert report.settings.fault == name and report.settings.steps >= fault.min_steps
+    if fault.forward_stage is not None:
+        assert (report.divergence.stage, report.divergence.position) == (fault.forward_stage, fault.forward_position)
+        assert report.divergence.document == 0
+    else:
+        assert report.divergence is None  # the forward agrees: the fault is in backward or the update
+        assert set(report.differing_gradients) == set(fault.gradients_differ)
+        assert not set(fault.gradients_agree) & set(report.differing_gradients)
+
+
+def test_every_fault_documents_where_it_is_caught():
+    names = {name for name, _ in param_shapes(get_config())}
+    assert set(ALL_TENSORS) == names
+    for fault in FAULTS.values():
+        assert fault.summary and fault.why
+        assert (fault.forward_stage is None) != (not fault.gradients_differ), fault.name
+        assert set(fault.gradients_differ) | set(fault.gradients_agree) <= names
+
+
+def test_faults_are_caught_far_outside_the_tolerance():
+    """The tolerances sit well below what a real mistake does: the mildest fault in the
+    catalogue still misses by a thousand tolerances."""
+    for name in ("exp-forward", "relu-grad"):
+        report = compare_step(inject=name)
+        worst = max(d.excess for d in report.gradients + [report.loss])
+        assert worst > 1e3, name
+
+
+def test_grad_not_reset_hides_in_the_first_step_and_shows_in_the_second():
+    report = compare_step(inject="grad-not-reset")  # runs the fault's min_steps = 2
+    assert report.settings.steps == 2
+    assert not report.agrees
+    assert report.focus_step == 1  # the first step that disagrees: step 0 agreed in everything
+    assert report.losses[0].agrees and report.losses[1].agrees  # the stale gradient is only in the update
+
+
+def test_faulty_engine_leaves_the_project_engine_intact():
+    faulty_engine("mul-grad")
+    a, b = Value(2.0), Value(-3.0)
+    (a * b).backward()
+    assert (a.grad, b.grad) == (-3.0, 2.0)
+
+
+@pytest.mark.parametrize("name", ["mul-grad", "pow-grad", "exp-grad", "log-grad", "relu-grad", "div-grad"])
+def test_each_wrong_local_gradient_is_wrong_for_its_operation(name):
+    """Independent of the transformer: the faulty operation's gradient differs from the
+    derivative by central differences, and the project's does not."""
+    operations = {
+        "mul-grad": lambda x: x * 3.0,
+        "pow-grad": lambda x: x ** -0.5,
+        "exp-grad": lambda x: x.exp(),
+        "log-grad": lambda x: x.log(),
+        "relu-grad": lambda x: x.relu(),
+        "div-grad": lambda x: x.__class__(1.5) / x,  # the divisor's gradient is the one the fault breaks
+    }
+    faulty = faulty_engine(name).value_cls
+    for cls, should_match in ((Value, True), (faulty, False)):
+        x = cls(1.7)
+        y = operations[name](x)
+        y.backward()
+        h = 1e-6
+        estimate = (operations[name](cls(1.7 + h)).data - operations[name](cls(1.7 - h)).data) / (2 * h)
+        assert math.isclose(x.grad, estimate, rel_tol=1e-6) is should_match, (name, cls)
+
+
+def test_list_faults_names_every_fault_with_both_lines(capsys):
+    assert script_main()(["--list-faults"]) == 0
+    out = capsys.readouterr().out
+    for fault in FAULTS.values():
+        assert fault.name in out and fault.correct in out
+
+
+def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights():
+    """REFERENCE.md: with attn_wo and mlp_fc2 at zero, no gradient reaches the MLP's input at
+    step 0, so a wrong relu gradient passes; the report says why it proves nothing."""
+    blind = compare_step(inject="relu-grad", weights="reference")
+    assert blind.agrees and "layer0.mlp_fc1" in blind.coverage.zero_tensors
+    assert not compare_step(inject="relu-grad", weights="dense").agrees
+
+
+def test_unknown_fault_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown fault 'off-by-one'"):
+        faulty_engine("off-by-one")
+
+
+def test_stock_optimizer_is_what_engine_faults_use():
+    assert faulty_engine("exp-grad").adam_cls is Adam
+    assert faulty_engine("grad-not-reset").value_cls is Value
