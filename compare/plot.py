@@ -5,6 +5,8 @@ an optional extra (`pip install -e .[plot]`).
 """
 from __future__ import annotations
 
+import math
+
 from .report import Report
 
 
@@ -27,7 +29,7 @@ def plot_gradients(report: Report, path) -> None:
 
     matplotlib.use("Agg")  # a file, never a window
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import SymmetricalLogLocator
+    from matplotlib.ticker import FixedLocator
 
     figure, axes = plt.subplots(figsize=(7, 7))
     for name, values in report.gradient_values.items():
@@ -36,9 +38,13 @@ def plot_gradients(report: Report, path) -> None:
     low, high = min(everything), max(everything)
     axes.plot([low, high], [low, high], color="black", linewidth=0.5, label="agreement")
     linear_near_zero = max(min((abs(g) for g in everything if g), default=1e-12), 1e-12)
+    # A tick every 3 decades down to 1000x the linear band, and 0: a tick at the band's own edge
+    # would print on top of the 0 label.
+    decades = range(0, math.floor(math.log10(linear_near_zero)) + 2, -3)
+    ticks = [0.0] + [sign * 10.0**k for k in decades for sign in (1, -1)]
     for axis, scale in ((axes.xaxis, axes.set_xscale), (axes.yaxis, axes.set_yscale)):
         scale("symlog", linthresh=linear_near_zero)  # gradients span many orders of magnitude, both signs
-        axis.set_major_locator(SymmetricalLogLocator(base=1000, linthresh=linear_near_zero))  # a tick every 3
+        axis.set_major_locator(FixedLocator(ticks))
     axes.set_xlabel(f"scalar engine gradient ({report.settings.engine})")
     axes.set_ylabel(f"torch gradient ({report.settings.dtype})")
     verdict = "they agree" if report.agrees else "they DISAGREE"
