@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compare.engines import EngineError, missing_operations
-from microgpt_scalar.config import GPTConfig, get_config
+from compare.engines import EngineError, first_line, missing_operations
+from microgpt_scalar.config import GPTConfig, get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.train import sample, start_run, train_step
 
@@ -35,8 +35,9 @@ VERSION = 1
 
 # The learner's losses may differ from ours in the last bits (another order of adding up
 # gradients, a / b instead of a * b ** -1), and training carries the differences forward.
-# Measured against tests/fixtures/certify_engine_micrograd.py over 20 steps: losses differ
-# by at most 4e-16 relative, gradient norms by at most 3e-15. The tolerances sit more than
+# Measured against tests/fixtures/learner_engine.py (micrograd's style) over 20 steps, four
+# runs (its set of parents changes the order of the sums from run to run): losses differ by
+# at most 6e-16 relative, gradient norms by at most 8e-15. The tolerances sit more than
 # four orders of magnitude above that; tests/test_certify.py shows that a loss 1e-9 off and
 # a local gradient 1e-6 off both fail.
 LOSS_RTOL = 1e-11
@@ -158,12 +159,45 @@ def load_golden(path=GOLDEN_PATH) -> dict:
         raise GoldenError(f"golden trace not found: {path}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise GoldenError(f"golden trace is not valid JSON: {path} ({error})") from None
+    except OSError as error:
+        raise GoldenError(f"cannot read the golden trace {path}: {error.strerror}") from None
     if not isinstance(golden, dict) or golden.get("format") != FORMAT or golden.get("version") != VERSION:
         raise GoldenError(f"not a {FORMAT} file of version {VERSION}: {path}")
     missing = [key for key in ("preset", "seed", "num_steps", "data", "steps", "samples") if key not in golden]
     if missing:
         raise GoldenError(f"golden trace {path} lacks {', '.join(missing)}")
+    problem = _golden_problem(golden)
+    if problem:
+        raise GoldenError(f"golden trace {path} is malformed: {problem}")
     return golden
+
+
+def _golden_problem(golden: dict) -> str | None:
+    """What is wrong inside a golden trace that has every key, or None: a fault here must not
+    be blamed on the engine under test."""
+    try:
+        names = [name for name, _ in param_shapes(get_config(golden["preset"], num_steps=golden["num_steps"]))]
+    except (TypeError, ValueError) as error:
+        return str(error)
+    if not isinstance(golden["seed"], int) or not isinstance(golden["data"], dict) \
+            or not {"num_docs", "sha256"} <= set(golden["data"]):
+        return "seed must be a whole number and data hold num_docs and sha256"
+    for number, step in enumerate(golden["steps"], start=1):
+        if not _is_step_record(step, number, names):
+            return f"step {number} is not a record of its loss, printed loss and the norms of {', '.join(names)}"
+    samples = golden["samples"]
+    if not isinstance(samples, dict) or not isinstance(samples.get("after_step"), int) \
+            or not isinstance(samples.get("names"), list):
+        return "samples must hold after_step and names"
+    return None
+
+
+def _is_step_record(step, number: int, names: list) -> bool:
+    """Whether `step` is the StepRecord of step `number` (1-based) as make_golden writes it."""
+    return (isinstance(step, dict) and step.get("step") == number and isinstance(step.get("loss"), float)
+            and isinstance(step.get("printed"), str) and isinstance(step.get("grad_norms"), dict)
+            and sorted(step["grad_norms"]) == sorted(names)
+            and all(isinstance(norm, float) for norm in step["grad_norms"].values()))
 
 
 def check_fit(golden: dict, docs: list[str], steps: int) -> None:
@@ -237,7 +271,7 @@ def certify(value_cls, docs: list[str], golden: dict, steps: int = 20, on_step=N
     except Exception as error:  # the learner's engine may fail in any way; say where and how
         where = f"step {len(done) + 1}" if len(done) < steps else "sampling"
         step = len(done) + 1 if len(done) < steps else None
-        message = f"{where}: the engine raised {type(error).__name__}: {error}"
+        message = f"{where}: the engine raised {type(error).__name__}: {first_line(error)}"
         return Certificate(len(done), False, Difference(step, "error", message))
     if found:
         return Certificate(found[0].step, False, found[0])

@@ -25,7 +25,7 @@ from microgpt_scalar.optim import Adam
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
-from .engines import load_engine
+from .engines import first_line, load_engine
 from .faults import FAULTS, faulty_engine
 from .fd import finite_differences
 from .report import Coverage, Report, Settings, StepLoss
@@ -171,7 +171,7 @@ def _guarded(function, settings: Settings, step: int, *args):
         return function(*args)
     except Exception as error:
         raise EngineFailure(f"the scalar engine ({settings.engine}) raised {type(error).__name__} "
-                            f"at step {step + 1}: {error}") from error
+                            f"at step {step + 1}: {first_line(error)}") from error
 
 
 def compare_results(ours: StepResult, theirs: StepResult, tolerances: Tolerances, stages: list) -> StepComparison:

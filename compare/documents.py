@@ -10,10 +10,9 @@ Step s takes documents s * k .. s * k + k - 1 (wrapping around), k = `per_step`.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
-from microgpt_scalar.data import Tokenizer
+from microgpt_scalar.data import Tokenizer, shuffle_docs
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"  # the vocabulary of built-in and --doc documents (+ BOS)
 BUILTIN_DOCS = ("jacqueline", "maxwell", "brooklyn", "fitzgerald", "josephine", "devon")
@@ -49,15 +48,6 @@ def file_documents(docs, seed: int, chars=None) -> Documents:
     one document per step, so the losses are the reference program's losses.
 
     The vocabulary is the file's characters, or `chars` (a checkpoint's vocabulary)."""
-    shuffled, _ = reference_shuffle(docs, seed)
+    shuffled, _ = shuffle_docs(docs, seed)
     tokenizer = Tokenizer(chars) if chars is not None else Tokenizer.from_docs(shuffled)
     return Documents(tuple(shuffled), tokenizer, per_step=1)
-
-
-def reference_shuffle(docs, seed: int) -> tuple[list, random.Random]:
-    """The reference program's first move: shuffle the documents with `random.Random(seed)`.
-    Returns the shuffled copy and the generator, which goes on to draw the parameters."""
-    rng = random.Random(seed)
-    shuffled = list(docs)
-    rng.shuffle(shuffled)
-    return shuffled, rng

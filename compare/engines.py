@@ -74,7 +74,7 @@ def _import_file(path: Path):
     try:
         loader.exec_module(module)
     except (Exception, SystemExit) as error:  # a learner's file can fail in any way
-        raise EngineError(f"cannot import {path}: {type(error).__name__}: {error}") from None
+        raise EngineError(f"cannot import {path}: {type(error).__name__}: {first_line(error)}") from None
     return module
 
 
@@ -84,5 +84,12 @@ def missing_operations(value_cls) -> list[str]:
     try:
         instance = value_cls(1.0)  # the model makes every parameter as value_cls(float)
     except Exception as error:
-        raise EngineError(f"{value_cls.__name__}(1.0) fails: {type(error).__name__}: {error}") from None
+        raise EngineError(f"{value_cls.__name__}(1.0) fails: {type(error).__name__}: {first_line(error)}") from None
     return missing + [name for name in REQUIRED_ATTRIBUTES if not hasattr(instance, name)]
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message: a learner's engine may raise anything, and
+    the errors that report it are one line."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""

@@ -20,9 +20,9 @@ import types
 from dataclasses import dataclass
 
 from microgpt_scalar import engine, optim
+from microgpt_scalar.config import get_config, param_shapes
 
-ALL_TENSORS = ("wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv",
-               "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2")  # the default one-layer model
+ALL_TENSORS = tuple(name for name, _ in param_shapes(get_config()))  # the default one-layer model's
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from .faults import ALL_TENSORS
 from .report import Report
 from .trace import entry_meaning
 
-WIDTH = 14  # the widest default tensor name, "layer0.mlp_fc1"
+WIDTH = max(len(name) for name in ALL_TENSORS)  # the widest default tensor name
 
 
 def render(report: Report) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from microgpt_scalar import train as scalar_train
-from microgpt_scalar.checkpoint import Checkpoint, flatten, unflatten
+from microgpt_scalar.checkpoint import Checkpoint, restore_adam, unflatten
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import learning_rate_at
 from microgpt_torch import train as torch_train
@@ -44,9 +44,7 @@ class ScalarSide:
         self.config = weights.config
         self.model = ScalarGPT(weights.config, value_cls=value_cls, params=weights.params)
         self.optimizer = adam_cls(self.model.parameters(), weights.config)
-        if weights.adam is not None:
-            self.optimizer.m = flatten(weights.adam["m"], weights.config)
-            self.optimizer.v = flatten(weights.adam["v"], weights.config)
+        restore_adam(self.optimizer, weights)
 
     def loss(self, batch) -> float:
         """The batch loss alone, no backward (what finite differences evaluate)."""

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from microgpt_scalar.checkpoint import Checkpoint, CheckpointError
 from microgpt_scalar.config import GPTConfig
+from microgpt_scalar.data import shuffle_docs
 from microgpt_scalar.model import init_params
 from microgpt_torch.checkpoint import load_any_checkpoint, to_scalar_checkpoint
-
-from .documents import reference_shuffle
 
 WEIGHT_CHOICES = ("reference", "dense")  # anything else is a checkpoint path
 
@@ -42,7 +41,7 @@ def load_weights(spec: str, config: GPTConfig, chars=None, seed: int = 42, docs=
 def reference_weights(config: GPTConfig, chars, seed: int, docs) -> Checkpoint:
     """The parameters the reference program draws for `seed` when its data file holds `docs`:
     it shuffles the documents first, then fills every matrix from gauss(0, std)."""
-    _, rng = reference_shuffle(docs, seed)
+    _, rng = shuffle_docs(docs, seed)
     return _drawn(config, chars, rng, seed)
 
 

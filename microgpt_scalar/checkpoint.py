@@ -4,7 +4,7 @@
      "config": {...GPTConfig fields...}, "chars": ["a", ...],
      "params": {"wte": [[...], ...], ...},          # [n_out][n_in] per name
      "adam": {"m": {name: rows}, "v": {name: rows}} or null,
-     "step": 500}                                   # steps already taken
+     "step": 500, "seed": 42}                       # steps already taken; the run's seed or null
 
 The file is written to a temporary name and renamed over the target, so a crash never
 leaves a half-written checkpoint in place of a good one. The torch package converts its
@@ -43,17 +43,7 @@ class Checkpoint:
 
 def save_checkpoint(path, checkpoint: Checkpoint) -> None:
     validate(checkpoint)
-    payload = {
-        "format": FORMAT,
-        "version": VERSION,
-        "config": checkpoint.config.to_dict(),
-        "chars": checkpoint.chars,
-        "params": checkpoint.params,
-        "adam": checkpoint.adam,
-        "step": checkpoint.step,
-        "seed": checkpoint.seed,
-    }
-    write_atomically(path, json.dumps(payload).encode("utf-8"))
+    write_atomically(path, json.dumps(to_payload(checkpoint, FORMAT, VERSION, "params")).encode("utf-8"))
 
 
 def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
@@ -65,55 +55,121 @@ def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
         payload = json.loads(path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint is not valid JSON: {path} ({error})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"not a microgpt checkpoint: {path}")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint version {payload.get('version')!r} is not {VERSION}: {path}")
-    try:
-        config = GPTConfig.from_dict(payload["config"])
-        checkpoint = Checkpoint(
-            config, payload["chars"], payload["params"], payload.get("adam"), payload["step"], payload.get("seed")
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
+    checkpoint = from_payload(payload, FORMAT, VERSION, "params", Checkpoint, path)
     try:
         validate(checkpoint)
-    except (TypeError, AttributeError, OverflowError) as error:  # e.g. a number where rows belong
+    except OverflowError as error:  # an integer too large for a float
         raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
-    if preset is not None and config.preset != preset:
-        raise CheckpointError(f"checkpoint {path} was made with preset {config.preset!r}, not {preset!r}")
+    check_preset(checkpoint.config, preset, path)
     return checkpoint
 
 
+def to_payload(checkpoint, format_name: str, version: int, tensors_key: str) -> dict:
+    """A checkpoint's fields as the file holds them; the tensors go under `tensors_key`
+    ("params" here, "model" in the torch format, whose tensors are its own)."""
+    return {
+        "format": format_name,
+        "version": version,
+        "config": checkpoint.config.to_dict(),
+        "chars": list(checkpoint.chars),
+        tensors_key: getattr(checkpoint, tensors_key),
+        "adam": checkpoint.adam,
+        "step": checkpoint.step,
+        "seed": checkpoint.seed,
+    }
+
+
+def from_payload(payload, format_name: str, version: int, tensors_key: str, checkpoint_cls, path):
+    """`to_payload` undone: a `checkpoint_cls`, not yet validated; CheckpointError if the file is
+    of another format or version, or lacks a field."""
+    if not isinstance(payload, dict) or payload.get("format") != format_name:
+        raise CheckpointError(f"not a microgpt checkpoint: {path} (expected format {format_name!r})")
+    if payload.get("version") != version:
+        raise CheckpointError(f"checkpoint version {payload.get('version')!r} is not {version}: {path}")
+    try:
+        config = GPTConfig.from_dict(payload["config"])
+        return checkpoint_cls(config, payload["chars"], payload[tensors_key], payload.get("adam"), payload["step"],
+                              payload.get("seed"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
+
+
+def check_preset(config: GPTConfig, preset: str | None, path) -> None:
+    if preset is not None and config.preset != preset:
+        raise CheckpointError(f"checkpoint {path} was made with preset {config.preset!r}, not {preset!r}")
+
+
+def check_config(checkpoint, **fields) -> None:
+    """Raise CheckpointError if a requested config field differs from the checkpoint's
+    (None means not requested: an unset command-line flag)."""
+    for name, value in fields.items():
+        if value is not None and getattr(checkpoint.config, name) != value:
+            raise CheckpointError(f"checkpoint has {name}={getattr(checkpoint.config, name)!r}, "
+                                  f"but {name}={value!r} was asked for")
+
+
+def check_save_path(path) -> None:
+    """Raise CheckpointError if a checkpoint could never be written to `path`; scripts call
+    it before training, so that a run is not lost for want of a place to save it."""
+    if Path(path).is_dir():
+        raise CheckpointError(f"could not save the checkpoint to {path}: it is a directory")
+
+
 def validate(checkpoint: Checkpoint) -> None:
-    """Raise CheckpointError unless every tensor has the shape its config asks for."""
-    config = checkpoint.config
-    chars = checkpoint.chars
+    """Raise CheckpointError unless the vocabulary, the step, the seed and every tensor fit
+    the checkpoint's config."""
+    check_fields(checkpoint)
+    check_tensors("params", checkpoint.params, checkpoint.config)
+    for moment, tensors in adam_moments(checkpoint.adam):
+        check_tensors(f"adam {moment}", tensors, checkpoint.config)
+
+
+def check_fields(checkpoint) -> None:
+    """The checks both formats make of everything but the tensors."""
+    chars, step, seed = checkpoint.chars, checkpoint.step, checkpoint.seed
     if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars) \
             or len(set(chars)) != len(chars):
         raise CheckpointError("checkpoint chars must be a list of distinct single characters")
-    if len(checkpoint.chars) + 1 != config.vocab_size:
-        raise CheckpointError(
-            f"checkpoint has {len(checkpoint.chars)} characters but vocab_size {config.vocab_size} "
-            f"(expected characters + 1 for BOS)"
-        )
-    if not isinstance(checkpoint.step, int) or checkpoint.step < 0:
-        raise CheckpointError(f"checkpoint step must be a whole number >= 0, got {checkpoint.step!r}")
-    check_tensors("params", checkpoint.params, config)
-    if checkpoint.adam is not None:
-        for moment in ("m", "v"):
-            check_tensors(f"adam {moment}", checkpoint.adam.get(moment), config)
+    if len(chars) + 1 != checkpoint.config.vocab_size:
+        raise CheckpointError(f"checkpoint has {len(chars)} characters but vocab_size "
+                              f"{checkpoint.config.vocab_size} (expected characters + 1 for BOS)")
+    if not _is_whole(step) or step < 0:
+        raise CheckpointError(f"checkpoint step must be a whole number >= 0, got {step!r}")
+    if seed is not None and not _is_whole(seed):
+        raise CheckpointError(f"checkpoint seed must be a whole number or null, got {seed!r}")
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def adam_moments(adam) -> list:
+    """[("m", tensors), ("v", tensors)] of a checkpoint's Adam state; [] if it has none."""
+    if adam is None:
+        return []
+    if not isinstance(adam, dict):
+        raise CheckpointError(f"checkpoint adam state is malformed: {type(adam).__name__}, not m and v")
+    return [(moment, adam.get(moment)) for moment in ("m", "v")]
+
+
+def check_names(what: str, tensors, names) -> None:
+    """Raise CheckpointError unless `tensors` maps exactly `names` (to anything)."""
+    if not isinstance(tensors, dict):
+        raise CheckpointError(f"checkpoint {what} is missing")
+    missing, extra = sorted(set(names) - set(tensors)), sorted(set(tensors) - set(names))
+    if missing or extra:
+        raise CheckpointError(f"checkpoint {what} does not fit the config: missing {missing}, unexpected {extra}")
 
 
 def check_tensors(what: str, tensors, config: GPTConfig) -> None:
     shapes = dict(param_shapes(config))
-    if not isinstance(tensors, dict):
-        raise CheckpointError(f"checkpoint {what} is missing")
-    missing, extra = sorted(set(shapes) - set(tensors)), sorted(set(tensors) - set(shapes))
-    if missing or extra:
-        raise CheckpointError(f"checkpoint {what} do not fit the config: missing {missing}, unexpected {extra}")
+    check_names(what, tensors, shapes)
     for name, (n_out, n_in) in shapes.items():
         rows = tensors[name]
+        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+            raise CheckpointError(f"checkpoint {what} {name} is malformed: not a list of rows")
         got = (len(rows), len(rows[0]) if rows else 0)
         if got != (n_out, n_in) or any(len(row) != n_in for row in rows):
             raise CheckpointError(f"checkpoint {what} {name} has shape {list(got)}, the config needs [{n_out}, {n_in}]")
@@ -127,6 +183,7 @@ def write_atomically(path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file gets open()'s usual mode
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
@@ -137,12 +194,25 @@ def write_atomically(path, data: bytes) -> None:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the mask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def checkpoint_of(model, chars, optimizer=None, step: int = 0, seed: int | None = None) -> Checkpoint:
     """A scalar model (and its Adam state) as a Checkpoint."""
     adam = None
     if optimizer is not None:
         adam = {"m": unflatten(optimizer.m, model.config), "v": unflatten(optimizer.v, model.config)}
     return Checkpoint(model.config, list(chars), model.params_as_floats(), adam, step, seed)
+
+
+def restore_adam(optimizer, checkpoint: Checkpoint) -> None:
+    """Give a scalar Adam the moments a checkpoint holds (a fresh Adam keeps its zeros if none)."""
+    if checkpoint.adam is not None:
+        optimizer.m = flatten(checkpoint.adam["m"], checkpoint.config)
+        optimizer.v = flatten(checkpoint.adam["v"], checkpoint.config)
 
 
 def flatten(tensors: dict, config: GPTConfig) -> list:

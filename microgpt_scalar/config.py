@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 
 ACTIVATIONS = ("relu2", "relu")  # relu(x) ** 2 (microgpt), relu(x) (microgpt-v2)
@@ -95,6 +96,12 @@ PRESETS = {
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(GPTConfig)]
+
+
+def field_types() -> dict[str, type]:
+    """name -> type (str, int or float) of every field, in order: scripts make their
+    command-line flags from it, so a new field gets its flag."""
+    return typing.get_type_hints(GPTConfig)
 
 
 def get_config(preset: str = "microgpt", **overrides) -> GPTConfig:

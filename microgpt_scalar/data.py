@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import random
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,6 +35,15 @@ def load_docs(path) -> list[str]:
     if not docs:
         raise DataError(f"data file has no documents (every line is empty): {path}")
     return docs
+
+
+def shuffle_docs(docs, seed: int) -> tuple[list[str], random.Random]:
+    """The reference program's first move: shuffle the documents with `random.Random(seed)`.
+    Returns the shuffled copy and the generator, which goes on to draw the parameters."""
+    rng = random.Random(seed)
+    shuffled = list(docs)
+    rng.shuffle(shuffled)
+    return shuffled, rng
 
 
 def default_data_path(cache_dir=None) -> Path:

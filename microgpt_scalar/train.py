@@ -11,9 +11,9 @@ import math
 import random
 from contextlib import contextmanager
 
-from .checkpoint import Checkpoint, flatten
+from .checkpoint import Checkpoint, restore_adam
 from .config import GPTConfig, num_params
-from .data import Tokenizer
+from .data import Tokenizer, shuffle_docs
 from .engine import Value
 from .model import GPT, softmax
 from .optim import Adam, learning_rate_at
@@ -100,9 +100,7 @@ def start_run(docs: list[str], config: GPTConfig, seed: int, value_cls=Value):
 
     Returns (docs, tokenizer, model, optimizer, rng); the config's vocab_size is the documents'.
     """
-    rng = random.Random(seed)
-    docs = list(docs)
-    rng.shuffle(docs)
+    docs, rng = shuffle_docs(docs, seed)
     tokenizer = Tokenizer.from_docs(docs)
     config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
     model = GPT(config, rng, value_cls)
@@ -115,9 +113,7 @@ def resume_run(docs: list[str], checkpoint: Checkpoint, seed: int, value_cls=Val
     The random number generator is brought to where it was after the initial draws, so a
     resumed run samples exactly what an uninterrupted one would.
     """
-    rng = random.Random(seed)
-    docs = list(docs)
-    rng.shuffle(docs)
+    docs, rng = shuffle_docs(docs, seed)
     tokenizer = Tokenizer(checkpoint.chars)
     for doc in docs:
         tokenizer.encode(doc)  # raises DataError on a character the checkpoint never saw
@@ -126,7 +122,5 @@ def resume_run(docs: list[str], checkpoint: Checkpoint, seed: int, value_cls=Val
         rng.gauss(0, 1)  # each draw consumes the generator as the initialisation did
     model = GPT(config, value_cls=value_cls, params=checkpoint.params)
     optimizer = Adam(model.parameters(), config)
-    if checkpoint.adam is not None:
-        optimizer.m = flatten(checkpoint.adam["m"], config)
-        optimizer.v = flatten(checkpoint.adam["v"], config)
+    restore_adam(optimizer, checkpoint)
     return docs, tokenizer, model, optimizer, rng

@@ -115,10 +115,10 @@ class GPT(nn.Module):
             raise ValueError(f"parameters do not fit the config: missing {missing}, unexpected {extra}")
         with torch.no_grad():
             for name, param in self.named_parameters():
-                value = torch.tensor(params[scalar_name(name)], dtype=torch.float64)
-                if tuple(value.shape) != expected[scalar_name(name)]:
-                    raise ValueError(f"{scalar_name(name)} has shape {list(value.shape)}, "
-                                     f"the config needs {list(expected[scalar_name(name)])}")
+                key = scalar_name(name)
+                value = torch.tensor(params[key], dtype=torch.float64)
+                if tuple(value.shape) != expected[key]:
+                    raise ValueError(f"{key} has shape {list(value.shape)}, the config needs {list(expected[key])}")
                 param.copy_(value)  # casts to the model's dtype and device
 
     def scalar_params(self) -> dict:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from microgpt_scalar.config import get_config
-from microgpt_scalar.data import Tokenizer
+from microgpt_scalar.data import Tokenizer, shuffle_docs
 from microgpt_scalar.model import init_params
 from microgpt_scalar.train import NonFiniteLossError
 
@@ -25,7 +26,8 @@ from .model import GPT, IGNORE_INDEX, softmax
 
 __all__ = [
     "NonFiniteLossError", "reference_start", "forward_loss", "train_step", "check_finite_params", "faithful_steps",
-    "split_docs", "make_batch", "batch_order", "batched_train_step", "batched_steps", "evaluate", "sample", "generate",
+    "split_docs", "make_batch", "PackedDocuments", "batch_order", "batched_train_step", "batched_steps", "evaluate",
+    "sample", "generate",
 ]
 
 
@@ -33,9 +35,7 @@ def reference_start(docs: list[str], seed: int, preset: str = "microgpt", **over
     """The reference program's start: random.Random(seed) shuffles the documents, then draws
     the initial weights in the scalar order. Returns (docs, tokenizer, config, params, rng),
     with params as name -> rows of floats and rng where sampling continues it."""
-    rng = random.Random(seed)
-    docs = list(docs)
-    rng.shuffle(docs)
+    docs, rng = shuffle_docs(docs, seed)
     tokenizer = Tokenizer.from_docs(docs)
     config = get_config(preset, vocab_size=tokenizer.vocab_size, **overrides)
     params = init_params(config, rng, value_cls=float)  # the same gauss draws, as plain floats
@@ -99,15 +99,40 @@ def make_batch(token_lists: list[list[int]], block_size: int, device=None):
     """(idx, targets), each (B, T): document b's first n_b positions, then padding.
 
     Padded inputs are token 0 (causality keeps them from touching earlier positions) and
-    padded targets are IGNORE_INDEX, so they add nothing to the loss.
+    padded targets are IGNORE_INDEX, so they add nothing to the loss. T is the longest n_b.
     """
-    lengths = [min(block_size, len(tokens) - 1) for tokens in token_lists]
-    idx = torch.zeros(len(token_lists), max(lengths), dtype=torch.long)  # (B, T)
-    targets = torch.full_like(idx, IGNORE_INDEX)
-    for b, (tokens, n) in enumerate(zip(token_lists, lengths)):
-        idx[b, :n] = torch.tensor(tokens[:n])
-        targets[b, :n] = torch.tensor(tokens[1:n + 1])
-    return idx.to(device), targets.to(device)
+    idx, targets, _ = PackedDocuments.of(token_lists, block_size).batch(range(len(token_lists)), device)
+    return idx, targets
+
+
+@dataclass(frozen=True)
+class PackedDocuments:
+    """Documents tokenised and padded once, so that a batch is an index into three tensors
+    instead of a Python loop over its documents (at 2,048 documents a step, measured on one
+    CPU thread, that loop took 21 ms and the training step 34 ms). Row b is document b,
+    padded to block_size as make_batch pads."""
+
+    idx: torch.Tensor  # (N, block_size) inputs, token 0 after the document's n_b positions
+    targets: torch.Tensor  # (N, block_size) next tokens, IGNORE_INDEX after n_b
+    lengths: torch.Tensor  # (N,) n_b = min(block_size, len(tokens) - 1), the document's targets
+
+    @classmethod
+    def of(cls, token_lists: list[list[int]], block_size: int) -> "PackedDocuments":
+        lengths = [min(block_size, len(tokens) - 1) for tokens in token_lists]
+        idx = [tokens[:n] + [0] * (block_size - n) for tokens, n in zip(token_lists, lengths)]
+        targets = [tokens[1:n + 1] + [IGNORE_INDEX] * (block_size - n) for tokens, n in zip(token_lists, lengths)]
+        shape = (len(token_lists), block_size)
+        return cls(torch.tensor(idx, dtype=torch.long).view(shape), torch.tensor(targets, dtype=torch.long).view(shape),
+                   torch.tensor(lengths, dtype=torch.long))
+
+    def batch(self, rows, device=None):
+        """(idx, targets, num_targets) of documents `rows`: (B, T) tensors cut to the
+        longest of them, T = max n_b, as make_batch pads; num_targets = sum of n_b."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        lengths = self.lengths[rows]  # (B,)
+        width = int(lengths.max())
+        idx, targets = self.idx[rows, :width], self.targets[rows, :width]  # (B, T), gathered copies
+        return idx.to(device), targets.to(device), int(lengths.sum())
 
 
 def batch_order(num_docs: int, batch_size: int, generator: torch.Generator):
@@ -160,10 +185,9 @@ def batched_steps(model, optimizer, scheduler, train_tokens: list[list[int]], ba
     order = batch_order(len(train_tokens), batch_size, generator)
     for _ in range(start_step):
         next(order)  # a resumed run sees the batches an uninterrupted one would
-    device = model_device(model)
+    device, packed = model_device(model), PackedDocuments.of(train_tokens, config.block_size)
     for step in range(start_step, config.num_steps):
-        idx, targets = make_batch([train_tokens[i] for i in next(order)], config.block_size, device)
-        num_targets = int((targets != IGNORE_INDEX).sum())
+        idx, targets, num_targets = packed.batch(next(order), device)
         yield step, batched_train_step(model, optimizer, scheduler, idx[rank::world_size],
                                        targets[rank::world_size], num_targets, world_size, autocast_dtype)
 
@@ -172,10 +196,10 @@ def batched_steps(model, optimizer, scheduler, train_tokens: list[list[int]], ba
 def evaluate(model: GPT, token_lists: list[list[int]], batch_size: int = 256) -> float:
     """The mean loss per target over all of `token_lists` (e.g. the validation documents)."""
     device, total, count = model_device(model), 0.0, 0
+    packed = PackedDocuments.of(token_lists, model.config.block_size)
     for start in range(0, len(token_lists), batch_size):
-        idx, targets = make_batch(token_lists[start:start + batch_size], model.config.block_size, device)
+        idx, targets, n = packed.batch(range(start, min(start + batch_size, len(token_lists))), device)
         _, loss = model(idx, targets, fused=True)
-        n = int((targets != IGNORE_INDEX).sum())
         total, count = total + loss.item() * n, count + n
     return total / count
 

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
+from microgpt_scalar.checkpoint import write_atomically  # noqa: E402
 from microgpt_scalar.config import PRESETS  # noqa: E402
 from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
 
@@ -35,14 +36,20 @@ def main(argv=None) -> int:
     if args.steps < 1 or args.samples < 0:
         print("error: --steps must be at least 1 and --samples at least 0", file=sys.stderr)
         return 2
+    if Path(args.out).is_dir():
+        print(f"error: --out {args.out} is a directory", file=sys.stderr)
+        return 2
     try:
         docs = load_docs(args.data) if args.data else load_docs(default_data_path())
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     golden = make_golden(docs, args.steps, args.samples, args.preset, args.seed)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(golden_text(golden), encoding="utf-8")
+    try:
+        write_atomically(args.out, golden_text(golden).encode("utf-8"))  # the old trace stays if this fails
+    except OSError as error:
+        print(f"error: could not write {args.out}: {error.strerror}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: {args.steps} steps, samples {golden['samples']['names']}")
     return 0
 

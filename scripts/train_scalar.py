@@ -17,18 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from microgpt_scalar.checkpoint import CheckpointError, checkpoint_of, load_checkpoint, save_checkpoint  # noqa: E402
-from microgpt_scalar.config import PRESETS, get_config  # noqa: E402
+from microgpt_scalar.checkpoint import (CheckpointError, check_config, check_save_path, checkpoint_of,  # noqa: E402
+                                        load_checkpoint, save_checkpoint)
+from microgpt_scalar.config import PRESETS, field_types, get_config  # noqa: E402
 from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
 
-CONFIG_FLAGS = {  # flag -> (config field, type)
-    "--n-layer": ("n_layer", int), "--n-embd": ("n_embd", int), "--n-head": ("n_head", int),
-    "--block-size": ("block_size", int), "--activation": ("activation", str),
-    "--init-std": ("init_std", float), "--proj-init-std": ("proj_init_std", float),
-    "--learning-rate": ("learning_rate", float), "--beta1": ("beta1", float), "--beta2": ("beta2", float),
-    "--eps-adam": ("eps_adam", float), "--lr-schedule": ("lr_schedule", str),
+CONFIG_FLAGS = {  # flag -> (config field, type); --preset, --steps and the data set the other fields
+    f"--{field.replace('_', '-')}": (field, kind) for field, kind in field_types().items()
+    if field not in ("preset", "vocab_size", "num_steps")
 }
 
 
@@ -44,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=20, help="names to sample after training")
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--save", help="write a JSON checkpoint here after training")
-    parser.add_argument("--load", help="start from this JSON checkpoint (its config wins)")
+    parser.add_argument("--load", help="start from this JSON checkpoint (its config; flags may only repeat it, "
+                                       "but --steps may lengthen the run)")
     parser.add_argument("--engine", choices=["fused", "per-op"], default="fused",
                         help="fused dot products (faster, same results) or one node per operation")
     for flag, (field, kind) in CONFIG_FLAGS.items():
@@ -64,59 +63,77 @@ def setup(args):
     """Documents, tokenizer, model, optimizer, rng and the first step, fresh or resumed."""
     docs = load_docs(args.data) if args.data else load_docs(default_data_path())
     value_cls = value_class(args.engine)
-    if args.load:
-        checkpoint = load_checkpoint(args.load, preset=args.preset)
-        seed = args.seed if args.seed is not None else (checkpoint.seed if checkpoint.seed is not None else 42)
-        if args.steps is not None:
-            checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=args.steps)
-        return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
     overrides = {field: getattr(args, field) for field, _ in CONFIG_FLAGS.values()}
+    if args.load:
+        return resume(args, docs, value_cls, overrides)
     config = get_config(args.preset or "microgpt", num_steps=args.steps, **overrides)
     seed = 42 if args.seed is None else args.seed
     return (*start_run(docs, config, seed, value_cls), 0, seed)
 
 
+def resume(args, docs, value_cls, overrides):
+    """setup() from a checkpoint: config flags may repeat its config, --steps may lengthen the run."""
+    checkpoint = load_checkpoint(args.load, preset=args.preset)
+    check_config(checkpoint, **overrides)
+    for flag, step in (("--steps", args.steps), ("--stop-after", args.stop_after)):
+        if step is not None and step < checkpoint.step:
+            raise CheckpointError(f"{flag} {step}: checkpoint {args.load} has already taken {checkpoint.step} steps")
+    if args.steps is not None:
+        checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=args.steps)
+    seed = args.seed if args.seed is not None else (checkpoint.seed if checkpoint.seed is not None else 42)
+    return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not args.temperature > 0 or args.samples < 0:  # sampling would divide by zero or make no sense
-        print(f"error: --temperature must be > 0 and --samples >= 0, got {args.temperature} and {args.samples}",
-              file=sys.stderr)
-        return 2
-    if args.stop_after is not None and args.stop_after < 1:
-        print(f"error: --stop-after must be a step number >= 1, got {args.stop_after}", file=sys.stderr)
-        return 2
     try:
+        check_args(args)
         docs, tokenizer, model, optimizer, rng, first_step, seed = setup(args)
     except (DataError, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    config = model.config
     print(f"num docs: {len(docs)}")
     print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {len(model.parameters())}")
-    last_step = min(config.num_steps, args.stop_after or config.num_steps)
-    progress = progress_bar(first_step, last_step)
+    last_step = min(model.config.num_steps, args.stop_after or model.config.num_steps)
     try:
-        for step in range(first_step, last_step):
-            loss = train_step(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
-            progress.write(f"step {step + 1:4d} / {config.num_steps:4d} | loss {loss:.4f}")
-            progress.update()
+        train(model, optimizer, tokenizer, docs, first_step, last_step)
     except NonFiniteLossError as error:
-        progress.close()
         print(f"error: {error}; stopped, nothing saved", file=sys.stderr)
         return 1
-    progress.close()
     if args.save:
         try:
-            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, max(last_step, first_step), seed))
-        except OSError as error:  # e.g. --save names a directory or an unwritable place
-            print(f"error: could not save the checkpoint to {args.save}: {error}", file=sys.stderr)
+            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, last_step, seed))
+        except OSError as error:  # e.g. an unwritable place
+            print(f"error: could not save the checkpoint to {args.save}: {error.strerror}", file=sys.stderr)
             return 2
     if args.samples:
         print("\n--- inference (new, hallucinated names) ---")
     for i in range(args.samples):
         print(f"sample {i + 1:2d}: {sample(model, tokenizer, rng, args.temperature)}")
     return 0
+
+
+def check_args(args) -> None:
+    """Raise ValueError for flags no run can honour, before any work is done."""
+    if not args.temperature > 0 or args.samples < 0:  # sampling would divide by zero or make no sense
+        raise ValueError(f"--temperature must be > 0 and --samples >= 0, got {args.temperature} and {args.samples}")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be a step number >= 1, got {args.stop_after}")
+    if args.save:
+        check_save_path(args.save)
+
+
+def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int) -> None:
+    """Steps first_step .. last_step - 1 of the run, each printing the reference program's line."""
+    progress = progress_bar(first_step, last_step)
+    try:
+        for step in range(first_step, last_step):
+            loss = train_step(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
+            progress.write(f"step {step + 1:4d} / {model.config.num_steps:4d} | loss {loss:.4f}")
+            progress.update()
+    finally:
+        progress.close()
 
 
 class progress_bar:

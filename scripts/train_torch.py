@@ -20,19 +20,17 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from microgpt_scalar.checkpoint import CheckpointError
-from microgpt_scalar.config import PRESETS, num_params
+from microgpt_scalar.checkpoint import CheckpointError, check_config, check_save_path
+from microgpt_scalar.config import PRESETS, field_types, num_params
 from microgpt_scalar.data import DataError, default_data_path, load_docs
-from microgpt_torch.checkpoint import checkpoint_of, check_config, load_any_checkpoint, restore, save_checkpoint
+from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint
 from microgpt_torch.model import GPT
 from microgpt_torch.optim import make_optimizer, make_scheduler
 from microgpt_torch.train import (NonFiniteLossError, batched_steps, check_finite_params, evaluate, faithful_steps,
                                   generate, reference_start, sample, split_docs)
 
-OVERRIDES = {  # config field -> type of its command-line flag (--n-layer etc.)
-    "n_layer": int, "n_embd": int, "n_head": int, "block_size": int, "activation": str,
-    "init_std": float, "proj_init_std": float, "learning_rate": float, "beta1": float, "beta2": float,
-    "eps_adam": float, "num_steps": int, "lr_schedule": str,
+OVERRIDES = {  # config field -> type of its command-line flag (--n-layer etc.); --preset and the data set the rest
+    field: kind for field, kind in field_types().items() if field not in ("preset", "vocab_size")
 }
 
 
@@ -89,6 +87,8 @@ def check_args(args, device: torch.device, world_size: int) -> None:
         raise UsageError("faithful mode trains one document per step in one process; use --mode batched")
     if args.batch_size < world_size:
         raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world_size} processes")
+    if args.save:
+        check_save_path(args.save)
 
 
 def start(args, docs, device, dtype):
@@ -111,9 +111,14 @@ def start(args, docs, device, dtype):
 
 
 def save(args, model, tokenizer, optimizer, step) -> None:
+    """Stop on a weight at inf or nan (nothing after this point could use it: not a checkpoint,
+    not sampling), then write the checkpoint if --save asks for one."""
+    check_finite_params(model, step)
     if args.save:
-        check_finite_params(model, step)
-        save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed))
+        try:
+            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed))
+        except OSError as error:
+            raise CheckpointError(f"could not save the checkpoint to {args.save}: {error.strerror}") from None
 
 
 def run_faithful(args, docs, device, dtype) -> None:
@@ -134,6 +139,8 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     docs, tokenizer, _, model, optimizer, scheduler, first = start(args, docs, device, dtype)
     config = model.config
     train_docs, val_docs = split_docs(docs, args.val_fraction)
+    if args.batch_size > len(train_docs):
+        raise UsageError(f"--batch-size {args.batch_size} is more than the {len(train_docs)} training documents")
     train_tokens = [tokenizer.encode(doc) for doc in train_docs]
     val_tokens = [tokenizer.encode(doc) for doc in val_docs]
     step_model = model

@@ -1,22 +1,17 @@
 """docs/bridge.md quotes the source through scripts/bridge_docs.py; stale quotes are caught."""
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 
 import pytest
+from helpers import load_script, replace_once
 
 
 @pytest.fixture(scope="module")
-def bridge(repo_root):
-    spec = importlib.util.spec_from_file_location("bridge_docs", repo_root / "scripts" / "bridge_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def bridge():
+    return load_script("bridge_docs")
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +29,7 @@ def source_copy(bridge, guide, repo_root, tmp_path):
 
 
 def edit(path, old, new):
-    text = path.read_text()
-    assert text.count(old) == 1, old
-    path.write_text(text.replace(old, new))
+    path.write_text(replace_once(path.read_text(), old, new))
 
 
 def test_every_quote_in_the_guide_matches_the_source_regenerated_in_memory(bridge, guide):

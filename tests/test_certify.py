@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import LEARNER_ENGINE, edited_copy
 
 from compare.certify import (
     GOLDEN_PATH, GRAD_NORM_RTOL, LOSS_RTOL, GoldenError, certify, check_fit, golden_text, load_golden, record_run,
@@ -87,6 +88,49 @@ def test_load_golden_refuses_other_files(tmp_path):
         load_golden(tmp_path / "missing.json")
 
 
+def broken_golden(tmp_path, golden, edit):
+    changed = copy.deepcopy(golden)
+    edit(changed)
+    path = tmp_path / "golden.json"
+    path.write_text(json.dumps(changed))
+    return path
+
+
+MALFORMED_GOLDEN = {  # a golden trace with every key whose insides are wrong: never blamed on the engine
+    "unknown preset": (lambda g: g.update(preset="gpt-9"), "unknown preset 'gpt-9'"),
+    "no run length": (lambda g: g.update(num_steps=0), "num_steps"),
+    "no digest": (lambda g: g["data"].pop("sha256"), "sha256"),
+    "no gradient norms": (lambda g: g["steps"][0].pop("grad_norms"), "step 1 is not a record"),
+    "a tensor short": (lambda g: g["steps"][3]["grad_norms"].pop("wpe"), "step 4 is not a record"),
+    "steps out of order": (lambda g: g["steps"].reverse(), "step 1 is not a record"),
+    "text for a loss": (lambda g: g["steps"][1].update(loss="3.29"), "step 2 is not a record"),
+    "no sampled names": (lambda g: g["samples"].pop("names"), "samples"),
+}
+
+
+@pytest.mark.parametrize("kind", MALFORMED_GOLDEN)
+def test_load_golden_refuses_a_malformed_trace_naming_the_problem(kind, golden, tmp_path):
+    edit, words = MALFORMED_GOLDEN[kind]
+    with pytest.raises(GoldenError, match="is malformed: .*" + words) as raised:
+        load_golden(broken_golden(tmp_path, golden, edit))
+    assert "\n" not in str(raised.value)
+
+
+def test_certify_script_exits_2_for_a_malformed_or_unreadable_golden_trace(repo_root, names_path, golden, tmp_path):
+    path = broken_golden(tmp_path, golden, lambda g: g["steps"][0].pop("grad_norms"))
+    done = run_script(repo_root, "--engine", LEARNER_ENGINE, "--data", names_path, "--steps", 1, "--golden", path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("error: golden trace") and "step 1 is not a record" in done.stderr
+    done = run_script(repo_root, "--engine", LEARNER_ENGINE, "--data", names_path, "--steps", 1, "--golden", tmp_path)
+    assert (done.returncode, done.stderr) == (2, f"error: cannot read the golden trace {tmp_path}: Is a directory\n")
+
+
+def test_make_golden_refuses_a_directory_before_training(repo_root, tmp_path):
+    done = subprocess.run([sys.executable, str(repo_root / "scripts" / "make_golden.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: --out {tmp_path} is a directory\n")
+
+
 def test_golden_only_fits_its_own_documents_and_length(golden, docs):
     check_fit(golden, docs, 20)
     with pytest.raises(GoldenError, match="fewer than the 21"):
@@ -110,20 +154,20 @@ def test_certify_script_passes_the_project_engine_on_the_full_trace(repo_root, n
 
 def test_certify_script_passes_a_correct_engine_written_another_way(repo_root, names_path):
     """micrograd's style: closures, a set of parents, a real division. Same maths, other last bits."""
-    engine = repo_root / "tests" / "fixtures" / "certify_engine_micrograd.py"
-    done = run_script(repo_root, "--engine", engine, "--data", names_path)
+    done = run_script(repo_root, "--engine", LEARNER_ENGINE, "--data", names_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1].startswith("PASS")
 
 
 # --- engines that fail ------------------------------------------------------------------------
 
-def test_certify_script_names_step_and_tensor_for_a_wrong_relu_gradient(repo_root, names_path):
+def test_certify_script_names_step_and_tensor_for_a_wrong_relu_gradient(repo_root, names_path, tmp_path):
     """relu's local gradient is its output: step 1 cannot see it (mlp_fc2 starts at zero, so
     no gradient reaches the activation); at step 2 every tensor before the MLP's activation
     differs and those after it (lm_head, mlp_fc2) still match."""
-    engine = repo_root / "tests" / "fixtures" / "certify_engine_wrong_relu.py"
-    done = run_script(repo_root, "--engine", f"{engine}:LearnerValue", "--data", names_path)
+    engine = edited_copy(LEARNER_ENGINE, tmp_path / "engine.py", "self.grad += (out.data > 0) * out.grad",
+                         "self.grad += out.data * out.grad  # the mistake")
+    done = run_script(repo_root, "--engine", f"{engine}:Value", "--data", names_path)
     assert done.returncode == 1, done.stdout + done.stderr
     verdict = done.stdout.splitlines()[-1]
     assert verdict.startswith("FAIL: step 2: gradient of wte has norm")
@@ -236,9 +280,7 @@ def test_certify_refuses_a_class_without_an_operation_before_training(docs, gold
 
 
 def test_certify_script_exits_2_for_an_engine_without_log(repo_root, names_path, tmp_path):
-    engine = tmp_path / "engine.py"
-    source = (repo_root / "microgpt_scalar" / "engine.py").read_text()
-    engine.write_text(source.replace("    def log(self):", "    def not_log(self):"))
+    engine = edited_copy(LEARNER_ENGINE, tmp_path / "engine.py", "    def log(self):", "    def not_yet_log(self):")
     done = run_script(repo_root, "--engine", engine, "--data", names_path, "--steps", 1)
     assert done.returncode == 2
     assert "lacks what the transformer needs: log" in done.stderr

@@ -13,7 +13,6 @@ import sys
 
 import pytest
 
-from microgpt_scalar import checkpoint as checkpoint_module
 from microgpt_scalar.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -125,6 +124,13 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(target, failure, erro
     assert load_checkpoint(path).step == 2
 
 
+def test_saved_checkpoint_gets_the_mode_of_any_new_file(tmp_path):
+    """The temporary file is private while it is written; the checkpoint is not."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    assert os.stat(saved(tmp_path)).st_mode == os.stat(plain).st_mode
+
+
 def test_atomic_write_check_would_see_a_torn_write(tmp_path):
     """Written in place (no temporary file), a failure mid-write does leave a torn file."""
     path = saved(tmp_path)
@@ -173,6 +179,8 @@ BAD_CHECKPOINTS = {  # name -> (make the file in tmp_path, words the message mus
     "missing_params": (lambda tmp: edited(tmp, lambda p: p.pop("params")), ["malformed", "params"]),
     "number_for_a_matrix": (lambda tmp: edited(tmp, set_in("params", "wte", value=5)), ["malformed"]),
     "number_for_a_row": (lambda tmp: edited(tmp, set_in("params", "wpe", value=[1.0] * 8)), ["malformed"]),
+    "object_for_a_matrix": (lambda tmp: edited(tmp, set_in("params", "wte", value={"0": [0.0] * 16})),
+                            ["wte", "malformed"]),
     "adam_not_an_object": (lambda tmp: edited(tmp, set_in("adam", value=[1, 2])), ["malformed"]),
     "huge_integer": (lambda tmp: edited(tmp, lambda p: p["params"]["wte"][0].__setitem__(0, 10**400)), ["malformed"]),
     "text_for_a_number": (lambda tmp: edited(tmp, lambda p: p["params"]["wte"][0].__setitem__(0, "0.1")),
@@ -180,6 +188,8 @@ BAD_CHECKPOINTS = {  # name -> (make the file in tmp_path, words the message mus
     "bad_config_value": (lambda tmp: edited(tmp, set_in("config", "n_head", value=3)), ["malformed", "divisible"]),
     "unknown_config_field": (lambda tmp: edited(tmp, set_in("config", "dropout", value=0.1)), ["malformed", "dropout"]),
     "negative_step": (lambda tmp: edited(tmp, set_in("step", value=-1)), ["step", "-1"]),
+    "true_for_a_step": (lambda tmp: edited(tmp, set_in("step", value=True)), ["step", "True"]),
+    "fractional_seed": (lambda tmp: edited(tmp, set_in("seed", value=4.2)), ["seed", "4.2"]),
     "short_row": (lambda tmp: edited(tmp, lambda p: p["params"]["layer0.attn_wq"][3].pop()),
                   ["layer0.attn_wq", "[16, 16]"]),
     "missing_row": (lambda tmp: edited(tmp, lambda p: p["params"]["wpe"].pop()), ["wpe", "[7, 16]", "[8, 16]"]),
@@ -232,6 +242,29 @@ def test_script_reports_unusable_checkpoint_in_one_line_and_exits_2(kind, repo_r
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert words[0] in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-layer", "2"], "error: checkpoint has n_layer=1, but n_layer=2 was asked for"),
+    (["--learning-rate", "0.5"], "error: checkpoint has learning_rate=0.01, but learning_rate=0.5 was asked for"),
+    (["--steps", "1"], "error: --steps 1: checkpoint run.json has already taken 2 steps"),
+    (["--stop-after", "1"], "error: --stop-after 1: checkpoint run.json has already taken 2 steps"),
+])
+def test_script_refuses_flags_that_contradict_the_loaded_checkpoint(args, message, repo_root, tmp_path):
+    saved(tmp_path)
+    (tmp_path / "docs.txt").write_text("\n".join(DOCS))
+    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--engine", "per-op", *args],
+                        cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message + "\n")
+
+
+def test_script_accepts_flags_that_repeat_the_loaded_checkpoint(repo_root, tmp_path):
+    saved(tmp_path)
+    (tmp_path / "docs.txt").write_text("\n".join(DOCS))
+    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--engine", "per-op", "--n-layer", "1",
+                                    "--steps", "3", "--samples", "0"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("step    3 /    3 | loss ")
 
 
 def test_script_refuses_a_checkpoint_of_another_preset(repo_root, tmp_path):

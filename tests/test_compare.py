@@ -5,18 +5,21 @@ REFERENCE.md's account of which gradients are zero at initialisation.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_script
 
 from compare import compare_step, load_report, save_report
 from compare.check import run
 from compare.documents import ALPHABET, given_documents
-from compare.report import from_dict, to_dict
+from compare.fd import STEP_SIZE, TOLERANCE
+from compare.render import render
+from compare.report import FiniteDifference, FiniteDifferenceCheck, from_dict, to_dict
 from compare.tolerances import TOLERANCES
 from compare.weights import dense_weights
 from microgpt_scalar.config import get_config
@@ -24,16 +27,7 @@ from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
 
-def load_script_main():
-    """scripts/compare_step.py's main(argv), to run the script in this process."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_step.py"
-    spec = importlib.util.spec_from_file_location("compare_step_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-main = load_script_main()
+main = load_script("compare_step").main  # the script's main(argv), run in this process
 
 # REFERENCE.md, "Published output": the first two losses of microgpt on names.txt, seed 42.
 PUBLISHED_FIRST_LOSSES = ["3.3630", "3.2917"]
@@ -112,6 +106,22 @@ def test_json_report_round_trips(tmp_path, default_report):
     save_report(path, default_report)
     assert load_report(path) == default_report
     assert from_dict(to_dict(default_report)) == default_report
+
+
+def test_a_report_of_another_format_is_refused(default_report):
+    with pytest.raises(ValueError, match="not a microgpt-compare-report of version 1"):
+        from_dict({**to_dict(default_report), "version": 2})
+    with pytest.raises(ValueError, match="not a microgpt-compare-report"):
+        from_dict({"format": "microgpt-checkpoint", "version": 1})
+
+
+def test_finite_differences_alone_can_make_the_report_disagree(default_report):
+    """Torch and the engine may agree on a gradient that both get wrong; the third witness
+    still sinks the verdict, and the report says it was the one."""
+    wrong = FiniteDifferenceCheck(STEP_SIZE, TOLERANCE, [FiniteDifference("wte", [0, 0], 0.1, 0.2, False)])
+    report = dataclasses.replace(default_report, finite_differences=wrong)
+    assert default_report.agrees and not report.agrees
+    assert render(report).startswith("DISAGREE") and "finite differences disagree" in render(report)
 
 
 def test_script_writes_the_json_report(tmp_path, capsys):

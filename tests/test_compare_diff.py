@@ -80,6 +80,13 @@ def test_traces_part_at_the_first_position_then_stage_in_computing_order():
     assert (d.document, d.stage, d.position, d.index, d.scalar, d.torch) == (0, "b", 1, 1, 0.25, 0.26)
 
 
+def test_traces_of_another_layout_are_an_error_not_a_difference():
+    theirs = trace()
+    theirs["a"][1].append(0.0)
+    with pytest.raises(RuntimeError, match="2 numbers against 3"):
+        first_divergence([trace()], [theirs], ["a", "b"], TIGHT)
+
+
 def test_a_later_document_is_reported_with_its_index():
     theirs = trace()
     theirs["a"][0][1] = 0.75

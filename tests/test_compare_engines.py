@@ -6,9 +6,10 @@ by wrapping the project's Value) for the list of required operations.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import LEARNER_ENGINE as LEARNER
+from helpers import edited_copy
 
 from compare import EngineFailure, compare_step
 from compare.engines import REQUIRED_ATTRIBUTES, REQUIRED_METHODS, EngineError, load_engine, missing_operations
@@ -18,9 +19,6 @@ from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-LEARNER = FIXTURES / "learner_engine.py"
-WITHOUT_LOG = FIXTURES / "learner_engine_without_log.py"
 OPERATOR_CANDIDATES = [
     "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
     "__pow__", "__rpow__", "__neg__", "__pos__", "__abs__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__",
@@ -41,9 +39,12 @@ def test_engine_spec_names_the_class_after_a_colon():
         load_engine(f"{LEARNER}:Scalar")
 
 
-def test_engine_without_log_is_refused_naming_what_is_missing():
+def test_engine_without_log_is_refused_naming_what_is_missing(tmp_path):
+    """The learner's engine before they wrote `log`: refused up front, naming what is missing,
+    rather than failing half-way through a step."""
+    without_log = edited_copy(LEARNER, tmp_path / "engine.py", "    def log(self):", "    def not_yet_log(self):")
     with pytest.raises(EngineError) as error:
-        load_engine(str(WITHOUT_LOG))
+        load_engine(str(without_log))
     message = str(error.value)
     assert "lacks what the transformer needs: log (" in message
     assert "exp" not in message.split("needs:")[1].split("(")[0]  # only the missing one is named
@@ -88,12 +89,22 @@ def _weights(config):
 
 
 def test_engine_that_raises_mid_step_is_a_one_line_failure(tmp_path):
-    path = tmp_path / "engine.py"
-    path.write_text(LEARNER.read_text().replace("out = Value(math.exp(self.data), (self,))",
-                                                "out = Value(math.exp(self.data), (self,)); 1 / 0"))
+    path = edited_copy(LEARNER, tmp_path / "engine.py", "out = Value(math.exp(self.data), (self,))",
+                       "out = Value(math.exp(self.data), (self,)); 1 / 0")
     with pytest.raises(EngineFailure, match=r"raised ZeroDivisionError at step 1") as error:
         compare_step(engine=str(path), docs=["emma"])
     assert "\n" not in str(error.value)
+
+
+def test_an_error_with_a_message_of_many_lines_is_reported_in_one(tmp_path):
+    path = edited_copy(LEARNER, tmp_path / "engine.py", "out = Value(math.exp(self.data), (self,))",
+                       "out = Value(math.exp(self.data), (self,)); raise ValueError('first line\\nsecond line')")
+    with pytest.raises(EngineFailure, match=r"raised ValueError at step 1: first line$"):
+        compare_step(engine=str(path), docs=["emma"])
+    crashing = tmp_path / "crashing.py"
+    crashing.write_text("raise RuntimeError('cannot start\\nbecause of this')\n")
+    with pytest.raises(EngineError, match=r"RuntimeError: cannot start$"):
+        load_engine(str(crashing))
 
 
 def test_engine_file_that_fails_on_import_is_refused(tmp_path):

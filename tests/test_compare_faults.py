@@ -5,11 +5,11 @@ documents (derived by hand from where the broken operation is used in the model)
 """
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import math
-from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from compare import compare_step, load_report
 from compare.faults import ALL_TENSORS, FAULTS, faulty_engine
@@ -17,20 +17,13 @@ from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_step.py"
-
-
-def script_main():
-    spec = importlib.util.spec_from_file_location("compare_step_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+main = load_script("compare_step").main  # the script's main(argv), run in this process
 
 
 @pytest.mark.parametrize("name", FAULTS)
 def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, tmp_path, capsys):
     fault, path = FAULTS[name], tmp_path / "report.json"
-    assert script_main()(["--inject", name, "--json", str(path)]) == 1
+    assert main(["--inject", name, "--json", str(path)]) == 1
     out = capsys.readouterr().out
     assert out.startswith("DISAGREE") and "where they part" in out
     report = load_report(path)
@@ -47,6 +40,8 @@ def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, 
 def test_every_fault_documents_where_it_is_caught():
     names = {name for name, _ in param_shapes(get_config())}
     assert set(ALL_TENSORS) == names
+    assert ALL_TENSORS == ("wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv",
+                           "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2")  # REFERENCE.md's creation order
     for fault in FAULTS.values():
         assert fault.summary and fault.why
         assert (fault.forward_stage is None) != (not fault.gradients_differ), fault.name
@@ -100,7 +95,7 @@ def test_each_wrong_local_gradient_is_wrong_for_its_operation(name):
 
 
 def test_list_faults_names_every_fault_with_both_lines(capsys):
-    assert script_main()(["--list-faults"]) == 0
+    assert main(["--list-faults"]) == 0
     out = capsys.readouterr().out
     for fault in FAULTS.values():
         assert fault.name in out and fault.correct in out
@@ -112,6 +107,15 @@ def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights():
     blind = compare_step(inject="relu-grad", weights="reference")
     assert blind.agrees and "layer0.mlp_fc1" in blind.coverage.zero_tensors
     assert not compare_step(inject="relu-grad", weights="dense").agrees
+
+
+def test_a_fault_whose_line_the_project_no_longer_has_is_an_error(monkeypatch):
+    """If the engine's code changes under the catalogue, the catalogue says so instead of
+    injecting nothing and reporting a fault that was never there."""
+    stale = dataclasses.replace(FAULTS["exp-grad"], name="stale", correct="return Value(math.e ** self.data)")
+    monkeypatch.setitem(FAULTS, "stale", stale)
+    with pytest.raises(RuntimeError, match="fault stale: microgpt_scalar/engine.py has 0 lines reading"):
+        faulty_engine("stale")
 
 
 def test_unknown_fault_is_refused_by_name():

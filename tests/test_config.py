@@ -13,6 +13,8 @@ import pytest
 from microgpt_scalar.config import (
     PRESETS,
     GPTConfig,
+    field_names,
+    field_types,
     get_config,
     init_std_of,
     num_params,
@@ -95,6 +97,14 @@ def test_none_overrides_are_ignored_like_unset_flags():
 def test_to_dict_from_dict_round_trip():
     config = get_config("microgpt-v2", n_layer=2, vocab_size=30, learning_rate=3e-3)
     assert GPTConfig.from_dict(config.to_dict()) == config
+
+
+def test_field_types_name_every_field_with_the_type_of_its_value():
+    types = field_types()
+    assert list(types) == field_names()
+    for name, kind in types.items():
+        assert type(getattr(GPTConfig(), name)) is kind, name
+    assert types["n_layer"] is int and types["learning_rate"] is float and types["activation"] is str
 
 
 def test_head_dim_is_n_embd_over_n_head():

@@ -1,23 +1,16 @@
 """scripts/precision_table.py: runs on CPU, and its float64 figures meet compare's tolerances."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 import torch
+from helpers import load_script
 
 from compare.tolerances import tolerances_for
 
 
 @pytest.fixture(scope="module")
-def table_script(repo_root):
-    spec = importlib.util.spec_from_file_location("precision_table", repo_root / "scripts" / "precision_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def table_script():
+    return load_script("precision_table")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from microgpt_scalar.checkpoint import CheckpointError, flatten
+from microgpt_scalar.checkpoint import CheckpointError, check_config, flatten
 from microgpt_scalar.checkpoint import checkpoint_of as scalar_checkpoint_of
 from microgpt_scalar.checkpoint import load_checkpoint as load_scalar_checkpoint
 from microgpt_scalar.checkpoint import save_checkpoint as save_scalar_checkpoint
@@ -14,7 +14,7 @@ from microgpt_scalar.data import load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import train_step as scalar_train_step
-from microgpt_torch.checkpoint import (check_config, checkpoint_of, from_scalar_checkpoint, load_any_checkpoint,
+from microgpt_torch.checkpoint import (checkpoint_of, from_scalar_checkpoint, load_any_checkpoint,
                                        load_checkpoint, restore, save_checkpoint, to_scalar_checkpoint)
 from microgpt_torch.model import GPT, torch_name
 from microgpt_torch.optim import make_optimizer, make_scheduler
@@ -181,7 +181,8 @@ def test_loading_refuses_missing_tensors_and_wrong_vocabularies(start, tmp_path)
         load_checkpoint(tmp_path / "b.pt")
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04broken zip", b'{"format": "other"}'])
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04broken zip", b'{"format": "other"}',
+                                     b"emma\nolivia\n"])  # a names file: the unpickler fails with IndexError
 def test_loading_refuses_files_that_are_not_checkpoints(tmp_path, content):
     path = tmp_path / "junk.pt"
     path.write_bytes(content)
@@ -190,6 +191,13 @@ def test_loading_refuses_files_that_are_not_checkpoints(tmp_path, content):
     assert "\n" not in str(error.value)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_any_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("chars", [5, "abc", ["a", "a"] + [chr(98 + i) for i in range(24)]])
+def test_loading_refuses_a_vocabulary_that_is_not_distinct_characters(start, tmp_path, chars):
+    save_small(start, tmp_path / "a.pt", chars=chars)
+    with pytest.raises(CheckpointError, match="distinct single characters"):
+        load_checkpoint(tmp_path / "a.pt")
 
 
 def test_check_config_names_the_differing_field(start, tmp_path):

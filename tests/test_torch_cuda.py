@@ -1,12 +1,12 @@
 """The model on a CUDA device against the same model on the CPU; skipped without CUDA."""
 from __future__ import annotations
 
-import importlib.util
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_script
 
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.data import load_docs
@@ -15,7 +15,6 @@ from microgpt_torch.model import GPT
 from microgpt_torch.testing import assert_close
 from microgpt_torch.train import generate, make_batch, reference_start, sample
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 # CUDA kernels sum in another order than the CPU's: float64 rounding only, as between the two
@@ -61,10 +60,7 @@ def test_cuda_samples_equal_cpu_samples():
 
 
 def test_bf16_batched_run_on_cuda_trains(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("script_train_torch", REPO / "scripts" / "train_torch.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    code = script.main(["--mode", "batched", "--device", "cuda", "--bf16", "--data", str(DATA), "--steps", "50",
+    code = load_script("train_torch").main(["--mode", "batched", "--device", "cuda", "--bf16", "--data", str(DATA), "--steps", "50",
                         "--batch-size", "32", "--eval-every", "50", "--samples", "2", "--save", str(tmp_path / "b.pt")])
     out, _ = capsys.readouterr()
     assert code == 0 and " | val loss " in out

@@ -2,7 +2,6 @@
 data parallelism against one process, and every refusal (one line on stderr, exit code)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_script
 
 from microgpt_scalar.checkpoint import save_checkpoint as save_scalar_checkpoint
 from microgpt_scalar.config import get_config, num_params
@@ -33,13 +33,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
 # 30 float64 steps below. Averaging per-process means instead of taking the global mean
 # (unequal token counts) already moves weights by 2e-2 after one step (measured).
 DDP_ATOL = 1e-13
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 train_script, sample_script = load_script("train_torch"), load_script("sample")
@@ -153,6 +146,27 @@ def test_resume_refuses_a_checkpoint_of_another_preset_or_shape(capsys, tmp_path
 def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
     argv = argv if "--data" in argv else argv + ["--data", str(DATA)]
     assert run_main(train_script, capsys, *argv) == (2, "", message)
+
+
+def test_impossible_save_or_batch_is_refused_before_any_training(capsys, tmp_path):
+    (tmp_path / "taken").mkdir()
+    code, out, err = run_main(train_script, capsys, "--data", DATA, "--steps", 2, "--save", tmp_path / "taken")
+    assert (code, out) == (2, "")  # not a step was trained that could not be kept
+    assert err == f"error: could not save the checkpoint to {tmp_path / 'taken'}: it is a directory\n"
+    small = tmp_path / "small.txt"
+    small.write_text("emma\nolivia\nava\n")  # two documents to train on, one held out
+    code, out, err = run_main(train_script, capsys, "--mode", "batched", "--data", small, "--steps", 2)
+    assert (code, out) == (2, "")
+    assert err == "error: --batch-size 32 is more than the 2 training documents\n"
+
+
+def test_weights_that_overflow_on_the_last_step_are_reported_not_sampled(capsys):
+    """No --save: the weights are still checked before sampling, so the error names them
+    instead of the sampler failing on probabilities that are not numbers."""
+    code, out, err = run_main(train_script, capsys, "--data", DATA, "--steps", 1, "--init-std", 1e200,
+                              "--proj-init-std", 1e200)
+    assert code == 1 and "sample" not in out
+    assert err == "error: parameter wte.weight is not finite after step 1\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

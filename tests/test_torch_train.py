@@ -70,16 +70,22 @@ def test_initial_weights_equal_the_scalar_engines_for_the_seed(docs):
     assert params == ScalarGPT(config, rng).params_as_floats()
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_faithful_first_steps_equal_the_scalar_engines_printed_log(docs, preset):
-    model, _, config, _, losses = faithful_torch_run(docs, preset, steps=5)
+def scalar_run(docs, config, steps: int):
+    """The oracle: the scalar engine's model and losses after the reference program's first
+    `steps` steps, started from its own random.Random(42)."""
     rng = random.Random(42)
     shuffled = list(docs)
     rng.shuffle(shuffled)
     tokenizer = Tokenizer.from_docs(shuffled)
     scalar = ScalarGPT(config, rng)
     adam = Adam(scalar.parameters(), config)
-    scalar_losses = [scalar_train_step(scalar, adam, tokenizer.encode(shuffled[s]), s) for s in range(5)]
+    return scalar, [scalar_train_step(scalar, adam, tokenizer.encode(shuffled[s]), s) for s in range(steps)]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_faithful_first_steps_equal_the_scalar_engines_printed_log(docs, preset):
+    model, _, config, _, losses = faithful_torch_run(docs, preset, steps=5)
+    scalar, scalar_losses = scalar_run(docs, config, 5)
     assert [line(s, config.num_steps, x) for s, x in enumerate(losses)] == \
            [line(s, config.num_steps, x) for s, x in enumerate(scalar_losses)]
     assert_close("losses", losses, scalar_losses, LOSS_ATOL, 0.0)
@@ -216,12 +222,6 @@ def test_faithful_log_follows_the_scalar_engine_for_100_steps(docs):
     """Every printed line of the first 100 steps of the 500-step run (the whole run agrees
     too, line for line; it takes the scalar engine a minute)."""
     _, _, config, _, losses = faithful_torch_run(docs, "microgpt", steps=100)
-    rng = random.Random(42)
-    shuffled = list(docs)
-    rng.shuffle(shuffled)
-    tokenizer = Tokenizer.from_docs(shuffled)
-    scalar = ScalarGPT(config, rng)
-    adam = Adam(scalar.parameters(), config)
-    scalar_losses = [scalar_train_step(scalar, adam, tokenizer.encode(shuffled[s]), s) for s in range(100)]
+    _, scalar_losses = scalar_run(docs, config, 100)
     assert [line(s, 500, x) for s, x in enumerate(losses[:100])] == [line(s, 500, x) for s, x in enumerate(scalar_losses)]
     assert_close("losses of 100 steps", losses[:100], scalar_losses, LOSS_ATOL, 0.0)

@@ -1,0 +1,31 @@
+"""Helpers the test files share: loading a script as a module, editing a copy of a source file."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LEARNER_ENGINE = REPO / "tests" / "fixtures" / "learner_engine.py"  # a correct engine, micrograd's style
+
+
+def load_script(name: str):
+    """scripts/{name}.py as a module, to call its functions in this process."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    """`text` with `old` replaced by `new`; fails unless `old` occurs exactly once, so an edit
+    that no longer applies cannot leave a test checking the unedited code."""
+    assert text.count(old) == 1, f"expected exactly one {old!r}, found {text.count(old)}"
+    return text.replace(old, new)
+
+
+def edited_copy(source: Path, target: Path, old: str, new: str) -> Path:
+    """Write `source` to `target` with one edit; returns `target`."""
+    target.write_text(replace_once(source.read_text(encoding="utf-8"), old, new), encoding="utf-8")
+    return target
