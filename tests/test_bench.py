@@ -1,7 +1,9 @@
-"""The benchmark's scalar section as a smoke test: two steps per engine write the expected
-figures, and its log check passes identical logs and fails on differing ones (fed directly,
-and from an engine made to train differently). No timing is asserted here: the speed
-targets live in the benchmark's own report.
+"""The benchmark's sections as smoke tests on tiny settings: each writes the expected
+figures, and each correctness check fails on a differing input. The scalar section's log
+check passes identical logs and fails on differing ones (fed directly, and from an engine
+made to train differently); the torch section fails when the torch model trains
+differently; the compare section fails when the comparison it times disagrees. No timing
+is asserted here: the speed targets live in the benchmark's own report.
 
     pytest tests/test_bench.py
 """
@@ -14,6 +16,7 @@ import sys
 
 import pytest
 
+import microgpt_torch.model
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value
@@ -111,3 +114,65 @@ def test_no_collection_during_a_training_step_scans_its_graph(names_path, value_
     # started while it lives scans them all; with the graph gone, one scans a handful
     # (measured: 6 or 7).
     assert all(n < 1_000 for n in scanned), scanned
+
+
+def run_torch_section(bench, names_path, out) -> int:
+    return bench.main(["--only", "torch", "--data", str(names_path), "--out", str(out), "--faithful-steps", "5",
+                       "--plain-sample", "2", "--batch-sizes", "16", "--threads", "1", "--no-compile", "--windows", "2",
+                       "--window-seconds", "0.05", "--train-seconds", "0.2", "--train-batch-size", "16"])
+
+
+def test_torch_section_writes_every_figure(bench, names_path, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert run_torch_section(bench, names_path, out) == 0
+    figures = json.loads(out.read_text())["sections"]["torch"]
+    assert "omp_wait_policy" in figures and "cpu_model" in figures["machine"]
+    faithful = figures["faithful"]
+    assert faithful["steps"] == 5 and faithful["logs_identical"] is True
+    assert faithful["log_tail"][-1].startswith("step    5 /    5 | loss ")
+    assert list(faithful["engines"]) == ["per-op", "fused", "torch", "plain"]
+    for engine in faithful["engines"].values():
+        assert {"wall_s", "cpu_s", "torch_speedup_cpu", "torch_speedup_wall", "measured"} <= set(engine)
+    assert faithful["engines"]["plain"]["measured"] == "extrapolated from 2 of 5 steps"
+    assert set(faithful["targets"]) == {"per-op", "fused"}
+    # The scalar engine's weights and the faithful torch run's: the same training, float64 rounding apart.
+    assert faithful["val_loss_scalar_weights"] == pytest.approx(faithful["val_loss_torch_weights"], abs=1e-9)
+    (row,) = figures["throughput"]["rows"]
+    assert (row["batch_size"], row["compiled"], row["threads"], row["compile_s"]) == (16, False, 1, None)
+    assert 0 < row["tokens_per_s"] <= row["padded_positions_per_s"] and len(row["windows"]) == 2
+    assert set(figures["throughput"]["target"]) == {"tokens_per_s_at_least", "met"}
+    budget = figures["time_budget"]
+    assert (budget["batch_size"], budget["compiled"], budget["threads"]) == (16, False, 1)
+    assert 1 <= budget["steps"] <= budget["planned_steps"] and budget["val_loss"] > 0
+    assert budget["val_loss_scalar_weights"] == faithful["val_loss_scalar_weights"]
+    table = capsys.readouterr().out
+    assert "printed logs identical: yes" in table and "tokens/s" in table and "validation loss" in table
+
+
+def test_torch_section_fails_when_the_torch_model_trains_differently(bench, names_path, tmp_path, monkeypatch,
+                                                                     capsys):
+    exact = microgpt_torch.model.cross_entropy
+    monkeypatch.setattr(microgpt_torch.model, "cross_entropy",
+                        lambda *args, **kwargs: 1.01 * exact(*args, **kwargs))  # a loss 1% too high
+    out = tmp_path / "bench.json"
+    assert run_torch_section(bench, names_path, out) == 1
+    assert "torch's log differs from per-op's at line 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_compare_section_times_the_default_run_and_its_pieces(bench, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--only", "compare", "--out", str(out), "--compare-runs", "1"]) == 0
+    figures = json.loads(out.read_text())["sections"]["compare"]
+    assert figures["runs"] == 1 and figures["wall_s"] == [figures["wall_s_median"]]
+    pieces = figures["pieces_s"]
+    assert {"import torch", "scalar side setup", "torch side setup", "scalar step", "torch step",
+            "comparison of the results", "render"} <= set(pieces)
+    assert all(seconds > 0 for label, seconds in pieces.items() if label != "render")
+    assert figures["pieces_sum_s"] == pytest.approx(sum(pieces.values()))
+    assert "where the time goes" in capsys.readouterr().out
+
+
+def test_compare_timing_fails_when_the_comparison_disagrees(bench):
+    with pytest.raises(bench.CheckFailed, match=r"--inject grad-assign` exited with 1"):
+        bench.run_command([sys.executable, str(bench.COMPARE_SCRIPT), "--inject", "grad-assign"])
