@@ -125,12 +125,16 @@ def run_faithful(args, docs, device, dtype) -> None:
     docs, tokenizer, rng, model, optimizer, scheduler, first = start(args, docs, device, dtype)
     step_model = torch.compile(model) if args.compile else model
     num_steps = model.config.num_steps
+    print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
+    print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {num_params(model.config)}")
     for step, loss in faithful_steps(step_model, optimizer, scheduler, docs, tokenizer, first):
         print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}", flush=True)
         if args.save_every and (step + 1) % args.save_every == 0:
             save(args, model, tokenizer, optimizer, step + 1)
     save(args, model, tokenizer, optimizer, num_steps)
+    if args.samples:
+        print("\n--- inference (new, hallucinated names) ---")
     for i in range(args.samples):
         print(f"sample {i + 1:2d}: {sample(model, tokenizer, rng, args.temperature)}")
 

@@ -60,10 +60,11 @@ def scalar_program_output(preset: str, num_steps: int, num_samples: int) -> str:
     config = get_config(preset, vocab_size=tokenizer.vocab_size, num_steps=num_steps)
     model = ScalarGPT(config, rng)
     adam = Adam(model.parameters(), config)
-    lines = [f"num params: {num_params(config)}"]
+    lines = [f"num docs: {len(docs)}", f"vocab size: {tokenizer.vocab_size}", f"num params: {num_params(config)}"]
     for step in range(num_steps):
         loss = scalar_train_step(model, adam, tokenizer.encode(docs[step % len(docs)]), step)
         lines.append(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}")
+    lines += ["", "--- inference (new, hallucinated names) ---"]
     lines += [f"sample {i + 1:2d}: {scalar_sample(model, tokenizer, rng, 0.5)}" for i in range(num_samples)]
     return "\n".join(lines) + "\n"
 
@@ -93,7 +94,7 @@ def test_faithful_script_resumes_where_a_checkpoint_left_off(capsys, tmp_path):
                                   "--resume", tmp_path / "half.pt")
     assert (code, err) == (0, "")
     lines = straight.splitlines()
-    assert resumed.splitlines() == lines[:1] + lines[4:]  # steps 4-6 and the same samples
+    assert resumed.splitlines() == lines[:3] + lines[6:]  # the header, steps 4-6 and the same samples
 
 
 def test_checkpoints_are_written_every_n_steps_and_at_the_end(capsys, tmp_path):
