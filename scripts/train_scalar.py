@@ -19,23 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from microgpt_scalar.checkpoint import (CheckpointError, check_config, check_save_path, checkpoint_of,  # noqa: E402
                                         load_checkpoint, save_checkpoint)
-from microgpt_scalar.config import PRESETS, field_types, get_config  # noqa: E402
+from microgpt_scalar.config import PRESETS, add_config_flags, config_overrides, get_config  # noqa: E402
 from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
-
-CONFIG_FLAGS = {  # flag -> (config field, type); --preset, --steps and the data set the other fields
-    f"--{field.replace('_', '-')}": (field, kind) for field, kind in field_types().items()
-    if field not in ("preset", "vocab_size", "num_steps")
-}
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="microgpt (default) or microgpt-v2; with --load, the checkpoint must match it")
     parser.add_argument("--data", help="one document per line (default: ./input.txt, else the names file)")
-    parser.add_argument("--steps", type=int, help="training steps of the run and its schedule (default: the preset's)")
     parser.add_argument("--stop-after", type=int, metavar="K",
                         help="stop after step K of the run (save it with --save, go on later with --load)")
     parser.add_argument("--seed", type=int, help="seed of random.Random (default: 42, or the checkpoint's)")
@@ -46,8 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                        "but --steps may lengthen the run)")
     parser.add_argument("--engine", choices=["fused", "per-op"], default="fused",
                         help="fused dot products (faster, same results) or one node per operation")
-    for flag, (field, kind) in CONFIG_FLAGS.items():
-        parser.add_argument(flag, dest=field, type=kind, help=f"override the preset's {field}")
+    add_config_flags(parser)  # --n-layer ..., and --steps: the run's length, which sets its schedule
     return parser.parse_args(argv)
 
 
@@ -63,10 +55,10 @@ def setup(args):
     """Documents, tokenizer, model, optimizer, rng and the first step, fresh or resumed."""
     docs = load_docs(args.data) if args.data else load_docs(default_data_path())
     value_cls = value_class(args.engine)
-    overrides = {field: getattr(args, field) for field, _ in CONFIG_FLAGS.values()}
+    overrides = config_overrides(args)
     if args.load:
         return resume(args, docs, value_cls, overrides)
-    config = get_config(args.preset or "microgpt", num_steps=args.steps, **overrides)
+    config = get_config(args.preset or "microgpt", **overrides)
     seed = 42 if args.seed is None else args.seed
     return (*start_run(docs, config, seed, value_cls), 0, seed)
 
@@ -74,12 +66,13 @@ def setup(args):
 def resume(args, docs, value_cls, overrides):
     """setup() from a checkpoint: config flags may repeat its config, --steps may lengthen the run."""
     checkpoint = load_checkpoint(args.load, preset=args.preset)
+    num_steps = overrides.pop("num_steps")
     check_config(checkpoint, **overrides)
-    for flag, step in (("--steps", args.steps), ("--stop-after", args.stop_after)):
+    for flag, step in (("--steps", num_steps), ("--stop-after", args.stop_after)):
         if step is not None and step < checkpoint.step:
             raise CheckpointError(f"{flag} {step}: checkpoint {args.load} has already taken {checkpoint.step} steps")
-    if args.steps is not None:
-        checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=args.steps)
+    if num_steps is not None:
+        checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=num_steps)
     seed = args.seed if args.seed is not None else (checkpoint.seed if checkpoint.seed is not None else 42)
     return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
 

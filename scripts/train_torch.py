@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config, check_save_path
-from microgpt_scalar.config import PRESETS, field_types, num_params
+from microgpt_scalar.config import PRESETS, add_config_flags, config_overrides, num_params
 from microgpt_scalar.data import DataError, default_data_path, load_docs
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint
 from microgpt_torch.model import GPT
@@ -29,9 +29,6 @@ from microgpt_torch.optim import make_optimizer, make_scheduler
 from microgpt_torch.train import (NonFiniteLossError, batched_steps, check_finite_params, evaluate, faithful_steps,
                                   generate, reference_start, sample, split_docs)
 
-OVERRIDES = {  # config field -> type of its command-line flag (--n-layer etc.); --preset and the data set the rest
-    field: kind for field, kind in field_types().items() if field not in ("preset", "vocab_size")
-}
 
 
 class UsageError(ValueError):
@@ -42,9 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=("faithful", "batched"), default="faithful")
     parser.add_argument("--preset", choices=list(PRESETS), default="microgpt")
-    for field, kind in OVERRIDES.items():
-        flags = [f"--{field.replace('_', '-')}"] + (["--steps"] if field == "num_steps" else [])
-        parser.add_argument(*flags, dest=field, type=kind, default=None, help=f"override the preset's {field}")
+    add_config_flags(parser)  # --n-layer ..., and --steps for num_steps
     parser.add_argument("--data", default=None, help="names file (default: input.txt here, else names.txt, downloaded)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -94,7 +89,7 @@ def check_args(args, device: torch.device, world_size: int) -> None:
 def start(args, docs, device, dtype):
     """(docs, tokenizer, rng, model, optimizer, scheduler, first step), fresh or resumed; rng is
     where the reference program's sampling continues it."""
-    overrides = {field: getattr(args, field) for field in OVERRIDES}
+    overrides = config_overrides(args)
     docs, tokenizer, config, params, rng = reference_start(docs, args.seed, args.preset, **overrides)
     if args.resume is None:
         model = GPT.from_scalar_params(config, params, dtype=dtype, device=device)

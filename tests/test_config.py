@@ -178,3 +178,20 @@ def test_trace_stage_names_cover_every_layer_in_forward_order():
                  "mlp_norm", "mlp_hidden", "mlp_act", "mlp_residual"]
     expected = ["embed", "embed_norm"] + [f"layer{i}.{s}" for i in range(2) for s in per_layer] + ["logits", "probs", "loss"]
     assert names == expected
+
+
+def test_config_flags_cover_every_overridable_field_and_parse_into_a_config():
+    import argparse
+
+    from microgpt_scalar.config import add_config_flags, config_overrides, field_names
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    flags = {option for action in parser._actions for option in action.option_strings} - {"-h", "--help"}
+    expected = {f"--{name.replace('_', '-')}" for name in field_names() if name not in ("preset", "vocab_size")}
+    assert flags == expected | {"--steps"}
+    args = parser.parse_args(["--n-layer", "2", "--steps", "7", "--init-std", "0.1"])
+    config = get_config("microgpt-v2", **config_overrides(args))
+    assert (config.n_layer, config.num_steps, config.init_std, config.block_size) == (2, 7, 0.1, 16)
+    assert config_overrides(parser.parse_args([])) == {name: None for name in field_names()
+                                                       if name not in ("preset", "vocab_size")}
