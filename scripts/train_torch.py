@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, batched mode only)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="batch documents of one length together: less padding, more tokens per second (batched)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--eval-every", type=int, default=100, help="validation loss every N steps (batched)")
     parser.add_argument("--save", default=None, help="checkpoint file, written at the end")
@@ -78,6 +80,8 @@ def check_args(args, device: torch.device, world_size: int) -> None:
         raise UsageError(f"--temperature must be > 0, got {args.temperature}")
     if args.bf16 and (device.type != "cuda" or args.mode != "batched" or args.dtype == "float64"):
         raise UsageError("--bf16 needs --device cuda, --mode batched and float32 weights")
+    if args.group_by_length and args.mode != "batched":
+        raise UsageError("--group-by-length needs --mode batched (faithful mode trains one document a step)")
     if world_size > 1 and args.mode != "batched":
         raise UsageError("faithful mode trains one document per step in one process; use --mode batched")
     if args.batch_size < world_size:
@@ -152,7 +156,8 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     if rank == 0:
         print(f"num params: {num_params(config)} | train docs {len(train_docs)} | val docs {len(val_docs)}")
     steps = batched_steps(step_model, optimizer, scheduler, train_tokens, args.batch_size,
-                          torch.Generator().manual_seed(args.seed), first, rank, world_size, autocast_dtype)
+                          torch.Generator().manual_seed(args.seed), first, rank, world_size, autocast_dtype,
+                          args.group_by_length)
     progress = tqdm(steps, file=sys.stderr, disable=rank != 0, initial=first, total=config.num_steps, desc="train")
     for step, loss in progress:
         progress.set_postfix(loss=f"{loss:.4f}")

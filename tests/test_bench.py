@@ -137,9 +137,13 @@ def test_torch_section_writes_every_figure(bench, names_path, tmp_path, capsys):
     assert set(faithful["targets"]) == {"per-op", "fused"}
     # The scalar engine's weights and the faithful torch run's: the same training, float64 rounding apart.
     assert faithful["val_loss_scalar_weights"] == pytest.approx(faithful["val_loss_torch_weights"], abs=1e-9)
-    (row,) = figures["throughput"]["rows"]
-    assert (row["batch_size"], row["compiled"], row["threads"], row["compile_s"]) == (16, False, 1, None)
-    assert 0 < row["tokens_per_s"] <= row["padded_positions_per_s"] and len(row["windows"]) == 2
+    shuffled, grouped = figures["throughput"]["rows"]
+    for row, grouped_by_length in ((shuffled, False), (grouped, True)):
+        assert (row["batch_size"], row["compiled"], row["grouped_by_length"], row["threads"], row["compile_s"]) == \
+               (16, False, grouped_by_length, 1, None)
+        assert 0 < row["tokens_per_s"] <= row["padded_positions_per_s"] and len(row["windows"]) == 2
+    padding = [1 - row["tokens_per_s"] / row["padded_positions_per_s"] for row in (shuffled, grouped)]
+    assert padding[0] > 0.05 and padding[1] < padding[0] / 2  # the grouped batches' padding is counted as such
     assert set(figures["throughput"]["target"]) == {"tokens_per_s_at_least", "met"}
     budget = figures["time_budget"]
     assert (budget["batch_size"], budget["compiled"], budget["threads"]) == (16, False, 1)
@@ -151,8 +155,8 @@ def test_torch_section_writes_every_figure(bench, names_path, tmp_path, capsys):
 
 def test_torch_section_fails_when_the_torch_model_trains_differently(bench, names_path, tmp_path, monkeypatch,
                                                                      capsys):
-    exact = microgpt_torch.model.cross_entropy
-    monkeypatch.setattr(microgpt_torch.model, "cross_entropy",
+    exact = microgpt_torch.model.fused_cross_entropy  # the faithful step's
+    monkeypatch.setattr(microgpt_torch.model, "fused_cross_entropy",
                         lambda *args, **kwargs: 1.01 * exact(*args, **kwargs))  # a loss 1% too high
     out = tmp_path / "bench.json"
     assert run_torch_section(bench, names_path, out) == 1
