@@ -379,7 +379,7 @@ def scalar_targets_missed(figures: dict) -> list[str]:
 
 FAITHFUL_TARGET = 300.0  # least speed-up of the faithful torch run over each scalar engine's run
 TOKENS_TARGET = 1_000_000  # non-padding target tokens per second, batched, float32, on the CPU
-FAITHFUL_REPEATS = 3  # faithful torch runs (under a second each); the median is compared
+FAITHFUL_REPEATS = 3  # faithful torch runs (under a second each) before, between and after the scalar runs
 WARMUP_STEPS = 3  # batched steps before any timing, after the first (which compiles)
 ENDLESS = 10**9  # num_steps for timing runs: the schedule's end is never reached
 
@@ -457,9 +457,9 @@ def estimate_plain_run(docs: list[str], config, sample: int) -> dict:
             "measured": f"extrapolated from {len(steps)} of {config.num_steps} steps"}
 
 
-def time_torch_faithful(docs: list[str], preset: str, steps: int):
+def time_torch_faithful(docs: list[str], preset: str, steps: int) -> list[tuple]:
     """The faithful run (float64, one thread, as scripts/train_torch.py runs it), timed
-    FAITHFUL_REPEATS times. Returns (log, timings of the median run, its model)."""
+    FAITHFUL_REPEATS times: a list of (cpu s, wall s, log, model)."""
     from microgpt_torch.model import GPT
     from microgpt_torch.optim import make_optimizer, make_scheduler
     from microgpt_torch.train import faithful_steps, reference_start
@@ -477,8 +477,7 @@ def time_torch_faithful(docs: list[str], preset: str, steps: int):
             log = [log_line(step, steps, loss) for step, loss in run]
         wall, cpu = clock.read()
         runs.append((cpu, wall, log, model))
-    cpu, wall, log, model = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-    return log, {"wall_s": wall, "cpu_s": cpu, "measured": f"median of {FAITHFUL_REPEATS} full runs"}, model
+    return runs
 
 
 def val_loss_of(config, params: dict, val_tokens: list) -> float:
@@ -491,12 +490,21 @@ def val_loss_of(config, params: dict, val_tokens: list) -> float:
 
 def bench_faithful(docs: list[str], preset: str, steps: int, plain_sample: int) -> dict:
     """The faithful torch run against the scalar engines' runs of the same steps; the
-    printed logs must be identical. Also the final weights' validation loss."""
+    printed logs must be identical. Also the final weights' validation loss.
+
+    The torch runs are timed before, between and after the scalar ones and the median is
+    compared: this machine's speed drifts over the minute the scalar runs take, and a
+    ratio of two moments would carry that drift.
+    """
     config = get_config(preset, num_steps=steps)
     scalar_runs, engines = {}, {}
+    torch_runs = time_torch_faithful(docs, preset, steps)
     for name in ("per-op", "fused"):
         scalar_runs[name], engines[name] = time_scalar_run(name, docs, config)
-    log, engines["torch"], torch_model = time_torch_faithful(docs, preset, steps)
+        torch_runs += time_torch_faithful(docs, preset, steps)
+    cpu, wall, log, torch_model = sorted(torch_runs, key=lambda run: run[0])[len(torch_runs) // 2]
+    engines["torch"] = {"wall_s": wall, "cpu_s": cpu,
+                        "measured": f"median of {len(torch_runs)} full runs, before, between and after the scalar runs"}
     check_logs_identical({**{name: run.log for name, run in scalar_runs.items()}, "torch": log})
     if plain_sample:
         engines["plain"] = estimate_plain_run(docs, config, plain_sample)
