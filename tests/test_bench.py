@@ -130,6 +130,7 @@ def test_torch_section_writes_every_figure(bench, names_path, tmp_path, capsys):
     faithful = figures["faithful"]
     assert faithful["steps"] == 5 and faithful["logs_identical"] is True
     assert faithful["log_tail"][-1].startswith("step    5 /    5 | loss ")
+    assert 0 <= faithful["max_loss_diff_vs_scalar"] < 1e-12  # float64 rounding; a wrong model is off by 1e-2
     assert list(faithful["engines"]) == ["per-op", "fused", "torch", "plain"]
     for engine in faithful["engines"].values():
         assert {"wall_s", "cpu_s", "torch_speedup_cpu", "torch_speedup_wall", "measured"} <= set(engine)
