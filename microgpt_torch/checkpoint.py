@@ -154,7 +154,9 @@ def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None):
             m = checkpoint.adam["m"][name] if checkpoint.adam else torch.zeros_like(p)
             v = checkpoint.adam["v"][name] if checkpoint.adam else torch.zeros_like(p)
             optimizer.state[p] = {
-                "step": torch.tensor(float(checkpoint.step)),  # bias correction of step s uses s + 1
+                # Bias correction of step s uses s + 1; fused Adam keeps the count as float32
+                # beside the parameter (on the GPU for a CUDA model).
+                "step": torch.tensor(float(checkpoint.step), dtype=torch.float32, device=p.device),
                 "exp_avg": m.to(dtype=p.dtype, device=p.device).clone(),
                 "exp_avg_sq": v.to(dtype=p.dtype, device=p.device).clone(),
             }

@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, batched mode only)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--group-by-length", action="store_true",
-                        help="batch documents of one length together: less padding, more tokens per second (batched)")
+                        help="batch documents of one length together: less padding, more tokens per second "
+                             "(batched; give it again on --resume to continue the same batch order)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--eval-every", type=int, default=100, help="validation loss every N steps (batched)")
     parser.add_argument("--save", default=None, help="checkpoint file, written at the end")

@@ -90,6 +90,24 @@ def test_resumed_run_equals_the_uninterrupted_run(start, tmp_path, via):
     assert resumed == straight  # bit for bit: float64 survives JSON and torch.save exactly
 
 
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")),
+])
+def test_restored_adam_state_sits_where_a_running_adam_keeps_it(start, device):
+    """Fused Adam reads its step count from the parameter's device, as float32."""
+    model, optimizer, _, _ = trained(start, steps=1)
+    running = GPT(model.config).to(dtype=torch.float64, device=device)
+    running_optimizer = make_optimizer(running, model.config)
+    running(torch.zeros(1, 1, dtype=torch.long, device=device), torch.zeros(1, 1, dtype=torch.long, device=device))[1].backward()
+    running_optimizer.step()
+    model, restored_optimizer, _ = restore(checkpoint_of(model, start[1].chars, optimizer, step=1), device=device)
+    for p, q in zip(model.parameters(), running.parameters()):
+        for key, expected in running_optimizer.state[q].items():
+            got = restored_optimizer.state[p][key]
+            assert (got.dtype, got.device, got.shape) == (expected.dtype, expected.device, expected.shape), key
+
+
 def test_a_resume_that_loses_adam_state_is_caught(start):
     """The oracle above can fail: restarting Adam's moments changes the next losses."""
     model, optimizer, scheduler, _ = trained(start, steps=10)

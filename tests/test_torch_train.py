@@ -222,6 +222,15 @@ def test_grouped_batches_hold_one_length_and_visit_every_document_once_per_epoch
     assert [next(again) for _ in range(10)] == epoch
 
 
+def test_grouped_batches_leave_out_random_documents_not_the_longest():
+    """63 documents in batches of 6: 3 wait each epoch; sorting must not always leave the longest."""
+    lengths = torch.tensor([1 + i % 5 for i in range(60)] + [9, 9, 9])
+    order = batch_order(63, 6, torch.Generator().manual_seed(0), lengths)
+    epochs = [[next(order) for _ in range(10)] for _ in range(20)]
+    longest_seen = [any(int(lengths[i]) == 9 for batch in epoch for i in batch) for epoch in epochs]
+    assert sum(longest_seen) >= 15  # each long document waits in about 1 epoch of 21
+
+
 def test_grouping_by_length_cuts_the_padding_of_real_batches(docs):
     """Padding counted from the documents' lengths, batches of 256 over 20 steps."""
     _, tokenizer, config, _, _ = reference_start(docs, seed=42)
