@@ -28,8 +28,8 @@ Sections (`--only` picks some; the JSON file keeps the figures of the sections n
            spinning threads slow down many times (OMP_WAIT_POLICY=PASSIVE resists that, at
            a cost to small batches).
            (c) The validation loss after --train-seconds of batched training, in the fastest
-           setting (b) found for its batch size on shuffled batches, against the loss of the scalar engine's
-           weights after its full run, on the same held-out documents.
+           setting (b) found for its batch size on shuffled batches, against the loss of the
+           scalar engine's weights after its full run, on the same held-out documents.
 
   compare  the wall time of `python scripts/compare_step.py` (its defaults) as a subprocess,
            median of a few runs, and how one run splits between importing torch, the scalar
