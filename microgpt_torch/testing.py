@@ -44,6 +44,23 @@ def assert_close(name: str, got, expected, atol: float, rtol: float) -> None:
         )
 
 
+def forward_backward(model, idx: torch.Tensor, targets: torch.Tensor, fused: bool = False):
+    """(logits, loss, gradients by scalar name) of one forward and backward, on the CPU."""
+    model.zero_grad(set_to_none=True)
+    logits, loss = model(idx, targets, fused=fused)
+    loss.backward()
+    return logits.detach().cpu(), loss.detach().cpu(), model.scalar_grads()
+
+
+def assert_results_close(label: str, got: tuple, expected: tuple, atol: float, rtol: float) -> None:
+    """Two forward_backward results agree: the logits, the loss and every gradient."""
+    (logits, loss, grads), (expected_logits, expected_loss, expected_grads) = got, expected
+    assert_close(f"{label} logits", logits, expected_logits, atol, rtol)
+    assert_close(f"{label} loss", loss, expected_loss, atol, rtol)
+    for name in expected_grads:
+        assert_close(f"{label} {name} grad", grads[name], expected_grads[name], atol, rtol)
+
+
 def _is_ragged(rows) -> bool:
     if isinstance(rows, torch.Tensor) or not isinstance(rows, (list, tuple)) or not rows:
         return False

@@ -1,9 +1,12 @@
-"""Helpers the test files share: loading a script as a module, editing a copy of a source file."""
+"""Helpers the test files share: loading a script as a module, editing a copy of a source file,
+checking a one-line error."""
 from __future__ import annotations
 
 import importlib.util
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LEARNER_ENGINE = REPO / "tests" / "fixtures" / "learner_engine.py"  # a correct engine, micrograd's style
@@ -29,3 +32,13 @@ def edited_copy(source: Path, target: Path, old: str, new: str) -> Path:
     """Write `source` to `target` with one edit; returns `target`."""
     target.write_text(replace_once(source.read_text(encoding="utf-8"), old, new), encoding="utf-8")
     return target
+
+
+def assert_one_line_error(error_type, call, words) -> None:
+    """`call()` raises `error_type` with a one-line message containing every one of `words`."""
+    with pytest.raises(error_type) as raised:
+        call()
+    message = str(raised.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"

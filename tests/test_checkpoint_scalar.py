@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import assert_one_line_error
 
 from microgpt_scalar.checkpoint import (
     Checkpoint,
@@ -215,12 +216,7 @@ BAD_CHECKPOINTS = {  # name -> (make the file in tmp_path, words the message mus
 def test_unusable_checkpoint_raises_one_line_checkpoint_error(kind, tmp_path):
     make, words = BAD_CHECKPOINTS[kind]
     path = make(tmp_path)
-    with pytest.raises(CheckpointError) as raised:
-        load_checkpoint(path)
-    message = str(raised.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message, f"{word!r} not in {message!r}"
+    assert_one_line_error(CheckpointError, lambda: load_checkpoint(path), words)
 
 
 def test_checkpoint_of_a_different_preset_is_refused(tmp_path):

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from helpers import assert_one_line_error
 
 from microgpt_scalar import data
 from microgpt_scalar.checkpoint import checkpoint_of, save_checkpoint
@@ -108,12 +109,7 @@ BAD_FILES = {  # name -> (make the path in tmp_path, words the message must cont
 def test_unusable_data_file_raises_one_line_data_error(kind, tmp_path):
     make, words = BAD_FILES[kind]
     path = make(tmp_path)
-    with pytest.raises(DataError) as raised:
-        load_docs(path)
-    message = str(raised.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message, f"{word!r} not in {message!r}"
+    assert_one_line_error(DataError, lambda: load_docs(path), words)
 
 
 @pytest.mark.parametrize("kind", BAD_FILES)

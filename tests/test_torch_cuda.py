@@ -12,7 +12,7 @@ from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.data import load_docs
 from microgpt_torch.checkpoint import load_checkpoint
 from microgpt_torch.model import GPT
-from microgpt_torch.testing import assert_close
+from microgpt_torch.testing import assert_results_close, forward_backward
 from microgpt_torch.train import generate, make_batch, reference_start, sample
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
@@ -38,14 +38,8 @@ def test_cuda_logits_and_gradients_match_the_cpu_float64(fused):
     for device in ("cpu", "cuda"):
         model = GPT.from_scalar_params(config, params, device=torch.device(device))
         idx, targets = make_batch([tokenizer.encode(doc) for doc in docs], config.block_size, device)
-        logits, loss = model(idx, targets, fused=fused)
-        loss.backward()
-        results.append((logits.cpu(), loss.cpu(), model.scalar_grads()))
-    (cpu_logits, cpu_loss, cpu_grads), (cuda_logits, cuda_loss, cuda_grads) = results
-    assert_close("cuda logits", cuda_logits, cpu_logits, CUDA_ATOL, CUDA_RTOL)
-    assert_close("cuda loss", cuda_loss, cpu_loss, CUDA_ATOL, CUDA_RTOL)
-    for name in cpu_grads:
-        assert_close(f"cuda {name} grad", cuda_grads[name], cpu_grads[name], CUDA_ATOL, CUDA_RTOL)
+        results.append(forward_backward(model, idx, targets, fused))
+    assert_results_close("cuda", results[1], results[0], CUDA_ATOL, CUDA_RTOL)
 
 
 def test_cuda_samples_equal_cpu_samples():

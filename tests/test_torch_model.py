@@ -12,7 +12,7 @@ from microgpt_scalar.data import Tokenizer, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import forward_loss as scalar_forward_loss
 from microgpt_torch.model import GPT, IGNORE_INDEX, scalar_name, torch_name
-from microgpt_torch.testing import assert_close, single_thread
+from microgpt_torch.testing import assert_close, assert_results_close, forward_backward, single_thread
 from microgpt_torch.train import make_batch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
@@ -259,17 +259,8 @@ def test_padded_batch_equals_sequences_run_one_by_one(tokenizer):
 def test_fused_path_equals_readable_path(tokenizer, config_name, dtype):
     atol, rtol = (FORWARD_ATOL, FORWARD_RTOL) if dtype == torch.float64 else (FLOAT32_ATOL, FLOAT32_RTOL)
     model, idx, targets = model_and_batch(tokenizer, config_name, dtype)
-    results = []
-    for fused in (False, True):
-        model.zero_grad(set_to_none=True)
-        logits, loss = model(idx, targets, fused=fused)
-        loss.backward()
-        results.append((logits.detach(), loss.detach(), model.scalar_grads()))
-    (logits, loss, grads), (fused_logits, fused_loss, fused_grads) = results
-    assert_close("fused logits", fused_logits, logits, atol, rtol)
-    assert_close("fused loss", fused_loss, loss, atol, rtol)
-    for name in grads:
-        assert_close(f"fused {name} grad", fused_grads[name], grads[name], atol, rtol)
+    readable = forward_backward(model, idx, targets, fused=False)
+    assert_results_close("fused", forward_backward(model, idx, targets, fused=True), readable, atol, rtol)
 
 
 def test_float32_model_follows_float64_model(tokenizer):

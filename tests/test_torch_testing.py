@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from microgpt_torch.testing import assert_close
+from microgpt_scalar.config import get_config
+from microgpt_torch.model import GPT
+from microgpt_torch.testing import assert_close, assert_results_close, forward_backward
 
 
 def test_equal_values_pass_including_nan_and_inf():
@@ -39,3 +41,19 @@ def test_relative_tolerance_scales_with_the_expected_value():
     assert_close("big", [1e6 + 0.5], [1e6], 0.0, 1e-6)
     with pytest.raises(AssertionError, match="relative 5e-07"):
         assert_close("big", [1e6 + 0.5], [1e6], 0.0, 1e-7)
+
+
+def test_results_comparison_names_the_gradient_that_differs():
+    """One weight moved: the logits differ, and with the logits and loss put back, a gradient."""
+    config = get_config("microgpt", vocab_size=5)
+    model = GPT(config).double()
+    idx, targets = torch.tensor([[4, 1, 2]]), torch.tensor([[1, 2, 4]])
+    same = forward_backward(model, idx, targets)
+    assert_results_close("again", forward_backward(model, idx, targets), same, 0.0, 0.0)
+    with torch.no_grad():
+        model.layers[0].mlp_fc2.weight[0, 0] += 1e-3
+    with pytest.raises(AssertionError, match="moved logits"):
+        assert_results_close("moved", forward_backward(model, idx, targets), same, 1e-12, 0.0)
+    moved = forward_backward(model, idx, targets)
+    with pytest.raises(AssertionError, match=r"moved \S+ grad"):
+        assert_results_close("moved", (same[0], same[1], moved[2]), same, 1e-12, 0.0)
