@@ -15,7 +15,7 @@ from helpers import load_script
 
 from microgpt_scalar.checkpoint import save_checkpoint as save_scalar_checkpoint
 from microgpt_scalar.config import get_config, num_params
-from microgpt_scalar.data import Tokenizer, load_docs
+from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import sample as scalar_sample
@@ -27,7 +27,7 @@ from microgpt_torch.testing import assert_close, single_thread
 from microgpt_torch.train import faithful_steps, reference_start
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+DATA = default_data_path()  # the names file shipped with the package
 # Data parallel and single-process runs add the same per-document gradients in another order
 # (two half-batch sums, then an average): measured worst weight difference 1.7e-15 after the
 # 30 float64 steps below. Averaging per-process means instead of taking the global mean
