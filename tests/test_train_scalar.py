@@ -82,7 +82,7 @@ def test_first_two_steps_print_published_losses(preset, names_path):
 def published_run(request, repo_root, names_path, tmp_path_factory):
     """One full run per preset; stderr is a pipe, not a terminal."""
     preset = request.param
-    result = run_script(repo_root, ["--data", str(names_path), "--preset", preset, "--engine", FULL_RUN_ENGINE],
+    result = run_script(repo_root, ["--data", str(names_path), "--preset", preset, "--value-class", FULL_RUN_ENGINE],
                         cwd=tmp_path_factory.mktemp("run"))
     assert result.returncode == 0, result.stderr
     return preset, result
@@ -113,7 +113,7 @@ def test_full_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_te
 
 
 def test_short_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_terminal(repo_root, names_path, tmp_path):
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", "--steps", "3", "--samples", "4"],
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", "--steps", "3", "--samples", "4"],
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert_log_format(result.stdout, 3, 4)
@@ -123,7 +123,7 @@ def test_short_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_t
 
 def test_progress_bar_goes_to_a_terminal_stderr_and_leaves_stdout_unchanged(repo_root, names_path, tmp_path):
     pytest.importorskip("tqdm")
-    args = ["--data", str(names_path), "--engine", "per-op", "--steps", "3", "--samples", "2"]
+    args = ["--data", str(names_path), "--value-class", "per-op", "--steps", "3", "--samples", "2"]
     plain = run_script(repo_root, args, cwd=tmp_path)
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # tqdm draws nothing in 0 columns
@@ -292,7 +292,7 @@ def test_overflowing_weights_raise_non_finite_loss_error(std, names_path):
 def test_script_stops_on_non_finite_loss_with_one_line_and_keeps_the_checkpoint(repo_root, names_path, tmp_path):
     checkpoint = tmp_path / "run.json"
     checkpoint.write_bytes(b'{"an": "earlier checkpoint"}')
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", "--steps", "5",
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", "--steps", "5",
                                     "--learning-rate", "1e300", "--save", str(checkpoint)], cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "step 2" in result.stderr
@@ -305,7 +305,7 @@ def test_script_stops_when_gradients_overflow_on_the_last_step(repo_root, names_
     """A finite loss with nan gradients on the last step: nothing is saved, nothing sampled."""
     checkpoint = tmp_path / "run.json"
     checkpoint.write_bytes(b"{}")
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", "--steps", "1", "--init-std", "1e200",
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", "--steps", "1", "--init-std", "1e200",
                                     "--proj-init-std", "1e200", "--save", str(checkpoint)], cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "gradient" in result.stderr
@@ -324,7 +324,7 @@ def test_script_stops_when_gradients_overflow_on_the_last_step(repo_root, names_
     (["--samples", "-1"], ["--samples"]),
 ])
 def test_script_reports_impossible_settings_in_one_line_and_exits_2(args, words, repo_root, names_path, tmp_path):
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", *args], cwd=tmp_path)
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", *args], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -335,7 +335,7 @@ def test_script_reports_impossible_settings_in_one_line_and_exits_2(args, words,
 def test_script_reports_an_unwritable_save_path_in_one_line(repo_root, tmp_path):
     (tmp_path / "names.txt").write_text("anna\nbob\n")
     (tmp_path / "taken").mkdir()
-    result = run_script(repo_root, ["--data", "names.txt", "--engine", "per-op", "--steps", "1", "--save", "taken"],
+    result = run_script(repo_root, ["--data", "names.txt", "--value-class", "per-op", "--steps", "1", "--save", "taken"],
                         cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: could not save")
