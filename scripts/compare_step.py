@@ -11,6 +11,7 @@ fails), 2 for bad usage or input, with a one-line error on stderr.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path

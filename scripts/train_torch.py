@@ -146,6 +146,7 @@ def save(args, model, tokenizer, optimizer, step) -> None:
 
 def run_faithful(args, docs, device, dtype) -> None:
     docs, tokenizer, rng, model, optimizer, scheduler, first = start(args, docs, device, dtype)
+    print(thread_policy(), file=sys.stderr)
     step_model = torch.compile(model) if args.compile else model
     num_steps = model.config.num_steps
     print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
@@ -172,6 +173,8 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     train_docs, val_docs = split_docs(docs, args.val_fraction)
     if args.batch_size > len(train_docs):
         raise UsageError(f"--batch-size {args.batch_size} is more than the {len(train_docs)} training documents")
+    if rank == 0:
+        print(thread_policy(), file=sys.stderr)
     train_tokens = [tokenizer.encode(doc) for doc in train_docs]
     val_tokens = [tokenizer.encode(doc) for doc in val_docs]
     step_model = model
@@ -222,8 +225,6 @@ def main(argv=None) -> int:
         threads = args.threads or (1 if args.mode == "faithful" else None)
         if threads:
             torch.set_num_threads(threads)
-        if rank == 0:
-            print(thread_policy(), file=sys.stderr)
         if world_size > 1:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         if args.mode == "faithful":

@@ -83,7 +83,7 @@ def test_loaded_parameters_give_the_same_loss_and_adam_state(tmp_path):
 def test_save_writes_the_documented_json_layout(tmp_path):
     payload = json.loads(saved(tmp_path).read_text())
     assert payload["format"] == "microgpt-checkpoint" and payload["version"] == 1
-    assert set(payload) == {"format", "version", "config", "chars", "params", "adam", "step", "seed"}
+    assert set(payload) == {"format", "version", "config", "chars", "params", "adam", "step", "seed", "run"}
     assert len(payload["params"]["wte"]) == 6 and len(payload["params"]["wte"][0]) == 16  # [n_out][n_in]
     assert set(payload["adam"]) == {"m", "v"}
 
