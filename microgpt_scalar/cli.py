@@ -8,7 +8,7 @@ Standard library only, so the scalar scripts never import torch.
     parser.add_argument("--seed", type=seed_number, default=42)
     add_config_flags(parser)
     args = parser.parse_args()
-    check_output_path(args.save, "--save", inputs=[data_path], overwrite=args.overwrite)
+    check_output_path(args.save, "--save", inputs=[data_path(args.data)], overwrite=args.overwrite)
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .config import field_types
 from .data import default_data_path
 
 FIXED_BY_RUN = ("preset", "vocab_size")  # chosen by --preset and by the documents, not by a flag
-MAX_SEED = 2**63 - 1  # the largest seed both random.Random and torch.Generator take
+MAX_SEED = 2**63 - 1  # seeds fit a signed 64-bit integer, which random.Random and torch.Generator both take
 INFERENCE_HEADERS = {  # the line each revision of the original program prints before its samples
     "microgpt": "--- inference ---",
     "microgpt-v2": "--- inference (new, hallucinated names) ---",
@@ -42,7 +42,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-# --- flag types: argparse calls them on the text and reports their ValueError in one line ---
+# --- flag types: argparse calls them on the text and reports their ArgumentTypeError in one line ---
 
 def int_from(low: int, high: int | None = None):
     """A flag type for whole numbers in [low, high] (no upper bound if high is None)."""

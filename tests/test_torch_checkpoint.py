@@ -1,7 +1,6 @@
 """Torch checkpoints: round trips in both formats, resuming, and every refusal."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

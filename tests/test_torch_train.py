@@ -3,7 +3,6 @@ the batched-training utilities against plain sums."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
