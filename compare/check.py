@@ -67,6 +67,8 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     documents = file_documents(raw_docs, seed, start.chars) if data is not None else given_documents(raw_docs, start.chars)
     settings = Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
                         start.step, steps, dtype, device, engine_label, inject, num_params(start.config))
+    if fd > settings.num_params:
+        raise ValueError(f"--fd {fd} is more than the {settings.num_params:,} parameters of the model")
     with _tf32_off():
         return run(start, documents, settings, value_cls, adam_cls, fd)
 

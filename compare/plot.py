@@ -5,7 +5,11 @@ an optional extra (`pip install -e .[plot]`).
 """
 from __future__ import annotations
 
+import io
 import math
+from pathlib import Path
+
+from microgpt_scalar.checkpoint import write_atomically
 
 from .report import Report
 
@@ -14,17 +18,29 @@ class PlotUnavailable(ValueError):
     """matplotlib is not installed; the message is one line."""
 
 
-def require_matplotlib() -> None:
+def require_matplotlib(path=None) -> None:
+    """Raise PlotUnavailable unless matplotlib is installed and can write `path`'s format."""
     try:
         import matplotlib  # noqa: F401
+        from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
         raise PlotUnavailable("--plot needs matplotlib, which is not installed: "
                               "pip install matplotlib (or pip install -e .[plot])") from None
+    if path is not None:
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if plot_format(path) not in formats:
+            raise PlotUnavailable(f"--plot {path}: cannot write a {plot_format(path)!r} file; "
+                                  f"name a file ending in one of .{', .'.join(sorted(formats))}")
+
+
+def plot_format(path) -> str:
+    return Path(path).suffix.lstrip(".").lower() or "png"
 
 
 def plot_gradients(report: Report, path) -> None:
-    """Write the scatter plot to `path` (the format follows its suffix: .png, .svg, .pdf)."""
-    require_matplotlib()
+    """Write the scatter plot to `path` (the format follows its suffix: .png, .svg, .pdf),
+    atomically: a failed write leaves any earlier file whole."""
+    require_matplotlib(path)
     import matplotlib
 
     matplotlib.use("Agg")  # a file, never a window
@@ -51,5 +67,7 @@ def plot_gradients(report: Report, path) -> None:
     axes.set_title(f"gradients of step {report.focus_step + 1}: {verdict}")
     axes.legend(fontsize="small", markerscale=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    image = io.BytesIO()
+    figure.savefig(image, format=plot_format(path), dpi=120)
     plt.close(figure)
+    write_atomically(path, image.getvalue())

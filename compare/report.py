@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from microgpt_scalar.checkpoint import write_atomically
+
 from .diff import TensorDiff
 from .tolerances import Tolerance, Tolerances
 from .trace import Divergence
@@ -134,7 +136,8 @@ def from_dict(data: dict) -> Report:
 
 
 def save_report(path, report: Report) -> None:
-    Path(path).write_text(json.dumps(to_dict(report), indent=1) + "\n", encoding="utf-8")
+    """Write the report as JSON, atomically: a failed write leaves any earlier file whole."""
+    write_atomically(path, (json.dumps(to_dict(report), indent=1) + "\n").encode("utf-8"))
 
 
 def load_report(path) -> Report:

@@ -4,7 +4,8 @@
      "config": {...GPTConfig fields...}, "chars": ["a", ...],
      "params": {"wte": [[...], ...], ...},          # [n_out][n_in] per name
      "adam": {"m": {name: rows}, "v": {name: rows}} or null,
-     "step": 500, "seed": 42}                       # steps already taken; the run's seed or null
+     "step": 500, "seed": 42,                       # steps already taken; the run's seed or null
+     "run": {"data_sha256": "...", "mode": "faithful", ...} or null}   # settings a resume must repeat
 
 The file is written to a temporary name and renamed over the target, so a crash never
 leaves a half-written checkpoint in place of a good one. The torch package converts its
@@ -12,6 +13,7 @@ own checkpoints to and from this one (`microgpt_torch.checkpoint`).
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -39,6 +41,7 @@ class Checkpoint:
     adam: dict | None = None  # {"m": {name: rows}, "v": {name: rows}}
     step: int = 0  # training steps already taken
     seed: int | None = None  # the seed of the run: it fixes the document order and the samples
+    run: dict | None = None  # the run's other settings (data file hash, mode, ...); null in older files
 
 
 def save_checkpoint(path, checkpoint: Checkpoint) -> None:
@@ -57,6 +60,8 @@ def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
         raise CheckpointError(f"checkpoint is not valid JSON: {path} ({error})") from None
     except OSError as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
+    except RecursionError:
+        raise CheckpointError(f"checkpoint {path} is malformed: nested too deeply") from None
     checkpoint = from_payload(payload, FORMAT, VERSION, "params", Checkpoint, path)
     try:
         validate(checkpoint)
@@ -78,6 +83,7 @@ def to_payload(checkpoint, format_name: str, version: int, tensors_key: str) -> 
         "adam": checkpoint.adam,
         "step": checkpoint.step,
         "seed": checkpoint.seed,
+        "run": checkpoint.run,
     }
 
 
@@ -91,7 +97,7 @@ def from_payload(payload, format_name: str, version: int, tensors_key: str, chec
     try:
         config = GPTConfig.from_dict(payload["config"])
         return checkpoint_cls(config, payload["chars"], payload[tensors_key], payload.get("adam"), payload["step"],
-                              payload.get("seed"))
+                              payload.get("seed"), payload.get("run"))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
 
@@ -108,13 +114,6 @@ def check_config(checkpoint, **fields) -> None:
         if value is not None and getattr(checkpoint.config, name) != value:
             raise CheckpointError(f"checkpoint has {name}={getattr(checkpoint.config, name)!r}, "
                                   f"but {name}={value!r} was asked for")
-
-
-def check_save_path(path) -> None:
-    """Raise CheckpointError if a checkpoint could never be written to `path`; scripts call
-    it before training, so that a run is not lost for want of a place to save it."""
-    if Path(path).is_dir():
-        raise CheckpointError(f"could not save the checkpoint to {path}: it is a directory")
 
 
 def validate(checkpoint: Checkpoint) -> None:
@@ -139,6 +138,10 @@ def check_fields(checkpoint) -> None:
         raise CheckpointError(f"checkpoint step must be a whole number >= 0, got {step!r}")
     if seed is not None and not _is_whole(seed):
         raise CheckpointError(f"checkpoint seed must be a whole number or null, got {seed!r}")
+    run = checkpoint.run
+    if run is not None and not (isinstance(run, dict) and all(
+            isinstance(key, str) and (value is None or isinstance(value, (str, int, float))) for key, value in run.items())):
+        raise CheckpointError("checkpoint run must map setting names to plain values, or be null")
 
 
 def _is_whole(value) -> bool:
@@ -175,12 +178,17 @@ def check_tensors(what: str, tensors, config: GPTConfig) -> None:
             raise CheckpointError(f"checkpoint {what} {name} has shape {list(got)}, the config needs [{n_out}, {n_in}]")
         if not all(isinstance(x, (int, float)) and math.isfinite(x) for row in rows for x in row):
             raise CheckpointError(f"checkpoint {what} {name} holds a value that is not a finite number")
+        if what == "adam v" and any(x < 0 for row in rows for x in row):
+            raise CheckpointError(f"checkpoint adam v {name} holds a negative value (a mean of squares is >= 0)")
 
 
 def write_atomically(path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`.
+    Temporary files an interrupted earlier write to `path` left behind are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file gets open()'s usual mode
@@ -200,12 +208,14 @@ def _umask() -> int:
     return mask
 
 
-def checkpoint_of(model, chars, optimizer=None, step: int = 0, seed: int | None = None) -> Checkpoint:
-    """A scalar model (and its Adam state) as a Checkpoint."""
+def checkpoint_of(model, chars, optimizer=None, step: int = 0, seed: int | None = None,
+                  run: dict | None = None) -> Checkpoint:
+    """A scalar model (and its Adam state) as a Checkpoint; `run` records the settings a
+    resumed run must repeat."""
     adam = None
     if optimizer is not None:
         adam = {"m": unflatten(optimizer.m, model.config), "v": unflatten(optimizer.v, model.config)}
-    return Checkpoint(model.config, list(chars), model.params_as_floats(), adam, step, seed)
+    return Checkpoint(model.config, list(chars), model.params_as_floats(), adam, step, seed, run)
 
 
 def restore_adam(optimizer, checkpoint: Checkpoint) -> None:

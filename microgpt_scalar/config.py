@@ -104,24 +104,6 @@ def field_types() -> dict[str, type]:
     return typing.get_type_hints(GPTConfig)
 
 
-FIXED_BY_RUN = ("preset", "vocab_size")  # chosen by --preset and by the documents, not by a flag
-
-
-def add_config_flags(parser) -> None:
-    """Give an argparse parser one flag per field a run may override: --n-layer, --init-std,
-    ..., and --steps (or --num-steps) for num_steps. Unset flags parse as None."""
-    for field, kind in field_types().items():
-        if field in FIXED_BY_RUN:
-            continue
-        flags = [f"--{field.replace('_', '-')}"] + (["--steps"] if field == "num_steps" else [])
-        parser.add_argument(*flags, dest=field, type=kind, help=f"override the preset's {field}")
-
-
-def config_overrides(args) -> dict:
-    """field -> value of every config flag `add_config_flags` added (None where unset)."""
-    return {field: getattr(args, field) for field in field_types() if field not in FIXED_BY_RUN}
-
-
 def get_config(preset: str = "microgpt", **overrides) -> GPTConfig:
     """A preset, with any fields replaced; `None` overrides are ignored (unset command-line flags)."""
     if preset not in PRESETS:

@@ -6,14 +6,10 @@ sequence, is one more token after them.
 """
 from __future__ import annotations
 
-import http.client
-import os
 import random
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/refs/heads/master/names.txt"
+NAMES_FILE = Path(__file__).resolve().parent / "names.txt"
 
 
 class DataError(ValueError):
@@ -21,16 +17,25 @@ class DataError(ValueError):
 
 
 def load_docs(path) -> list[str]:
-    """Every line of the file, stripped, with empty lines dropped (the reference's reading)."""
+    """Every line of the file, stripped, with empty lines dropped (the reference's reading).
+    A UTF-8 byte-order mark at the start is not a character of the first document."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if not path.is_file():
         raise DataError(f"data path is not a file: {path}")
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read data file {path}: {error.strerror}") from None
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise DataError(f"data file holds a NUL byte (byte {nul}), not text: {path}")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise DataError(f"data file is not UTF-8 text: {path} (byte {error.start})") from None
+    text = text.removeprefix("\ufeff")
     docs = [line.strip() for line in text.strip().split("\n") if line.strip()]
     if not docs:
         raise DataError(f"data file has no documents (every line is empty): {path}")
@@ -46,37 +51,10 @@ def shuffle_docs(docs, seed: int) -> tuple[list[str], random.Random]:
     return shuffled, rng
 
 
-def default_data_path(cache_dir=None) -> Path:
-    """`input.txt` in the working directory if there is one, else the names file, downloaded
-    once into a user cache."""
-    local = Path("input.txt")
-    if local.exists():
-        return local
-    cache_dir = Path(cache_dir) if cache_dir else _user_cache_dir()
-    cached = cache_dir / "names.txt"
-    if not cached.exists():
-        _download(NAMES_URL, cached)
-    return cached
-
-
-def _user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "microgpt-bridge"
-
-
-def _download(url: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            partial.write_bytes(response.read())
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-        partial.unlink(missing_ok=True)
-        raise DataError(
-            f"no --data given, no input.txt here, and the names file could not be downloaded "
-            f"from {url} ({error}); pass --data FILE"
-        ) from None
-    os.replace(partial, target)  # atomic: a half-downloaded file never looks complete
+def default_data_path() -> Path:
+    """The names file shipped inside the package (32,033 names): what every script reads
+    when no --data is given."""
+    return NAMES_FILE
 
 
 class Tokenizer:

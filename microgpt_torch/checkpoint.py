@@ -4,7 +4,8 @@
      "config": {...GPTConfig fields...}, "chars": ["a", ...],
      "model": {"wte.weight": tensor, ...},               # torch names, [n_out][n_in], on the CPU
      "adam": {"m": {name: tensor}, "v": {name: tensor}} or None,
-     "step": 500, "seed": 42}                             # steps taken; Adam has taken as many
+     "step": 500, "seed": 42,                             # steps taken; Adam has taken as many
+     "run": {"data_sha256": "...", "mode": "batched", ...} or None}   # settings a resume must repeat
 
 Only plain tensors, numbers, strings, lists and dicts, so `torch.load(weights_only=True)`
 reads it. Files are written beside the target and renamed over it, as the scalar package
@@ -43,9 +44,11 @@ class TorchCheckpoint:
     adam: dict | None = None  # {"m": {torch name: tensor}, "v": {torch name: tensor}}
     step: int = 0  # training steps (and Adam steps) already taken
     seed: int | None = None  # the run's seed: it fixes the document order and the samples
+    run: dict | None = None  # the run's other settings (data file hash, mode, ...); None in older files
 
 
-def checkpoint_of(model: GPT, chars, optimizer=None, step: int = 0, seed: int | None = None) -> TorchCheckpoint:
+def checkpoint_of(model: GPT, chars, optimizer=None, step: int = 0, seed: int | None = None,
+                  run: dict | None = None) -> TorchCheckpoint:
     """The model (and its Adam moments) as a checkpoint after `step` steps; copies to the CPU."""
     tensors = {name: p.detach().cpu().clone() for name, p in model.named_parameters()}
     adam = None
@@ -57,7 +60,7 @@ def checkpoint_of(model: GPT, chars, optimizer=None, step: int = 0, seed: int | 
                 raise ValueError(f"Adam has taken {int(state['step'])} steps for {name}, the checkpoint says {step}")
             adam["m"][name] = state["exp_avg"].detach().cpu().clone()
             adam["v"][name] = state["exp_avg_sq"].detach().cpu().clone()
-    return TorchCheckpoint(model.config, list(chars), tensors, adam, step, seed)
+    return TorchCheckpoint(model.config, list(chars), tensors, adam, step, seed, run)
 
 
 def save_checkpoint(path, checkpoint: TorchCheckpoint) -> None:
@@ -94,8 +97,11 @@ def is_scalar_checkpoint(path) -> bool:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    with path.open("rb") as file:
-        head = file.read(64).lstrip()
+    try:
+        with path.open("rb") as file:
+            head = file.read(64).lstrip()
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
     return head.startswith(b"{")
 
 
@@ -113,13 +119,15 @@ def check_tensors(what: str, tensors, config: GPTConfig) -> None:
     check_names(what, tensors, shapes)
     for name, shape in shapes.items():
         tensor = tensors[name]
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-            raise CheckpointError(f"checkpoint {what} {name} is not a floating-point tensor")
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.layout != torch.strided:
+            raise CheckpointError(f"checkpoint {what} {name} is not a dense floating-point tensor")
         if tuple(tensor.shape) != shape:
             raise CheckpointError(f"checkpoint {what} {name} has shape {list(tensor.shape)}, "
                                   f"the config needs {list(shape)}")
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"checkpoint {what} {name} holds a value that is not a finite number")
+        if what == "adam v" and (tensor < 0).any():
+            raise CheckpointError(f"checkpoint adam v {name} holds a negative value (a mean of squares is >= 0)")
 
 
 def to_scalar_checkpoint(checkpoint: TorchCheckpoint) -> Checkpoint:
@@ -129,7 +137,7 @@ def to_scalar_checkpoint(checkpoint: TorchCheckpoint) -> Checkpoint:
 
     adam = None if checkpoint.adam is None else {moment: rows(checkpoint.adam[moment]) for moment in ("m", "v")}
     return Checkpoint(checkpoint.config, list(checkpoint.chars), rows(checkpoint.model), adam,
-                      checkpoint.step, checkpoint.seed)
+                      checkpoint.step, checkpoint.seed, checkpoint.run)
 
 
 def from_scalar_checkpoint(checkpoint: Checkpoint) -> TorchCheckpoint:
@@ -140,7 +148,7 @@ def from_scalar_checkpoint(checkpoint: Checkpoint) -> TorchCheckpoint:
 
     adam = None if checkpoint.adam is None else {moment: tensors(checkpoint.adam[moment]) for moment in ("m", "v")}
     return TorchCheckpoint(checkpoint.config, list(checkpoint.chars), tensors(checkpoint.params), adam,
-                           checkpoint.step, checkpoint.seed)
+                           checkpoint.step, checkpoint.seed, checkpoint.run)
 
 
 def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None):

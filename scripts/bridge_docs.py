@@ -16,7 +16,6 @@ the first line from there containing text (inclusive), `nodoc` drops the docstri
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import re
 import shlex
@@ -27,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "bridge.md"
+sys.path.insert(0, str(REPO))
+
+from microgpt_scalar.cli import OneLineParser  # noqa: E402
 
 QUOTE = re.compile(r"^<!-- quote (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /quote -->$", re.M | re.S)
 OPTIONS = ("from", "to", "nodoc")
@@ -142,7 +144,7 @@ def quote_specs(text: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the guide is stale; write nothing")
     parser.add_argument("--guide", default=str(GUIDE), help="the guide to fill or check")
     args = parser.parse_args(argv)

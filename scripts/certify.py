@@ -1,9 +1,10 @@
 """Certify a learner's scalar engine: train microgpt on it and check the log against ours.
 
     python scripts/certify.py --engine my_engine.py               # the class named Value
-    python scripts/certify.py --engine my_engine.py:Scalar --steps 5 --data names.txt
+    python scripts/certify.py --engine my_engine.py:Scalar --steps 5
 
-The run is the published one (preset microgpt, seed 42, names.txt): the first --steps steps,
+The run is the published one (preset microgpt, seed 42, the names file shipped with the
+package unless --data names another): the first --steps steps,
 then, for the default 20, three sampled names. Each step's loss, its printed form and every
 tensor's gradient norm must match the golden trace (compare/golden/microgpt.json). Prints
 the log, then PASS or the first step and tensor that differ. Exit 0 on PASS, 1 on a
@@ -19,14 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.certify import GOLDEN_PATH, GRAD_NORM_RTOL, LOSS_RTOL, GoldenError, certify, load_golden  # noqa: E402
 from compare.engines import EngineError, load_engine  # noqa: E402
-from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
+from microgpt_scalar.cli import OneLineParser, data_path, positive_int  # noqa: E402
+from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", required=True, help="FILE[:CLASS], the class defaulting to Value")
-    parser.add_argument("--steps", type=int, default=20, help="training steps to check (default: 20)")
-    parser.add_argument("--data", help="the names file (default: ./input.txt, else the names file)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
+    parser.add_argument("--data", help="the names file (default: the one shipped with the package)")
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
     return parser.parse_args(argv)
 
@@ -36,7 +38,7 @@ def main(argv=None) -> int:
     try:
         value_cls = load_engine(args.engine)
         golden = load_golden(args.golden)
-        docs = load_docs(args.data) if args.data else load_docs(default_data_path())
+        docs = load_docs(data_path(args.data))
         num_steps = golden["num_steps"]
 
         def show(record):

@@ -12,10 +12,14 @@ fails), 2 for bad usage or input, with a one-line error on stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
 
 from compare import compare_step  # noqa: E402
 from compare.check import EngineFailure  # noqa: E402
@@ -23,11 +27,8 @@ from compare.faults import FAULTS  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors too: one line, exit 2
-        self.exit(2, f"error: {message}\n")
+from microgpt_scalar.cli import (OneLineParser, UsageError, check_output_path, non_negative_int,  # noqa: E402
+                                 positive_int, seed_number)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,18 +40,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--doc", action="append", help="a document to train on (repeat for more); "
                                                        "default: six built-in names")
     parser.add_argument("--data", help="a data file instead: one document per step, in the reference program's order")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the weights and the document order (default 42)")
-    parser.add_argument("--steps", type=int, default=1, help="train both engines in lockstep this many steps")
+    parser.add_argument("--seed", type=seed_number, default=42, help="seed of the weights and the document order (default 42)")
+    parser.add_argument("--steps", type=positive_int, default=1, help="train both engines in lockstep this many steps")
     parser.add_argument("--device", default="cpu", help="the torch side's device: cpu (default) or cuda")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the torch side's dtype")
     parser.add_argument("--engine", metavar="FILE[:CLASS]", help="your own Value class (default class name Value)")
     parser.add_argument("--inject", metavar="FAULT", help="put a known fault into the scalar engine (see --list-faults)")
-    parser.add_argument("--fd", type=int, default=0, metavar="K",
+    parser.add_argument("--fd", type=non_negative_int, default=0, metavar="K",
                         help="also check K gradients against finite differences of the scalar engine's loss")
     parser.add_argument("--json", metavar="FILE", help="write the whole report as JSON")
     parser.add_argument("--plot", metavar="FILE", help="scatter plot of scalar against torch gradients (needs matplotlib)")
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
     return parser.parse_args(argv)
+
+
+def check_outputs(args) -> None:
+    """Before the run: --json and --plot can be written, and replace neither an input nor
+    anything but a regular file (an earlier report is replaced)."""
+    inputs = [args.data, args.weights]
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        check_output_path(path, flag, inputs=inputs, overwrite=True)
+    if args.json and args.plot and Path(args.json).resolve() == Path(args.plot).resolve():
+        raise UsageError("--json and --plot name the same file")
 
 
 def main(argv=None) -> int:
@@ -60,7 +71,8 @@ def main(argv=None) -> int:
         return 0
     try:
         if args.plot:
-            require_matplotlib()  # before the run, not after it
+            require_matplotlib(args.plot)  # before the run, not after it
+        check_outputs(args)
         report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
                               seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
                               engine=args.engine, inject=args.inject, fd=args.fd)
@@ -70,6 +82,9 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing written", file=sys.stderr)
+        return 130
     print(render(report), end="")
     try:
         if args.json:
@@ -83,4 +98,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    torch.set_num_threads(1)
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the report is out: skip tearing torch down, which takes longer than the step

@@ -17,31 +17,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
 from microgpt_scalar.checkpoint import write_atomically  # noqa: E402
 from microgpt_scalar.config import PRESETS  # noqa: E402
-from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, UsageError, check_output_path, data_path,  # noqa: E402
+                                 non_negative_int, positive_int, seed_number)
+from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="one document per line (default: ./input.txt, else the names file)")
-    parser.add_argument("--steps", type=int, default=20, help="training steps to record")
-    parser.add_argument("--samples", type=int, default=3, help="names to sample after the last step")
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="training steps to record")
+    parser.add_argument("--samples", type=non_negative_int, default=3, help="names to sample after the last step")
     parser.add_argument("--preset", default="microgpt", choices=sorted(PRESETS))
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=seed_number, default=42)
     parser.add_argument("--out", default=str(GOLDEN_PATH), help="where to write the trace")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.steps < 1 or args.samples < 0:
-        print("error: --steps must be at least 1 and --samples at least 0", file=sys.stderr)
-        return 2
-    if Path(args.out).is_dir():
-        print(f"error: --out {args.out} is a directory", file=sys.stderr)
-        return 2
     try:
-        docs = load_docs(args.data) if args.data else load_docs(default_data_path())
-    except DataError as error:
+        check_output_path(args.out, "--out", inputs=[data_path(args.data)], overwrite=True)  # the trace it replaces
+        docs = load_docs(data_path(args.data))
+    except (DataError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     golden = make_golden(docs, args.steps, args.samples, args.preset, args.seed)

@@ -13,7 +13,6 @@ around the torch side. Rows that need CUDA say so when there is none.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import re
 import sys
@@ -30,6 +29,7 @@ from compare.documents import ALPHABET, BUILTIN_DOCS, given_documents  # noqa: E
 from compare.sides import ScalarSide, TorchSide  # noqa: E402
 from compare.tolerances import Tolerances, tolerances_for  # noqa: E402
 from compare.weights import load_weights  # noqa: E402
+from microgpt_scalar.cli import OneLineParser  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
 from microgpt_scalar.optim import Adam  # noqa: E402
@@ -162,7 +162,7 @@ def with_table(text: str, table: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", metavar="GUIDE", help="replace the table between the guide's precision-table markers")
     args = parser.parse_args(argv)
     guide = Path(args.write) if args.write else None

@@ -1,7 +1,7 @@
 """Draw names from a checkpoint, torch or scalar JSON (told apart by content), with either engine.
 
     python scripts/sample.py out/model.pt                       # torch engine, random.Random(seed)
-    python scripts/sample.py out/model.json --engine scalar     # the same names, scalar engine
+    python scripts/sample.py out/model.json --from scalar       # the same names, scalar engine
     python scripts/sample.py out/model.pt --sampler torch       # torch.multinomial, batched
 
 With the default sampler both engines make the same draws from random.Random(--seed), so
@@ -16,6 +16,7 @@ import sys
 import torch
 
 from microgpt_scalar.checkpoint import CheckpointError
+from microgpt_scalar.cli import OneLineParser, non_negative_int, positive_real, seed_number
 from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
@@ -24,23 +25,22 @@ from microgpt_torch.train import generate, sample
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a torch (.pt) or scalar (JSON) checkpoint")
-    parser.add_argument("--engine", choices=("torch", "scalar"), default="torch")
+    parser.add_argument("--from", dest="engine", choices=("torch", "scalar"), default="torch",
+                        help="the engine that samples: torch (default) or the scalar one")
     parser.add_argument("--sampler", choices=("python", "torch"), default="python",
                         help="python: random.Random(seed) as the scalar engine draws; torch: torch.Generator (torch engine)")
-    parser.add_argument("--num-samples", type=int, default=20)
-    parser.add_argument("--temperature", type=float, default=0.5)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--num-samples", type=non_negative_int, default=20)
+    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--seed", type=seed_number, default=42)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     return parser.parse_args(argv)
 
 
 def draw(args) -> list[str]:
-    if args.num_samples < 0 or args.temperature <= 0:
-        raise ValueError("--num-samples must be >= 0 and --temperature > 0")
     if args.engine == "scalar" and args.sampler == "torch":
-        raise ValueError("--sampler torch needs --engine torch")
+        raise ValueError("--sampler torch needs --from torch")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: CUDA is not available on this machine (try --device cpu)")
     checkpoint = load_any_checkpoint(args.checkpoint)

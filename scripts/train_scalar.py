@@ -5,8 +5,10 @@
     python scripts/train_scalar.py --stop-after 200 --save run.json   # steps 1-200 of 500, saved
     python scripts/train_scalar.py --load run.json                    # steps 201-500, then samples
 
+The documents are the names file shipped with the package unless --data names another.
 stdout carries the original program's log, line for line; a progress bar goes to stderr
-when stderr is a terminal. Bad input ends with a one-line error and exit code 2.
+when stderr is a terminal. Bad input ends with a one-line error and exit code 2; Ctrl-C
+finishes the step, saves the checkpoint --save names and exits with code 130.
 """
 from __future__ import annotations
 
@@ -17,34 +19,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from microgpt_scalar.checkpoint import (CheckpointError, check_config, check_save_path, checkpoint_of,  # noqa: E402
-                                        load_checkpoint, save_checkpoint)
-from microgpt_scalar.config import PRESETS, add_config_flags, config_overrides, get_config  # noqa: E402
-from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
+from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoint_of, load_checkpoint,  # noqa: E402
+                                        save_checkpoint)
+from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, add_config_flags,  # noqa: E402
+                                 check_output_path, check_same_run, config_overrides, data_path, file_sha256,
+                                 inference_header, non_negative_int, positive_int, positive_real, seed_number)
+from microgpt_scalar.config import PRESETS, get_config  # noqa: E402
+from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="microgpt (default) or microgpt-v2; with --load, the checkpoint must match it")
-    parser.add_argument("--data", help="one document per line (default: ./input.txt, else the names file)")
-    parser.add_argument("--stop-after", type=int, metavar="K",
+    parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
+    parser.add_argument("--stop-after", type=positive_int, metavar="K",
                         help="stop after step K of the run (save it with --save, go on later with --load)")
-    parser.add_argument("--seed", type=int, help="seed of random.Random (default: 42, or the checkpoint's)")
-    parser.add_argument("--samples", type=int, default=20, help="names to sample after training")
-    parser.add_argument("--temperature", type=float, default=0.5)
-    parser.add_argument("--save", help="write a JSON checkpoint here after training")
+    parser.add_argument("--seed", type=seed_number, help="seed of random.Random (default: 42, or the checkpoint's)")
+    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to sample after training")
+    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--save", help="write a JSON checkpoint here after training (and on Ctrl-C)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --save replace an existing file that is not the --load checkpoint")
     parser.add_argument("--load", help="start from this JSON checkpoint (its config; flags may only repeat it, "
                                        "but --steps may lengthen the run)")
-    parser.add_argument("--engine", choices=["fused", "per-op"], default="fused",
+    parser.add_argument("--value-class", choices=["fused", "per-op"], default="fused",
                         help="fused dot products (faster, same results) or one node per operation")
     add_config_flags(parser)  # --n-layer ..., and --steps: the run's length, which sets its schedule
     return parser.parse_args(argv)
 
 
-def value_class(engine: str):
-    if engine == "per-op":
+def value_class(name: str):
+    if name == "per-op":
         return Value
     from microgpt_scalar.fused import FusedValue
 
@@ -53,8 +60,9 @@ def value_class(engine: str):
 
 def setup(args):
     """Documents, tokenizer, model, optimizer, rng and the first step, fresh or resumed."""
-    docs = load_docs(args.data) if args.data else load_docs(default_data_path())
-    value_cls = value_class(args.engine)
+    docs = load_docs(data_path(args.data))
+    args.run = run_settings(args)
+    value_cls = value_class(args.value_class)
     overrides = config_overrides(args)
     if args.load:
         return resume(args, docs, value_cls, overrides)
@@ -68,6 +76,7 @@ def resume(args, docs, value_cls, overrides):
     checkpoint = load_checkpoint(args.load, preset=args.preset)
     num_steps = overrides.pop("num_steps")
     check_config(checkpoint, **overrides)
+    check_same_run(checkpoint.run, args.run, args.load)
     for flag, step in (("--steps", num_steps), ("--stop-after", args.stop_after)):
         if step is not None and step < checkpoint.step:
             raise CheckpointError(f"{flag} {step}: checkpoint {args.load} has already taken {checkpoint.step} steps")
@@ -75,6 +84,12 @@ def resume(args, docs, value_cls, overrides):
         checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=num_steps)
     seed = args.seed if args.seed is not None else (checkpoint.seed if checkpoint.seed is not None else 42)
     return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
+
+
+def run_settings(args) -> dict:
+    """What a checkpoint records of the run, beyond its config and seed, for --load to check:
+    the data file (by content) and the mode (one document per step, as torch's faithful mode)."""
+    return {"data_sha256": file_sha256(data_path(args.data)), "mode": "faithful"}
 
 
 def main(argv=None) -> int:
@@ -85,48 +100,62 @@ def main(argv=None) -> int:
     except (DataError, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted before training; nothing saved", file=sys.stderr)
+        return 130
     print(f"num docs: {len(docs)}")
     print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {len(model.parameters())}")
     last_step = min(model.config.num_steps, args.stop_after or model.config.num_steps)
+
+    def save(step: int) -> None:
+        if args.save:
+            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, seed, args.run))
+
     try:
-        train(model, optimizer, tokenizer, docs, first_step, last_step)
+        with StopOnInterrupt() as stop:
+            done = train(model, optimizer, tokenizer, docs, first_step, last_step, stop)
+        save(done)
+        if done < last_step:
+            saved = f"; checkpoint of step {done} saved to {args.save}" if args.save else "; nothing saved (no --save)"
+            print(f"error: interrupted after step {done}{saved}", file=sys.stderr)
+            return 130
     except NonFiniteLossError as error:
         print(f"error: {error}; stopped, nothing saved", file=sys.stderr)
         return 1
-    if args.save:
-        try:
-            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, last_step, seed))
-        except OSError as error:  # e.g. an unwritable place
-            print(f"error: could not save the checkpoint to {args.save}: {error.strerror}", file=sys.stderr)
-            return 2
+    except KeyboardInterrupt:
+        print("error: interrupted twice; nothing saved", file=sys.stderr)
+        return 130
+    except OSError as error:  # e.g. the disk filled up since the check before training
+        print(f"error: could not save the checkpoint to {args.save}: {error.strerror}", file=sys.stderr)
+        return 1
     if args.samples:
-        print("\n--- inference (new, hallucinated names) ---")
+        print(f"\n{inference_header(model.config.preset)}")
     for i in range(args.samples):
         print(f"sample {i + 1:2d}: {sample(model, tokenizer, rng, args.temperature)}")
     return 0
 
 
 def check_args(args) -> None:
-    """Raise ValueError for flags no run can honour, before any work is done."""
-    if not args.temperature > 0 or args.samples < 0:  # sampling would divide by zero or make no sense
-        raise ValueError(f"--temperature must be > 0 and --samples >= 0, got {args.temperature} and {args.samples}")
-    if args.stop_after is not None and args.stop_after < 1:
-        raise ValueError(f"--stop-after must be a step number >= 1, got {args.stop_after}")
-    if args.save:
-        check_save_path(args.save)
+    """Raise ValueError for files no run can use, before any work is done."""
+    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.load],
+                      overwrite=args.overwrite)
 
 
-def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int) -> None:
-    """Steps first_step .. last_step - 1 of the run, each printing the reference program's line."""
+def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int, stop) -> int:
+    """Steps first_step .. last_step - 1 of the run, each printing the reference program's line,
+    until `stop.requested`; returns the number of steps done."""
     progress = progress_bar(first_step, last_step)
+    step = first_step
     try:
-        for step in range(first_step, last_step):
+        while step < last_step and not stop.requested:
             loss = train_step(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
             progress.write(f"step {step + 1:4d} / {model.config.num_steps:4d} | loss {loss:.4f}")
             progress.update()
+            step += 1
     finally:
         progress.close()
+    return step
 
 
 class progress_bar:

@@ -7,7 +7,13 @@
 Faithful mode starts from the scalar engine's initial weights for the seed, trains on one
 document per step in the reference order and prints the reference program's lines.
 Batched mode trains on shuffled, padded mini-batches with a held-out validation split.
-Exit codes: 0 done, 1 the loss stopped being finite, 2 bad input.
+The documents are the names file shipped with the package unless --data names another.
+Exit codes: 0 done, 1 the loss stopped being finite, 2 bad input, 130 Ctrl-C (which
+finishes the step and saves the checkpoint --save names).
+
+OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless the environment sets it):
+a thread spinning while it waits takes a core another process may need, and training on
+two threads then slows down many times over whenever the other core is busy.
 """
 from __future__ import annotations
 
@@ -16,50 +22,63 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-from tqdm import tqdm
+WAIT_POLICY_CHOSEN = "OMP_WAIT_POLICY" not in os.environ
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP
 
-from microgpt_scalar.checkpoint import CheckpointError, check_config, check_save_path
-from microgpt_scalar.config import PRESETS, add_config_flags, config_overrides, num_params
-from microgpt_scalar.data import DataError, default_data_path, load_docs
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, UsageError, add_config_flags,  # noqa: E402
+                                 check_output_path, check_same_run, config_overrides, cpu_threads, data_path,
+                                 file_sha256, fraction, inference_header, non_negative_int, positive_int,
+                                 positive_real, seed_number)
+from microgpt_scalar.config import PRESETS, num_params  # noqa: E402
+from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint
-from microgpt_torch.model import GPT
-from microgpt_torch.optim import make_optimizer, make_scheduler
-from microgpt_torch.train import (NonFiniteLossError, batched_steps, check_finite_params, evaluate, faithful_steps,
-                                  generate, reference_start, sample, split_docs)
+from microgpt_torch.model import GPT  # noqa: E402
+from microgpt_torch.optim import make_optimizer, make_scheduler  # noqa: E402
+from microgpt_torch.train import (NonFiniteLossError, batched_steps, check_finite_params, evaluate,  # noqa: E402
+                                  faithful_steps, generate, reference_start, sample, split_docs)
 
 
+class Interrupted(Exception):
+    """Ctrl-C stopped training after `step` steps; the checkpoint, if any, is saved."""
 
-class UsageError(ValueError):
-    """A request this machine or this mode cannot serve; the message is one line."""
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=("faithful", "batched"), default="faithful")
     parser.add_argument("--preset", choices=list(PRESETS), default="microgpt")
     add_config_flags(parser)  # --n-layer ..., and --steps for num_steps
-    parser.add_argument("--data", default=None, help="names file (default: input.txt here, else names.txt, downloaded)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data", default=None, help="names file (default: the one shipped with the package)")
+    parser.add_argument("--seed", type=seed_number, default=42)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
                         help="default: float64 in faithful mode, float32 in batched mode")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=cpu_threads, default=None,
                         help="torch CPU threads (default: 1 in faithful mode, whose tensors are tiny; torch's choice in batched mode)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, batched mode only)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--group-by-length", action="store_true",
                         help="batch documents of one length together: less padding, more tokens per second "
                              "(batched; give it again on --resume to continue the same batch order)")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--eval-every", type=int, default=100, help="validation loss every N steps (batched)")
-    parser.add_argument("--save", default=None, help="checkpoint file, written at the end")
-    parser.add_argument("--save-every", type=int, default=0, help="also write the checkpoint every N steps")
+    parser.add_argument("--val-fraction", type=fraction, default=0.1)
+    parser.add_argument("--eval-every", type=non_negative_int, default=100,
+                        help="validation loss every N steps (batched)")
+    parser.add_argument("--save", default=None, help="checkpoint file, written at the end (and on Ctrl-C)")
+    parser.add_argument("--save-every", type=non_negative_int, default=0, help="also write the checkpoint every N steps")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --save replace an existing file that is not the --resume checkpoint")
     parser.add_argument("--resume", default=None, help="torch or scalar checkpoint to continue from")
-    parser.add_argument("--samples", type=int, default=20, help="names to draw after training")
-    parser.add_argument("--temperature", type=float, default=0.5)
+    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw after training")
+    parser.add_argument("--temperature", type=positive_real, default=0.5)
     return parser.parse_args(argv)
 
 
@@ -72,13 +91,6 @@ def pick_device(name: str, local_rank: int) -> torch.device:
 
 
 def check_args(args, device: torch.device, world_size: int) -> None:
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    for flag in ("batch_size", "samples", "eval_every", "save_every"):
-        if getattr(args, flag) < (1 if flag == "batch_size" else 0):
-            raise UsageError(f"--{flag.replace('_', '-')} must not be {getattr(args, flag)}")
-    if args.temperature <= 0:
-        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
     if args.bf16 and (device.type != "cuda" or args.mode != "batched" or args.dtype == "float64"):
         raise UsageError("--bf16 needs --device cuda, --mode batched and float32 weights")
     if args.group_by_length and args.mode != "batched":
@@ -87,8 +99,18 @@ def check_args(args, device: torch.device, world_size: int) -> None:
         raise UsageError("faithful mode trains one document per step in one process; use --mode batched")
     if args.batch_size < world_size:
         raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world_size} processes")
-    if args.save:
-        check_save_path(args.save)
+    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.resume],
+                      overwrite=args.overwrite)
+
+
+def run_settings(args, dtype: torch.dtype) -> dict:
+    """What a checkpoint records of the run, beyond its config and seed, for --resume to check."""
+    settings = {"data_sha256": file_sha256(data_path(args.data)), "mode": args.mode,
+                "dtype": str(dtype).removeprefix("torch.")}
+    if args.mode == "batched":
+        settings.update(batch_size=args.batch_size, val_fraction=args.val_fraction,
+                        group_by_length=args.group_by_length)
+    return settings
 
 
 def start(args, docs, device, dtype):
@@ -106,6 +128,7 @@ def start(args, docs, device, dtype):
         raise CheckpointError(f"checkpoint {args.resume} has another vocabulary than the data file")
     if checkpoint.seed is not None and checkpoint.seed != args.seed:
         raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
+    check_same_run(checkpoint.run, args.run, args.resume)
     model, optimizer, scheduler = restore(checkpoint, dtype=dtype, device=device)
     return docs, tokenizer, rng, model, optimizer, scheduler, checkpoint.step
 
@@ -116,25 +139,30 @@ def save(args, model, tokenizer, optimizer, step) -> None:
     check_finite_params(model, step)
     if args.save:
         try:
-            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed))
+            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed, args.run))
         except OSError as error:
             raise CheckpointError(f"could not save the checkpoint to {args.save}: {error.strerror}") from None
 
 
 def run_faithful(args, docs, device, dtype) -> None:
     docs, tokenizer, rng, model, optimizer, scheduler, first = start(args, docs, device, dtype)
+    print(thread_policy(), file=sys.stderr)
     step_model = torch.compile(model) if args.compile else model
     num_steps = model.config.num_steps
     print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
     print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {num_params(model.config)}")
-    for step, loss in faithful_steps(step_model, optimizer, scheduler, docs, tokenizer, first):
-        print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}", flush=True)
-        if args.save_every and (step + 1) % args.save_every == 0:
-            save(args, model, tokenizer, optimizer, step + 1)
+    with StopOnInterrupt() as stop:
+        for step, loss in faithful_steps(step_model, optimizer, scheduler, docs, tokenizer, first):
+            print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}", flush=True)
+            if stop.requested and step + 1 < num_steps:
+                save(args, model, tokenizer, optimizer, step + 1)
+                raise Interrupted(step + 1)
+            if args.save_every and (step + 1) % args.save_every == 0:
+                save(args, model, tokenizer, optimizer, step + 1)
     save(args, model, tokenizer, optimizer, num_steps)
     if args.samples:
-        print("\n--- inference (new, hallucinated names) ---")
+        print(f"\n{inference_header(model.config.preset)}")
     for i in range(args.samples):
         print(f"sample {i + 1:2d}: {sample(model, tokenizer, rng, args.temperature)}")
 
@@ -145,6 +173,8 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     train_docs, val_docs = split_docs(docs, args.val_fraction)
     if args.batch_size > len(train_docs):
         raise UsageError(f"--batch-size {args.batch_size} is more than the {len(train_docs)} training documents")
+    if rank == 0:
+        print(thread_policy(), file=sys.stderr)
     train_tokens = [tokenizer.encode(doc) for doc in train_docs]
     val_tokens = [tokenizer.encode(doc) for doc in val_docs]
     step_model = model
@@ -160,15 +190,21 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
                           torch.Generator().manual_seed(args.seed), first, rank, world_size, autocast_dtype,
                           args.group_by_length)
     progress = tqdm(steps, file=sys.stderr, disable=rank != 0, initial=first, total=config.num_steps, desc="train")
-    for step, loss in progress:
-        progress.set_postfix(loss=f"{loss:.4f}")
-        done = step + 1
-        if rank == 0 and args.eval_every and (done % args.eval_every == 0 or done == config.num_steps):
-            val_loss = evaluate(model, val_tokens)
-            tqdm.write(f"step {done:4d} / {config.num_steps:4d} | loss {loss:.4f} | val loss {val_loss:.4f}",
-                       file=sys.stdout)
-        if rank == 0 and args.save_every and done % args.save_every == 0:
-            save(args, model, tokenizer, optimizer, done)
+    with StopOnInterrupt() as stop:
+        for step, loss in progress:
+            progress.set_postfix(loss=f"{loss:.4f}")
+            done = step + 1
+            if rank == 0 and args.eval_every and (done % args.eval_every == 0 or done == config.num_steps):
+                val_loss = evaluate(model, val_tokens)
+                tqdm.write(f"step {done:4d} / {config.num_steps:4d} | loss {loss:.4f} | val loss {val_loss:.4f}",
+                           file=sys.stdout)
+            if stop.requested and done < config.num_steps:
+                progress.close()
+                if rank == 0:
+                    save(args, model, tokenizer, optimizer, done)
+                raise Interrupted(done)
+            if rank == 0 and args.save_every and done % args.save_every == 0:
+                save(args, model, tokenizer, optimizer, done)
     if rank == 0:
         save(args, model, tokenizer, optimizer, config.num_steps)
         generator = torch.Generator().manual_seed(args.seed)
@@ -183,8 +219,9 @@ def main(argv=None) -> int:
     try:
         device = pick_device(args.device, local_rank)
         check_args(args, device, world_size)
-        docs = load_docs(args.data if args.data else default_data_path())
+        docs = load_docs(data_path(args.data))
         dtype = getattr(torch, args.dtype or ("float64" if args.mode == "faithful" else "float32"))
+        args.run = run_settings(args, dtype)
         threads = args.threads or (1 if args.mode == "faithful" else None)
         if threads:
             torch.set_num_threads(threads)
@@ -194,6 +231,14 @@ def main(argv=None) -> int:
             run_faithful(args, docs, device, dtype)
         else:
             run_batched(args, docs, device, dtype, rank, world_size)
+    except Interrupted as stopped:
+        if rank == 0:
+            saved = f"checkpoint of step {stopped.step} saved to {args.save}" if args.save else "nothing saved (no --save)"
+            print(f"error: interrupted after step {stopped.step}; {saved}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing saved", file=sys.stderr)
+        return 130
     except NonFiniteLossError as error:
         if rank == 0:
             kept = f"; the last good checkpoint {args.save} is kept" if args.save and Path(args.save).exists() else ""
@@ -209,6 +254,15 @@ def main(argv=None) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def thread_policy() -> str:
+    """One line saying how torch uses the CPU's threads in this run."""
+    policy = os.environ["OMP_WAIT_POLICY"]
+    why = "waiting threads sleep, so a busy core elsewhere does not stall them" if policy.upper() == "PASSIVE" \
+        else "as the environment sets it"
+    source = "" if WAIT_POLICY_CHOSEN else " (from the environment)"
+    return f"threads: {torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={policy}{source}: {why}"
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def test_certify_script_exits_2_for_a_malformed_or_unreadable_golden_trace(repo_
 def test_make_golden_refuses_a_directory_before_training(repo_root, tmp_path):
     done = subprocess.run([sys.executable, str(repo_root / "scripts" / "make_golden.py"), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
-    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: --out {tmp_path} is a directory\n")
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: --out {tmp_path}: is not a regular file (a directory or a device); not replacing it\n")
 
 
 def test_golden_only_fits_its_own_documents_and_length(golden, docs):

@@ -83,7 +83,7 @@ def test_loaded_parameters_give_the_same_loss_and_adam_state(tmp_path):
 def test_save_writes_the_documented_json_layout(tmp_path):
     payload = json.loads(saved(tmp_path).read_text())
     assert payload["format"] == "microgpt-checkpoint" and payload["version"] == 1
-    assert set(payload) == {"format", "version", "config", "chars", "params", "adam", "step", "seed"}
+    assert set(payload) == {"format", "version", "config", "chars", "params", "adam", "step", "seed", "run"}
     assert len(payload["params"]["wte"]) == 6 and len(payload["params"]["wte"][0]) == 16  # [n_out][n_in]
     assert set(payload["adam"]) == {"m", "v"}
 
@@ -233,7 +233,7 @@ def test_script_reports_unusable_checkpoint_in_one_line_and_exits_2(kind, repo_r
     make, words = BAD_CHECKPOINTS[kind]
     path = make(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
-    result = run_script(repo_root, ["--data", "docs.txt", "--load", str(path), "--engine", "per-op"], cwd=tmp_path)
+    result = run_script(repo_root, ["--data", "docs.txt", "--load", str(path), "--value-class", "per-op"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -249,7 +249,7 @@ def test_script_reports_unusable_checkpoint_in_one_line_and_exits_2(kind, repo_r
 def test_script_refuses_flags_that_contradict_the_loaded_checkpoint(args, message, repo_root, tmp_path):
     saved(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
-    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--engine", "per-op", *args],
+    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--value-class", "per-op", *args],
                         cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", message + "\n")
 
@@ -257,7 +257,7 @@ def test_script_refuses_flags_that_contradict_the_loaded_checkpoint(args, messag
 def test_script_accepts_flags_that_repeat_the_loaded_checkpoint(repo_root, tmp_path):
     saved(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
-    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--engine", "per-op", "--n-layer", "1",
+    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--value-class", "per-op", "--n-layer", "1",
                                     "--steps", "3", "--samples", "0"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("step    3 /    3 | loss ")
@@ -267,7 +267,7 @@ def test_script_refuses_a_checkpoint_of_another_preset(repo_root, tmp_path):
     path = saved(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
     result = run_script(repo_root, ["--data", "docs.txt", "--load", str(path), "--preset", "microgpt-v2",
-                                    "--engine", "per-op"], cwd=tmp_path)
+                                    "--value-class", "per-op"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "made with preset 'microgpt'" in result.stderr
 
@@ -319,7 +319,7 @@ def test_resume_check_sees_a_lost_adam_state(names_path, tmp_path):
 
 
 def script_output(repo_root, names_path, cwd, *args):
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", *args], cwd=cwd)
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", *args], cwd=cwd)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return result.stdout.splitlines()

@@ -183,7 +183,8 @@ def test_trace_stage_names_cover_every_layer_in_forward_order():
 def test_config_flags_cover_every_overridable_field_and_parse_into_a_config():
     import argparse
 
-    from microgpt_scalar.config import add_config_flags, config_overrides, field_names
+    from microgpt_scalar.cli import add_config_flags, config_overrides
+    from microgpt_scalar.config import field_names
 
     parser = argparse.ArgumentParser()
     add_config_flags(parser)

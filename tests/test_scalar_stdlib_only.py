@@ -49,7 +49,7 @@ if package_name == "microgpt_scalar":
         docs, tokenizer, model, optimizer, rng = start_run(["anna", "bob", "cab"], get_config(num_steps=2), 42, value_cls)
         report["losses"][engine] = [train_step(model, optimizer, tokenizer.encode(docs[s]), s) for s in range(2)]
         report["samples"][engine] = sample(model, tokenizer, rng)
-        sys.argv = [script, "--data", data, "--steps", "2", "--samples", "1", "--engine", engine]
+        sys.argv = [script, "--data", data, "--steps", "2", "--samples", "1", "--value-class", engine]
         try:
             runpy.run_path(script, run_name="__main__")
         except SystemExit as done:

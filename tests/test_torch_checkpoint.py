@@ -1,7 +1,6 @@
 """Torch checkpoints: round trips in both formats, resuming, and every refusal."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from microgpt_scalar.checkpoint import CheckpointError, check_config, flatten
 from microgpt_scalar.checkpoint import checkpoint_of as scalar_checkpoint_of
 from microgpt_scalar.checkpoint import load_checkpoint as load_scalar_checkpoint
 from microgpt_scalar.checkpoint import save_checkpoint as save_scalar_checkpoint
-from microgpt_scalar.data import load_docs
+from microgpt_scalar.data import default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import train_step as scalar_train_step
@@ -21,7 +20,7 @@ from microgpt_torch.optim import make_optimizer, make_scheduler
 from microgpt_torch.testing import assert_close, single_thread
 from microgpt_torch.train import faithful_steps, reference_start
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+DATA = default_data_path()  # the names file shipped with the package
 # One step of the two engines differs by float64 rounding only (measured 1.1e-16, see
 # test_torch_optim); a wrongly restored Adam moment or step count moves weights by ~1e-3.
 STEP_ATOL = 1e-14

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
 from helpers import load_script
 
 from microgpt_scalar.config import get_config, param_shapes
-from microgpt_scalar.data import load_docs
+from microgpt_scalar.data import default_data_path, load_docs
 from microgpt_torch.checkpoint import load_checkpoint
 from microgpt_torch.model import GPT
 from microgpt_torch.testing import assert_results_close, forward_backward
 from microgpt_torch.train import generate, make_batch, reference_start, sample
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+DATA = default_data_path()  # the names file shipped with the package
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 # CUDA kernels sum in another order than the CPU's: float64 rounding only, as between the two
 # engines on the CPU (worst measured there 2.3e-14 on entries up to |34|).

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
 
 from microgpt_scalar.config import get_config, num_params, param_shapes, trace_stage_names
-from microgpt_scalar.data import Tokenizer, load_docs
+from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import forward_loss as scalar_forward_loss
 from microgpt_torch.model import GPT, IGNORE_INDEX, scalar_name, torch_name
 from microgpt_torch.testing import assert_close, assert_results_close, forward_backward, single_thread
 from microgpt_torch.train import make_batch
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+DATA = default_data_path()  # the names file shipped with the package
 
 # Forward values differ from the scalar engine only in the order of float64 additions inside
 # dot products and means (a matmul versus a left-to-right chain of +). Measured on these

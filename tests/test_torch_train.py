@@ -3,13 +3,12 @@ the batched-training utilities against plain sums."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
 
 from microgpt_scalar.config import get_config, param_shapes
-from microgpt_scalar.data import Tokenizer, load_docs
+from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import sample as scalar_sample
@@ -20,7 +19,7 @@ from microgpt_torch.testing import assert_close, single_thread
 from microgpt_torch.train import (NonFiniteLossError, batch_order, batched_train_step, evaluate, faithful_steps,
                                   generate, make_batch, reference_start, sample, split_docs, train_step)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+DATA = default_data_path()  # the names file shipped with the package
 PRESETS = ["microgpt", "microgpt-v2"]
 # The published output of the original programs (REFERENCE.md), names.txt, seed 42.
 PUBLISHED = {

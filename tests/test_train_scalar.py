@@ -52,7 +52,13 @@ def run_script(repo_root, args, cwd, **kwargs):
                           capture_output=True, text=True, timeout=900, **kwargs)
 
 
-def assert_log_format(stdout: str, num_steps: int, num_samples: int) -> None:
+INFERENCE_HEADERS = {  # the original programs' lines before the samples, one per revision
+    "microgpt": "--- inference ---",
+    "microgpt-v2": "--- inference (new, hallucinated names) ---",
+}
+
+
+def assert_log_format(stdout: str, num_steps: int, num_samples: int, preset: str = "microgpt") -> None:
     """stdout is the original program's log, line for line, and nothing else."""
     assert "\r" not in stdout and "\x1b" not in stdout
     lines = stdout.split("\n")
@@ -64,7 +70,7 @@ def assert_log_format(stdout: str, num_steps: int, num_samples: int) -> None:
     assert steps == [f"step {s:4d} / {num_steps:4d} | loss {line[-6:]}" for s, line in enumerate(steps, 1)]
     assert all(re.fullmatch(r"step [ \d]{4} / [ \d]{4} \| loss \d\.\d{4}", line) for line in steps)
     rest = lines[3 + num_steps:]
-    assert rest[:2] == ["", "--- inference (new, hallucinated names) ---"]
+    assert rest[:2] == ["", INFERENCE_HEADERS[preset]]
     assert len(rest) == 2 + num_samples
     assert all(re.fullmatch(rf"sample {i:2d}: [a-z]*", line) for i, line in enumerate(rest[2:], 1)), rest
 
@@ -82,7 +88,7 @@ def test_first_two_steps_print_published_losses(preset, names_path):
 def published_run(request, repo_root, names_path, tmp_path_factory):
     """One full run per preset; stderr is a pipe, not a terminal."""
     preset = request.param
-    result = run_script(repo_root, ["--data", str(names_path), "--preset", preset, "--engine", FULL_RUN_ENGINE],
+    result = run_script(repo_root, ["--data", str(names_path), "--preset", preset, "--value-class", FULL_RUN_ENGINE],
                         cwd=tmp_path_factory.mktemp("run"))
     assert result.returncode == 0, result.stderr
     return preset, result
@@ -107,13 +113,13 @@ def test_full_run_prints_published_first_samples(published_run):
 @pytest.mark.slow
 def test_full_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_terminal(published_run):
     preset, result = published_run
-    assert_log_format(result.stdout, get_config(preset).num_steps, 20)
+    assert_log_format(result.stdout, get_config(preset).num_steps, 20, preset)
     assert result.stdout.splitlines()[:2] == ["num docs: 32033", "vocab size: 27"]
     assert result.stderr == ""
 
 
 def test_short_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_terminal(repo_root, names_path, tmp_path):
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", "--steps", "3", "--samples", "4"],
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", "--steps", "3", "--samples", "4"],
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert_log_format(result.stdout, 3, 4)
@@ -123,7 +129,7 @@ def test_short_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_t
 
 def test_progress_bar_goes_to_a_terminal_stderr_and_leaves_stdout_unchanged(repo_root, names_path, tmp_path):
     pytest.importorskip("tqdm")
-    args = ["--data", str(names_path), "--engine", "per-op", "--steps", "3", "--samples", "2"]
+    args = ["--data", str(names_path), "--value-class", "per-op", "--steps", "3", "--samples", "2"]
     plain = run_script(repo_root, args, cwd=tmp_path)
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # tqdm draws nothing in 0 columns
@@ -149,7 +155,7 @@ def test_progress_bar_goes_to_a_terminal_stderr_and_leaves_stdout_unchanged(repo
 
 def test_check_of_the_log_format_rejects_progress_bar_junk():
     good = ("num docs: 3\nvocab size: 6\nnum params: 100\nstep    1 /    1 | loss 1.7918\n\n"
-            "--- inference (new, hallucinated names) ---\nsample  1: ab\n")
+            "--- inference ---\nsample  1: ab\n")
     assert_log_format(good, 1, 1)
     for bad in (good.replace("\n\n", "\n 50%|#####     | 1/2 [00:00<00:00]\n\n"),
                 good.replace("loss 1.7918\n", "loss 1.7918\r\n"),
@@ -292,8 +298,8 @@ def test_overflowing_weights_raise_non_finite_loss_error(std, names_path):
 def test_script_stops_on_non_finite_loss_with_one_line_and_keeps_the_checkpoint(repo_root, names_path, tmp_path):
     checkpoint = tmp_path / "run.json"
     checkpoint.write_bytes(b'{"an": "earlier checkpoint"}')
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", "--steps", "5",
-                                    "--learning-rate", "1e300", "--save", str(checkpoint)], cwd=tmp_path)
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", "--steps", "5",
+                                    "--learning-rate", "1e300", "--save", str(checkpoint), "--overwrite"], cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "step 2" in result.stderr
     assert result.stdout.splitlines()[-1] == "step    1 /    5 | loss 3.3630"
@@ -305,8 +311,8 @@ def test_script_stops_when_gradients_overflow_on_the_last_step(repo_root, names_
     """A finite loss with nan gradients on the last step: nothing is saved, nothing sampled."""
     checkpoint = tmp_path / "run.json"
     checkpoint.write_bytes(b"{}")
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", "--steps", "1", "--init-std", "1e200",
-                                    "--proj-init-std", "1e200", "--save", str(checkpoint)], cwd=tmp_path)
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", "--steps", "1", "--init-std", "1e200",
+                                    "--proj-init-std", "1e200", "--save", str(checkpoint), "--overwrite"], cwd=tmp_path)
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "gradient" in result.stderr
     assert "sample" not in result.stdout
@@ -317,14 +323,14 @@ def test_script_stops_when_gradients_overflow_on_the_last_step(repo_root, names_
 
 @pytest.mark.parametrize("args, words", [
     (["--n-embd", "15"], ["n_embd (15)", "divisible"]),
-    (["--steps", "0"], ["num_steps"]),
+    (["--steps", "0"], ["--steps", "out of range"]),
     (["--beta2", "1"], ["beta2"]),
     (["--activation", "gelu"], ["activation", "'gelu'"]),
     (["--temperature", "0"], ["--temperature"]),
     (["--samples", "-1"], ["--samples"]),
 ])
 def test_script_reports_impossible_settings_in_one_line_and_exits_2(args, words, repo_root, names_path, tmp_path):
-    result = run_script(repo_root, ["--data", str(names_path), "--engine", "per-op", *args], cwd=tmp_path)
+    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", *args], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -335,9 +341,9 @@ def test_script_reports_impossible_settings_in_one_line_and_exits_2(args, words,
 def test_script_reports_an_unwritable_save_path_in_one_line(repo_root, tmp_path):
     (tmp_path / "names.txt").write_text("anna\nbob\n")
     (tmp_path / "taken").mkdir()
-    result = run_script(repo_root, ["--data", "names.txt", "--engine", "per-op", "--steps", "1", "--save", "taken"],
+    result = run_script(repo_root, ["--data", "names.txt", "--value-class", "per-op", "--steps", "1", "--save", "taken"],
                         cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: could not save")
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: --save taken: is not a regular file")
     assert list((tmp_path / "taken").iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt", "taken"]
