@@ -263,6 +263,30 @@ def test_the_precision_table_is_in_the_guide_for_its_script(guide):
     assert precision_table.TABLE.search(guide)
 
 
+def short(cell: str) -> str:
+    """'1.8e-07' -> '1.8e-7', as the prose writes a number from the table."""
+    mantissa, exponent = cell.split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def uncited_table_numbers(guide: str) -> list[str]:
+    """The numbers of the table's CPU rows that the paragraph after it should cite and does not."""
+    table = guide[guide.index("<!-- precision-table -->"):guide.index("<!-- /precision-table -->")]
+    prose = guide[guide.index("<!-- /precision-table -->"):guide.index("## 6. Cheat sheet")]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                               for line in table.splitlines() if line.startswith("| CPU"))}
+    float64, float32, bf16 = rows["CPU, float64"], rows["CPU, float32"], rows["CPU, float32 + bf16 autocast"]
+    cited = [short(float64[1]), short(float64[2]), short(float32[0]), short(float32[2]), short(bf16[0]), short(bf16[2])]
+    return [number for number in cited if number not in prose]
+
+
+def test_the_precision_prose_quotes_the_numbers_of_the_table(guide):
+    """Re-measured numbers that changed make this fail until the paragraph cites them."""
+    assert uncited_table_numbers(guide) == []
+    remeasured = guide.replace("| CPU, float32 | 1.8e-07 |", "| CPU, float32 | 1.9e-07 |", 1)
+    assert uncited_table_numbers(remeasured) == ["1.9e-7"]
+
+
 # Exercises: answers made from the starting engine by the one edit the exercise asks for.
 
 def test_exercise_answers_are_the_starting_engine_with_one_edit(repo_root):

@@ -13,6 +13,6 @@ for dtype in (torch.float32, torch.bfloat16):
     error = ((x.to(dtype) * w.to(dtype)).sum().double() - exact).abs().item()
     print(f"a 64-term dot product in {str(dtype):14} is off by {error:.1e} (of {exact.item():.4f})")
 
-model_weights = torch.nn.Linear(16, 16, bias=False)  # parameters start as float32
-model_weights.to(torch.float64)  # .to() converts a module's parameters in place
-print("after .to(torch.float64):", model_weights.weight.dtype, "on", model_weights.weight.device)
+layer = torch.nn.Linear(16, 16, bias=False)  # parameters start as float32
+layer.to(torch.float64)  # .to() converts a module's parameters in place (and moves them: .to("cuda"))
+print("after .to(torch.float64):", layer.weight.dtype, "on", layer.weight.device)
