@@ -19,9 +19,9 @@ the docstring, `drop="text"` drops every line containing text (repeatable; a tex
 contains drops nothing, so a quote outlives the lines it trims).
 
 A snippet is run as `python -m` of its dotted path (`docs.snippets.NAME`) from the repository
-root, as a reader runs it. A run's options
-follow a `|`: `from=` and `to=` keep a stretch of the output, `exit=N` is the exit status the
-command must end with (default 0). Snippets and runs that end otherwise are errors.
+root, as a reader runs it. A run's options follow a `|`: `from=` and `to=` keep a stretch of
+the output, `exit=N` is the exit status the command must end with (default 0). Snippets and
+runs that end otherwise are errors.
 """
 from __future__ import annotations
 
