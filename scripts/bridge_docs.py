@@ -1,24 +1,35 @@
-"""Fill the code quotes of docs/bridge.md from the source, or check that they are current.
+"""Fill the generated parts of docs/bridge.md (code quotes, snippets, command output), or check them.
 
-    python scripts/bridge_docs.py            # rewrite the quotes in docs/bridge.md
-    python scripts/bridge_docs.py --check    # exit 1 if a quote no longer matches its source
+    python scripts/bridge_docs.py            # rewrite the generated parts of docs/bridge.md
+    python scripts/bridge_docs.py --check    # exit 1 if one no longer matches what it is made from
 
-A quote is addressed by file and symbol, not by line numbers, so it follows the code when
-lines move; the span between its two markers is generated, the prose around it is not:
+The guide's prose is written by hand; three kinds of block between markers are generated, so
+what the guide shows is what the repository holds and prints:
 
-    <!-- quote microgpt_scalar/model.py:rmsnorm -->
-    ...generated: a caption and a fenced code block...
-    <!-- /quote -->
+    <!-- quote microgpt_scalar/model.py:rmsnorm -->          code quoted from the source by symbol
+    <!-- snippet docs/snippets/first_gradient.py -->         a whole runnable file, then what it prints
+    <!-- run python scripts/compare_step.py | to="loss" -->  a command, then what it prints
+    ...generated...
+    <!-- /quote -->  (or /snippet, /run)
 
-The symbol is a function, a class or `Class.method`. Options narrow the span or trim it:
-`from="text"` starts at the first line of the symbol containing text, `to="text"` ends at
-the first line from there containing text (inclusive), `nodoc` drops the docstring.
+A quote names a function, a class or `Class.method`, not line numbers, so it follows the code
+when lines move. Its options: `from="text"` starts at the first line of the symbol containing
+text, `to="text"` ends at the first line from there containing text (inclusive), `nodoc` drops
+the docstring, `drop="text"` drops every line containing text (repeatable; a text no line
+contains drops nothing, so a quote outlives the lines it trims).
+
+A snippet is run as `python -m` of its dotted path (`docs.snippets.NAME`) from the repository
+root, as a reader runs it. A run's options follow a `|`: `from=` and `to=` keep a stretch of
+the output, `exit=N` is the exit status the command must end with (default 0). Snippets and
+runs that end otherwise are errors.
 """
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shlex
+import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -30,12 +41,15 @@ sys.path.insert(0, str(REPO))
 
 from microgpt_scalar.cli import OneLineParser  # noqa: E402
 
-QUOTE = re.compile(r"^<!-- quote (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /quote -->$", re.M | re.S)
-OPTIONS = ("from", "to", "nodoc")
+BLOCK = re.compile(r"^<!-- (?P<kind>quote|snippet|run) (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /(?P=kind) -->$",
+                   re.M | re.S)
+QUOTE_OPTIONS = ("from", "to", "nodoc", "drop")
+RUN_OPTIONS = ("from", "to", "exit")
+RUN_TIMEOUT_S = 600  # a compare_step run takes seconds; this only stops a hung command
 
 
 class QuoteError(ValueError):
-    """A quote whose address or options do not lead to source lines; one line, naming it."""
+    """A block whose address, options or command do not lead to what it shows; one line, naming it."""
 
 
 @dataclass(frozen=True)
@@ -46,24 +60,60 @@ class Quote:
     start: str | None = None  # first line: the first containing this text
     end: str | None = None  # last line: the first from the start containing this text
     nodoc: bool = False  # drop the docstring
+    drop: tuple[str, ...] = ()  # drop every line containing one of these
+
+
+@dataclass(frozen=True)
+class Run:
+    spec: str  # the marker's text, as written
+    command: str  # as the reader types it, from the repository root
+    start: str | None = None  # keep the output from the first line containing this text
+    end: str | None = None  # ... to the first line from there containing this text
+    exit: int = 0  # the exit status the command must end with
+
+
+def parse_options(spec: str, words: list[str], allowed: tuple[str, ...]) -> dict:
+    """key="value" words (and the bare flag nodoc) -> {key: value}; drop= may repeat."""
+    options: dict = {}
+    for word in words:
+        key, has_value, value = word.partition("=")
+        if key not in allowed or (key == "nodoc") == bool(has_value):
+            raise QuoteError(f"{spec!r}: unknown option {word!r} (options: {', '.join(allowed)})")
+        if key == "drop":
+            options[key] = options.get(key, ()) + (value,)
+        else:
+            options[key] = value if has_value else True
+    return options
 
 
 def parse_spec(spec: str) -> Quote:
-    """'path.py:Symbol from="a" to="b" nodoc' -> Quote."""
+    """'path.py:Symbol from="a" to="b" nodoc drop="c"' -> Quote."""
     try:
         words = shlex.split(spec)
     except ValueError as error:
         raise QuoteError(f"quote {spec!r}: {error}") from None
-    address, options = words[0], {}
-    for word in words[1:]:
-        key, _, value = word.partition("=")
-        if key not in OPTIONS or (key == "nodoc") == bool(_):
-            raise QuoteError(f"quote {spec!r}: unknown option {word!r} (options: from=, to=, nodoc)")
-        options[key] = value if _ else True
-    path, _, symbol = address.partition(":")
+    options = parse_options(f"quote {spec}", words[1:], QUOTE_OPTIONS)
+    path, _, symbol = words[0].partition(":")
     if not path or not symbol:
         raise QuoteError(f"quote {spec!r}: address must be FILE:SYMBOL")
-    return Quote(spec, path, symbol, options.get("from"), options.get("to"), bool(options.get("nodoc")))
+    return Quote(spec, path, symbol, options.get("from"), options.get("to"), bool(options.get("nodoc")),
+                 options.get("drop", ()))
+
+
+def parse_run(spec: str) -> Run:
+    """'python scripts/x.py --flag | from="a" exit=1' -> Run."""
+    command, _, option_text = spec.partition(" | ")
+    try:
+        options = parse_options(f"run {spec}", shlex.split(option_text), RUN_OPTIONS)
+        shlex.split(command)
+    except ValueError as error:
+        raise QuoteError(f"run {spec!r}: {error}") from None
+    if not command.startswith("python "):
+        raise QuoteError(f"run {spec!r}: the command must start with python")
+    exit_status = options.get("exit", "0")
+    if not str(exit_status).isdigit():
+        raise QuoteError(f"run {spec!r}: exit= takes a number, got {exit_status!r}")
+    return Run(spec, command.strip(), options.get("from"), options.get("to"), int(exit_status))
 
 
 def find_symbol(tree: ast.Module, symbol: str):
@@ -88,7 +138,8 @@ def source_lines(root: Path, quote: Quote) -> list[str]:
     text = path.read_text(encoding="utf-8")
     node = find_symbol(ast.parse(text, filename=str(path)), quote.symbol)
     if node is None:
-        raise QuoteError(f"quote {quote.spec!r}: {quote.path} has no {quote.symbol}")
+        raise QuoteError(f"quote {quote.spec!r}: {quote.path} has no {quote.symbol} "
+                         f"(point the quote at the symbol that holds these lines now)")
     lines = text.splitlines()
     first = min([node.lineno] + [d.lineno for d in node.decorator_list])
     span = list(range(first - 1, node.end_lineno))
@@ -99,48 +150,123 @@ def source_lines(root: Path, quote: Quote) -> list[str]:
     return [lines[i] for i in span]
 
 
-def narrow(lines: list[str], quote: Quote) -> list[str]:
-    """The lines from the `from` text to the `to` text, inclusive."""
+def narrow(lines: list[str], start_text: str | None, end_text: str | None, what: str) -> tuple[int, int]:
+    """(first, last) indices: from the first line containing start_text to the first line from
+    there containing end_text, inclusive; the whole list when neither is given."""
     start = 0
-    if quote.start is not None:
-        start = next((i for i, line in enumerate(lines) if quote.start in line), None)
+    if start_text is not None:
+        start = next((i for i, line in enumerate(lines) if start_text in line), None)
         if start is None:
-            raise QuoteError(f"quote {quote.spec!r}: no line of {quote.symbol} contains {quote.start!r}")
+            raise QuoteError(f"{what}: no line of it contains {start_text!r}")
     end = len(lines) - 1
-    if quote.end is not None:
-        end = next((i for i in range(start, len(lines)) if quote.end in lines[i]), None)
+    if end_text is not None:
+        end = next((i for i in range(start, len(lines)) if end_text in lines[i]), None)
         if end is None:
-            raise QuoteError(f"quote {quote.spec!r}: no line of {quote.symbol} from the start contains {quote.end!r}")
-    return lines[start:end + 1]
+            raise QuoteError(f"{what}: no line of it from the start contains {end_text!r}")
+    return start, end
 
 
 def quote_body(root: Path, quote: Quote) -> str:
     """What goes between the markers: a caption naming the source, then the code."""
-    code = textwrap.dedent("\n".join(narrow(source_lines(root, quote), quote)))
+    lines = source_lines(root, quote)
+    start, end = narrow(lines, quote.start, quote.end, f"quote {quote.spec!r} ({quote.symbol})")
+    kept = [line for line in lines[start:end + 1] if not any(text in line for text in quote.drop)]
+    code = textwrap.dedent("\n".join(kept))
     where = f"`{quote.path}`, `{quote.symbol}`"
     return f"*{where}*\n\n```python\n{code}\n```\n"
 
 
-def render(text: str, root: Path = REPO) -> str:
-    """`text` with every quote filled in from the source under `root`."""
-    def fill(match: re.Match) -> str:
-        quote = parse_spec(match["spec"])
-        return f"<!-- quote {match['spec']} -->\n{quote_body(root, quote)}<!-- /quote -->"
+def snippet_module(path: str) -> str:
+    """'docs/snippets/first_gradient.py' -> 'docs.snippets.first_gradient'."""
+    return path.removesuffix(".py").replace("/", ".")
 
-    return QUOTE.sub(fill, text)
+
+def snippet_body(root: Path, path: str) -> str:
+    """The snippet's code, then the command that runs it and what it prints."""
+    file = root / path
+    if not path.endswith(".py") or not file.is_file():
+        raise QuoteError(f"snippet {path!r}: no file {path}")
+    command = f"python -m {snippet_module(path)}"
+    status, out, err = _run(root, command, f"snippet {path!r}")
+    if status != 0:
+        raise QuoteError(f"snippet {path!r}: exited {status}: {last_line(err)}")
+    code = file.read_text(encoding="utf-8").rstrip("\n")
+    return f"*`{path}`*\n\n```python\n{code}\n```\n\n```text\n$ {command}\n{out.rstrip()}\n```\n"
+
+
+def run_body(root: Path, run: Run) -> str:
+    """The command and the stretch of its output the marker asks for."""
+    status, out, err = _run(root, run.command, f"run {run.spec!r}")
+    if status != run.exit:
+        raise QuoteError(f"run {run.spec!r}: exited {status}, expected {run.exit}: {last_line(err)}")
+    lines = out.rstrip().splitlines()
+    start, end = narrow(lines, run.start, run.end, f"run {run.spec!r} (its output)")
+    shown = (["..."] if start > 0 else []) + lines[start:end + 1] + (["..."] if end < len(lines) - 1 else [])
+    return "```text\n$ " + run.command + "\n" + "\n".join(shown) + "\n```\n"
+
+
+def _run(root: Path, command: str, what: str) -> tuple[int, str, str]:
+    argv = [sys.executable, *shlex.split(command)[1:]]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env.pop("PYTHONPATH", None)  # as a reader runs it: from the repository root, nothing else on the path
+    try:
+        done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise QuoteError(f"{what}: still running after {RUN_TIMEOUT_S} s") from None
+    return done.returncode, done.stdout, done.stderr
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(nothing on stderr)"
+
+
+def block_body(root: Path, kind: str, spec: str) -> str:
+    if kind == "quote":
+        return quote_body(root, parse_spec(spec))
+    if kind == "snippet":
+        return snippet_body(root, spec.strip())
+    return run_body(root, parse_run(spec))
+
+
+def blocks(text: str, kinds=("quote", "snippet", "run")) -> list[tuple[str, str, str, int]]:
+    """(kind, spec, body, line number) of every generated block of `text`, in order."""
+    return [(m["kind"], m["spec"], m["body"], text.count("\n", 0, m.start()) + 1)
+            for m in BLOCK.finditer(text) if m["kind"] in kinds]
+
+
+def render(text: str, root: Path = REPO, kinds=("quote", "snippet", "run")) -> str:
+    """`text` with every block of `kinds` filled in from the files and commands under `root`."""
+    def fill(match: re.Match) -> str:
+        if match["kind"] not in kinds:
+            return match[0]
+        return f"<!-- {match['kind']} {match['spec']} -->\n{block_body(root, match['kind'], match['spec'])}" \
+               f"<!-- /{match['kind']} -->"
+
+    return BLOCK.sub(fill, text)
+
+
+def stale_blocks(text: str, root: Path = REPO, kinds=("quote", "snippet", "run")) -> tuple[list[str], list[str]]:
+    """(stale, broken): the specs of blocks that differ from what they are made from now, and one
+    message per block that cannot be made at all (a missing symbol, a failing command)."""
+    stale, broken = [], []
+    for kind, spec, body, line in blocks(text, kinds):
+        try:
+            if body != block_body(root, kind, spec):
+                stale.append(spec)
+        except QuoteError as error:
+            broken.append(f"line {line}: {error}")
+    return stale, broken
 
 
 def stale_quotes(text: str, root: Path = REPO) -> list[str]:
-    """The specs of the quotes in `text` that differ from what the source gives now."""
-    stale = []
-    for match in QUOTE.finditer(text):
-        if match["body"] != quote_body(root, parse_spec(match["spec"])):
-            stale.append(match["spec"])
-    return stale
+    """The specs of the quotes in `text` that differ from what the source gives now; raises
+    QuoteError for the first quote whose symbol or lines are gone."""
+    return [spec for kind, spec, body, _ in blocks(text, ("quote",)) if body != block_body(root, kind, spec)]
 
 
 def quote_specs(text: str) -> list[str]:
-    return [match["spec"] for match in QUOTE.finditer(text)]
+    return [spec for _, spec, _, _ in blocks(text, ("quote",))]
 
 
 def main(argv=None) -> int:
@@ -153,21 +279,32 @@ def main(argv=None) -> int:
         print(f"error: no guide at {guide}", file=sys.stderr)
         return 2
     text = guide.read_text(encoding="utf-8")
+    if args.check:
+        stale, broken = stale_blocks(text)
+        for message in broken:
+            print(f"error: {guide}: {message}", file=sys.stderr)
+        for spec in stale:
+            print(f"stale: {spec}", file=sys.stderr)
+        if stale:
+            print(f"{guide} is stale: run python scripts/bridge_docs.py", file=sys.stderr)
+        return 1 if stale or broken else 0
+    _, broken = stale_blocks(text, kinds=("quote",))  # every missing symbol at once, before running anything
+    if broken:
+        for message in broken:
+            print(f"error: {guide}: {message}", file=sys.stderr)
+        return 1
     try:
-        if args.check:
-            stale = stale_quotes(text)
-            for spec in stale:
-                print(f"stale quote: {spec}", file=sys.stderr)
-            if stale:
-                print(f"{guide} is stale: run python scripts/bridge_docs.py", file=sys.stderr)
-            return 1 if stale else 0
         new = render(text)
     except QuoteError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {guide}: {error}", file=sys.stderr)
         return 1
     if new != text:
-        guide.write_text(new, encoding="utf-8")
-    print(f"{guide}: {len(quote_specs(new))} quotes, {'updated' if new != text else 'already current'}")
+        partial = guide.with_name(guide.name + ".partial")
+        partial.write_text(new, encoding="utf-8")
+        partial.replace(guide)  # all or nothing: the old guide stays whole until the new one is
+    counts = {kind: len(blocks(new, (kind,))) for kind in ("quote", "snippet", "run")}
+    print(f"{guide}: {counts['quote']} quotes, {counts['snippet']} snippets, {counts['run']} runs, "
+          f"{'updated' if new != text else 'already current'}")
     return 0
 
 
