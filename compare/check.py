@@ -12,7 +12,6 @@ on bad input, EngineFailure if the scalar engine under test raises while it runs
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +21,7 @@ from microgpt_scalar.config import get_config, num_params, trace_stage_names
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
+from microgpt_torch.device import float32_precision
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
@@ -113,16 +113,11 @@ def _scalar_engine(engine, inject):
     return engine, Adam, f"{engine.__module__}.{engine.__qualname__}"
 
 
-@contextlib.contextmanager
 def _tf32_off():
     """On CUDA, matrix products may round their inputs to TensorFloat-32 (10-bit mantissa);
-    that would be measured as disagreement, so it is off while the comparison runs."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    that would be measured as disagreement, so it is off while the comparison runs (and the
+    caller's setting is restored after)."""
+    return float32_precision("ieee")
 
 
 @dataclass
