@@ -129,7 +129,7 @@ class Corpus:
     def __init__(self, chars, ids: array, offsets: array, order: array | None = None):
         self.chars = list(chars)  # the vocabulary, sorted; character i is token id i
         self.ids = ids  # every document's token ids, back to back
-        self.offsets = offsets  # stored document i is ids[offsets[i]:offsets[i + 1]]
+        self.offsets = offsets  # stored document i is ids[offsets[i]:offsets[i + 1]] ('I' or 'q')
         self.order = order  # document k of this view is stored document order[k] (None: stored order)
 
     @classmethod
@@ -152,7 +152,8 @@ class Corpus:
             raise DataError(f"data file not found: {path}")
         if not path.is_file():
             raise DataError(f"data path is not a file: {path}")
-        codes, offsets, seen = array("B"), array("q", [0]), set()  # codes: code points while they fit a byte
+        offsets = array(_index_typecode(path.stat().st_size), [0])  # 4 bytes a document below 4 GB
+        codes, seen = array("B"), set()  # codes: code points while they fit a byte
         for text in _text_chunks(path, chunk_bytes):
             docs = [line.strip() for line in text.split("\n")]
             joined = "".join(doc for doc in docs if doc)
@@ -176,7 +177,10 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.offsets) - 1 if self.order is None else len(self.order)
 
-    def __getitem__(self, k: int) -> str:
+    def __getitem__(self, k):
+        """Document k as a string; a slice is a view of those documents."""
+        if isinstance(k, slice):
+            return Corpus(self.chars, self.ids, self.offsets, self.document_order()[k])
         return "".join(self.chars[i] for i in self.token_ids(k))
 
     def __iter__(self):
