@@ -18,7 +18,7 @@ import torch
 
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import get_config, num_params, trace_stage_names
-from microgpt_scalar.data import load_docs
+from microgpt_scalar.data import Corpus
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 from microgpt_torch.device import float32_precision
@@ -61,8 +61,8 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     value_cls, adam_cls, engine_label = _scalar_engine(engine, inject)
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
-    raw_docs = load_docs(data) if data is not None else list(docs or BUILTIN_DOCS)
-    chars = sorted(set("".join(raw_docs))) if data is not None else ALPHABET
+    raw_docs = Corpus.from_file(data) if data is not None else list(docs or BUILTIN_DOCS)
+    chars = raw_docs.chars if data is not None else ALPHABET
     start = load_weights(weights, config, chars, seed, raw_docs)
     documents = file_documents(raw_docs, seed, start.chars) if data is not None else given_documents(raw_docs, start.chars)
     settings = Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,

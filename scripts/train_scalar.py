@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from microgpt_scalar.checkpoint import (CheckpointError, check_config, check_save_path, checkpoint_of,  # noqa: E402
                                         load_checkpoint, save_checkpoint)
 from microgpt_scalar.config import PRESETS, add_config_flags, config_overrides, get_config  # noqa: E402
-from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
+from microgpt_scalar.data import Corpus, DataError, default_data_path  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
 
@@ -53,7 +53,7 @@ def value_class(engine: str):
 
 def setup(args):
     """Documents, tokenizer, model, optimizer, rng and the first step, fresh or resumed."""
-    docs = load_docs(args.data) if args.data else load_docs(default_data_path())
+    docs = Corpus.from_file(args.data if args.data else default_data_path())  # compact; strings decoded as used
     value_cls = value_class(args.engine)
     overrides = config_overrides(args)
     if args.load:
