@@ -11,6 +11,7 @@ import http.client
 import os
 import random
 from array import array
+from itertools import accumulate, islice
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -144,7 +145,7 @@ class Corpus:
         return cls(chars, ids, offsets)
 
     @classmethod
-    def from_file(cls, path, chunk_bytes: int = 1 << 22) -> "Corpus":
+    def from_file(cls, path, chunk_bytes: int = 1 << 20) -> "Corpus":
         """The documents load_docs reads (every line stripped, empty lines dropped), read a
         chunk at a time, so memory never holds the file as Python strings."""
         path = Path(path)
@@ -155,13 +156,12 @@ class Corpus:
         offsets = array(_index_typecode(path.stat().st_size), [0])  # 4 bytes a document below 4 GB
         codes, seen = array("B"), set()  # codes: code points while they fit a byte
         for text in _text_chunks(path, chunk_bytes):
-            docs = [line.strip() for line in text.split("\n")]
-            joined = "".join(doc for doc in docs if doc)
-            if not joined:
+            docs = [doc for doc in map(str.strip, text.split("\n")) if doc]
+            if not docs:
                 continue
-            for doc in docs:
-                if doc:
-                    offsets.append(offsets[-1] + len(doc))
+            offsets.extend(islice(accumulate(map(len, docs), initial=offsets[-1]), 1, None))
+            joined = "".join(docs)
+            del docs
             seen.update(joined)
             if codes.typecode == "B" and max(joined) > "\xff":
                 codes = array("I", codes)  # a character past Latin-1: one code point per 4 bytes

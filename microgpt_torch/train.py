@@ -227,10 +227,11 @@ def batch_order(num_docs: int, batch_size: int, generator: torch.Generator, leng
         order = torch.randperm(num_docs, generator=generator)[:num_docs // batch_size * batch_size]
         if lengths is not None:  # the documents left out above are random ones, not the longest
             order = order[torch.argsort(lengths[order], stable=True)]  # by length, shuffled within a length
-        batches = [order[start:start + batch_size].tolist() for start in range(0, len(order), batch_size)]
+        starts = range(0, len(order), batch_size)
         if lengths is not None:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-        yield from batches
+            starts = [starts[i] for i in torch.randperm(len(starts), generator=generator).tolist()]
+        for start in starts:  # one batch at a time: an epoch of a large file as Python ints would not fit
+            yield order[start:start + batch_size].tolist()
 
 
 def _config_of(model):
