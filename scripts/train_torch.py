@@ -151,6 +151,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     train_docs, val_docs = split_docs(docs, args.val_fraction)
     train = PackedDocuments.of_corpus(train_docs, config.block_size, device)  # on the device, once
     val = PackedDocuments.of_corpus(val_docs, config.block_size, device)
+    del docs, train_docs, val_docs  # their document orders: the packed copies are all training needs
     if args.group_by_length and args.batch_size > len(train):
         raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
     step_model = model
