@@ -151,22 +151,27 @@ class PackedDocuments:
     def of_corpus(cls, corpus, block_size: int, device=None) -> "PackedDocuments":
         """The documents of a Corpus view, in its order; the token ids are used in place
         on the CPU (no copy) and copied once to any other device."""
-        ids = _tensor_of(corpus.ids)
         offsets, order = _tensor_of(corpus.offsets), _tensor_of(corpus.document_order())
-        starts, lengths = [], []
-        for piece in order.split(1 << 20):  # a piece at a time: small temporaries
-            piece = piece.long()
-            starts.append(offsets[piece].to(_index_dtype(len(corpus.ids))))
-            lengths.append((offsets[piece + 1] - offsets[piece]).clamp_(max=block_size))
-        starts = torch.cat(starts) if starts else torch.zeros(0, dtype=torch.long)
-        lengths = torch.cat(lengths) if lengths else torch.zeros(0, dtype=torch.long)
-        return cls._packed(ids, starts, lengths, len(corpus.chars), block_size, device)
+        starts = torch.empty(len(order), dtype=_index_dtype(len(corpus.ids)))
+        chars = torch.empty(len(order), dtype=_count_dtype(block_size))
+        for first in range(0, len(order), 1 << 20):  # a piece at a time: small temporaries
+            piece = order[first:first + (1 << 20)].long()
+            starts[first:first + len(piece)] = offsets[piece]
+            chars[first:first + len(piece)] = (offsets[piece + 1] - offsets[piece]).clamp_(max=block_size)
+        return cls._packed(_tensor_of(corpus.ids), starts, chars, len(corpus.chars), block_size, device)
 
     @classmethod
     def _packed(cls, ids, starts, lengths, bos: int, block_size: int, device) -> "PackedDocuments":
-        chars = lengths.clamp(max=block_size).to(torch.uint8 if block_size < 256 else torch.int32)
-        num_targets = (chars.long() + 1).clamp_(max=block_size).to(chars.dtype)
+        chars = lengths.clamp(max=block_size).to(_count_dtype(block_size))
+        num_targets = (chars + 1).clamp_(max=block_size)
         return cls(ids.to(device), starts.to(device), chars.to(device), num_targets, bos, block_size)
+
+    def __getitem__(self, rows: slice) -> "PackedDocuments":
+        """Documents `rows` (a slice), sharing this one's memory: e.g. packed[:-n_val]."""
+        if not isinstance(rows, slice):
+            raise TypeError("PackedDocuments takes a slice; batch() gathers single documents")
+        return PackedDocuments(self.ids, self.starts[rows], self.chars[rows], self.num_targets[rows], self.bos,
+                               self.block_size)
 
     def __len__(self) -> int:
         return len(self.num_targets)
@@ -205,6 +210,10 @@ def _index_dtype(size: int) -> torch.dtype:
     return torch.int32 if size < 1 << 31 else torch.int64
 
 
+def _count_dtype(block_size: int) -> torch.dtype:
+    return torch.uint8 if block_size < 255 else torch.int32
+
+
 def batch_order(num_docs: int, batch_size: int, generator: torch.Generator, lengths: torch.Tensor | None = None):
     """Endless mini-batches of document indices: each epoch a fresh shuffle, cut in batches
     (a short last batch is dropped so every step sees batch_size documents).
@@ -224,7 +233,9 @@ def batch_order(num_docs: int, batch_size: int, generator: torch.Generator, leng
         while True:
             yield torch.randint(num_docs, (batch_size,), generator=generator).tolist()
     while True:
-        order = torch.randperm(num_docs, generator=generator)[:num_docs // batch_size * batch_size]
+        # int32 draws the permutation int64 draws, in half the memory
+        order = torch.randperm(num_docs, generator=generator, dtype=_index_dtype(num_docs))
+        order = order[:num_docs // batch_size * batch_size]
         if lengths is not None:  # the documents left out above are random ones, not the longest
             order = order[torch.argsort(lengths[order], stable=True)]  # by length, shuffled within a length
         starts = range(0, len(order), batch_size)

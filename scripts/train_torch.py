@@ -148,10 +148,9 @@ def compile_mode(args):
 def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     docs, tokenizer, _, model, optimizer, _, first = start(args, docs, device, dtype)
     config = model.config
-    train_docs, val_docs = split_docs(docs, args.val_fraction)
-    train = PackedDocuments.of_corpus(train_docs, config.block_size, device)  # on the device, once
-    val = PackedDocuments.of_corpus(val_docs, config.block_size, device)
-    del docs, train_docs, val_docs  # their document orders: the packed copies are all training needs
+    packed = PackedDocuments.of_corpus(docs, config.block_size, device)  # on the device, once
+    del docs  # its document order: the packed copy is all training needs
+    train, val = split_docs(packed, args.val_fraction)
     if args.group_by_length and args.batch_size > len(train):
         raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
     step_model = model
