@@ -148,3 +148,34 @@ def test_corpus_names_the_first_byte_that_is_not_utf8(tmp_path):
     (tmp_path / "empty.txt").write_text(" \n\n")
     with pytest.raises(DataError, match="no documents"):
         Corpus.from_file(tmp_path / "empty.txt")
+
+
+def run_script(capsys, *argv):
+    from helpers import load_script
+
+    code = load_script("train_torch").main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_reading_the_loss_every_few_steps_prints_what_reading_it_every_step_prints(capsys):
+    common = ["--mode", "batched", "--data", DATA, "--steps", 12, "--batch-size", 16, "--eval-every", 4,
+              "--samples", 3]
+    code, every_step, _ = run_script(capsys, *common)
+    code_5, every_5, _ = run_script(capsys, *common, "--log-every", 5)
+    assert (code, code_5) == (0, 0) and every_5 == every_step
+    assert len([line for line in every_step.splitlines() if " | val loss " in line]) == 3
+
+
+def test_a_non_finite_loss_stops_the_run_at_the_next_read_back(capsys, tmp_path):
+    """A step size of 1e307 sends the weights to inf; with the loss read every 4 steps and at
+    every checkpoint (every 2), the run stops at the first read-back after it, step 2, with the
+    one line a run that reads every step prints."""
+    path = tmp_path / "run.pt"
+    common = ["--mode", "batched", "--data", DATA, "--steps", 12, "--batch-size", 16, "--eval-every", 0,
+              "--save", path, "--save-every", 2]
+    code, out, err = run_script(capsys, *common, "--learning-rate", 1e307, "--log-every", 4)
+    assert (code, out.count("\n")) == (1, 1)  # the header only
+    assert err.splitlines()[-1].startswith("error: ") and "step 2" in err.splitlines()[-1]
+    code, _, err_each = run_script(capsys, *common, "--learning-rate", 1e307)
+    assert code == 1 and err_each.splitlines()[-1] == err.splitlines()[-1]
