@@ -10,10 +10,11 @@ the wall time to the end of the first step.
 from __future__ import annotations
 
 import argparse
+import os
 import random
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,21 +37,25 @@ def write_names_file(path, size_bytes: int, seed: int = 0) -> int:
 
 
 def peak_rss(argv: list[str], data) -> tuple[float, float]:
-    """(peak resident MiB, seconds) of `python argv... --data data`, run alone in a child."""
+    """(peak resident MiB, seconds) of `python argv... --data data`, run alone in a child;
+    the peak is the child's own, as the kernel reports it when the child ends."""
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, *argv, "--data", str(data)], cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    _, err = child.communicate()
-    seconds = time.perf_counter() - start
-    if child.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed: {err.strip().splitlines()[-1] if err.strip() else child.returncode}")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_maxrss / 1024, seconds  # ru_maxrss: the largest child so far, in KiB on Linux
+    with tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen([sys.executable, *argv, "--data", str(data)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                 stderr=err, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        if child.returncode != 0:
+            err.seek(0)
+            lines = err.read().strip().splitlines()
+            raise RuntimeError(f"{argv[0]} failed: {lines[-1] if lines else child.returncode}")
+    return usage.ru_maxrss / 1024, seconds  # ru_maxrss in KiB on Linux
 
 
 def measure(size_mb: float, argv: list[str], workdir) -> dict:
-    """The figures for one script: the tiny file is run first, since RUSAGE_CHILDREN keeps the
-    largest child of the process."""
+    """The figures for one script on a generated file of `size_mb` MB, against the same
+    script on a tiny file (what Python, torch and the model take whatever the data)."""
     workdir = Path(workdir)
     tiny, big = workdir / "tiny.txt", workdir / "big.txt"
     tiny.write_text("emma\nolivia\nava\nisabella\n" * 10)

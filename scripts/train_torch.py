@@ -3,10 +3,12 @@
     python scripts/train_torch.py                       # faithful: the reference run, float64
     python scripts/train_torch.py --mode batched --batch-size 32 --save out/model.pt
     torchrun --nproc_per_node 2 scripts/train_torch.py --mode batched   # data parallel
+    python scripts/train_torch.py --mode batched --batch-size 2048 --compile-mode reduce-overhead --log-every 100
 
 Faithful mode starts from the scalar engine's initial weights for the seed, trains on one
 document per step in the reference order and prints the reference program's lines.
-Batched mode trains on shuffled, padded mini-batches with a held-out validation split.
+Batched mode trains on shuffled, padded mini-batches with a held-out validation split; the
+documents are moved to the device once and each batch is gathered there.
 Exit codes: 0 done, 1 the loss stopped being finite, 2 bad input.
 """
 from __future__ import annotations
