@@ -116,7 +116,7 @@ class Tokenizer:
 class Corpus:
     """A data file's documents held compactly: every document's token ids back to back in
     one array (a byte each while the vocabulary fits in one) and where each one starts.
-    A names file takes about one byte per character plus 8 per document, against some 60
+    A names file takes about one byte per character plus 4 per document, against some 60
     bytes per document as a list of strings.
 
     It reads like the list of documents (len, indexing, iteration give strings), and
@@ -153,7 +153,7 @@ class Corpus:
             raise DataError(f"data file not found: {path}")
         if not path.is_file():
             raise DataError(f"data path is not a file: {path}")
-        offsets = array(_index_typecode(path.stat().st_size), [0])  # 4 bytes a document below 4 GB
+        offsets = array(_index_typecode(path.stat().st_size), [0])  # 4 bytes a document below 2 GB
         codes, seen = array("B"), set()  # codes: code points while they fit a byte
         for text in _text_chunks(path, chunk_bytes):
             docs = [doc for doc in map(str.strip, text.split("\n")) if doc]
@@ -211,7 +211,8 @@ def _id_typecode(num_chars: int) -> str:
 
 
 def _index_typecode(count: int) -> str:
-    return "I" if count < 1 << 32 else "q"
+    """4 bytes an index while the indices stay below 2 ** 31 (so torch may read them as int32)."""
+    return "I" if count < 1 << 31 else "q"
 
 
 def _text_chunks(path: Path, chunk_bytes: int):
