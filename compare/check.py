@@ -12,16 +12,16 @@ on bad input, EngineFailure if the scalar engine under test raises while it runs
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import get_config, num_params, trace_stage_names
-from microgpt_scalar.data import load_docs
+from microgpt_scalar.data import Corpus
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
+from microgpt_torch.device import float32_precision
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
@@ -61,8 +61,8 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     value_cls, adam_cls, engine_label = _scalar_engine(engine, inject)
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
-    raw_docs = load_docs(data) if data is not None else list(docs or BUILTIN_DOCS)
-    chars = sorted(set("".join(raw_docs))) if data is not None else ALPHABET
+    raw_docs = Corpus.from_file(data) if data is not None else list(docs or BUILTIN_DOCS)
+    chars = raw_docs.chars if data is not None else ALPHABET
     start = load_weights(weights, config, chars, seed, raw_docs)
     documents = file_documents(raw_docs, seed, start.chars) if data is not None else given_documents(raw_docs, start.chars)
     settings = Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
@@ -115,16 +115,11 @@ def _scalar_engine(engine, inject):
     return engine, Adam, f"{engine.__module__}.{engine.__qualname__}"
 
 
-@contextlib.contextmanager
 def _tf32_off():
     """On CUDA, matrix products may round their inputs to TensorFloat-32 (10-bit mantissa);
-    that would be measured as disagreement, so it is off while the comparison runs."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    that would be measured as disagreement, so it is off while the comparison runs (and the
+    caller's setting is restored after)."""
+    return float32_precision("ieee")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from microgpt_scalar.data import Tokenizer, shuffle_docs
+from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"  # the vocabulary of built-in and --doc documents (+ BOS)
 BUILTIN_DOCS = ("jacqueline", "maxwell", "brooklyn", "fitzgerald", "josephine", "devon")
@@ -20,7 +20,7 @@ BUILTIN_DOCS = ("jacqueline", "maxwell", "brooklyn", "fitzgerald", "josephine", 
 
 @dataclass(frozen=True)
 class Documents:
-    docs: tuple  # the documents, in the order the steps take them
+    docs: tuple  # the documents, in the order the steps take them (a Corpus view for a data file)
     tokenizer: Tokenizer
     per_step: int  # documents in one step's batch
 
@@ -29,8 +29,10 @@ class Documents:
             raise ValueError("there are no documents to train on")
         if not 1 <= self.per_step <= len(self.docs):
             raise ValueError(f"per_step must be between 1 and {len(self.docs)}, got {self.per_step}")
-        for doc in self.docs:
-            self.tokenizer.encode(doc)  # raises DataError naming a character outside the vocabulary
+        unknown = set(self.docs.chars if isinstance(self.docs, Corpus) else "".join(self.docs)) - \
+            set(self.tokenizer.chars)
+        if unknown:  # raise DataError naming the first document with a character outside the vocabulary
+            self.tokenizer.encode(next(doc for doc in self.docs if unknown & set(doc)))
 
     def batch(self, step: int) -> list[list[int]]:
         """The token ids of the documents step `step` (0-based, counted from the run's start) trains on."""
@@ -44,10 +46,11 @@ def given_documents(docs, chars=ALPHABET) -> Documents:
 
 
 def file_documents(docs, seed: int, chars=None) -> Documents:
-    """The lines of a data file as the reference program uses them: shuffled with the seed,
-    one document per step, so the losses are the reference program's losses.
+    """The lines of a data file (a list, or a Corpus read only as far as the steps go) as the
+    reference program uses them: shuffled with the seed, one document per step, so the
+    losses are the reference program's losses.
 
     The vocabulary is the file's characters, or `chars` (a checkpoint's vocabulary)."""
     shuffled, _ = shuffle_docs(docs, seed)
     tokenizer = Tokenizer(chars) if chars is not None else Tokenizer.from_docs(shuffled)
-    return Documents(tuple(shuffled), tokenizer, per_step=1)
+    return Documents(shuffled if isinstance(shuffled, Corpus) else tuple(shuffled), tokenizer, per_step=1)

@@ -6,7 +6,10 @@ sequence, is one more token after them.
 """
 from __future__ import annotations
 
+import codecs
 import random
+from array import array
+from itertools import accumulate, islice
 from pathlib import Path
 
 NAMES_FILE = Path(__file__).resolve().parent / "names.txt"
@@ -17,35 +20,18 @@ class DataError(ValueError):
 
 
 def load_docs(path) -> list[str]:
-    """Every line of the file, stripped, with empty lines dropped (the reference's reading).
-    A UTF-8 byte-order mark at the start is not a character of the first document."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"data file not found: {path}")
-    if not path.is_file():
-        raise DataError(f"data path is not a file: {path}")
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise DataError(f"cannot read data file {path}: {error.strerror}") from None
-    nul = raw.find(b"\0")
-    if nul >= 0:
-        raise DataError(f"data file holds a NUL byte (byte {nul}), not text: {path}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"data file is not UTF-8 text: {path} (byte {error.start})") from None
-    text = text.removeprefix("\ufeff")
-    docs = [line.strip() for line in text.strip().split("\n") if line.strip()]
-    if not docs:
-        raise DataError(f"data file has no documents (every line is empty): {path}")
-    return docs
+    """Every line of the file, stripped, with empty lines dropped (the reference's reading),
+    as a list of strings: `Corpus.from_file` reads the same documents compactly."""
+    return list(Corpus.from_file(path))
 
 
 def shuffle_docs(docs, seed: int) -> tuple[list[str], random.Random]:
     """The reference program's first move: shuffle the documents with `random.Random(seed)`.
-    Returns the shuffled copy and the generator, which goes on to draw the parameters."""
+    Returns the shuffled copy (a shuffled view of a Corpus) and the generator, which goes
+    on to draw the parameters."""
     rng = random.Random(seed)
+    if isinstance(docs, Corpus):
+        return docs.shuffled(rng), rng
     shuffled = list(docs)
     rng.shuffle(shuffled)
     return shuffled, rng
@@ -70,6 +56,8 @@ class Tokenizer:
 
     @classmethod
     def from_docs(cls, docs) -> "Tokenizer":
+        if isinstance(docs, Corpus):
+            return cls(docs.chars)  # already the sorted set of its characters
         return cls(sorted(set("".join(docs))))
 
     def encode(self, doc: str) -> list[int]:
@@ -81,3 +69,151 @@ class Tokenizer:
 
     def decode(self, ids) -> str:
         return "".join(self.chars[i] for i in ids if i != self.BOS)
+
+
+class Corpus:
+    """A data file's documents held compactly: every document's token ids back to back in
+    one array (a byte each while the vocabulary fits in one) and where each one starts.
+    A names file takes about one byte per character plus 4 per document, against some 60
+    bytes per document as a list of strings.
+
+    It reads like the list of documents (len, indexing, iteration give strings), and
+    `shuffled(rng)` is a view in the order `rng.shuffle` gives that list: random.shuffle's
+    permutation depends on the length only, so shuffling the indices is shuffling the list.
+
+        corpus = Corpus.from_file("names.txt")
+        docs = corpus.shuffled(random.Random(42))          # docs[0], len(docs), corpus.chars
+    """
+
+    def __init__(self, chars, ids: array, offsets: array, order: array | None = None):
+        self.chars = list(chars)  # the vocabulary, sorted; character i is token id i
+        self.ids = ids  # every document's token ids, back to back
+        self.offsets = offsets  # stored document i is ids[offsets[i]:offsets[i + 1]] ('I' or 'q')
+        self.order = order  # document k of this view is stored document order[k] (None: stored order)
+
+    @classmethod
+    def from_docs(cls, docs) -> "Corpus":
+        docs = list(docs)
+        chars = sorted(set("".join(docs)))
+        index = {ch: i for i, ch in enumerate(chars)}
+        ids, offsets = array(_id_typecode(len(chars))), array("q", [0])
+        for doc in docs:
+            ids.extend(index[ch] for ch in doc)
+            offsets.append(len(ids))
+        return cls(chars, ids, offsets)
+
+    @classmethod
+    def from_file(cls, path, chunk_bytes: int = 1 << 20) -> "Corpus":
+        """The documents load_docs reads (every line stripped, empty lines dropped), read a
+        chunk at a time, so memory never holds the file as Python strings."""
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"data file not found: {path}")
+        if not path.is_file():
+            raise DataError(f"data path is not a file: {path}")
+        offsets = array(_index_typecode(path.stat().st_size), [0])  # 4 bytes a document below 2 GB
+        codes, seen = array("B"), set()  # codes: code points while they fit a byte
+        for text in _text_chunks(path, chunk_bytes):
+            docs = [doc for doc in map(str.strip, text.split("\n")) if doc]
+            if not docs:
+                continue
+            offsets.extend(islice(accumulate(map(len, docs), initial=offsets[-1]), 1, None))
+            joined = "".join(docs)
+            del docs
+            seen.update(joined)
+            if codes.typecode == "B" and max(joined) > "\xff":
+                codes = array("I", codes)  # a character past Latin-1: one code point per 4 bytes
+            if codes.typecode == "B":
+                codes.frombytes(joined.encode("latin-1"))
+            else:
+                codes.extend(map(ord, joined))
+        if len(offsets) == 1:
+            raise DataError(f"data file has no documents (every line is empty): {path}")
+        chars = sorted(seen)
+        return cls(chars, _code_points_to_ids(codes, chars), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1 if self.order is None else len(self.order)
+
+    def __getitem__(self, k):
+        """Document k as a string; a slice is a view of those documents."""
+        if isinstance(k, slice):
+            return Corpus(self.chars, self.ids, self.offsets, self.document_order()[k])
+        return "".join(self.chars[i] for i in self.token_ids(k))
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+    def token_ids(self, k: int) -> array:
+        """The token ids of document k of this view (no BOS)."""
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"document {k} of {len(self)}")
+        i = self.order[k] if self.order is not None else range(len(self))[k]
+        return self.ids[self.offsets[i]:self.offsets[i + 1]]
+
+    def shuffled(self, rng: random.Random) -> "Corpus":
+        """This view shuffled by `rng.shuffle`, drawing exactly what shuffling the list of
+        its documents would draw."""
+        order = self.order if self.order is not None else range(len(self))
+        order = array(_index_typecode(len(self.offsets)), order)
+        rng.shuffle(order)
+        return Corpus(self.chars, self.ids, self.offsets, order)
+
+    def document_order(self) -> array:
+        """The stored index of each document of this view, in the view's order."""
+        return self.order if self.order is not None else array(_index_typecode(len(self.offsets)), range(len(self)))
+
+
+def _id_typecode(num_chars: int) -> str:
+    return "B" if num_chars <= 1 << 8 else "H" if num_chars <= 1 << 16 else "I"
+
+
+def _index_typecode(count: int) -> str:
+    """4 bytes an index while the indices stay below 2 ** 31 (so torch may read them as int32)."""
+    return "I" if count < 1 << 31 else "q"
+
+
+def _text_chunks(path: Path, chunk_bytes: int):
+    """The file's text in pieces that end at a line break (the last may not), decoded as
+    UTF-8; DataError names the byte offset of the first byte that is not UTF-8."""
+    decoder, position, carry = codecs.getincrementaldecoder("utf-8")(), 0, ""
+    try:
+        with path.open("rb") as file:
+            while True:
+                raw = file.read(chunk_bytes)
+                nul = raw.find(b"\0")
+                if nul >= 0:
+                    raise DataError(f"data file holds a NUL byte (byte {position + nul}), not text: {path}")
+                pending = len(decoder.getstate()[0])  # bytes of a character the last piece cut in two
+                try:
+                    text = carry + decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as error:
+                    raise DataError(f"data file is not UTF-8 text: {path} "
+                                    f"(byte {position - pending + error.start})") from None
+                if position == 0:
+                    text = text.removeprefix("\ufeff")  # a byte-order mark is not a character of the first document
+                position += len(raw)
+                if not raw:
+                    if text:
+                        yield text
+                    return
+                cut = text.rfind("\n") + 1
+                carry = text[cut:]
+                if cut:
+                    yield text[:cut]
+    except OSError as error:
+        raise DataError(f"cannot read data file {path}: {error.strerror}") from None
+
+
+def _code_points_to_ids(codes: array, chars: list[str]) -> array:
+    """Code points to token ids (the index in the sorted `chars`), in place where both fit a byte."""
+    if codes.typecode == "B" and len(chars) <= 1 << 8:
+        table = bytearray(256)
+        for i, ch in enumerate(chars):
+            table[ord(ch)] = i
+        step = 1 << 22
+        for start in range(0, len(codes), step):  # a piece at a time: no second copy of the whole file
+            codes[start:start + step] = array("B", codes[start:start + step].tobytes().translate(table))
+        return codes
+    index = {ord(ch): i for i, ch in enumerate(chars)}
+    return array(_id_typecode(len(chars)), (index[code] for code in codes))

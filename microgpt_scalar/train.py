@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from .checkpoint import Checkpoint, restore_adam
 from .config import GPTConfig, num_params
-from .data import Tokenizer, shuffle_docs
+from .data import Corpus, Tokenizer, shuffle_docs
 from .engine import Value
 from .model import GPT, softmax
 from .optim import Adam, learning_rate_at
@@ -94,9 +94,10 @@ def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, temperature: fl
     return tokenizer.decode(out)
 
 
-def start_run(docs: list[str], config: GPTConfig, seed: int, value_cls=Value):
-    """The reference program's start: one `random.Random(seed)` shuffles the documents, then
-    draws the parameters; it is returned to go on drawing the samples.
+def start_run(docs, config: GPTConfig, seed: int, value_cls=Value):
+    """The reference program's start: one `random.Random(seed)` shuffles the documents (a
+    list of strings or a Corpus), then draws the parameters; it is returned to go on drawing
+    the samples.
 
     Returns (docs, tokenizer, model, optimizer, rng); the config's vocab_size is the documents'.
     """
@@ -107,7 +108,7 @@ def start_run(docs: list[str], config: GPTConfig, seed: int, value_cls=Value):
     return docs, tokenizer, model, Adam(model.parameters(), config), rng
 
 
-def resume_run(docs: list[str], checkpoint: Checkpoint, seed: int, value_cls=Value):
+def resume_run(docs, checkpoint: Checkpoint, seed: int, value_cls=Value):
     """Like `start_run`, with the parameters and Adam state of a checkpoint.
 
     The random number generator is brought to where it was after the initial draws, so a
@@ -115,8 +116,9 @@ def resume_run(docs: list[str], checkpoint: Checkpoint, seed: int, value_cls=Val
     """
     docs, rng = shuffle_docs(docs, seed)
     tokenizer = Tokenizer(checkpoint.chars)
-    for doc in docs:
-        tokenizer.encode(doc)  # raises DataError on a character the checkpoint never saw
+    unknown = set(docs.chars if isinstance(docs, Corpus) else "".join(docs)) - set(tokenizer.chars)
+    if unknown:  # raise DataError naming the first document with a character the checkpoint never saw
+        tokenizer.encode(next(doc for doc in docs if unknown & set(doc)))
     config = checkpoint.config
     for _ in range(num_params(config)):
         rng.gauss(0, 1)  # each draw consumes the generator as the initialisation did

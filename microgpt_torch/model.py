@@ -95,10 +95,13 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         if generator is None:
-            generator = torch.Generator().manual_seed(0)
+            generator = torch.Generator("cpu").manual_seed(0)
         with torch.no_grad():
             for name, param in self.named_parameters():
-                nn.init.normal_(param, 0.0, init_std_of(config, scalar_name(name)), generator=generator)
+                # Drawn on the CPU whatever the default device (a CPU generator cannot fill a
+                # CUDA tensor), so the same seed gives the same weights on every device.
+                values = torch.empty(param.shape, dtype=param.dtype, device="cpu")
+                param.copy_(values.normal_(0.0, init_std_of(config, scalar_name(name)), generator=generator))
 
     @classmethod
     def from_scalar_params(cls, config: GPTConfig, params: dict, dtype=torch.float64, device=None) -> "GPT":

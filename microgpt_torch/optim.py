@@ -74,3 +74,39 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: GPTConfig, step: in
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: schedule_factor(config, s), last_epoch=step - 1
     )
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, config: GPTConfig) -> float:
+    """Give every parameter group the learning rate of 0-based `step` and return it.
+
+    A rate held as a tensor (see make_graph_ready) is filled in place: a recorded CUDA graph
+    reads it from the same memory at every replay.
+    """
+    lr = config.learning_rate * schedule_factor(config, step)
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+    return lr
+
+
+def make_graph_ready(optimizer: torch.optim.Adam) -> torch.optim.Adam:
+    """Let a whole Adam step be recorded once and replayed as a CUDA graph: `capturable`
+    keeps the step count and the bias corrections on the device (no reading back), and the
+    learning rate becomes a tensor there, changed in place by set_learning_rate.
+
+    On the CUDA fused kernel the tensor rate is read as float32 (it computes float32
+    parameters in float32); on the CPU it is float64, so the step equals the one with a
+    Python float rate bit for bit.
+    """
+    for group in optimizer.param_groups:
+        device = group["params"][0].device
+        dtype = torch.float32 if device.type == "cuda" else torch.float64
+        lr = group["lr"]
+        group["lr"] = torch.tensor(float(lr), dtype=dtype, device=device)
+        group["capturable"] = True
+    for state in optimizer.state.values():  # a restored optimizer: its step counts join the parameters
+        if "step" in state:
+            state["step"] = state["step"].to(device=state["exp_avg"].device)
+    return optimizer

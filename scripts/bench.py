@@ -539,17 +539,16 @@ def new_batched_run(config, params, train_tokens: list, batch_size: int, compile
     import torch
 
     from microgpt_torch.model import GPT
-    from microgpt_torch.optim import make_optimizer, make_scheduler
+    from microgpt_torch.optim import make_optimizer
     from microgpt_torch.train import batched_steps
 
     model = GPT.from_scalar_params(config, params, dtype=torch.float32)
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
     if compiled:
         torch._dynamo.reset()  # each measurement compiles from nothing (the disk cache aside)
     step_model = torch.compile(model, dynamic=None if grouped else False) if compiled else model
     generator = torch.Generator().manual_seed(SEED)
-    return model, step_model, batched_steps(step_model, optimizer, scheduler, train_tokens, batch_size, generator,
+    return model, step_model, batched_steps(step_model, optimizer, train_tokens, batch_size, generator,
                                             group_by_length=grouped)
 
 

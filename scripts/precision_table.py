@@ -33,6 +33,7 @@ from microgpt_scalar.cli import OneLineParser  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
 from microgpt_scalar.optim import Adam  # noqa: E402
+from microgpt_torch.device import float32_precision  # noqa: E402
 
 TABLE = re.compile(r"(<!-- precision-table -->\n).*?(<!-- /precision-table -->)", re.S)
 WEIGHTS = "dense"
@@ -112,12 +113,8 @@ def _switch(setting: Setting):
         with torch.autocast(setting.device, dtype=torch.bfloat16):
             yield
         return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = setting.switch == "tf32"
-    try:
+    with float32_precision("tf32" if setting.switch == "tf32" else "ieee"):
         yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def within(row: Row, tolerances: Tolerances) -> bool:

@@ -25,7 +25,7 @@ from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, add_config_flag
                                  check_output_path, check_same_run, config_overrides, data_path, file_sha256,
                                  inference_header, non_negative_int, positive_int, positive_real, seed_number)
 from microgpt_scalar.config import PRESETS, get_config  # noqa: E402
-from microgpt_scalar.data import DataError, load_docs  # noqa: E402
+from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
 
@@ -60,7 +60,7 @@ def value_class(name: str):
 
 def setup(args):
     """Documents, tokenizer, model, optimizer, rng and the first step, fresh or resumed."""
-    docs = load_docs(data_path(args.data))
+    docs = Corpus.from_file(data_path(args.data))  # compact; strings decoded as used
     args.run = run_settings(args)
     value_cls = value_class(args.value_class)
     overrides = config_overrides(args)

@@ -3,10 +3,12 @@
     python scripts/train_torch.py                       # faithful: the reference run, float64
     python scripts/train_torch.py --mode batched --batch-size 32 --save out/model.pt
     torchrun --nproc_per_node 2 scripts/train_torch.py --mode batched   # data parallel
+    python scripts/train_torch.py --mode batched --batch-size 2048 --compile-mode reduce-overhead --log-every 100
 
 Faithful mode starts from the scalar engine's initial weights for the seed, trains on one
 document per step in the reference order and prints the reference program's lines.
-Batched mode trains on shuffled, padded mini-batches with a held-out validation split.
+Batched mode trains on shuffled, padded mini-batches with a held-out validation split; the
+documents are moved to the device once and each batch is gathered there.
 The documents are the names file shipped with the package unless --data names another.
 Exit codes: 0 done, 1 the loss stopped being finite, 2 bad input, 130 Ctrl-C (which
 finishes the step and saves the checkpoint --save names).
@@ -35,12 +37,14 @@ from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, UsageError, add
                                  file_sha256, fraction, inference_header, non_negative_int, positive_int,
                                  positive_real, seed_number)
 from microgpt_scalar.config import PRESETS, num_params  # noqa: E402
-from microgpt_scalar.data import DataError, load_docs  # noqa: E402
-from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint
+from microgpt_scalar.data import Corpus, DataError  # noqa: E402
+from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
+from microgpt_torch.device import init_distributed, pick_device  # noqa: E402
 from microgpt_torch.model import GPT  # noqa: E402
-from microgpt_torch.optim import make_optimizer, make_scheduler  # noqa: E402
-from microgpt_torch.train import (NonFiniteLossError, batched_steps, check_finite_params, evaluate,  # noqa: E402
-                                  faithful_steps, generate, reference_start, sample, split_docs)
+from microgpt_torch.optim import make_graph_ready, make_optimizer, make_scheduler  # noqa: E402
+from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
+                                  evaluate, faithful_steps, generate, loss_value, reference_start, sample,
+                                  split_docs)
 
 
 class Interrupted(Exception):
@@ -58,12 +62,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_config_flags(parser)  # --n-layer ..., and --steps for num_steps
     parser.add_argument("--data", default=None, help="names file (default: the one shipped with the package)")
     parser.add_argument("--seed", type=seed_number, default=42)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA if there is one, except for faithful mode and float64 runs (CPU)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
                         help="default: float64 in faithful mode, float32 in batched mode")
     parser.add_argument("--threads", type=cpu_threads, default=None,
                         help="torch CPU threads (default: 1 in faithful mode, whose tensors are tiny; torch's choice in batched mode)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=None,
+                        help="torch.compile mode (implies --compile); reduce-overhead replays each step as CUDA "
+                             "graphs: batches padded to block_size, Adam capturable with its rate on the device")
+    parser.add_argument("--log-every", type=positive_int, default=1,
+                        help="read the loss back from the device every N steps (batched), and at evaluations, "
+                             "checkpoints and the end; the loss is checked finite at these read-backs only, so a "
+                             "run may go up to N - 1 steps past a non-finite loss before it stops")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, batched mode only)")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--group-by-length", action="store_true",
@@ -80,14 +92,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw after training")
     parser.add_argument("--temperature", type=positive_real, default=0.5)
     return parser.parse_args(argv)
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available on this machine (try --device cpu)")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def check_args(args, device: torch.device, world_size: int) -> None:
@@ -133,11 +137,12 @@ def start(args, docs, device, dtype):
     return docs, tokenizer, rng, model, optimizer, scheduler, checkpoint.step
 
 
-def save(args, model, tokenizer, optimizer, step) -> None:
+def save(args, model, tokenizer, optimizer, step, rank: int = 0) -> None:
     """Stop on a weight at inf or nan (nothing after this point could use it: not a checkpoint,
-    not sampling), then write the checkpoint if --save asks for one."""
+    not sampling), then write the checkpoint if --save asks for one. Every process calls it,
+    so all stop together; the first writes."""
     check_finite_params(model, step)
-    if args.save:
+    if args.save and rank == 0:
         try:
             save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed, args.run))
         except OSError as error:
@@ -147,7 +152,7 @@ def save(args, model, tokenizer, optimizer, step) -> None:
 def run_faithful(args, docs, device, dtype) -> None:
     docs, tokenizer, rng, model, optimizer, scheduler, first = start(args, docs, device, dtype)
     print(thread_policy(), file=sys.stderr)
-    step_model = torch.compile(model) if args.compile else model
+    step_model = torch.compile(model, mode=compile_mode(args)) if args.compile else model
     num_steps = model.config.num_steps
     print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
     print(f"vocab size: {tokenizer.vocab_size}")
@@ -167,46 +172,60 @@ def run_faithful(args, docs, device, dtype) -> None:
         print(f"sample {i + 1:2d}: {sample(model, tokenizer, rng, args.temperature)}")
 
 
+def compile_mode(args):
+    return None if args.compile_mode in (None, "default") else args.compile_mode
+
+
 def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
-    docs, tokenizer, _, model, optimizer, scheduler, first = start(args, docs, device, dtype)
+    docs, tokenizer, _, model, optimizer, _, first = start(args, docs, device, dtype)
     config = model.config
-    train_docs, val_docs = split_docs(docs, args.val_fraction)
-    if args.batch_size > len(train_docs):
-        raise UsageError(f"--batch-size {args.batch_size} is more than the {len(train_docs)} training documents")
+    packed = PackedDocuments.of_corpus(docs, config.block_size, device)  # on the device, once
+    del docs  # its document order: the packed copy is all training needs
+    train, val = split_docs(packed, args.val_fraction)
     if rank == 0:
         print(thread_policy(), file=sys.stderr)
-    train_tokens = [tokenizer.encode(doc) for doc in train_docs]
-    val_tokens = [tokenizer.encode(doc) for doc in val_docs]
+    if args.group_by_length and args.batch_size > len(train):
+        raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
     step_model = model
     if world_size > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    graphs = args.compile_mode == "reduce-overhead"
     if args.compile:
-        step_model = torch.compile(step_model)
+        step_model = torch.compile(step_model, mode=compile_mode(args))
+    if graphs:
+        make_graph_ready(optimizer)
+        optimizer.step = torch.compile(optimizer.step, mode=compile_mode(args))
     autocast_dtype = torch.bfloat16 if args.bf16 else None
     if rank == 0:
-        print(f"num params: {num_params(config)} | train docs {len(train_docs)} | val docs {len(val_docs)}")
-    steps = batched_steps(step_model, optimizer, scheduler, train_tokens, args.batch_size,
-                          torch.Generator().manual_seed(args.seed), first, rank, world_size, autocast_dtype,
-                          args.group_by_length)
+        print(f"num params: {num_params(config)} | train docs {len(train)} | val docs {len(val)}")
+        if args.batch_size > len(train):
+            print(f"batch size {args.batch_size} is more than the {len(train)} training documents: "
+                  f"each batch draws its documents at random, with replacement")
+    steps = batched_steps(step_model, optimizer, train, args.batch_size, torch.Generator().manual_seed(args.seed),
+                          first, rank, world_size, autocast_dtype, args.group_by_length,
+                          check_each_step=args.log_every == 1, fixed_width=graphs)
     progress = tqdm(steps, file=sys.stderr, disable=rank != 0, initial=first, total=config.num_steps, desc="train")
     with StopOnInterrupt() as stop:
         for step, loss in progress:
-            progress.set_postfix(loss=f"{loss:.4f}")
             done = step + 1
-            if rank == 0 and args.eval_every and (done % args.eval_every == 0 or done == config.num_steps):
-                val_loss = evaluate(model, val_tokens)
+            evaluating = args.eval_every and (done % args.eval_every == 0 or done == config.num_steps)
+            saving = args.save_every and done % args.save_every == 0
+            if done % args.log_every == 0 or evaluating or saving or done == config.num_steps:
+                loss = loss_value(loss, step)  # the same in every process, so all stop together
+                progress.set_postfix(loss=f"{loss:.4f}")
+            if rank == 0 and evaluating:
+                val_loss = evaluate(model, val)
                 tqdm.write(f"step {done:4d} / {config.num_steps:4d} | loss {loss:.4f} | val loss {val_loss:.4f}",
                            file=sys.stdout)
             if stop.requested and done < config.num_steps:
                 progress.close()
-                if rank == 0:
-                    save(args, model, tokenizer, optimizer, done)
+                save(args, model, tokenizer, optimizer, done, rank)
                 raise Interrupted(done)
-            if rank == 0 and args.save_every and done % args.save_every == 0:
-                save(args, model, tokenizer, optimizer, done)
+            if saving:
+                save(args, model, tokenizer, optimizer, done, rank)
+    save(args, model, tokenizer, optimizer, config.num_steps, rank)
     if rank == 0:
-        save(args, model, tokenizer, optimizer, config.num_steps)
         generator = torch.Generator().manual_seed(args.seed)
         for i, name in enumerate(generate(model, tokenizer, generator, args.temperature, args.samples)):
             print(f"sample {i + 1:2d}: {name}")
@@ -217,16 +236,17 @@ def main(argv=None) -> int:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     try:
-        device = pick_device(args.device, local_rank)
-        check_args(args, device, world_size)
-        docs = load_docs(data_path(args.data))
+        args.compile = args.compile or args.compile_mode is not None
         dtype = getattr(torch, args.dtype or ("float64" if args.mode == "faithful" else "float32"))
+        device = pick_device(args.device, local_rank, keep_on_cpu=args.mode == "faithful" or dtype == torch.float64)
+        check_args(args, device, world_size)
+        docs = Corpus.from_file(data_path(args.data))  # compact: ids, not strings
         args.run = run_settings(args, dtype)
         threads = args.threads or (1 if args.mode == "faithful" else None)
         if threads:
             torch.set_num_threads(threads)
         if world_size > 1:
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            init_distributed(device)
         if args.mode == "faithful":
             run_faithful(args, docs, device, dtype)
         else:

@@ -8,11 +8,11 @@ import torch
 from helpers import load_script
 
 from microgpt_scalar.config import get_config, param_shapes
-from microgpt_scalar.data import default_data_path, load_docs
+from microgpt_scalar.data import Corpus, default_data_path, load_docs
 from microgpt_torch.checkpoint import load_checkpoint
 from microgpt_torch.model import GPT
 from microgpt_torch.testing import assert_results_close, forward_backward
-from microgpt_torch.train import generate, make_batch, reference_start, sample
+from microgpt_torch.train import PackedDocuments, generate, make_batch, reference_start, sample
 
 DATA = default_data_path()  # the names file shipped with the package
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -58,3 +58,21 @@ def test_bf16_batched_run_on_cuda_trains(tmp_path, capsys):
     out, _ = capsys.readouterr()
     assert code == 0 and " | val loss " in out
     assert load_checkpoint(tmp_path / "b.pt").step == 50
+
+
+def test_batches_gathered_on_cuda_equal_batches_gathered_on_the_cpu():
+    docs = reference_start(Corpus.from_file(DATA), seed=42)[0]
+    rows = list(range(0, len(docs), 997))
+    on_cpu = PackedDocuments.of_corpus(docs, 8).batch(rows)
+    on_cuda = PackedDocuments.of_corpus(docs, 8, torch.device("cuda")).batch(rows)
+    assert on_cuda[0].is_cuda and on_cuda[2] == on_cpu[2]
+    assert torch.equal(on_cuda[0].cpu(), on_cpu[0]) and torch.equal(on_cuda[1].cpu(), on_cpu[1])
+
+
+def test_batched_run_replayed_as_cuda_graphs_trains(tmp_path, capsys):
+    code = load_script("train_torch").main(["--mode", "batched", "--device", "cuda", "--data", str(DATA), "--steps", "40",
+                        "--batch-size", "64", "--eval-every", "20", "--samples", "2", "--compile-mode",
+                        "reduce-overhead", "--log-every", "10", "--save", str(tmp_path / "g.pt")])
+    out, _ = capsys.readouterr()
+    assert code == 0 and out.count(" | val loss ") == 2
+    assert load_checkpoint(tmp_path / "g.pt").step == 40

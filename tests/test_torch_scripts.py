@@ -164,16 +164,24 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, message):
     assert run_main(train_script, capsys, *argv) == (2, "", message)
 
 
-def test_impossible_save_or_batch_is_refused_before_any_training(capsys, tmp_path):
+def test_impossible_save_is_refused_before_any_training(capsys, tmp_path):
     (tmp_path / "taken").mkdir()
     code, out, err = run_main(train_script, capsys, "--data", DATA, "--steps", 2, "--save", tmp_path / "taken")
     assert (code, out) == (2, "")  # not a step was trained that could not be kept
     assert err == f"error: --save {tmp_path / 'taken'}: is not a regular file (a directory or a device); not replacing it\n"
+
+
+def test_batch_larger_than_the_training_documents_draws_with_replacement_and_says_so(capsys, tmp_path):
     small = tmp_path / "small.txt"
     small.write_text("emma\nolivia\nava\n")  # two documents to train on, one held out
-    code, out, err = run_main(train_script, capsys, "--mode", "batched", "--data", small, "--steps", 2)
+    code, out, _ = run_main(train_script, capsys, "--mode", "batched", "--data", small, "--steps", 2, "--samples", 0)
+    assert code == 0
+    assert out.splitlines()[1] == ("batch size 32 is more than the 2 training documents: "
+                                   "each batch draws its documents at random, with replacement")
+    code, out, err = run_main(train_script, capsys, "--mode", "batched", "--data", small, "--steps", 2,
+                              "--group-by-length")
     assert (code, out) == (2, "")
-    assert err == "error: --batch-size 32 is more than the 2 training documents\n"
+    assert err == "error: --group-by-length needs --batch-size at most the 2 training documents\n"
 
 
 def test_weights_that_overflow_on_the_last_step_are_reported_not_sampled(capsys):
@@ -225,7 +233,7 @@ def test_batched_script_groups_documents_by_length(capsys):
 def run_batched_pair(capsys, tmp_path):
     """One process and two data-parallel processes (torchrun, gloo) on the same global batches."""
     common = ["--mode", "batched", "--data", DATA, "--steps", 30, "--batch-size", 16, "--eval-every", 15,
-              "--dtype", "float64", "--samples", 4, "--seed", 3]
+              "--dtype", "float64", "--samples", 4, "--seed", 3, "--device", "cpu"]  # gloo, even beside a GPU
     code, single_out, _ = run_main(train_script, capsys, *common, "--save", tmp_path / "one.pt")
     assert code == 0
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

@@ -176,7 +176,7 @@ def test_batched_step_on_one_document_equals_the_faithful_step(docs):
         tokens = tokenizer.encode(docs[step])
         loss = train_step(models[0], optimizers[0], schedulers[0], tokens)
         idx, targets = make_batch([tokens], config.block_size)
-        batched_loss = batched_train_step(models[1], optimizers[1], schedulers[1], idx, targets, idx.size(1))
+        batched_loss = batched_train_step(models[1], optimizers[1], idx, targets, idx.size(1), step)
         # The batched step runs the fused kernels: rounding only (measured 4e-16).
         assert_close(f"step {step} loss", batched_loss, loss, 1e-12, 0.0)
     expected = models[0].scalar_params()
@@ -205,8 +205,20 @@ def test_batch_order_visits_every_document_once_per_epoch():
     assert len({i for batch in epoch for i in batch}) == 9
     again = batch_order(10, 3, torch.Generator().manual_seed(0))
     assert [next(again) for _ in range(3)] == epoch
-    with pytest.raises(ValueError, match="batch size must be between 1 and the 10"):
-        next(batch_order(10, 11, torch.Generator()))
+    with pytest.raises(ValueError, match="batch size must be at least 1"):
+        next(batch_order(10, 0, torch.Generator()))
+
+
+def test_batches_larger_than_the_documents_draw_with_replacement():
+    """The oracle: torch.randint with the same generator, batch after batch."""
+    order = batch_order(5, 12, torch.Generator().manual_seed(1))
+    expected = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        assert next(order) == torch.randint(5, (12,), generator=expected).tolist()
+    batch = next(batch_order(5, 12, torch.Generator().manual_seed(1)))
+    assert len(batch) == 12 and len(set(batch)) < 12 and set(batch) <= set(range(5))
+    with pytest.raises(ValueError, match="grouping by length needs a batch size of at most the 5"):
+        next(batch_order(5, 12, torch.Generator(), torch.ones(5)))
 
 
 def test_grouped_batches_hold_one_length_and_visit_every_document_once_per_epoch():

@@ -1,0 +1,83 @@
+"""Which device a run uses, and the setup data parallelism needs on it.
+
+    device = pick_device("auto", local_rank, keep_on_cpu=mode == "faithful")
+    init_distributed(device)                # one process per device, started by torchrun
+    with ieee_float32(): ...                # float32 matrix products without TensorFloat-32
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+
+
+class DeviceError(ValueError):
+    """A device this machine does not have; the message is one line."""
+
+
+def pick_device(name: str, local_rank: int = 0, keep_on_cpu: bool = False) -> torch.device:
+    """The device for `--device name` ("auto", "cpu" or "cuda") in the process of `local_rank`.
+
+    "auto" takes CUDA when there is one, except with `keep_on_cpu`: one-document steps in
+    float64 are quicker on the CPU, where the tests and the reference figures were made too.
+    """
+    if name not in ("auto", "cpu", "cuda"):
+        raise DeviceError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: CUDA is not available on this machine (try --device cpu)")
+    if name == "cpu" or not torch.cuda.is_available() or (name == "auto" and keep_on_cpu):
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise DeviceError(f"LOCAL_RANK {local_rank} needs CUDA device {local_rank}, but this machine has {count} "
+                          f"(start at most {count} process(es) per machine, or use --device cpu)")
+    return torch.device("cuda", local_rank)
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the process group torchrun set up: NCCL bound to this process's GPU, else gloo.
+
+    The GPU is made the process's current device first, so that calls without a device
+    (a barrier, a synchronize) land on it and not on GPU 0.
+    """
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl", device_id=device)
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True if `flag` is true in any process of the group (every process must call this)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    # NCCL reduces tensors on the GPU only; gloo on the CPU.
+    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    votes = torch.tensor([int(flag)], device=where)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item())
+
+
+# The TensorFloat-32 switches, set through the fp32_precision API only: a process that has
+# used it (or set_float32_matmul_precision) gets a RuntimeError from the legacy allow_tf32 flags.
+_PRECISION_SWITCHES = (
+    (torch.backends.cuda.matmul, "fp32_precision"),
+    (torch.backends.cudnn, "fp32_precision"),
+    (torch.backends.cudnn.conv, "fp32_precision"),
+    (torch.backends.cudnn.rnn, "fp32_precision"),
+)
+
+
+@contextlib.contextmanager
+def float32_precision(precision: str):
+    """Run with every float32 matrix product and convolution at `precision` ("ieee": full
+    float32; "tf32": inputs rounded to TensorFloat-32's 10-bit mantissa), then restore."""
+    saved = [getattr(owner, name) for owner, name in _PRECISION_SWITCHES]
+    for owner, name in _PRECISION_SWITCHES:
+        setattr(owner, name, precision)
+    try:
+        yield
+    finally:
+        for (owner, name), value in zip(_PRECISION_SWITCHES, saved):  # parent first, then its children
+            setattr(owner, name, value)
