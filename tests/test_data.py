@@ -121,10 +121,10 @@ def unreadable(path):
 def test_unreadable_data_file_raises_one_line_data_error_even_as_root(tmp_path, monkeypatch):
     path = write(tmp_path / "secret.txt", "emma\n")
 
-    def refuse(self):
+    def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)  # root reads any file whatever its mode
     assert_one_line_error(DataError, lambda: load_docs(path), ["cannot read", "secret.txt", "Permission denied"])
 
 
