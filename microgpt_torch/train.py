@@ -2,9 +2,9 @@
 training (padded mini-batches, a held-out split, data-parallel ready) and sampling.
 
     docs, tokenizer, config, params, rng = reference_start(load_docs(path), seed=42)
-    model = GPT.from_scalar_params(config, params)       # the scalar engine's initial weights
-    optimizer = make_optimizer(model, config); scheduler = make_scheduler(optimizer, config)
-    loss = train_step(model, optimizer, scheduler, tokenizer.encode(docs[0]))
+    model = GPT.from_scalar_params(config, params, fused=True)  # the scalar engine's initial weights
+    optimizer = make_optimizer(model, config)
+    loss = train_step(model, optimizer, tokenizer.encode(docs[0]), step=0)
     name = sample(model, tokenizer, rng)                  # the scalar engine's draws
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from microgpt_scalar.model import init_params
 from microgpt_scalar.train import NonFiniteLossError
 
 from .model import GPT, IGNORE_INDEX, softmax
+from .optim import set_learning_rate
 
 __all__ = [
     "NonFiniteLossError", "reference_start", "forward_loss", "train_step", "check_finite_params", "faithful_steps",
@@ -46,33 +47,41 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def forward_loss(model: GPT, tokens: list[int], trace=None, fused: bool = False) -> torch.Tensor:
-    """The mean cross-entropy of predicting tokens[p + 1] from tokens[0 .. p], a 0-d tensor;
-    `trace` needs the readable path, `fused=True` takes the fused kernels."""
+def forward_loss(model: GPT, tokens: list[int]) -> torch.Tensor:
+    """The mean cross-entropy of predicting tokens[p + 1] from tokens[0 .. p], a 0-d tensor."""
     n = min(model.config.block_size, len(tokens) - 1)
     device = model_device(model)
     idx = torch.tensor([tokens[:n]], device=device)  # (1, n)
     targets = torch.tensor([tokens[1:n + 1]], device=device)  # (1, n)
-    _, loss = model(idx, targets, trace=trace, fused=fused)
+    _, loss = model(idx, targets)
     return loss
 
 
-def train_step(model: GPT, optimizer, scheduler, tokens: list[int]) -> float:
-    """Forward, backward and one Adam update on one document; returns the loss.
+def batch_loss(model: GPT, tokens) -> torch.Tensor:
+    """forward_loss of one document (a list of token ids), or the mean of the losses of a
+    batch of documents (a list of such lists), as the scalar engine takes it."""
+    if not tokens or not isinstance(tokens[0], list):
+        return forward_loss(model, tokens)
+    return (1 / len(tokens)) * sum(forward_loss(model, document) for document in tokens)
 
-    The step number is the scheduler's: it says which learning rate this step uses. The
-    forward takes the fused kernels: equal to the readable path within float64 rounding
-    (tests/test_torch_model.py) and, at some 150 operations on tiny tensors a step, 30%
-    quicker forward and backward.
+
+def train_step(model: GPT, optimizer, tokens, step: int) -> float:
+    """Forward, backward and one Adam update for 0-based `step`; returns the loss.
+
+    `tokens` is one document's token ids (the reference program's step), or a list of
+    documents whose mean loss the step descends. The training scripts build the model with
+    fused=True: equal to the readable path within float64 rounding (tests/test_torch_model.py)
+    and, at some 150 operations on tiny tensors a step, 30% quicker forward and backward.
+    The gradients stay on the parameters until the next step.
     """
+    set_learning_rate(optimizer, step, getattr(model, "module", model).config)
     optimizer.zero_grad(set_to_none=True)
-    loss = forward_loss(model, tokens, fused=True)
+    loss = batch_loss(model, tokens)
     loss.backward()
     loss_value = loss.item()
     if not math.isfinite(loss_value):
-        raise NonFiniteLossError(f"loss is {loss_value} at step {scheduler.last_epoch + 1}")
+        raise NonFiniteLossError(f"loss is {loss_value} at step {step + 1}")
     optimizer.step()
-    scheduler.step()
     return loss_value
 
 
@@ -83,10 +92,10 @@ def check_finite_params(model: torch.nn.Module, step: int) -> None:
             raise NonFiniteLossError(f"parameter {name} is not finite after step {step}")
 
 
-def faithful_steps(model: GPT, optimizer, scheduler, docs: list[str], tokenizer: Tokenizer, start_step: int = 0):
+def faithful_steps(model: GPT, optimizer, docs: list[str], tokenizer: Tokenizer, start_step: int = 0):
     """Yield (0-based step, loss) for the reference loop: document step % len(docs) at step."""
     for step in range(start_step, model.config.num_steps):
-        yield step, train_step(model, optimizer, scheduler, tokenizer.encode(docs[step % len(docs)]))
+        yield step, train_step(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
 
 
 def split_docs(docs: list[str], val_fraction: float = 0.1) -> tuple[list[str], list[str]]:
@@ -160,7 +169,7 @@ def batch_order(num_docs: int, batch_size: int, generator: torch.Generator, leng
         yield from batches
 
 
-def batched_train_step(model, optimizer, scheduler, idx, targets, num_targets: int, world_size: int = 1,
+def batched_train_step(model, optimizer, idx, targets, num_targets: int, step: int, world_size: int = 1,
                        autocast_dtype=None) -> float:
     """One Adam update on this process's rows of a global batch; returns the global mean loss.
 
@@ -169,10 +178,11 @@ def batched_train_step(model, optimizer, scheduler, idx, targets, num_targets: i
     gradients over world_size processes, which leaves the gradient of the global mean.
     `autocast_dtype` (e.g. torch.bfloat16) runs the forward under autocast.
     """
+    set_learning_rate(optimizer, step, getattr(model, "module", model).config)
     optimizer.zero_grad(set_to_none=True)
     autocast = torch.autocast(idx.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     with autocast:
-        _, loss = model(idx, targets, fused=True)
+        _, loss = model(idx, targets)
     loss_sum = loss * (targets != IGNORE_INDEX).sum()
     (loss_sum * (world_size / num_targets)).backward()
     total = loss_sum.detach().double()
@@ -180,13 +190,12 @@ def batched_train_step(model, optimizer, scheduler, idx, targets, num_targets: i
         dist.all_reduce(total)  # every process sees the same loss, so all stop together
     loss_value = total.item() / num_targets
     if not math.isfinite(loss_value):
-        raise NonFiniteLossError(f"loss is {loss_value} at step {scheduler.last_epoch + 1}")
+        raise NonFiniteLossError(f"loss is {loss_value} at step {step + 1}")
     optimizer.step()
-    scheduler.step()
     return loss_value
 
 
-def batched_steps(model, optimizer, scheduler, train_tokens: list[list[int]], batch_size: int,
+def batched_steps(model, optimizer, train_tokens: list[list[int]], batch_size: int,
                   generator: torch.Generator, start_step: int = 0, rank: int = 0, world_size: int = 1,
                   autocast_dtype=None, group_by_length: bool = False):
     """Yield (0-based step, global mean loss) for steps start_step .. num_steps - 1.
@@ -203,8 +212,8 @@ def batched_steps(model, optimizer, scheduler, train_tokens: list[list[int]], ba
         next(order)  # a resumed run sees the batches an uninterrupted one would
     for step in range(start_step, config.num_steps):
         idx, targets, num_targets = packed.batch(next(order), device)
-        yield step, batched_train_step(model, optimizer, scheduler, idx[rank::world_size],
-                                       targets[rank::world_size], num_targets, world_size, autocast_dtype)
+        yield step, batched_train_step(model, optimizer, idx[rank::world_size], targets[rank::world_size],
+                                       num_targets, step, world_size, autocast_dtype)
 
 
 @torch.no_grad()
@@ -214,7 +223,7 @@ def evaluate(model: GPT, token_lists: list[list[int]], batch_size: int = 256) ->
     packed = PackedDocuments.of(token_lists, model.config.block_size)
     for start in range(0, len(token_lists), batch_size):
         idx, targets, n = packed.batch(range(start, min(start + batch_size, len(token_lists))), device)
-        _, loss = model(idx, targets, fused=True)
+        _, loss = model(idx, targets)
         total, count = total + loss.item() * n, count + n
     return total / count
 

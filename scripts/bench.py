@@ -182,7 +182,7 @@ class PlainLoop:
         loss = forward_loss(model, tokens)
         self.loss = loss  # only now does the previous step's graph go
         loss.backward()
-        optimizer.step(learning_rate_at(model.config, step), step)
+        optimizer.step(learning_rate_at(step, model.config), step)
         return loss.data
 
 

@@ -25,7 +25,7 @@ from microgpt_scalar.config import PRESETS, add_config_flags, config_overrides, 
 from microgpt_scalar.data import DataError, default_data_path, load_docs
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint
 from microgpt_torch.model import GPT
-from microgpt_torch.optim import make_optimizer, make_scheduler
+from microgpt_torch.optim import make_optimizer
 from microgpt_torch.train import (NonFiniteLossError, batched_steps, check_finite_params, evaluate, faithful_steps,
                                   generate, reference_start, sample, split_docs)
 
@@ -92,22 +92,21 @@ def check_args(args, device: torch.device, world_size: int) -> None:
 
 
 def start(args, docs, device, dtype):
-    """(docs, tokenizer, rng, model, optimizer, scheduler, first step), fresh or resumed; rng is
-    where the reference program's sampling continues it."""
+    """(docs, tokenizer, rng, model, optimizer, first step), fresh or resumed; rng is where
+    the reference program's sampling continues it. The model runs torch's fused kernels."""
     overrides = config_overrides(args)
     docs, tokenizer, config, params, rng = reference_start(docs, args.seed, args.preset, **overrides)
     if args.resume is None:
-        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device)
-        optimizer = make_optimizer(model, config)
-        return docs, tokenizer, rng, model, optimizer, make_scheduler(optimizer, config), 0
+        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True)
+        return docs, tokenizer, rng, model, make_optimizer(model, config), 0
     checkpoint = load_any_checkpoint(args.resume, args.preset)
     check_config(checkpoint, **overrides)
     if checkpoint.chars != tokenizer.chars:
         raise CheckpointError(f"checkpoint {args.resume} has another vocabulary than the data file")
     if checkpoint.seed is not None and checkpoint.seed != args.seed:
         raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
-    model, optimizer, scheduler = restore(checkpoint, dtype=dtype, device=device)
-    return docs, tokenizer, rng, model, optimizer, scheduler, checkpoint.step
+    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True)
+    return docs, tokenizer, rng, model, optimizer, checkpoint.step
 
 
 def save(args, model, tokenizer, optimizer, step) -> None:
@@ -122,13 +121,13 @@ def save(args, model, tokenizer, optimizer, step) -> None:
 
 
 def run_faithful(args, docs, device, dtype) -> None:
-    docs, tokenizer, rng, model, optimizer, scheduler, first = start(args, docs, device, dtype)
+    docs, tokenizer, rng, model, optimizer, first = start(args, docs, device, dtype)
     step_model = torch.compile(model) if args.compile else model
     num_steps = model.config.num_steps
     print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
     print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {num_params(model.config)}")
-    for step, loss in faithful_steps(step_model, optimizer, scheduler, docs, tokenizer, first):
+    for step, loss in faithful_steps(step_model, optimizer, docs, tokenizer, first):
         print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}", flush=True)
         if args.save_every and (step + 1) % args.save_every == 0:
             save(args, model, tokenizer, optimizer, step + 1)
@@ -140,7 +139,7 @@ def run_faithful(args, docs, device, dtype) -> None:
 
 
 def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
-    docs, tokenizer, _, model, optimizer, scheduler, first = start(args, docs, device, dtype)
+    docs, tokenizer, _, model, optimizer, first = start(args, docs, device, dtype)
     config = model.config
     train_docs, val_docs = split_docs(docs, args.val_fraction)
     if args.batch_size > len(train_docs):
@@ -156,7 +155,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     autocast_dtype = torch.bfloat16 if args.bf16 else None
     if rank == 0:
         print(f"num params: {num_params(config)} | train docs {len(train_docs)} | val docs {len(val_docs)}")
-    steps = batched_steps(step_model, optimizer, scheduler, train_tokens, args.batch_size,
+    steps = batched_steps(step_model, optimizer, train_tokens, args.batch_size,
                           torch.Generator().manual_seed(args.seed), first, rank, world_size, autocast_dtype,
                           args.group_by_length)
     progress = tqdm(steps, file=sys.stderr, disable=rank != 0, initial=first, total=config.num_steps, desc="train")

@@ -35,7 +35,7 @@ def test_learning_rate_equals_scalar_learning_rate_at_exactly(preset):
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config)
     for step in range(config.num_steps):
-        assert optimizer.param_groups[0]["lr"] == learning_rate_at(config, step), f"step {step}"
+        assert optimizer.param_groups[0]["lr"] == learning_rate_at(step, config), f"step {step}"
         optimizer.step()
         scheduler.step()
 
@@ -45,8 +45,8 @@ def test_resumed_scheduler_starts_at_the_scalar_learning_rate(preset):
     config = get_config(preset)
     optimizer = make_optimizer(GPT(config), config)
     make_scheduler(optimizer, config, step=137)
-    assert optimizer.param_groups[0]["lr"] == learning_rate_at(config, 137)
-    assert learning_rate_at(config, 137) != learning_rate_at(config, 0)  # not vacuous
+    assert optimizer.param_groups[0]["lr"] == learning_rate_at(137, config)
+    assert learning_rate_at(137, config) != learning_rate_at(0, config)  # not vacuous
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -71,7 +71,7 @@ def run_both_adams(config, torch_config, steps=20):
         grads = [rng.gauss(0, 0.01) if rng.random() < 0.8 else 0.0 for _ in scalar.parameters()]
         for p, g in zip(scalar.parameters(), grads):
             p.grad = g
-        scalar_adam.step(learning_rate_at(config, step), step)
+        scalar_adam.step(learning_rate_at(step, config), step)
         flat = torch.tensor(grads, dtype=torch.float64)
         for p in model.parameters():
             p.grad, flat = flat[:p.numel()].view_as(p).clone(), flat[p.numel():]
