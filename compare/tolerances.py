@@ -18,11 +18,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Tolerance:
     atol: float  # absolute part: for entries near 0, where a relative difference means nothing
-    rtol: float  # relative part, times the larger magnitude of the two entries
+    rtol: float  # relative part, times the magnitude of the expected (scalar engine's) entry
 
-    def allowed(self, scale: float) -> float:
-        """The largest difference allowed between two numbers whose larger magnitude is `scale`."""
-        return self.atol + self.rtol * scale
+    def allowed(self, expected_magnitude: float) -> float:
+        """The largest |got - expected| allowed: atol + rtol * |expected| (torch.testing's rule)."""
+        return self.atol + self.rtol * expected_magnitude
 
 
 @dataclass(frozen=True)
