@@ -60,6 +60,10 @@ class ScalarSide:
         self.model.on_stage = tracer
         try:
             loss = scalar_train.train_step(self.model, recorder, batch, step)
+        except scalar_train.NonFiniteLossError as error:
+            if error.__cause__ is None:
+                raise
+            raise error.__cause__ from None  # what the engine itself raised (1 / 0 in exp is a fault, not a loss)
         finally:
             self.model.on_stage = None
         m, v = (unflatten(moment, self.config) for moment in scalar_adam_moments(self.optimizer))

@@ -57,7 +57,7 @@ def train_step(model: GPT, optimizer: Adam, tokens, step: int) -> float:
         try:
             loss = batch_loss(model, tokens)
         except (ValueError, OverflowError, ZeroDivisionError) as error:  # log(0), exp overflow
-            raise NonFiniteLossError(f"loss is not finite at step {step + 1} ({error})") from None
+            raise NonFiniteLossError(f"loss is not finite at step {step + 1} ({error})") from error
         loss.backward()
         loss = loss.data  # drops the graph now, while the collector is still paused (see graph_scope)
     if not math.isfinite(loss):
