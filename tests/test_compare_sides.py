@@ -81,7 +81,7 @@ def test_both_sides_read_gradients_from_before_the_update_and_moments_after_it()
         grad = result.grads["lm_head"][0][0]
         assert grad != 0 and result.adam_m["lm_head"][0][0] == pytest.approx(0.1 * grad, rel=1e-12)  # m = (1 - beta1) g
         assert result.params["lm_head"][0][0] != weights.params["lm_head"][0][0]
-        assert [len(trace["loss"]) for trace in result.traces] == [4, 6]  # "emma", "olivia": one per target
+        assert [len(trace["loss"]) for trace in result.traces] == [5, 7]  # "emma", "olivia": a target per letter, and BOS
 
 
 def test_importing_compare_and_certify_leaves_torch_unimported():
