@@ -45,8 +45,8 @@ def test_a_changed_quoted_function_makes_exactly_its_quote_stale(bridge, guide, 
 
 
 def test_a_changed_line_inside_a_narrowed_quote_makes_it_stale(bridge, guide, source_copy):
-    edit(source_copy / "microgpt_torch" / "train.py", "optimizer.zero_grad(set_to_none=True)\n    loss = forward_loss",
-         "optimizer.zero_grad()\n    loss = forward_loss")
+    edit(source_copy / "microgpt_torch" / "train.py", "optimizer.zero_grad(set_to_none=True)\n    loss = batch_loss",
+         "optimizer.zero_grad()\n    loss = batch_loss")
     stale = bridge.stale_quotes(guide, source_copy)
     assert 'microgpt_torch/train.py:train_step from="optimizer.zero_grad" to="optimizer.zero_grad"' in stale
 
@@ -118,10 +118,10 @@ def test_guide_pairs_scalar_and_torch_code_for_every_piece(bridge, guide):
     pieces = {
         "Value and tensor": ["microgpt_scalar/engine.py:Value.__init__", "microgpt_torch/model.py:GPT.__init__"],
         "backward": ["microgpt_scalar/engine.py:Value.backward", "microgpt_torch/train.py:train_step"],
-        "linear": ["microgpt_scalar/model.py:linear", "microgpt_torch/model.py:GPT.attention"],
+        "linear": ["microgpt_scalar/model.py:linear", "microgpt_torch/model.py:Attention.forward"],
         "softmax": ["microgpt_scalar/model.py:softmax", "microgpt_torch/model.py:softmax"],
         "rmsnorm": ["microgpt_scalar/model.py:rmsnorm", "microgpt_torch/model.py:rmsnorm"],
-        "cache and mask": ["microgpt_scalar/model.py:GPT.attention", "microgpt_torch/model.py:GPT.attention"],
+        "cache and mask": ["microgpt_scalar/model.py:GPT.attention", "microgpt_torch/model.py:Attention.forward"],
         "cross-entropy": ["microgpt_scalar/train.py:forward_loss", "microgpt_torch/model.py:cross_entropy"],
         "adam": ["microgpt_scalar/optim.py:Adam.step", "microgpt_torch/optim.py:make_optimizer"],
     }
