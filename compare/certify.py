@@ -35,8 +35,9 @@ GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "microgpt.json"
 FORMAT = "microgpt-golden"
 VERSION = 1
 
-# The learner's losses may differ from ours in the last bits (another order of adding up
-# gradients, a / b instead of a * b ** -1), and training carries the differences forward.
+# The learner's losses may differ from the project engine's in the last bits (another order
+# of adding up gradients, a / b instead of a * b ** -1), and training carries the differences
+# forward.
 # Measured against tests/fixtures/learner_engine.py (micrograd's style) over 20 steps, four
 # runs (its set of parents changes the order of the sums from run to run): losses differ by
 # at most 6e-16 relative, gradient norms by at most 8e-15. The tolerances sit more than

@@ -145,7 +145,8 @@ def run(start: Checkpoint, documents: Documents, settings: Settings, value_cls, 
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
-    scalar_side, torch_side = ScalarSide(start, value_cls, adam_cls), TorchSide(start, DTYPES[settings.dtype], settings.device)
+    scalar_side = ScalarSide(start, value_cls, adam_cls)
+    torch_side = TorchSide(start, DTYPES[settings.dtype], settings.device)
     losses, focus, fd_check = [], None, None
     for step in range(start.step, start.step + settings.steps):
         batch = documents.batch(step)

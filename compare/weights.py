@@ -25,7 +25,8 @@ from microgpt_torch.checkpoint import load_any_checkpoint, to_scalar_checkpoint
 WEIGHT_CHOICES = ("reference", "dense")  # anything else is a checkpoint path
 
 
-def load_weights(spec: str, config: GPTConfig, chars=None, seed: int = 42, rng: random.Random | None = None) -> Checkpoint:
+def load_weights(spec: str, config: GPTConfig, chars=None, seed: int = 42,
+                 rng: random.Random | None = None) -> Checkpoint:
     """`spec` is "reference", "dense" or the path of a checkpoint of either engine; "reference"
     needs `rng`, the generator `shuffle_docs(docs, seed)` returned for the run's documents.
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.certify import GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, certify, load_golden  # noqa: E402
+from compare.certify import (GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError,  # noqa: E402
+                             certify, load_golden)
 from compare.engines import EngineError, load_engine  # noqa: E402
 from microgpt_scalar.data import DataError, default_data_path, load_docs  # noqa: E402
 
