@@ -3,11 +3,22 @@
     from compare import compare_step
     report = compare_step()          # raises on bad input, never prints
     report.agrees                    # scripts/compare_step.py prints compare.render.render(report)
-"""
-from .check import DeviceError, EngineFailure, compare_step
-from .engines import EngineError, load_engine
-from .faults import FAULTS, faulty_engine
-from .report import Report, load_report, save_report
 
-__all__ = ["compare_step", "Report", "load_report", "save_report", "load_engine", "faulty_engine", "FAULTS",
-           "DeviceError", "EngineError", "EngineFailure"]
+Importing the package is cheap: torch is imported with the module that uses it (the check
+itself), so `compare.certify`, which needs none, never pays for it.
+"""
+import importlib
+
+_EXPORTS = {
+    "compare_step": "check", "DeviceError": "check", "EngineFailure": "check",
+    "EngineError": "engines", "load_engine": "engines",
+    "FAULTS": "faults", "faulty_engine": "faults",
+    "Report": "report", "load_report": "report", "save_report": "report",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'compare' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

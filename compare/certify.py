@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compare.engines import EngineError, first_line, missing_operations
+from compare.gradients import GradientRecorder
+from compare.tolerances import Tolerance
 from microgpt_scalar.config import GPTConfig, get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.train import sample, start_run, train_step
@@ -33,17 +35,19 @@ GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "microgpt.json"
 FORMAT = "microgpt-golden"
 VERSION = 1
 
-# The learner's losses may differ from ours in the last bits (another order of adding up
-# gradients, a / b instead of a * b ** -1), and training carries the differences forward.
+# The learner's losses may differ from the project engine's in the last bits (another order
+# of adding up gradients, a / b instead of a * b ** -1), and training carries the differences
+# forward.
 # Measured against tests/fixtures/learner_engine.py (micrograd's style) over 20 steps, four
 # runs (its set of parents changes the order of the sums from run to run): losses differ by
 # at most 6e-16 relative, gradient norms by at most 8e-15. The tolerances sit more than
 # four orders of magnitude above that; tests/test_certify.py shows that a loss 1e-9 off and
-# a local gradient 1e-6 off both fail.
-LOSS_RTOL = 1e-11
-GRAD_NORM_RTOL = 1e-10
-# A norm that is zero in the golden trace must be exactly zero: those gradients are zero in
-# any correct engine (see the module docstring), so there is no absolute tolerance.
+# a local gradient 1e-6 off both fail. The rule is compare's: |got - expected| <= atol +
+# rtol * |expected|, the golden trace expected. Losses (about 1 to 4) need no absolute part,
+# and a norm that is zero in the golden trace must be exactly zero: those gradients are zero
+# in any correct engine (see the module docstring), so atol is 0 for both.
+LOSS_TOLERANCE = Tolerance(atol=0.0, rtol=1e-11)
+GRAD_NORM_TOLERANCE = Tolerance(atol=0.0, rtol=1e-10)
 
 
 class GoldenError(ValueError):
@@ -82,23 +86,10 @@ def documents_digest(docs: list[str]) -> str:
     return hashlib.sha256("\n".join(docs).encode("utf-8")).hexdigest()
 
 
-def gradient_norms(model) -> dict:
-    """name -> sqrt(sum of g * g) over the tensor, with fsum so the order of terms is moot."""
-    return {
-        name: math.sqrt(math.fsum(float(p.grad) * float(p.grad) for row in matrix for p in row))
-        for name, matrix in model.state_dict.items()
-    }
-
-
-class _NormRecorder:
-    """Stands in for the optimizer in `train_step`: notes the gradient norms, then steps."""
-
-    def __init__(self, optimizer, model):
-        self.optimizer, self.model, self.norms = optimizer, model, None
-
-    def step(self, lr: float, step: int) -> None:
-        self.norms = gradient_norms(self.model)
-        self.optimizer.step(lr, step)
+def gradient_norms(grads: dict) -> dict:
+    """name -> sqrt(sum of g * g) over the tensor (name -> rows of gradients), with fsum so
+    the order of terms is moot."""
+    return {name: math.sqrt(math.fsum(g * g for row in rows for g in row)) for name, rows in grads.items()}
 
 
 def record_run(docs: list[str], steps: int, num_samples: int, value_cls=Value, config: GPTConfig | None = None,
@@ -111,11 +102,11 @@ def record_run(docs: list[str], steps: int, num_samples: int, value_cls=Value, c
     """
     config = get_config() if config is None else config
     docs, tokenizer, model, optimizer, rng = start_run(docs, config, seed, value_cls)
-    recorder = _NormRecorder(optimizer, model)
+    recorder = GradientRecorder(optimizer, model)  # the gradients, from before Adam resets them
     records = []
     for s in range(steps):
         loss = float(train_step(model, recorder, tokenizer.encode(docs[s % len(docs)]), s))
-        records.append(StepRecord(s + 1, loss, f"{loss:.4f}", recorder.norms))
+        records.append(StepRecord(s + 1, loss, f"{loss:.4f}", gradient_norms(recorder.grads)))
         if on_step is not None and on_step(records[-1]) is False:
             return records, []
     return records, [sample(model, tokenizer, rng) for _ in range(num_samples)]
@@ -216,15 +207,15 @@ def check_fit(golden: dict, docs: list[str], steps: int) -> None:
 def compare_record(record: StepRecord, expected: dict) -> Difference | None:
     """The first way one step differs from the golden one: loss, printed loss, gradients."""
     step, want = record.step, expected["loss"]
-    if not abs(record.loss - want) <= LOSS_RTOL * abs(want):
+    if not _close(record.loss, want, LOSS_TOLERANCE):
         return Difference(step, "loss", f"step {step}: loss {record.loss!r}, expected {want!r} "
                                         f"(relative difference {_relative(record.loss, want):.3g}, "
-                                        f"tolerance {LOSS_RTOL:g})")
+                                        f"tolerance {LOSS_TOLERANCE.rtol:g})")
     if record.printed != expected["printed"]:
         return Difference(step, "printed loss", f"step {step}: printed loss {record.printed}, "
                                                 f"expected {expected['printed']}")
     wrong = [name for name, want in expected["grad_norms"].items()
-             if not abs(record.grad_norms.get(name, math.nan) - want) <= GRAD_NORM_RTOL * abs(want)]
+             if not _close(record.grad_norms.get(name, math.nan), want, GRAD_NORM_TOLERANCE)]
     if not wrong:
         return None
     name, want = wrong[0], expected["grad_norms"][wrong[0]]
@@ -234,8 +225,12 @@ def compare_record(record: StepRecord, expected: dict) -> Difference | None:
     fine = f"; these match: {', '.join(matching)}" if matching else ""
     return Difference(step, f"gradient of {name}",
                       f"step {step}: gradient of {name} has norm {got!r}, expected {want!r} (relative "
-                      f"difference {_relative(got, want):.3g}, tolerance {GRAD_NORM_RTOL:g}){others}{fine}",
+                      f"difference {_relative(got, want):.3g}, tolerance {GRAD_NORM_TOLERANCE.rtol:g}){others}{fine}",
                       wrong[1:])
+
+
+def _close(got: float, expected: float, tolerance: Tolerance) -> bool:
+    return abs(got - expected) <= tolerance.allowed(abs(expected))  # False for a nan
 
 
 def _relative(got: float, want: float) -> float:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from microgpt_scalar.checkpoint import Checkpoint
-from microgpt_scalar.config import get_config, num_params, trace_stage_names
-from microgpt_scalar.data import Corpus
+from microgpt_scalar.config import get_config, num_params
+from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 from microgpt_torch.device import float32_precision
@@ -31,7 +31,7 @@ from .fd import finite_differences
 from .report import Coverage, Report, Settings, StepLoss
 from .sides import ScalarSide, StepResult, TorchSide
 from .tolerances import Tolerances, tolerances_for
-from .trace import Divergence, first_divergence
+from .trace import Divergence, first_divergence, trace_stage_names
 from .weights import load_weights
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -62,9 +62,10 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
     raw_docs = Corpus.from_file(data) if data is not None else list(docs or BUILTIN_DOCS)
-    chars = raw_docs.chars if data is not None else ALPHABET
-    start = load_weights(weights, config, chars, seed, raw_docs)
-    documents = file_documents(raw_docs, seed, start.chars) if data is not None else given_documents(raw_docs, start.chars)
+    shuffled, rng = shuffle_docs(raw_docs, seed)  # once: a data file's step order, and the reference's generator
+    chars = Tokenizer.from_docs(raw_docs).chars if data is not None else ALPHABET
+    start = load_weights(weights, config, chars, seed, rng)
+    documents = file_documents(shuffled, start.chars) if data is not None else given_documents(raw_docs, start.chars)
     settings = Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
                         start.step, steps, dtype, device, engine_label, inject, num_params(start.config))
     if fd > settings.num_params:
@@ -141,25 +142,27 @@ def run(start: Checkpoint, documents: Documents, settings: Settings, value_cls, 
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
-    scalar, torch_side = ScalarSide(start, value_cls, adam_cls), TorchSide(start, DTYPES[settings.dtype], settings.device)
+    scalar_side = ScalarSide(start, value_cls, adam_cls)
+    torch_side = TorchSide(start, DTYPES[settings.dtype], settings.device)
     losses, focus, fd_check = [], None, None
     for step in range(start.step, start.step + settings.steps):
         batch = documents.batch(step)
-        ours = _guarded(scalar.step, settings, step, batch, step)
-        theirs = torch_side.step(batch)
-        comparison = compare_results(ours, theirs, tolerances, stages)
-        losses.append(StepLoss(step, ours.loss, theirs.loss, comparison.loss.agrees))
+        scalar = _guarded(scalar_side.step, settings, step, batch, step)
+        torch_result = torch_side.step(batch, step)
+        comparison = compare_results(scalar, torch_result, tolerances, stages)
+        losses.append(StepLoss(step, scalar.loss, torch_result.loss, comparison.loss.agrees))
         if step == start.step and fd:
             fd_side = ScalarSide(start, value_cls, adam_cls)  # the parameters before this step's update
-            fd_check = _guarded(finite_differences, settings, step, fd_side, batch, ours.grads, fd, settings.seed)
+            fd_check = _guarded(finite_differences, settings, step, fd_side, batch, scalar.grads, fd, settings.seed)
         if focus is None and (not comparison.agrees or step == start.step + settings.steps - 1):
-            focus = (step, comparison, ours, theirs)
-    focus_step, comparison, focus_ours, focus_theirs = focus
-    final = [compare_tensor(name, ours.params[name], theirs.params[name], tolerances.values) for name in ours.params]
+            focus = (step, comparison, scalar, torch_result)
+    focus_step, comparison, focus_scalar, focus_torch = focus
+    final = [compare_tensor(name, torch_result.params[name], scalar.params[name], tolerances.values)
+             for name in scalar.params]
     return Report(settings, tolerances, losses, focus_step, comparison.loss, comparison.gradients,
                   comparison.parameters, comparison.adam_m, comparison.adam_v, final,
                   coverage_of(comparison.gradients), comparison.divergence, stages, fd_check,
-                  gradient_values(focus_ours, focus_theirs))
+                  gradient_values(focus_scalar, focus_torch))
 
 
 def _guarded(function, settings: Settings, step: int, *args):
@@ -171,18 +174,20 @@ def _guarded(function, settings: Settings, step: int, *args):
                             f"at step {step + 1}: {first_line(error)}") from error
 
 
-def compare_results(ours: StepResult, theirs: StepResult, tolerances: Tolerances, stages: list) -> StepComparison:
+def compare_results(scalar: StepResult, torch_result: StepResult, tolerances: Tolerances,
+                    stages: list) -> StepComparison:
+    """Every number of the torch step against the scalar one (the expected values)."""
     def tables(what: str, tolerance):
-        ours_tensors, theirs_tensors = getattr(ours, what), getattr(theirs, what)
-        return [compare_tensor(name, ours_tensors[name], theirs_tensors[name], tolerance) for name in ours_tensors]
+        scalar_tensors, torch_tensors = getattr(scalar, what), getattr(torch_result, what)
+        return [compare_tensor(name, torch_tensors[name], scalar_tensors[name], tolerance) for name in scalar_tensors]
 
     return StepComparison(
-        loss=compare_tensor("loss", ours.loss, theirs.loss, tolerances.values),
+        loss=compare_tensor("loss", torch_result.loss, scalar.loss, tolerances.values),
         gradients=tables("grads", tolerances.gradients),
         parameters=tables("params", tolerances.values),
         adam_m=tables("adam_m", tolerances.values),
         adam_v=tables("adam_v", tolerances.values),
-        divergence=first_divergence(ours.traces, theirs.traces, stages, tolerances.values),
+        divergence=first_divergence(scalar.traces, torch_result.traces, stages, tolerances.values),
     )
 
 
@@ -191,7 +196,7 @@ def coverage_of(gradients: list) -> Coverage:
                     zero_tensors=[d.name for d in gradients if d.nonzero == 0])
 
 
-def gradient_values(ours: StepResult, theirs: StepResult) -> dict:
+def gradient_values(scalar: StepResult, torch_result: StepResult) -> dict:
     """name -> both engines' gradients, flat, for a scatter plot of one against the other."""
-    return {name: {"scalar": [g for row in ours.grads[name] for g in row],
-                   "torch": [g for row in theirs.grads[name] for g in row]} for name in ours.grads}
+    return {name: {"scalar": [g for row in scalar.grads[name] for g in row],
+                   "torch": [g for row in torch_result.grads[name] for g in row]} for name in scalar.grads}

@@ -1,8 +1,10 @@
 """How two lists of numbers, one from each engine, are compared: the worst differences and where.
 
-An entry agrees when |scalar - torch| <= atol + rtol * max(|scalar|, |torch|). Its relative
-difference is |scalar - torch| / max(|scalar|, |torch|), 0 when both are 0. An entry that is
-exactly 0 in both engines checks nothing, so each comparison also counts the non-zero ones.
+The rule is torch.testing's, with the scalar engine as the expected value: an entry agrees
+when |got - expected| <= atol + rtol * |expected|, got from torch and expected from the
+scalar engine. Its relative difference is |got - expected| / |expected| (0 when both are 0,
+inf when only `expected` is). An entry that is exactly 0 in both engines checks nothing, so
+each comparison also counts the non-zero ones.
 """
 from __future__ import annotations
 
@@ -18,25 +20,26 @@ class TensorDiff:
     shape: list  # [] for a single number, [n_out, n_in] for a matrix
     checked: int  # entries compared
     nonzero: int  # entries that are not exactly 0 in at least one engine
-    max_abs: float  # largest |scalar - torch|
+    max_abs: float  # largest |got - expected|
     max_abs_at: list  # its index ([row, col] for a matrix)
-    max_rel: float  # largest relative difference
+    max_rel: float  # largest |got - expected| / |expected|
     max_rel_at: list
-    excess: float  # largest |scalar - torch| / (atol + rtol * max(|scalar|, |torch|)); above 1 it disagrees
+    excess: float  # largest |got - expected| / (atol + rtol * |expected|); above 1 it disagrees
 
     @property
     def agrees(self) -> bool:
         return self.excess <= 1
 
 
-def compare_tensor(name: str, scalar, torch_values, tolerance: Tolerance) -> TensorDiff:
-    """Compare a number, a list, or a list of rows (all rows the same length) from each engine."""
-    shape, flat_scalar = _shape_and_flat(scalar)
-    torch_shape, flat_torch = _shape_and_flat(torch_values)
-    if shape != torch_shape:
-        raise ValueError(f"{name}: shape {shape} in the scalar engine but {torch_shape} in torch")
-    diff = TensorDiff(name, shape, len(flat_scalar), 0, 0.0, [], 0.0, [], 0.0)
-    for i, (a, b) in enumerate(zip(flat_scalar, flat_torch)):
+def compare_tensor(name: str, got, expected, tolerance: Tolerance) -> TensorDiff:
+    """Compare a number, a list, or a list of rows (all rows the same length): torch's `got`
+    against the scalar engine's `expected`."""
+    shape, flat_expected = _shape_and_flat(expected)
+    got_shape, flat_got = _shape_and_flat(got)
+    if shape != got_shape:
+        raise ValueError(f"{name}: shape {shape} in the scalar engine but {got_shape} in torch")
+    diff = TensorDiff(name, shape, len(flat_expected), 0, 0.0, [], 0.0, [], 0.0)
+    for i, (a, b) in enumerate(zip(flat_got, flat_expected)):
         a, b = float(a), float(b)
         diff.nonzero += a != 0 or b != 0
         gap, relative, excess = entry_difference(a, b, tolerance)
@@ -48,15 +51,15 @@ def compare_tensor(name: str, scalar, torch_values, tolerance: Tolerance) -> Ten
     return diff
 
 
-def entry_difference(a: float, b: float, tolerance: Tolerance) -> tuple[float, float, float]:
-    """|a - b|, the relative difference and the multiple of the tolerance it uses up."""
-    gap = abs(a - b)
+def entry_difference(got: float, expected: float, tolerance: Tolerance) -> tuple[float, float, float]:
+    """|got - expected|, the relative difference and the multiple of the tolerance it uses up."""
+    gap = abs(got - expected)
     if gap == 0:
         return 0.0, 0.0, 0.0
     if not math.isfinite(gap):  # an inf or a nan in either engine agrees with nothing
         return math.inf, math.inf, math.inf
-    scale = max(abs(a), abs(b))
-    return gap, gap / scale, gap / tolerance.allowed(scale)
+    relative = gap / abs(expected) if expected else math.inf
+    return gap, relative, gap / tolerance.allowed(abs(expected))
 
 
 def _shape_and_flat(values) -> tuple[list, list]:

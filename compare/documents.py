@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
+from microgpt_scalar.data import Corpus, Tokenizer
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"  # the vocabulary of built-in and --doc documents (+ BOS)
 BUILTIN_DOCS = ("jacqueline", "maxwell", "brooklyn", "fitzgerald", "josephine", "devon")
@@ -45,12 +45,12 @@ def given_documents(docs, chars=ALPHABET) -> Documents:
     return Documents(tuple(docs), Tokenizer(chars), per_step=len(docs))
 
 
-def file_documents(docs, seed: int, chars=None) -> Documents:
-    """The lines of a data file (a list, or a Corpus read only as far as the steps go) as the
-    reference program uses them: shuffled with the seed, one document per step, so the
-    losses are the reference program's losses.
+def file_documents(shuffled_docs, chars=None) -> Documents:
+    """The lines of a data file as the reference program uses them, already shuffled
+    (`shuffle_docs(docs, seed)`): one document per step, so the losses are the reference
+    program's losses.
 
     The vocabulary is the file's characters, or `chars` (a checkpoint's vocabulary)."""
-    shuffled, _ = shuffle_docs(docs, seed)
-    tokenizer = Tokenizer(chars) if chars is not None else Tokenizer.from_docs(shuffled)
-    return Documents(shuffled if isinstance(shuffled, Corpus) else tuple(shuffled), tokenizer, per_step=1)
+    tokenizer = Tokenizer(chars) if chars is not None else Tokenizer.from_docs(shuffled_docs)
+    docs = shuffled_docs if isinstance(shuffled_docs, Corpus) else tuple(shuffled_docs)  # a Corpus is read as the steps go
+    return Documents(docs, tokenizer, per_step=1)

@@ -1,8 +1,12 @@
-"""The two engines, each taking the same training step on the same batch of documents.
+"""The two engines, each taking the training scripts' own step on the same batch of documents.
 
-Both sides do the same thing in their own package's words: the loss of each document with
-that package's `forward_loss` (which also fills a trace of named intermediates), the mean
-over the batch, backward, then one Adam update with the learning rate of the schedule.
+Each side runs its package's `train_step` (the function `scripts/train_scalar.py` and
+`scripts/train_torch.py` call; the torch model on the fused kernels, as the script builds it)
+on the batch: the mean of the documents' losses, backward, one Adam update at the rate of the
+schedule. Gradients, Adam's moments and the traced intermediates are read through public
+interfaces: the scalar model's `on_stage` callback and a stand-in optimizer that copies the
+gradients before Adam resets them; forward hooks on a readable-path torch twin, the torch
+gradients left on the parameters, and `adam_moments` of each `optim.py`.
 What they produce comes back as plain Python floats in the scalar layout, name -> rows.
 """
 from __future__ import annotations
@@ -14,10 +18,15 @@ import torch
 from microgpt_scalar import train as scalar_train
 from microgpt_scalar.checkpoint import Checkpoint, restore_adam, unflatten
 from microgpt_scalar.model import GPT as ScalarGPT
-from microgpt_scalar.optim import learning_rate_at
+from microgpt_scalar.optim import adam_moments as scalar_adam_moments
 from microgpt_torch import train as torch_train
 from microgpt_torch.checkpoint import from_scalar_checkpoint, restore
+from microgpt_torch.model import GPT as TorchGPT
 from microgpt_torch.model import scalar_name
+from microgpt_torch.optim import adam_moments as torch_adam_moments
+
+from .gradients import GradientRecorder
+from .trace import ScalarTracer, torch_trace
 
 
 @dataclass
@@ -32,11 +41,6 @@ class StepResult:
     traces: list  # per document of the batch: stage -> one list of numbers per position
 
 
-def batch_loss(losses):
-    """The mean of the documents' losses, written like the reference's mean over positions."""
-    return (1 / len(losses)) * sum(losses)
-
-
 class ScalarSide:
     """The scalar model on `value_cls` (the project's Value, a learner's, or a faulty one)."""
 
@@ -49,41 +53,38 @@ class ScalarSide:
     def loss(self, batch) -> float:
         """The batch loss alone, no backward (what finite differences evaluate)."""
         with scalar_train.graph_scope():
-            return float(batch_loss([scalar_train.forward_loss(self.model, tokens) for tokens in batch]).data)
+            return float(scalar_train.batch_loss(self.model, batch).data)
 
     def step(self, batch, step: int) -> StepResult:
-        traces = [{} for _ in batch]
-        with scalar_train.graph_scope():
-            loss = batch_loss([scalar_train.forward_loss(self.model, tokens, trace) for tokens, trace in zip(batch, traces)])
-            loss.backward()
-            loss = float(loss.data)  # drops the graph while the collector is still paused (see graph_scope)
-        grads = {name: [[float(p.grad) for p in row] for row in rows] for name, rows in self.model.state_dict.items()}
-        self.optimizer.step(learning_rate_at(self.config, step), step)
-        m, v = (unflatten(moment, self.config) for moment in (self.optimizer.m, self.optimizer.v))
-        return StepResult(loss, grads, self.model.params_as_floats(), m, v, traces)
+        tracer, recorder = ScalarTracer(), GradientRecorder(self.optimizer, self.model)
+        self.model.on_stage = tracer
+        try:
+            loss = scalar_train.train_step(self.model, recorder, batch, step)
+        except scalar_train.NonFiniteLossError as error:
+            if error.__cause__ is None:
+                raise
+            raise error.__cause__ from None  # what the engine itself raised (1 / 0 in exp is a fault, not a loss)
+        finally:
+            self.model.on_stage = None
+        m, v = (unflatten(moment, self.config) for moment in scalar_adam_moments(self.optimizer))
+        lengths = [min(self.config.block_size, len(tokens) - 1) for tokens in batch]
+        return StepResult(float(loss), recorder.grads, self.model.params_as_floats(), m, v,
+                          tracer.by_document(lengths))
 
 
 class TorchSide:
-    """The torch model, its torch.optim.Adam and its learning-rate scheduler."""
+    """The torch model on the fused kernels and its torch.optim.Adam, as the training script
+    builds them, and a readable-path twin with the same weights that the trace is read from."""
 
     def __init__(self, weights: Checkpoint, dtype: torch.dtype, device: str):
-        self.model, self.optimizer, self.scheduler = restore(from_scalar_checkpoint(weights), dtype, device)
+        self.model, self.optimizer = restore(from_scalar_checkpoint(weights), dtype, device, fused=True)
+        self.readable = TorchGPT(weights.config).to(dtype=dtype, device=device)
 
-    def step(self, batch) -> StepResult:
-        traces = [{} for _ in batch]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = batch_loss([torch_train.forward_loss(self.model, tokens, trace) for tokens, trace in zip(batch, traces)])
-        loss.backward()
-        grads = self.model.scalar_grads()
-        self.optimizer.step()
-        self.scheduler.step()
-        m, v = self.moments()
-        return StepResult(loss.item(), grads, self.model.scalar_params(), m, v, traces)
-
-    def moments(self) -> tuple[dict, dict]:
-        m, v = {}, {}
-        for name, p in self.model.named_parameters():
-            state = self.optimizer.state[p]
-            m[scalar_name(name)] = state["exp_avg"].detach().cpu().double().tolist()
-            v[scalar_name(name)] = state["exp_avg_sq"].detach().cpu().double().tolist()
-        return m, v
+    def step(self, batch, step: int) -> StepResult:
+        self.readable.load_state_dict(self.model.state_dict())
+        traces = [torch_trace(self.readable, tokens) for tokens in batch]
+        loss = torch_train.train_step(self.model, self.optimizer, batch, step)
+        _, m, v = torch_adam_moments(self.optimizer)
+        names = [scalar_name(name) for name, _ in self.model.named_parameters()]  # the optimizer's order
+        m, v = ({name: t.cpu().double().tolist() for name, t in zip(names, moment)} for moment in (m, v))
+        return StepResult(loss, self.model.scalar_grads(), self.model.scalar_params(), m, v, traces)

@@ -1,10 +1,11 @@
 """Where a comparison starts: parameters, Adam state and step count, as a scalar `Checkpoint`
 (microgpt_torch.checkpoint carries it to a torch state_dict and optimizer and back).
 
-    weights = load_weights("reference", config, chars, seed=42, docs=docs)  # microgpt's own draw
+    docs, rng = shuffle_docs(docs, seed=42)                                 # the reference program's start
+    weights = load_weights("reference", config, chars, seed=42, rng=rng)    # microgpt's own draw
     weights = load_weights("dense", config, chars, seed=42)                 # no tensor is zero
     weights = load_weights("run.pt", config)                                # either engine's checkpoint
-    model, optimizer, scheduler = restore(from_scalar_checkpoint(weights))  # the same, in torch
+    model, optimizer = restore(from_scalar_checkpoint(weights))             # the same, in torch
 
 "reference" zeroes attn_wo and mlp_fc2 under the microgpt preset, which makes the gradients
 of attn_wq/wk/wv and mlp_fc1 zero at the first step in any engine, correct or not; "dense"
@@ -18,30 +19,33 @@ from pathlib import Path
 
 from microgpt_scalar.checkpoint import Checkpoint, CheckpointError
 from microgpt_scalar.config import GPTConfig
-from microgpt_scalar.data import shuffle_docs
 from microgpt_scalar.model import init_params
 from microgpt_torch.checkpoint import load_any_checkpoint, to_scalar_checkpoint
 
 WEIGHT_CHOICES = ("reference", "dense")  # anything else is a checkpoint path
 
 
-def load_weights(spec: str, config: GPTConfig, chars=None, seed: int = 42, docs=None) -> Checkpoint:
-    """`spec` is "reference", "dense" or the path of a checkpoint of either engine.
+def load_weights(spec: str, config: GPTConfig, chars=None, seed: int = 42,
+                 rng: random.Random | None = None) -> Checkpoint:
+    """`spec` is "reference", "dense" or the path of a checkpoint of either engine; "reference"
+    needs `rng`, the generator `shuffle_docs(docs, seed)` returned for the run's documents.
 
     A checkpoint brings its own config (which must be of `config.preset`) and vocabulary.
     Raises CheckpointError for a checkpoint that cannot be read or does not fit.
     """
     if spec == "reference":
-        return reference_weights(config, chars, seed, docs)
+        return reference_weights(config, chars, seed, rng)
     if spec == "dense":
         return dense_weights(config, chars, seed)
     return checkpoint_weights(spec, config.preset)
 
 
-def reference_weights(config: GPTConfig, chars, seed: int, docs) -> Checkpoint:
-    """The parameters the reference program draws for `seed` when its data file holds `docs`:
-    it shuffles the documents first, then fills every matrix from gauss(0, std)."""
-    _, rng = shuffle_docs(docs, seed)
+def reference_weights(config: GPTConfig, chars, seed: int, rng: random.Random) -> Checkpoint:
+    """The parameters the reference program draws for `seed`: it shuffles the documents with
+    random.Random(seed) first (`rng` is that generator after the shuffle), then fills every
+    matrix from gauss(0, std). Consumes `rng`."""
+    if rng is None:
+        raise ValueError("reference weights continue the generator that shuffled the documents; none was given")
     return _drawn(config, chars, rng, seed)
 
 

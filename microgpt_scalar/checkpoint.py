@@ -9,7 +9,8 @@
 
 The file is written to a temporary name and renamed over the target, so a crash never
 leaves a half-written checkpoint in place of a good one. The torch package converts its
-own checkpoints to and from this one (`microgpt_torch.checkpoint`).
+own checkpoints to and from this one (`microgpt_torch.checkpoint`), and shares the checks
+of the fields both formats hold.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import GPTConfig, param_shapes
+from .optim import adam_moments, set_adam_moments
 
 FORMAT = "microgpt-checkpoint"
 VERSION = 1
@@ -46,7 +48,7 @@ class Checkpoint:
 
 def save_checkpoint(path, checkpoint: Checkpoint) -> None:
     validate(checkpoint)
-    write_atomically(path, json.dumps(to_payload(checkpoint, FORMAT, VERSION, "params")).encode("utf-8"))
+    write_atomically(path, json.dumps(to_payload(checkpoint)).encode("utf-8"))
 
 
 def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
@@ -62,7 +64,7 @@ def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
     except RecursionError:
         raise CheckpointError(f"checkpoint {path} is malformed: nested too deeply") from None
-    checkpoint = from_payload(payload, FORMAT, VERSION, "params", Checkpoint, path)
+    checkpoint = from_payload(payload, path)
     try:
         validate(checkpoint)
     except OverflowError as error:  # an integer too large for a float
@@ -71,15 +73,14 @@ def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
     return checkpoint
 
 
-def to_payload(checkpoint, format_name: str, version: int, tensors_key: str) -> dict:
-    """A checkpoint's fields as the file holds them; the tensors go under `tensors_key`
-    ("params" here, "model" in the torch format, whose tensors are its own)."""
+def to_payload(checkpoint: Checkpoint) -> dict:
+    """A checkpoint's fields as the file holds them."""
     return {
-        "format": format_name,
-        "version": version,
+        "format": FORMAT,
+        "version": VERSION,
         "config": checkpoint.config.to_dict(),
         "chars": list(checkpoint.chars),
-        tensors_key: getattr(checkpoint, tensors_key),
+        "params": checkpoint.params,
         "adam": checkpoint.adam,
         "step": checkpoint.step,
         "seed": checkpoint.seed,
@@ -87,17 +88,16 @@ def to_payload(checkpoint, format_name: str, version: int, tensors_key: str) -> 
     }
 
 
-def from_payload(payload, format_name: str, version: int, tensors_key: str, checkpoint_cls, path):
-    """`to_payload` undone: a `checkpoint_cls`, not yet validated; CheckpointError if the file is
-    of another format or version, or lacks a field."""
-    if not isinstance(payload, dict) or payload.get("format") != format_name:
-        raise CheckpointError(f"not a microgpt checkpoint: {path} (expected format {format_name!r})")
-    if payload.get("version") != version:
-        raise CheckpointError(f"checkpoint version {payload.get('version')!r} is not {version}: {path}")
+def from_payload(payload, path) -> Checkpoint:
+    """`to_payload` undone, not yet validated; CheckpointError if the file is of another
+    format or version, or lacks a field."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"not a microgpt checkpoint: {path} (expected format {FORMAT!r})")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint version {payload.get('version')!r} is not {VERSION}: {path}")
     try:
-        config = GPTConfig.from_dict(payload["config"])
-        return checkpoint_cls(config, payload["chars"], payload[tensors_key], payload.get("adam"), payload["step"],
-                              payload.get("seed"), payload.get("run"))
+        return Checkpoint(GPTConfig.from_dict(payload["config"]), payload["chars"], payload["params"],
+                          payload.get("adam"), payload["step"], payload.get("seed"), payload.get("run"))
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
 
@@ -121,7 +121,7 @@ def validate(checkpoint: Checkpoint) -> None:
     the checkpoint's config."""
     check_fields(checkpoint)
     check_tensors("params", checkpoint.params, checkpoint.config)
-    for moment, tensors in adam_moments(checkpoint.adam):
+    for moment, tensors in saved_moments(checkpoint.adam):
         check_tensors(f"adam {moment}", tensors, checkpoint.config)
 
 
@@ -148,7 +148,7 @@ def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def adam_moments(adam) -> list:
+def saved_moments(adam) -> list:
     """[("m", tensors), ("v", tensors)] of a checkpoint's Adam state; [] if it has none."""
     if adam is None:
         return []
@@ -214,15 +214,16 @@ def checkpoint_of(model, chars, optimizer=None, step: int = 0, seed: int | None 
     resumed run must repeat."""
     adam = None
     if optimizer is not None:
-        adam = {"m": unflatten(optimizer.m, model.config), "v": unflatten(optimizer.v, model.config)}
+        m, v = adam_moments(optimizer)
+        adam = {"m": unflatten(m, model.config), "v": unflatten(v, model.config)}
     return Checkpoint(model.config, list(chars), model.params_as_floats(), adam, step, seed, run)
 
 
 def restore_adam(optimizer, checkpoint: Checkpoint) -> None:
     """Give a scalar Adam the moments a checkpoint holds (a fresh Adam keeps its zeros if none)."""
     if checkpoint.adam is not None:
-        optimizer.m = flatten(checkpoint.adam["m"], checkpoint.config)
-        optimizer.v = flatten(checkpoint.adam["v"], checkpoint.config)
+        set_adam_moments(optimizer, flatten(checkpoint.adam["m"], checkpoint.config),
+                         flatten(checkpoint.adam["v"], checkpoint.config))
 
 
 def flatten(tensors: dict, config: GPTConfig) -> list:

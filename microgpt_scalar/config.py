@@ -143,17 +143,3 @@ def init_std_of(config: GPTConfig, name: str) -> float:
 def num_params(config: GPTConfig) -> int:
     return sum(n_out * n_in for _, (n_out, n_in) in param_shapes(config))
 
-
-def trace_stage_names(config: GPTConfig) -> list[str]:
-    """The named intermediates a traced forward records for every position, in forward order.
-
-    Each is a flat list of numbers per position; attention logits and weights hold the
-    n_head rows over the positions 0 .. p seen so far, head by head.
-    """
-    names = ["embed", "embed_norm"]
-    for i in range(config.n_layer):
-        names += [f"layer{i}.{stage}" for stage in (
-            "attn_norm", "q", "k", "v", "attn_logits", "attn_weights", "attn_out", "attn_residual",
-            "mlp_norm", "mlp_hidden", "mlp_act", "mlp_residual",
-        )]
-    return names + ["logits", "probs", "loss"]

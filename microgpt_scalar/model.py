@@ -9,6 +9,7 @@ interface can run it:
     model = GPT(get_config(), random.Random(42), MyValue)  # a learner's engine
     keys, values = model.empty_cache()
     logits = model.forward(token_id, pos_id, keys, values)
+    model.on_stage = lambda name, values: ...  # optional: sees every named intermediate
 
 `microgpt_torch/model.py` is the same model on tensors, all positions at once.
 """
@@ -64,6 +65,7 @@ class GPT:
         else:
             self.state_dict = {name: [[value_cls(float(x)) for x in row] for row in params[name]]
                                for name, _ in param_shapes(config)}
+        self.on_stage = None  # callback(name, values): sees every named intermediate (a checker's trace)
 
     def params_as_floats(self) -> dict:
         """name -> [n_out][n_in] list of plain floats (a copy)."""
@@ -77,39 +79,38 @@ class GPT:
         """Per layer, the keys and the values of the positions seen so far."""
         return [[] for _ in range(self.config.n_layer)], [[] for _ in range(self.config.n_layer)]
 
-    def forward(self, token_id: int, pos_id: int, keys, values, trace=None):
+    def forward(self, token_id: int, pos_id: int, keys, values):
         """The logits for the token after `token_id` at `pos_id`; appends to the cache."""
         sd = self.state_dict
         x = [t + p for t, p in zip(sd["wte"][token_id], sd["wpe"][pos_id])]  # (n_embd,)
-        record(trace, "embed", x)
+        self.record("embed", x)
         x = rmsnorm(x)
-        record(trace, "embed_norm", x)
+        self.record("embed_norm", x)
         for i in range(self.config.n_layer):
-            x_residual = x
-            x = rmsnorm(x)
-            record(trace, f"layer{i}.attn_norm", x)
-            x = self.attention(x, i, keys[i], values[i], trace)
-            x = [a + b for a, b in zip(linear(x, sd[f"layer{i}.attn_wo"]), x_residual)]
-            record(trace, f"layer{i}.attn_residual", x)
-            x_residual = x
-            x = rmsnorm(x)
-            record(trace, f"layer{i}.mlp_norm", x)
-            x = [a + b for a, b in zip(self.mlp(x, i, trace), x_residual)]
-            record(trace, f"layer{i}.mlp_residual", x)
+            x = self.block(x, i, keys[i], values[i])
         logits = linear(x, sd["lm_head"])  # (vocab_size,)
-        record(trace, "logits", logits)
+        self.record("logits", logits)
         return logits
 
-    def attention(self, x, i: int, keys, values, trace=None):
+    def block(self, x, i: int, keys, values):
+        """Layer i: each sublayer reads the normalised stream and adds its output to it."""
+        x = [a + r for a, r in zip(self.attention(rmsnorm(x), i, keys, values), x)]  # (n_embd,)
+        self.record(f"layer{i}.attn_residual", x)
+        x = [m + r for m, r in zip(self.mlp(rmsnorm(x), i), x)]  # (n_embd,)
+        self.record(f"layer{i}.mlp_residual", x)
+        return x
+
+    def attention(self, x, i: int, keys, values):
         """Causal self-attention of the current position over the cached ones, head by head."""
         sd, head_dim = self.state_dict, self.config.head_dim
+        self.record(f"layer{i}.attn_norm", x)
         q = linear(x, sd[f"layer{i}.attn_wq"])  # (n_embd,)
         k = linear(x, sd[f"layer{i}.attn_wk"])
         v = linear(x, sd[f"layer{i}.attn_wv"])
         keys.append(k)
         values.append(v)
         for name, vec in (("q", q), ("k", k), ("v", v)):
-            record(trace, f"layer{i}.{name}", vec)
+            self.record(f"layer{i}.{name}", vec)
         x_attn, all_logits, all_weights = [], [], []
         for h in range(self.config.n_head):
             hs = h * head_dim  # this head's slice of the embedding
@@ -122,22 +123,28 @@ class GPT:
             x_attn.extend(head_out)
             all_logits += attn_logits
             all_weights += attn_weights
-        record(trace, f"layer{i}.attn_logits", all_logits)
-        record(trace, f"layer{i}.attn_weights", all_weights)
-        record(trace, f"layer{i}.attn_out", x_attn)
-        return x_attn  # (n_embd,), the heads side by side
+        self.record(f"layer{i}.attn_logits", all_logits)
+        self.record(f"layer{i}.attn_weights", all_weights)
+        self.record(f"layer{i}.attn_out", x_attn)  # (n_embd,), the heads side by side
+        return linear(x_attn, sd[f"layer{i}.attn_wo"])  # (n_embd,)
 
-    def mlp(self, x, i: int, trace=None):
+    def mlp(self, x, i: int):
         """Widen to 4 * n_embd, apply the activation, project back."""
         sd = self.state_dict
+        self.record(f"layer{i}.mlp_norm", x)
         x = linear(x, sd[f"layer{i}.mlp_fc1"])  # (4 * n_embd,)
-        record(trace, f"layer{i}.mlp_hidden", x)
+        self.record(f"layer{i}.mlp_hidden", x)
         if self.config.activation == "relu2":
             x = [xi.relu() ** 2 for xi in x]
         else:
             x = [xi.relu() for xi in x]
-        record(trace, f"layer{i}.mlp_act", x)
+        self.record(f"layer{i}.mlp_act", x)
         return linear(x, sd[f"layer{i}.mlp_fc2"])  # (n_embd,)
+
+    def record(self, name: str, values) -> None:
+        """Show this position's numbers for stage `name` to the on_stage callback, if one is set."""
+        if self.on_stage is not None:
+            self.on_stage(name, values)
 
 
 def init_params(config: GPTConfig, rng: random.Random, value_cls=Value) -> dict:
@@ -148,8 +155,3 @@ def init_params(config: GPTConfig, rng: random.Random, value_cls=Value) -> dict:
         state_dict[name] = [[value_cls(rng.gauss(0, std)) for _ in range(n_in)] for _ in range(n_out)]
     return state_dict
 
-
-def record(trace, name: str, values) -> None:
-    """Append this position's numbers for `name` to the trace, if one is being kept."""
-    if trace is not None:
-        trace.setdefault(name, []).append([v.data for v in values])

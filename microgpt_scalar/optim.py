@@ -1,6 +1,10 @@
-"""Adam with bias correction, and the learning-rate schedules, on scalar parameters.
+"""Adam with bias correction, and the learning-rate schedule, on scalar parameters.
 
-`microgpt_torch/optim.py` builds the same thing from `torch.optim.Adam` and a scheduler.
+    lr = learning_rate_at(step, config)        # the one schedule; the torch trainer uses it too
+    optimizer.step(lr, step)
+    m, v = adam_moments(optimizer)             # what a checkpoint saves and a comparison reads
+
+`microgpt_torch/optim.py` builds the same thing from `torch.optim.Adam`.
 """
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import math
 from .config import GPTConfig
 
 
-def learning_rate_at(config: GPTConfig, step: int) -> float:
+def learning_rate_at(step: int, config: GPTConfig) -> float:
     """The learning rate of 0-based step `step` of config.num_steps."""
     if config.lr_schedule == "cosine":
         return config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / config.num_steps))
@@ -36,3 +40,15 @@ class Adam:
             v_hat = v[i] / (1 - beta2 ** (step + 1))
             p.data -= lr * m_hat / (v_hat**0.5 + self.eps)
             p.grad = 0
+
+
+def adam_moments(optimizer: Adam) -> tuple[list, list]:
+    """(m, v): copies of Adam's first and second moments, flat, in the parameter order."""
+    return list(optimizer.m), list(optimizer.v)
+
+
+def set_adam_moments(optimizer: Adam, m: list, v: list) -> None:
+    """Give Adam the moments of a run that has already taken steps (e.g. from a checkpoint)."""
+    if len(m) != len(optimizer.params) or len(v) != len(optimizer.params):
+        raise ValueError(f"{len(m)} and {len(v)} moments for {len(optimizer.params)} parameters")
+    optimizer.m, optimizer.v = [float(x) for x in m], [float(x) for x in v]

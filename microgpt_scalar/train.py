@@ -23,37 +23,48 @@ class NonFiniteLossError(ArithmeticError):
     """The loss or a gradient became inf or nan; the parameters that produced it are not worth saving."""
 
 
-def forward_loss(model: GPT, tokens: list[int], trace=None):
+def forward_loss(model: GPT, tokens: list[int]):
     """The mean cross-entropy of predicting tokens[p + 1] from tokens[0 .. p], as a Value."""
     n = min(model.config.block_size, len(tokens) - 1)
     keys, values = model.empty_cache()
     losses = []
     for pos_id in range(n):
         token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
-        logits = model.forward(token_id, pos_id, keys, values, trace)
+        logits = model.forward(token_id, pos_id, keys, values)
         probs = softmax(logits)
         loss_t = -probs[target_id].log()
-        if trace is not None:
-            trace.setdefault("probs", []).append([p.data for p in probs])
-            trace.setdefault("loss", []).append([loss_t.data])
+        model.record("probs", probs)
+        model.record("loss", [loss_t])
         losses.append(loss_t)
     return (1 / n) * sum(losses)
 
 
-def train_step(model: GPT, optimizer: Adam, tokens: list[int], step: int, trace=None) -> float:
-    """Forward, backward and one Adam update for 0-based `step`; returns the loss."""
+def batch_loss(model: GPT, tokens):
+    """forward_loss of one document (a list of token ids), or the mean of the losses of a
+    batch of documents (a list of such lists), written like the mean over positions."""
+    if not tokens or not isinstance(tokens[0], list):
+        return forward_loss(model, tokens)
+    return (1 / len(tokens)) * sum(forward_loss(model, document) for document in tokens)
+
+
+def train_step(model: GPT, optimizer: Adam, tokens, step: int) -> float:
+    """Forward, backward and one Adam update for 0-based `step`; returns the loss.
+
+    `tokens` is one document's token ids (the reference program's step), or a list of
+    documents whose mean loss the step descends.
+    """
     with graph_scope():
         try:
-            loss = forward_loss(model, tokens, trace)
+            loss = batch_loss(model, tokens)
         except (ValueError, OverflowError, ZeroDivisionError) as error:  # log(0), exp overflow
-            raise NonFiniteLossError(f"loss is not finite at step {step + 1} ({error})") from None
+            raise NonFiniteLossError(f"loss is not finite at step {step + 1} ({error})") from error
         loss.backward()
         loss = loss.data  # drops the graph now, while the collector is still paused (see graph_scope)
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"loss is {loss} at step {step + 1}")
     if not all(math.isfinite(p.grad) for p in model.parameters()):  # a finite loss can still overflow backward
         raise NonFiniteLossError(f"a gradient is not finite at step {step + 1} (loss {loss})")
-    optimizer.step(learning_rate_at(model.config, step), step)
+    optimizer.step(learning_rate_at(step, model.config), step)
     return loss
 
 

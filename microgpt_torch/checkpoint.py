@@ -1,37 +1,40 @@
 """Torch checkpoints, and conversion to and from the scalar JSON checkpoint.
 
-    {"format": "microgpt-torch-checkpoint", "version": 1,
+    {"format": "microgpt-torch-checkpoint", "version": 2,
      "config": {...GPTConfig fields...}, "chars": ["a", ...],
-     "model": {"wte.weight": tensor, ...},               # torch names, [n_out][n_in], on the CPU
+     "model": {"wte.weight": tensor, ...},               # the model's state_dict, [n_out][n_in], on the CPU
      "adam": {"m": {name: tensor}, "v": {name: tensor}} or None,
      "step": 500, "seed": 42,                             # steps taken; Adam has taken as many
      "run": {"data_sha256": "...", "mode": "batched", ...} or None}   # settings a resume must repeat
 
 Only plain tensors, numbers, strings, lists and dicts, so `torch.load(weights_only=True)`
 reads it. Files are written beside the target and renamed over it, as the scalar package
-does, so a crash never replaces a good checkpoint with a half-written one.
+does, so a crash never replaces a good checkpoint with a half-written one. Version 1 files
+named the layer weights "layers.0.attn_wq.weight" (now "layers.0.attn.wq.weight"); they load.
 
     save_checkpoint(path, checkpoint_of(model, tokenizer.chars, optimizer, step, seed))
-    model, optimizer, scheduler = restore(load_any_checkpoint(path))   # torch or scalar file
+    model, optimizer = restore(load_any_checkpoint(path))   # torch or scalar file
 """
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from microgpt_scalar.checkpoint import (Checkpoint, CheckpointError, adam_moments, check_fields, check_names,
-                                        check_preset, from_payload, to_payload, write_atomically)
+from microgpt_scalar.checkpoint import (Checkpoint, CheckpointError, check_fields, check_names, check_preset,
+                                        saved_moments, write_atomically)
 from microgpt_scalar.checkpoint import load_checkpoint as load_scalar_checkpoint
 from microgpt_scalar.config import GPTConfig, param_shapes
 
 from .model import GPT, scalar_name, torch_name
-from .optim import make_optimizer, make_scheduler
+from .optim import adam_moments, make_optimizer, set_adam_moments
 
 FORMAT = "microgpt-torch-checkpoint"
-VERSION = 1
+VERSION = 2
+_OLD_LAYER_NAME = re.compile(r"layers\.(0|[1-9][0-9]*)\.(attn|mlp)_(wq|wk|wv|wo|fc1|fc2)\.weight")  # version 1
 
 
 @dataclass
@@ -50,23 +53,26 @@ class TorchCheckpoint:
 def checkpoint_of(model: GPT, chars, optimizer=None, step: int = 0, seed: int | None = None,
                   run: dict | None = None) -> TorchCheckpoint:
     """The model (and its Adam moments) as a checkpoint after `step` steps; copies to the CPU."""
+    names = [name for name, _ in model.named_parameters()]  # the optimizer's order
     tensors = {name: p.detach().cpu().clone() for name, p in model.named_parameters()}
+    state = adam_moments(optimizer) if optimizer is not None else None
     adam = None
-    if optimizer is not None and any(optimizer.state.get(p) for p in model.parameters()):
-        adam = {"m": {}, "v": {}}
-        for name, p in model.named_parameters():
-            state = optimizer.state[p]
-            if int(state["step"]) != step:
-                raise ValueError(f"Adam has taken {int(state['step'])} steps for {name}, the checkpoint says {step}")
-            adam["m"][name] = state["exp_avg"].detach().cpu().clone()
-            adam["v"][name] = state["exp_avg_sq"].detach().cpu().clone()
+    if state is not None:
+        adam_step, m, v = state
+        if adam_step != step:
+            raise ValueError(f"Adam has taken {adam_step} steps, the checkpoint says {step}")
+        adam = {"m": {name: m_i.cpu() for name, m_i in zip(names, m)},
+                "v": {name: v_i.cpu() for name, v_i in zip(names, v)}}
     return TorchCheckpoint(model.config, list(chars), tensors, adam, step, seed, run)
 
 
 def save_checkpoint(path, checkpoint: TorchCheckpoint) -> None:
     validate(checkpoint)
+    payload = {"format": FORMAT, "version": VERSION, "config": checkpoint.config.to_dict(),
+               "chars": list(checkpoint.chars), "model": checkpoint.model, "adam": checkpoint.adam,
+               "step": checkpoint.step, "seed": checkpoint.seed, "run": checkpoint.run}
     buffer = io.BytesIO()
-    torch.save(to_payload(checkpoint, FORMAT, VERSION, "model"), buffer)
+    torch.save(payload, buffer)
     write_atomically(path, buffer.getvalue())
 
 
@@ -80,10 +86,36 @@ def load_checkpoint(path, preset: str | None = None) -> TorchCheckpoint:
     except Exception as error:  # weights_only runs no code, but junk makes the unpickler fail in many ways
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"not a readable torch checkpoint: {path} ({first_line})") from None
-    checkpoint = from_payload(payload, FORMAT, VERSION, "model", TorchCheckpoint, path)
+    checkpoint = from_payload(payload, path)
     validate(checkpoint)
     check_preset(checkpoint.config, preset, path)
     return checkpoint
+
+
+def from_payload(payload, path) -> TorchCheckpoint:
+    """The file's dict as a TorchCheckpoint, not yet validated, with version 1's names renamed."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"not a microgpt checkpoint: {path} (expected format {FORMAT!r})")
+    version = payload.get("version")
+    if version not in (1, VERSION):
+        raise CheckpointError(f"checkpoint version {version!r} is not 1 or {VERSION}: {path}")
+    try:
+        config = GPTConfig.from_dict(payload["config"])
+        model, adam = payload["model"], payload.get("adam")
+        if version == 1:
+            model = _renamed(model)
+            adam = {moment: _renamed(tensors) for moment, tensors in adam.items()} if isinstance(adam, dict) else adam
+        return TorchCheckpoint(config, payload["chars"], model, adam, payload["step"], payload.get("seed"),
+                               payload.get("run"))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
+
+
+def _renamed(tensors):
+    """Version 1's "layers.0.attn_wq.weight" -> "layers.0.attn.wq.weight" (other names as they are)."""
+    if not isinstance(tensors, dict):
+        return tensors
+    return {_OLD_LAYER_NAME.sub(r"layers.\1.\2.\3.weight", name): tensor for name, tensor in tensors.items()}
 
 
 def load_any_checkpoint(path, preset: str | None = None) -> TorchCheckpoint:
@@ -110,7 +142,7 @@ def validate(checkpoint: TorchCheckpoint) -> None:
     shape, finite floats) fit the checkpoint's config."""
     check_fields(checkpoint)
     check_tensors("model", checkpoint.model, checkpoint.config)
-    for moment, tensors in adam_moments(checkpoint.adam):
+    for moment, tensors in saved_moments(checkpoint.adam):
         check_tensors(f"adam {moment}", tensors, checkpoint.config)
 
 
@@ -151,22 +183,15 @@ def from_scalar_checkpoint(checkpoint: Checkpoint) -> TorchCheckpoint:
                            checkpoint.step, checkpoint.seed, checkpoint.run)
 
 
-def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None):
-    """(model, optimizer, scheduler) in the state the checkpoint was saved in, ready for
-    step `checkpoint.step` (0-based) of the schedule."""
-    model = GPT(checkpoint.config).to(dtype=dtype, device=device)
+def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None, fused: bool = False):
+    """(model, optimizer) in the state the checkpoint was saved in, ready for step
+    `checkpoint.step` (0-based); `fused` builds the model on torch's fused kernels."""
+    model = GPT(checkpoint.config, fused=fused).to(dtype=dtype, device=device)
     model.load_state_dict(checkpoint.model)  # copies, casting to the model's dtype and device
     optimizer = make_optimizer(model, checkpoint.config)
     if checkpoint.adam is not None or checkpoint.step > 0:
-        for name, p in model.named_parameters():
-            m = checkpoint.adam["m"][name] if checkpoint.adam else torch.zeros_like(p)
-            v = checkpoint.adam["v"][name] if checkpoint.adam else torch.zeros_like(p)
-            optimizer.state[p] = {
-                # Bias correction of step s uses s + 1; fused Adam keeps the count as float32
-                # beside the parameter (on the GPU for a CUDA model).
-                "step": torch.tensor(float(checkpoint.step), dtype=torch.float32, device=p.device),
-                "exp_avg": m.to(dtype=p.dtype, device=p.device).clone(),
-                "exp_avg_sq": v.to(dtype=p.dtype, device=p.device).clone(),
-            }
-    scheduler = make_scheduler(optimizer, checkpoint.config, step=checkpoint.step)
-    return model, optimizer, scheduler
+        named = list(model.named_parameters())  # the optimizer's order
+        m = [checkpoint.adam["m"][name] if checkpoint.adam else torch.zeros_like(p) for name, p in named]
+        v = [checkpoint.adam["v"][name] if checkpoint.adam else torch.zeros_like(p) for name, p in named]
+        set_adam_moments(optimizer, checkpoint.step, m, v)  # bias correction of step s uses s + 1
+    return model, optimizer

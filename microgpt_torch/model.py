@@ -2,13 +2,16 @@
 
 `microgpt_scalar/model.py` reads one token at a time with a key/value cache; this model
 reads a whole (B, T) batch and gets the same causality from a mask, so row p of the
-attention sees positions 0 .. p only. The readable forward writes RMSNorm, attention and
-the MLP as explicit tensor ops in the scalar code's order and with its names; `fused=True`
-swaps in torch's fused kernels for speed.
+attention sees positions 0 .. p only. The readable path writes RMSNorm, attention and the
+MLP as explicit tensor ops in the scalar code's order and with its names; a model built
+with `fused=True` takes torch's fused kernels instead, for speed.
 
     model = GPT.from_scalar_params(config, scalar_model.params_as_floats())  # same weights
     logits, loss = model(idx, targets)             # idx, targets: (B, T) token ids
-    trace = {}; model(idx, targets, trace=trace)   # the scalar trace's layout, batch row 0
+    fast = GPT(config, fused=True)                 # what the training scripts run
+
+The forward keeps no intermediates; a checker reads them with forward hooks on the modules
+(`attn.wq`'s output is q, `attn.softmax`'s input and output the attention logits and weights).
 """
 from __future__ import annotations
 
@@ -22,30 +25,31 @@ from microgpt_scalar.config import GPTConfig, init_std_of, param_shapes
 
 IGNORE_INDEX = -1  # a target that adds nothing to the loss (padding after a document's end)
 
-_LAYER_NAME = re.compile(r"layer(0|[1-9][0-9]*)\.(attn_wq|attn_wk|attn_wv|attn_wo|mlp_fc1|mlp_fc2)")
-_TORCH_LAYER_NAME = re.compile(r"layers\.(0|[1-9][0-9]*)\.(attn_wq|attn_wk|attn_wv|attn_wo|mlp_fc1|mlp_fc2)\.weight")
+_SCALAR_NAME = re.compile(r"layer(0|[1-9][0-9]*)\.(attn|mlp)_(wq|wk|wv|wo|fc1|fc2)")
+_TORCH_NAME = re.compile(r"layers\.(0|[1-9][0-9]*)\.(attn|mlp)\.(wq|wk|wv|wo|fc1|fc2)\.weight")
+_SUBLAYER_WEIGHTS = {"attn": ("wq", "wk", "wv", "wo"), "mlp": ("fc1", "fc2")}
 _TOP_NAMES = ("wte", "wpe", "lm_head")
 
 
 def torch_name(scalar_name: str) -> str:
-    """"layer0.attn_wq" -> "layers.0.attn_wq.weight"; "wte" -> "wte.weight"."""
+    """"layer0.attn_wq" -> "layers.0.attn.wq.weight"; "wte" -> "wte.weight"."""
     if scalar_name in _TOP_NAMES:
         return f"{scalar_name}.weight"
-    match = _LAYER_NAME.fullmatch(scalar_name)
-    if match is None:
+    match = _SCALAR_NAME.fullmatch(scalar_name)
+    if match is None or match[3] not in _SUBLAYER_WEIGHTS[match[2]]:
         raise ValueError(f"unknown scalar parameter name {scalar_name!r}")
-    return f"layers.{match[1]}.{match[2]}.weight"
+    return f"layers.{match[1]}.{match[2]}.{match[3]}.weight"
 
 
 def scalar_name(torch_name: str) -> str:
-    """"layers.0.attn_wq.weight" -> "layer0.attn_wq"; "wte.weight" -> "wte"."""
+    """"layers.0.attn.wq.weight" -> "layer0.attn_wq"; "wte.weight" -> "wte"."""
     top = torch_name.removesuffix(".weight")
     if top in _TOP_NAMES and torch_name.endswith(".weight"):
         return top
-    match = _TORCH_LAYER_NAME.fullmatch(torch_name)
-    if match is None:
+    match = _TORCH_NAME.fullmatch(torch_name)
+    if match is None or match[3] not in _SUBLAYER_WEIGHTS[match[2]]:
         raise ValueError(f"unknown torch parameter name {torch_name!r}")
-    return f"layer{match[1]}.{match[2]}"
+    return f"layer{match[1]}.{match[2]}_{match[3]}"
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -66,34 +70,88 @@ def fused_rmsnorm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),), eps=1e-5)
 
 
-class Block(nn.Module):
-    """One layer's weights; the maths that uses them is `GPT.attention` and `GPT.mlp`,
-    as in the scalar model, so the two files line up."""
+class Softmax(nn.Module):
+    """`softmax` as a module, so that a forward hook can read the attention weights."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return softmax(logits)
+
+
+class Attention(nn.Module):
+    """Causal self-attention of every position over positions 0 .. itself, head by head."""
+
+    def __init__(self, config: GPTConfig, fused: bool = False):
+        super().__init__()
+        e = config.n_embd
+        self.wq = nn.Linear(e, e, bias=False)
+        self.wk = nn.Linear(e, e, bias=False)
+        self.wv = nn.Linear(e, e, bias=False)
+        self.wo = nn.Linear(e, e, bias=False)
+        self.softmax = Softmax()
+        self.n_head, self.head_dim, self.fused = config.n_head, config.head_dim, fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.wq(x), self.wk(x), self.wv(x)  # (B, T, C) each
+        # Head h is the slice h * head_dim .. (h + 1) * head_dim of the embedding.
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        if self.fused:
+            x_attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
+        else:
+            attn_logits = (q @ k.transpose(-2, -1)) / self.head_dim**0.5  # (B, nh, T, T)
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            attn_logits = attn_logits.masked_fill(~causal, float("-inf"))  # the cache holds 0 .. p only
+            attn_weights = self.softmax(attn_logits)  # (B, nh, T, T), zero above the diagonal
+            x_attn = attn_weights @ v  # (B, nh, T, hd)
+        x_attn = x_attn.transpose(1, 2).reshape(B, T, C)  # the heads side by side
+        return self.wo(x_attn)  # (B, T, C)
+
+
+class MLP(nn.Module):
+    """Widen to 4 * n_embd, apply the activation, project back."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        e = config.n_embd
-        self.attn_wq = nn.Linear(e, e, bias=False)
-        self.attn_wk = nn.Linear(e, e, bias=False)
-        self.attn_wv = nn.Linear(e, e, bias=False)
-        self.attn_wo = nn.Linear(e, e, bias=False)
-        self.mlp_fc1 = nn.Linear(e, 4 * e, bias=False)
-        self.mlp_fc2 = nn.Linear(4 * e, e, bias=False)
+        self.fc1 = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.fc2 = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+        self.squared = config.activation == "relu2"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(x)  # (B, T, 4C)
+        x = F.relu(x) ** 2 if self.squared else F.relu(x)
+        return self.fc2(x)  # (B, T, C)
+
+
+class Block(nn.Module):
+    """One layer: each sublayer reads the normalised stream and adds its output to it."""
+
+    def __init__(self, config: GPTConfig, fused: bool = False):
+        super().__init__()
+        self.norm = fused_rmsnorm if fused else rmsnorm  # no weights: a plain function
+        self.attn = Attention(config, fused)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, T, C)
+        x = x + self.attn(self.norm(x))
+        x = x + self.mlp(self.norm(x))
+        return x
 
 
 class GPT(nn.Module):
     """Parameters and the forward pass. Weights are [n_out][n_in], the scalar layout."""
 
-    def __init__(self, config: GPTConfig, generator: torch.Generator | None = None):
+    def __init__(self, config: GPTConfig, generator: torch.Generator | None = None, fused: bool = False):
         """Draw every matrix from gauss(0, std) with `generator` (seeded 0 if none is given,
-        so building a model never depends on torch's global random state)."""
+        so building a model never depends on torch's global random state). `fused` picks
+        torch's fused kernels (equal to the readable path within float64 rounding)."""
         super().__init__()
-        self.config = config
+        self.config, self.fused = config, fused
         # Registered in the scalar creation order, so parameters() walks the flat scalar order.
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.layers = nn.ModuleList(Block(config, fused) for _ in range(config.n_layer))
+        self.norm = fused_rmsnorm if fused else rmsnorm
         if generator is None:
             generator = torch.Generator("cpu").manual_seed(0)
         with torch.no_grad():
@@ -104,9 +162,10 @@ class GPT(nn.Module):
                 param.copy_(values.normal_(0.0, init_std_of(config, scalar_name(name)), generator=generator))
 
     @classmethod
-    def from_scalar_params(cls, config: GPTConfig, params: dict, dtype=torch.float64, device=None) -> "GPT":
+    def from_scalar_params(cls, config: GPTConfig, params: dict, dtype=torch.float64, device=None,
+                           fused: bool = False) -> "GPT":
         """A model holding exactly `params` (scalar name -> [n_out][n_in] rows of floats)."""
-        model = cls(config).to(dtype=dtype, device=device)  # the dtype first: float64 values stay exact
+        model = cls(config, fused=fused).to(dtype=dtype, device=device)  # the dtype first: float64 values stay exact
         model.load_scalar_params(params)
         return model
 
@@ -136,82 +195,21 @@ class GPT(nn.Module):
             grads[scalar_name(name)] = grad.detach().cpu().double().tolist()
         return grads
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, trace=None, fused: bool = False):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits (B, T, vocab_size) for the token after each position, and the mean loss
-        over targets that are not IGNORE_INDEX (None without targets).
-
-        A `trace` dict receives every stage of trace_stage_names(config) for batch row 0,
-        laid out as the scalar trace: one flat list per position ("loss" only for the
-        positions whose target is not IGNORE_INDEX).
-        """
-        if fused and trace is not None:
-            raise ValueError("the fused path keeps no intermediates: trace the readable path (fused=False)")
+        over targets that are not IGNORE_INDEX (None without targets)."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
-        norm = fused_rmsnorm if fused else rmsnorm
         pos = torch.arange(T, device=idx.device)  # (T,)
-        x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
-        record(trace, "embed", x)
-        x = norm(x)
-        record(trace, "embed_norm", x)
-        for i, layer in enumerate(self.layers):
-            x_residual = x
-            x = norm(x)
-            record(trace, f"layer{i}.attn_norm", x)
-            x = self.attention(x, i, trace, fused)
-            x = layer.attn_wo(x) + x_residual
-            record(trace, f"layer{i}.attn_residual", x)
-            x_residual = x
-            x = norm(x)
-            record(trace, f"layer{i}.mlp_norm", x)
-            x = self.mlp(x, i, trace) + x_residual
-            record(trace, f"layer{i}.mlp_residual", x)
+        x = self.norm(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        for block in self.layers:
+            x = block(x)
         logits = self.lm_head(x)  # (B, T, vocab_size)
-        record(trace, "logits", logits)
-        if trace is not None:
-            record(trace, "probs", softmax(logits))
         loss = None
         if targets is not None:
-            loss = fused_cross_entropy(logits, targets) if fused else cross_entropy(logits, targets, trace)
+            loss = fused_cross_entropy(logits, targets) if self.fused else cross_entropy(logits, targets)
         return logits, loss
-
-    def attention(self, x: torch.Tensor, i: int, trace=None, fused: bool = False) -> torch.Tensor:
-        """Causal self-attention of every position over positions 0 .. itself, head by head."""
-        B, T, C = x.shape
-        layer, n_head, head_dim = self.layers[i], self.config.n_head, self.config.head_dim
-        q = layer.attn_wq(x)  # (B, T, C)
-        k = layer.attn_wk(x)
-        v = layer.attn_wv(x)
-        for name, vec in (("q", q), ("k", k), ("v", v)):
-            record(trace, f"layer{i}.{name}", vec)
-        # Head h is the slice h * head_dim .. (h + 1) * head_dim of the embedding.
-        q, k, v = (t.view(B, T, n_head, head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-        if fused:
-            x_attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
-        else:
-            attn_logits = (q @ k.transpose(-2, -1)) / head_dim**0.5  # (B, nh, T, T)
-            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            attn_logits = attn_logits.masked_fill(~causal, float("-inf"))  # the cache holds 0 .. p only
-            attn_weights = softmax(attn_logits)  # (B, nh, T, T), zero above the diagonal
-            x_attn = attn_weights @ v  # (B, nh, T, hd)
-            record_attention(trace, f"layer{i}.attn_logits", attn_logits)
-            record_attention(trace, f"layer{i}.attn_weights", attn_weights)
-        x_attn = x_attn.transpose(1, 2).reshape(B, T, C)  # the heads side by side
-        record(trace, f"layer{i}.attn_out", x_attn)
-        return x_attn
-
-    def mlp(self, x: torch.Tensor, i: int, trace=None) -> torch.Tensor:
-        """Widen to 4 * n_embd, apply the activation, project back."""
-        layer = self.layers[i]
-        x = layer.mlp_fc1(x)  # (B, T, 4C)
-        record(trace, f"layer{i}.mlp_hidden", x)
-        if self.config.activation == "relu2":
-            x = F.relu(x) ** 2
-        else:
-            x = F.relu(x)
-        record(trace, f"layer{i}.mlp_act", x)
-        return layer.mlp_fc2(x)  # (B, T, C)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor | None = None, temperature: float = 1.0,
@@ -236,29 +234,18 @@ class GPT(nn.Module):
         return idx
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, trace=None) -> torch.Tensor:
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean of -log(probs[target]) over the targets that are not IGNORE_INDEX."""
+    return position_losses(logits, targets)[targets != IGNORE_INDEX].mean()
+
+
+def position_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log(probs[target]) at every position (B, T); meaningless where the target is IGNORE_INDEX."""
     probs = softmax(logits)  # (B, T, vocab_size)
-    valid = targets != IGNORE_INDEX  # (B, T)
     target_probs = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-    losses = -target_probs.log()
-    if trace is not None:
-        trace.setdefault("loss", []).extend([loss_t] for loss_t in losses[0][valid[0]].tolist())
-    return losses[valid].mean()
+    return -target_probs.log()
 
 
 def fused_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
-
-
-def record(trace, name: str, x: torch.Tensor) -> None:
-    """Append batch row 0's numbers for `name`, one flat list per position, if tracing."""
-    if trace is not None:
-        trace.setdefault(name, []).extend(row.flatten().tolist() for row in x[0].detach())
-
-
-def record_attention(trace, name: str, att: torch.Tensor) -> None:
-    """att (B, nh, T, T): position p keeps the nh rows over positions 0 .. p, head by head."""
-    if trace is not None:
-        att = att[0].detach()  # (nh, T, T)
-        trace.setdefault(name, []).extend(att[:, p, : p + 1].flatten().tolist() for p in range(att.size(1)))

@@ -1,17 +1,18 @@
-"""Adam and the learning-rate schedules of `microgpt_scalar/optim.py`, from torch.optim parts.
+"""Adam and the learning-rate schedule of `microgpt_scalar/optim.py`, on torch.optim.Adam.
 
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)   # lr of step s = learning_rate_at(config, s)
-    ...; optimizer.step(); scheduler.step()
+    set_learning_rate(optimizer, step, config)   # learning_rate_at(step, config), every step
+    ...; optimizer.step()
+    m, v = adam_moments(optimizer)               # what a checkpoint saves and a comparison reads
 """
 from __future__ import annotations
 
 import inspect
-import math
 
 import torch
 
 from microgpt_scalar.config import GPTConfig
+from microgpt_scalar.optim import learning_rate_at
 
 
 class Adam(torch.optim.Adam):
@@ -51,38 +52,19 @@ def make_optimizer(model: torch.nn.Module, config: GPTConfig) -> torch.optim.Ada
     """
     return Adam(
         model.parameters(),
-        lr=config.learning_rate,
+        lr=learning_rate_at(0, config),
         betas=(config.beta1, config.beta2),
         eps=config.eps_adam,
         fused=True,
     )
 
 
-def schedule_factor(config: GPTConfig, step: int) -> float:
-    """learning_rate_at(config, step) / learning_rate, written so that learning_rate times it
-    rounds exactly as the scalar expression does (a factor 0.5 is exact in binary)."""
-    if config.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * step / config.num_steps))
-    return 1 - step / config.num_steps
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: GPTConfig, step: int = 0):
-    """A LambdaLR whose learning rate at 0-based `step` is learning_rate_at(config, step);
-    `step` > 0 resumes the schedule there (the optimizer has taken `step` steps)."""
-    for group in optimizer.param_groups:
-        group["initial_lr"] = config.learning_rate  # what LambdaLR multiplies the factor by
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: schedule_factor(config, s), last_epoch=step - 1
-    )
-
-
 def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, config: GPTConfig) -> float:
-    """Give every parameter group the learning rate of 0-based `step` and return it.
+    """Give every parameter group the learning rate of 0-based `step`, and return it.
 
-    A rate held as a tensor (see make_graph_ready) is filled in place: a recorded CUDA graph
-    reads it from the same memory at every replay.
-    """
-    lr = config.learning_rate * schedule_factor(config, step)
+    A rate held as a tensor (so that a captured CUDA graph sees the new value) is filled in
+    place rather than replaced."""
+    lr = learning_rate_at(step, config)
     for group in optimizer.param_groups:
         if isinstance(group["lr"], torch.Tensor):
             group["lr"].fill_(lr)
@@ -110,3 +92,32 @@ def make_graph_ready(optimizer: torch.optim.Adam) -> torch.optim.Adam:
         if "step" in state:
             state["step"] = state["step"].to(device=state["exp_avg"].device)
     return optimizer
+
+
+def adam_moments(optimizer: torch.optim.Optimizer) -> tuple[int, list, list] | None:
+    """(steps taken, m, v): Adam's step count and copies of its moments, one tensor per
+    parameter in the optimizer's order, read from its state_dict; None before its first step."""
+    state = optimizer.state_dict()["state"]
+    if not state:
+        return None
+    indices = range(sum(len(group["params"]) for group in optimizer.param_groups))
+    steps = {int(state[i]["step"]) for i in indices}
+    if len(steps) != 1:
+        raise ValueError(f"Adam's parameters have taken different numbers of steps: {sorted(steps)}")
+    m = [state[i]["exp_avg"].detach().clone() for i in indices]
+    v = [state[i]["exp_avg_sq"].detach().clone() for i in indices]
+    return steps.pop(), m, v
+
+
+def set_adam_moments(optimizer: torch.optim.Optimizer, step: int, m: list, v: list) -> None:
+    """Give Adam the state of a run that has taken `step` steps, through load_state_dict
+    (which puts each value on its parameter's device and dtype, as the implementation keeps it)."""
+    state_dict = optimizer.state_dict()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if len(m) != len(params) or len(v) != len(params):
+        raise ValueError(f"{len(m)} and {len(v)} moments for {len(params)} parameters")
+    state_dict["state"] = {
+        i: {"step": torch.tensor(float(step)), "exp_avg": m_i.detach().clone(), "exp_avg_sq": v_i.detach().clone()}
+        for i, (m_i, v_i) in enumerate(zip(m, v))
+    }
+    optimizer.load_state_dict(state_dict)

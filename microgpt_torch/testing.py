@@ -1,53 +1,36 @@
-"""Comparisons that name the culprit: which tensor, its shape, the worst difference and where.
+"""What the tests of both engines share: a forward and backward to compare, and comparisons
+that name the culprit through `torch.testing.assert_close` (which reports the worst index).
 
-    assert_close("layer0.attn_wq grad", torch_rows, scalar_rows, atol=1e-15, rtol=1e-12)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-12, rtol=1e-12, msg=labelled("fused logits"))
+    assert_float64_close("layer0.attn_wq grad", torch_rows, scalar_rows, atol=1e-15, rtol=1e-12)  # lists too
 """
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import torch
 
 
-def assert_close(name: str, got, expected, atol: float, rtol: float) -> None:
-    """Raise AssertionError unless |got - expected| <= atol + rtol * |expected| everywhere.
-
-    `got` and `expected` are tensors or nested lists of numbers; compared in float64.
-    Ragged lists (trace positions of different lengths) are compared row by row.
-    """
-    if _is_ragged(expected) or _is_ragged(got):
-        if len(got) != len(expected):
-            raise AssertionError(f"{name}: {len(got)} rows, expected {len(expected)}")
-        for p, (got_row, expected_row) in enumerate(zip(got, expected)):
-            assert_close(f"{name}[{p}]", got_row, expected_row, atol, rtol)
-        return
-    got = torch.as_tensor(got, dtype=torch.float64).detach().cpu()
-    expected = torch.as_tensor(expected, dtype=torch.float64).detach().cpu()
-    if got.shape != expected.shape:
-        raise AssertionError(f"{name}: shape {list(got.shape)}, expected {list(expected.shape)}")
-    if got.numel() == 0:
-        return
-    same = (got == expected) | (got.isnan() & expected.isnan())  # equal infinities and nans agree
-    diff = (got - expected).abs().masked_fill(same, 0.0).nan_to_num(nan=math.inf, posinf=math.inf)
-    excess = diff - (atol + rtol * expected.abs().nan_to_num(nan=0.0, posinf=0.0))
-    worst = int(excess.flatten().argmax())
-    if excess.flatten()[worst] > 0:
-        index = list(torch.unravel_index(torch.tensor(worst), got.shape)) if got.dim() else []
-        index = [int(i) for i in index]
-        scale = abs(float(expected.flatten()[worst]))
-        rel = float(diff.flatten()[worst]) / scale if scale else float("inf")
-        raise AssertionError(
-            f"{name} (shape {list(got.shape)}): worst |diff| {float(diff.flatten()[worst]):.3g} "
-            f"(relative {rel:.3g}) at index {index}: got {float(got.flatten()[worst])!r}, "
-            f"expected {float(expected.flatten()[worst])!r} (atol {atol:g}, rtol {rtol:g})"
-        )
+def float64(values) -> torch.Tensor:
+    """A tensor or nested lists of numbers as a float64 CPU tensor, to compare in one dtype."""
+    return torch.as_tensor(values, dtype=torch.float64).detach().cpu()
 
 
-def forward_backward(model, idx: torch.Tensor, targets: torch.Tensor, fused: bool = False):
+def labelled(label: str):
+    """A `msg` for torch.testing.assert_close that puts `label` before torch's own report."""
+    return lambda message: f"{label}: {message}"
+
+
+def assert_float64_close(label: str, got, expected, atol: float, rtol: float) -> None:
+    """torch.testing.assert_close of two tensors or nested lists of numbers, in float64, its
+    report (worst difference and its index) headed by `label`."""
+    torch.testing.assert_close(float64(got), float64(expected), atol=atol, rtol=rtol, msg=labelled(label))
+
+
+def forward_backward(model, idx: torch.Tensor, targets: torch.Tensor):
     """(logits, loss, gradients by scalar name) of one forward and backward, on the CPU."""
     model.zero_grad(set_to_none=True)
-    logits, loss = model(idx, targets, fused=fused)
+    logits, loss = model(idx, targets)
     loss.backward()
     return logits.detach().cpu(), loss.detach().cpu(), model.scalar_grads()
 
@@ -55,17 +38,10 @@ def forward_backward(model, idx: torch.Tensor, targets: torch.Tensor, fused: boo
 def assert_results_close(label: str, got: tuple, expected: tuple, atol: float, rtol: float) -> None:
     """Two forward_backward results agree: the logits, the loss and every gradient."""
     (logits, loss, grads), (expected_logits, expected_loss, expected_grads) = got, expected
-    assert_close(f"{label} logits", logits, expected_logits, atol, rtol)
-    assert_close(f"{label} loss", loss, expected_loss, atol, rtol)
+    torch.testing.assert_close(logits, expected_logits, atol=atol, rtol=rtol, msg=labelled(f"{label} logits"))
+    torch.testing.assert_close(loss, expected_loss, atol=atol, rtol=rtol, msg=labelled(f"{label} loss"))
     for name in expected_grads:
-        assert_close(f"{label} {name} grad", grads[name], expected_grads[name], atol, rtol)
-
-
-def _is_ragged(rows) -> bool:
-    if isinstance(rows, torch.Tensor) or not isinstance(rows, (list, tuple)) or not rows:
-        return False
-    lengths = {len(row) if isinstance(row, (list, tuple)) else -1 for row in rows}
-    return len(lengths) > 1
+        assert_float64_close(f"{label} {name} grad", grads[name], expected_grads[name], atol, rtol)
 
 
 @contextmanager

@@ -2,9 +2,9 @@
 training (padded mini-batches, a held-out split, data-parallel ready) and sampling.
 
     docs, tokenizer, config, params, rng = reference_start(load_docs(path), seed=42)
-    model = GPT.from_scalar_params(config, params)       # the scalar engine's initial weights
-    optimizer = make_optimizer(model, config); scheduler = make_scheduler(optimizer, config)
-    loss = train_step(model, optimizer, scheduler, tokenizer.encode(docs[0]))
+    model = GPT.from_scalar_params(config, params, fused=True)  # the scalar engine's initial weights
+    optimizer = make_optimizer(model, config)
+    loss = train_step(model, optimizer, tokenizer.encode(docs[0]), step=0)
     name = sample(model, tokenizer, rng)                  # the scalar engine's draws
 """
 from __future__ import annotations
@@ -49,33 +49,41 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def forward_loss(model: GPT, tokens: list[int], trace=None, fused: bool = False) -> torch.Tensor:
-    """The mean cross-entropy of predicting tokens[p + 1] from tokens[0 .. p], a 0-d tensor;
-    `trace` needs the readable path, `fused=True` takes the fused kernels."""
+def forward_loss(model: GPT, tokens: list[int]) -> torch.Tensor:
+    """The mean cross-entropy of predicting tokens[p + 1] from tokens[0 .. p], a 0-d tensor."""
     n = min(model.config.block_size, len(tokens) - 1)
     device = model_device(model)
     idx = torch.tensor([tokens[:n]], device=device)  # (1, n)
     targets = torch.tensor([tokens[1:n + 1]], device=device)  # (1, n)
-    _, loss = model(idx, targets, trace=trace, fused=fused)
+    _, loss = model(idx, targets)
     return loss
 
 
-def train_step(model: GPT, optimizer, scheduler, tokens: list[int]) -> float:
-    """Forward, backward and one Adam update on one document; returns the loss.
+def batch_loss(model: GPT, tokens) -> torch.Tensor:
+    """forward_loss of one document (a list of token ids), or the mean of the losses of a
+    batch of documents (a list of such lists), as the scalar engine takes it."""
+    if not tokens or not isinstance(tokens[0], list):
+        return forward_loss(model, tokens)
+    return (1 / len(tokens)) * sum(forward_loss(model, document) for document in tokens)
 
-    The step number is the scheduler's: it says which learning rate this step uses. The
-    forward takes the fused kernels: equal to the readable path within float64 rounding
-    (tests/test_torch_model.py) and, at some 150 operations on tiny tensors a step, 30%
-    quicker forward and backward.
+
+def train_step(model: GPT, optimizer, tokens, step: int) -> float:
+    """Forward, backward and one Adam update for 0-based `step`; returns the loss.
+
+    `tokens` is one document's token ids (the reference program's step), or a list of
+    documents whose mean loss the step descends. The training scripts build the model with
+    fused=True: equal to the readable path within float64 rounding (tests/test_torch_model.py)
+    and, at some 150 operations on tiny tensors a step, 30% quicker forward and backward.
+    The gradients stay on the parameters until the next step.
     """
+    set_learning_rate(optimizer, step, getattr(model, "module", model).config)
     optimizer.zero_grad(set_to_none=True)
-    loss = forward_loss(model, tokens, fused=True)
+    loss = batch_loss(model, tokens)
     loss.backward()
     loss_value = loss.item()
     if not math.isfinite(loss_value):
-        raise NonFiniteLossError(f"loss is {loss_value} at step {scheduler.last_epoch + 1}")
+        raise NonFiniteLossError(f"loss is {loss_value} at step {step + 1}")
     optimizer.step()
-    scheduler.step()
     return loss_value
 
 
@@ -91,10 +99,10 @@ def check_finite_params(model: torch.nn.Module, step: int) -> None:
         raise NonFiniteLossError(f"{where} is not finite after step {step}")
 
 
-def faithful_steps(model: GPT, optimizer, scheduler, docs: list[str], tokenizer: Tokenizer, start_step: int = 0):
+def faithful_steps(model: GPT, optimizer, docs: list[str], tokenizer: Tokenizer, start_step: int = 0):
     """Yield (0-based step, loss) for the reference loop: document step % len(docs) at step."""
     for step in range(start_step, model.config.num_steps):
-        yield step, train_step(model, optimizer, scheduler, tokenizer.encode(docs[step % len(docs)]))
+        yield step, train_step(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
 
 
 def split_docs(docs: list[str], val_fraction: float = 0.1) -> tuple[list[str], list[str]]:
@@ -263,7 +271,7 @@ def forward_backward(model, idx, targets, num_targets: int, world_size: int = 1,
     """
     autocast = torch.autocast(idx.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     with autocast:
-        _, loss = model(idx, targets, fused=True)
+        _, loss = model(idx, targets)
     loss_sum = loss * (targets != IGNORE_INDEX).sum()
     (loss_sum * (world_size / num_targets)).backward()
     total = loss_sum.detach().double()
@@ -339,7 +347,7 @@ def evaluate(model: GPT, docs, batch_size: int = 256) -> float:
     total, count = torch.zeros((), dtype=torch.float64, device=docs.ids.device), 0
     for start in range(0, len(docs), batch_size):
         idx, targets, n = docs.batch(range(start, min(start + batch_size, len(docs))))
-        _, loss = model(idx, targets, fused=True)
+        _, loss = model(idx, targets)
         total, count = total + loss.double() * n, count + n
     return float(total) / count
 

@@ -182,7 +182,7 @@ class PlainLoop:
         loss = forward_loss(model, tokens)
         self.loss = loss  # only now does the previous step's graph go
         loss.backward()
-        optimizer.step(learning_rate_at(model.config, step), step)
+        optimizer.step(learning_rate_at(step, model.config), step)
         return loss.data
 
 
@@ -461,19 +461,18 @@ def time_torch_faithful(docs: list[str], preset: str, steps: int) -> list[tuple]
     """The faithful run (float64, one thread, as scripts/train_torch.py runs it), timed
     FAITHFUL_REPEATS times: a list of (cpu s, wall s, losses, log, model)."""
     from microgpt_torch.model import GPT
-    from microgpt_torch.optim import make_optimizer, make_scheduler
+    from microgpt_torch.optim import make_optimizer
     from microgpt_torch.train import faithful_steps, reference_start
 
     runs = []
     for _ in range(FAITHFUL_REPEATS):
         shuffled, tokenizer, config, params, _ = reference_start(docs, SEED, preset, num_steps=steps)
-        model = GPT.from_scalar_params(config, params)  # float64: the scalar engine's initial weights
+        model = GPT.from_scalar_params(config, params, fused=True)  # float64: the scalar engine's initial weights
         optimizer = make_optimizer(model, config)
-        scheduler = make_scheduler(optimizer, config)
         gc.collect()
         clock = Clock()
         with torch_threads(1):
-            losses = [loss for _, loss in faithful_steps(model, optimizer, scheduler, shuffled, tokenizer)]
+            losses = [loss for _, loss in faithful_steps(model, optimizer, shuffled, tokenizer)]
             log = [log_line(step, steps, loss) for step, loss in enumerate(losses)]
         wall, cpu = clock.read()
         runs.append((cpu, wall, losses, log, model))
@@ -542,7 +541,7 @@ def new_batched_run(config, params, train_tokens: list, batch_size: int, compile
     from microgpt_torch.optim import make_optimizer
     from microgpt_torch.train import batched_steps
 
-    model = GPT.from_scalar_params(config, params, dtype=torch.float32)
+    model = GPT.from_scalar_params(config, params, dtype=torch.float32, fused=True)
     optimizer = make_optimizer(model, config)
     if compiled:
         torch._dynamo.reset()  # each measurement compiles from nothing (the disk cache aside)
@@ -657,7 +656,7 @@ def compile_without_training(model, step_model, train_tokens: list, batch_size: 
 
     rows = next(batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED)))
     idx, targets, _ = PackedDocuments.of(train_tokens, model.config.block_size).batch(rows)
-    _, loss = step_model(idx, targets, fused=True)
+    _, loss = step_model(idx, targets)
     loss.backward()
     model.zero_grad(set_to_none=True)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.certify import GOLDEN_PATH, GRAD_NORM_RTOL, LOSS_RTOL, GoldenError, certify, load_golden  # noqa: E402
+from compare.certify import (GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError,  # noqa: E402
+                             certify, load_golden)
 from compare.engines import EngineError, load_engine  # noqa: E402
 from microgpt_scalar.cli import OneLineParser, data_path, positive_int  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
@@ -53,8 +54,8 @@ def main(argv=None) -> int:
         return 1
     samples = ", then the sampled names" if certificate.samples_compared else ""
     print(f"PASS: {args.engine} matches the golden trace for {args.steps} steps: each loss within "
-          f"{LOSS_RTOL:g} relative and as printed, each tensor's gradient norm within "
-          f"{GRAD_NORM_RTOL:g} relative{samples}")
+          f"{LOSS_TOLERANCE.rtol:g} relative and as printed, each tensor's gradient norm within "
+          f"{GRAD_NORM_TOLERANCE.rtol:g} relative{samples}")
     return 0
 
 

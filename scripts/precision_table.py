@@ -95,12 +95,12 @@ def _measure_switched(setting: Setting) -> Row:
     """compare_step's first step, by hand, with TF32 or autocast on around the torch side."""
     start = load_weights(WEIGHTS, get_config(), ALPHABET)
     batch = given_documents(BUILTIN_DOCS, start.chars).batch(0)
-    ours = ScalarSide(start, Value, Adam).step(batch, 0)
+    scalar = ScalarSide(start, Value, Adam).step(batch, 0)
     torch_side = TorchSide(start, getattr(torch, setting.dtype), setting.device)
     with _switch(setting):
-        theirs = torch_side.step(batch)
-    grads = {name: (_flat(ours.grads[name]), _flat(theirs.grads[name])) for name in ours.grads}
-    return Row(setting, ours.loss, theirs.loss, grads)
+        torch_result = torch_side.step(batch, 0)
+    grads = {name: (_flat(scalar.grads[name]), _flat(torch_result.grads[name])) for name in scalar.grads}
+    return Row(setting, scalar.loss, torch_result.loss, grads)
 
 
 def _flat(rows: list) -> list:
@@ -119,10 +119,10 @@ def _switch(setting: Setting):
 
 def within(row: Row, tolerances: Tolerances) -> bool:
     """Whether every number of a row passes compare's rule for these tolerances, entry by entry."""
-    if not compare_tensor("loss", row.loss, row.torch_loss, tolerances.values).agrees:
+    if not compare_tensor("loss", row.torch_loss, row.loss, tolerances.values).agrees:
         return False
-    return all(compare_tensor(name, ours, theirs, tolerances.gradients).agrees
-               for name, (ours, theirs) in row.grads.items())
+    return all(compare_tensor(name, torch_grads, scalar_grads, tolerances.gradients).agrees
+               for name, (scalar_grads, torch_grads) in row.grads.items())
 
 
 def markdown(rows: list[Row]) -> str:

@@ -50,7 +50,7 @@ def draw(args) -> list[str]:
         model = ScalarGPT(scalar.config, params=scalar.params)
         rng = random.Random(args.seed)
         return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
-    model, _, _ = restore(checkpoint, dtype=torch.float64, device=torch.device(args.device))
+    model, _ = restore(checkpoint, dtype=torch.float64, device=torch.device(args.device))
     if args.sampler == "torch":
         return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.num_samples)
     rng = random.Random(args.seed)

@@ -41,7 +41,7 @@ from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
 from microgpt_torch.device import init_distributed, pick_device  # noqa: E402
 from microgpt_torch.model import GPT  # noqa: E402
-from microgpt_torch.optim import make_graph_ready, make_optimizer, make_scheduler  # noqa: E402
+from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
                                   evaluate, faithful_steps, generate, loss_value, reference_start, sample,
                                   split_docs)
@@ -118,14 +118,13 @@ def run_settings(args, dtype: torch.dtype) -> dict:
 
 
 def start(args, docs, device, dtype):
-    """(docs, tokenizer, rng, model, optimizer, scheduler, first step), fresh or resumed; rng is
-    where the reference program's sampling continues it."""
+    """(docs, tokenizer, rng, model, optimizer, first step), fresh or resumed; rng is where
+    the reference program's sampling continues it. The model runs torch's fused kernels."""
     overrides = config_overrides(args)
     docs, tokenizer, config, params, rng = reference_start(docs, args.seed, args.preset, **overrides)
     if args.resume is None:
-        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device)
-        optimizer = make_optimizer(model, config)
-        return docs, tokenizer, rng, model, optimizer, make_scheduler(optimizer, config), 0
+        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True)
+        return docs, tokenizer, rng, model, make_optimizer(model, config), 0
     checkpoint = load_any_checkpoint(args.resume, args.preset)
     check_config(checkpoint, **overrides)
     if checkpoint.chars != tokenizer.chars:
@@ -133,8 +132,8 @@ def start(args, docs, device, dtype):
     if checkpoint.seed is not None and checkpoint.seed != args.seed:
         raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
     check_same_run(checkpoint.run, args.run, args.resume)
-    model, optimizer, scheduler = restore(checkpoint, dtype=dtype, device=device)
-    return docs, tokenizer, rng, model, optimizer, scheduler, checkpoint.step
+    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True)
+    return docs, tokenizer, rng, model, optimizer, checkpoint.step
 
 
 def save(args, model, tokenizer, optimizer, step, rank: int = 0) -> None:
@@ -150,7 +149,7 @@ def save(args, model, tokenizer, optimizer, step, rank: int = 0) -> None:
 
 
 def run_faithful(args, docs, device, dtype) -> None:
-    docs, tokenizer, rng, model, optimizer, scheduler, first = start(args, docs, device, dtype)
+    docs, tokenizer, rng, model, optimizer, first = start(args, docs, device, dtype)
     print(thread_policy(), file=sys.stderr)
     step_model = torch.compile(model, mode=compile_mode(args)) if args.compile else model
     num_steps = model.config.num_steps
@@ -158,7 +157,7 @@ def run_faithful(args, docs, device, dtype) -> None:
     print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {num_params(model.config)}")
     with StopOnInterrupt() as stop:
-        for step, loss in faithful_steps(step_model, optimizer, scheduler, docs, tokenizer, first):
+        for step, loss in faithful_steps(step_model, optimizer, docs, tokenizer, first):
             print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}", flush=True)
             if stop.requested and step + 1 < num_steps:
                 save(args, model, tokenizer, optimizer, step + 1)
@@ -177,7 +176,7 @@ def compile_mode(args):
 
 
 def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
-    docs, tokenizer, _, model, optimizer, _, first = start(args, docs, device, dtype)
+    docs, tokenizer, _, model, optimizer, first = start(args, docs, device, dtype)
     config = model.config
     packed = PackedDocuments.of_corpus(docs, config.block_size, device)  # on the device, once
     del docs  # its document order: the packed copy is all training needs

@@ -12,7 +12,7 @@ import pytest
 from helpers import LEARNER_ENGINE, edited_copy
 
 from compare.certify import (
-    GOLDEN_PATH, GRAD_NORM_RTOL, LOSS_RTOL, GoldenError, certify, check_fit, golden_text, load_golden, record_run,
+    GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, certify, check_fit, golden_text, load_golden, record_run,
 )
 from microgpt_scalar.config import get_config, param_shapes
 from compare.engines import EngineError, load_engine
@@ -69,11 +69,11 @@ def rounding_margin(loss: float) -> float:
 
 
 def test_golden_losses_are_further_than_the_tolerance_from_a_rounding_boundary(golden):
-    """So a loss within LOSS_RTOL of the golden one always prints the same 4 decimals."""
-    assert rounding_margin(3.12345000001) < 10 * LOSS_RTOL * 3.12345  # the check can fail
+    """So a loss within LOSS_TOLERANCE.rtol of the golden one always prints the same 4 decimals."""
+    assert rounding_margin(3.12345000001) < 10 * LOSS_TOLERANCE.rtol * 3.12345  # the check can fail
     assert rounding_margin(3.12350000001) > 4.9e-5
     for step in golden["steps"]:
-        assert rounding_margin(step["loss"]) > 10 * LOSS_RTOL * step["loss"], step
+        assert rounding_margin(step["loss"]) > 10 * LOSS_TOLERANCE.rtol * step["loss"], step
 
 
 def test_load_golden_refuses_other_files(tmp_path):
@@ -249,13 +249,13 @@ def test_each_check_fails_on_a_golden_trace_changed_in_one_place(docs, golden, t
     assert certify(Value, docs, short, steps=2).passed  # unchanged, it passes, samples included
 
     def loss_off(g):
-        g["steps"][1]["loss"] *= 1 + 10 * LOSS_RTOL
+        g["steps"][1]["loss"] *= 1 + 10 * LOSS_TOLERANCE.rtol
 
     def printed_off(g):
         g["steps"][0]["printed"] = "3.3631"
 
     def norm_off(g):
-        g["steps"][1]["grad_norms"]["layer0.mlp_fc2"] *= 1 + 10 * GRAD_NORM_RTOL
+        g["steps"][1]["grad_norms"]["layer0.mlp_fc2"] *= 1 + 10 * GRAD_NORM_TOLERANCE.rtol
 
     def zero_not_zero(g):
         g["steps"][0]["grad_norms"]["layer0.attn_wq"] = 1e-300

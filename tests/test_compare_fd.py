@@ -38,7 +38,7 @@ def test_finite_differences_match_torch_autograd_within_their_tolerance():
     """The measurement behind STEP_SIZE and TOLERANCE, repeated in small: the estimates of
     the scalar engine's loss against gradients torch computed on its own."""
     weights, batch = setup()
-    torch_grads = TorchSide(weights, torch.float64, "cpu").step(batch).grads
+    torch_grads = TorchSide(weights, torch.float64, "cpu").step(batch, 0).grads
     check = finite_differences(ScalarSide(weights, Value, Adam), batch, torch_grads, 18, seed=3)
     worst = max(abs(e.estimate - e.autograd) for e in check.entries)
     assert check.agrees

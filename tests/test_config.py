@@ -19,7 +19,6 @@ from microgpt_scalar.config import (
     init_std_of,
     num_params,
     param_shapes,
-    trace_stage_names,
 )
 
 
@@ -170,14 +169,6 @@ def test_unknown_field_in_dict_raises_value_error_naming_it():
 def test_unknown_preset_raises_value_error_listing_the_presets():
     with pytest.raises(ValueError, match=r"unknown preset 'microgpt-v3'.*microgpt, microgpt-v2"):
         get_config("microgpt-v3")
-
-
-def test_trace_stage_names_cover_every_layer_in_forward_order():
-    names = trace_stage_names(get_config(n_layer=2))
-    per_layer = ["attn_norm", "q", "k", "v", "attn_logits", "attn_weights", "attn_out", "attn_residual",
-                 "mlp_norm", "mlp_hidden", "mlp_act", "mlp_residual"]
-    expected = ["embed", "embed_norm"] + [f"layer{i}.{s}" for i in range(2) for s in per_layer] + ["logits", "probs", "loss"]
-    assert names == expected
 
 
 def test_config_flags_cover_every_overridable_field_and_parse_into_a_config():

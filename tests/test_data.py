@@ -128,61 +128,6 @@ def test_unreadable_data_file_raises_one_line_data_error_even_as_root(tmp_path, 
     assert_one_line_error(DataError, lambda: load_docs(path), ["cannot read", "secret.txt", "Permission denied"])
 
 
-def test_byte_order_mark_is_not_a_character_of_the_first_document(tmp_path):
-    with_bom = write(tmp_path / "bom.txt", "\ufeffemma\nava\n".encode("utf-8"))
-    assert load_docs(with_bom) == ["emma", "ava"]
-    assert Tokenizer.from_docs(load_docs(with_bom)).chars == list("aemv")
-
-
-def test_tokenizer_is_the_sorted_set_of_characters_with_bos_last():
-    tokenizer = Tokenizer.from_docs(["bob", "zoë", "al"])
-    assert tokenizer.chars == sorted(set("bobzoëal"))
-    bos = len(tokenizer.chars)
-    assert tokenizer.encode("zoë") == [bos] + [tokenizer.chars.index(c) for c in "zoë"] + [bos]
-    assert tokenizer.decode(tokenizer.encode("zoë")) == "zoë"
-    assert tokenizer.encode("") == [bos, bos]
-
-
-def test_character_outside_vocabulary_raises_one_line_data_error():
-    with pytest.raises(DataError) as raised:
-        Tokenizer(list("abc")).encode("abzq")
-    message = str(raised.value)
-    assert "\n" not in message and "'abzq'" in message and "'qz'" in message
-
-
-def test_repeated_vocabulary_character_raises_data_error():
-    with pytest.raises(DataError, match="repeats"):
-        Tokenizer(["a", "b", "a"])
-
-
-BAD_FILES = {  # name -> (make the path in tmp_path, words the message must contain)
-    "missing": (lambda tmp: tmp / "absent.txt", ["not found", "absent.txt"]),
-    "empty": (lambda tmp: write(tmp / "empty.txt", ""), ["no documents", "empty.txt"]),
-    "whitespace_only": (lambda tmp: write(tmp / "blank.txt", "  \n\t\n \r\n\n"), ["no documents", "blank.txt"]),
-    "not_utf8": (lambda tmp: write(tmp / "latin1.txt", "emma\nzoë\n".encode("latin-1")), ["not UTF-8", "latin1.txt", "byte 7"]),
-    "directory": (lambda tmp: directory(tmp / "folder"), ["not a file", "folder"]),
-    "nul_byte": (lambda tmp: write(tmp / "nul.txt", b"emma\nol\0ivia\n"), ["NUL byte", "byte 7", "nul.txt"]),
-    "unreadable": (lambda tmp: unreadable(write(tmp / "secret.txt", "emma\n")), ["cannot read", "secret.txt"]),
-}
-
-
-def unreadable(path):
-    path.chmod(0)
-    if os.access(path, os.R_OK):  # root reads anything: take the read away with a directory in its place
-        path.unlink()
-        path.mkdir(mode=0)
-        (path.parent / "secret.txt").rmdir()
-        return _unreadable_by_root(path.parent)
-    return path
-
-
-def _unreadable_by_root(folder):
-    """A path that open() refuses even as root: a file below a non-directory... is 'not a file';
-    /proc/self/mem reads fail with EIO when opened as a regular file would, so use a FIFO-free
-    stand-in: a regular file on which reading fails (a directory's '.' is not a file either)."""
-    raise pytest.skip.Exception("running as root: every file is readable")
-
-
 @pytest.mark.parametrize("kind", BAD_FILES)
 def test_unusable_data_file_raises_one_line_data_error(kind, tmp_path):
     make, words = BAD_FILES[kind]

@@ -75,7 +75,7 @@ def compare_training(docs, config, steps: int) -> dict:
         for name, matrix in per_op[2].state_dict.items():
             nonzero[name] += sum(p.grad != 0 for row in matrix for p in row)
         for _, _, model, optimizer, _ in (per_op, fused):
-            optimizer.step(learning_rate_at(config, step), step)
+            optimizer.step(learning_rate_at(step, config), step)
     return nonzero
 
 

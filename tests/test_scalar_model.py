@@ -11,10 +11,12 @@ import random
 import pytest
 import torch
 
-from microgpt_scalar.config import get_config, trace_stage_names
+from compare.trace import ScalarTracer, trace_stage_names
+from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.model import GPT
 from microgpt_scalar.train import forward_loss, start_run, train_step
+from microgpt_torch.testing import assert_float64_close
 
 # The scalar model and the torch model compute the same sums in different orders (torch's
 # matmul and reductions block and vectorise them), so they differ by rounding only. Measured
@@ -112,8 +114,9 @@ def test_trace_records_every_stage_for_every_position():
     config = get_config("microgpt-v2", n_layer=2, vocab_size=6)
     model = GPT(config, random.Random(1))
     tokens = [5, 0, 1, 2, 3, 4, 5]
-    trace = {}
-    forward_loss(model, tokens, trace)
+    model.on_stage = tracer = ScalarTracer()
+    forward_loss(model, tokens)
+    trace = tracer.trace
     n, e, h = len(tokens) - 1, config.n_embd, config.n_head
     assert list(trace) == trace_stage_names(config)
     for name, per_position in trace.items():
@@ -127,9 +130,10 @@ def test_trace_records_every_stage_for_every_position():
 
 def test_trace_stops_at_block_size():
     config = get_config("microgpt", vocab_size=6)  # block_size 8
-    trace = {}
-    forward_loss(GPT(config, random.Random(1)), [5] + [0, 1, 2, 3, 4] * 3 + [5], trace)
-    assert {len(per_position) for per_position in trace.values()} == {8}
+    model = GPT(config, random.Random(1))
+    model.on_stage = tracer = ScalarTracer()
+    forward_loss(model, [5] + [0, 1, 2, 3, 4] * 3 + [5])
+    assert {len(per_position) for per_position in tracer.trace.values()} == {8}
 
 
 # --- against a torch float64 model written from REFERENCE ---
@@ -189,23 +193,6 @@ def torch_reference(weights: dict, config, tokens: list[int]):
     return losses.mean(), stages
 
 
-def assert_close(name: str, got, want, rtol: float, atol: float) -> None:
-    """Fail naming the tensor, its shape, the worst abs and rel difference and their index."""
-    got = torch.as_tensor(got, dtype=torch.float64)
-    want = torch.as_tensor(want, dtype=torch.float64)
-    assert got.shape == want.shape, f"{name}: shape {list(got.shape)}, expected {list(want.shape)}"
-    diff = (got - want).abs()
-    excess = diff - (atol + rtol * want.abs())
-    if excess.numel() and (excess.max() > 0 or not torch.isfinite(got).all()):
-        worst = int(torch.nan_to_num(excess, nan=float("inf")).argmax())
-        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), want.shape))
-        raise AssertionError(
-            f"{name} {list(want.shape)}: worst at {index}: got {got.reshape(-1)[worst]:.17g}, "
-            f"expected {want.reshape(-1)[worst]:.17g}, abs diff {diff.max():.3g}, "
-            f"rel diff {(diff / want.abs().clamp_min(1e-300)).max():.3g}"
-        )
-
-
 def trained_model(names_path, preset: str, steps: int, **overrides):
     """A model a few Adam steps into training, so no matrix is at its all-zero start."""
     docs, tokenizer, model, optimizer, _ = start_run(load_docs(names_path), get_config(preset, **overrides), seed=42)
@@ -218,21 +205,23 @@ def compare_with_torch(model, tokens):
     """Forward, trace and backward in both; returns how many gradients were not zero."""
     weights = {name: torch.tensor(rows, dtype=torch.float64, requires_grad=True)
                for name, rows in model.params_as_floats().items()}
-    trace = {}
-    loss = forward_loss(model, tokens, trace)
+    model.on_stage = tracer = ScalarTracer()
+    loss = forward_loss(model, tokens)
+    model.on_stage = None
+    trace = tracer.trace
     loss.backward()
     torch_loss, stages = torch_reference(weights, model.config, tokens)
     torch_loss.backward()
-    assert_close("loss", [loss.data], [torch_loss.item()], FORWARD_RTOL, FORWARD_ATOL)
+    assert_float64_close("loss", [loss.data], [torch_loss.item()], FORWARD_ATOL, FORWARD_RTOL)
     assert list(stages) == list(trace) == trace_stage_names(model.config)
     for name, per_position in trace.items():
         for p, numbers in enumerate(per_position):
-            assert_close(f"{name} at position {p}", numbers, stages[name][p].detach(), FORWARD_RTOL, FORWARD_ATOL)
+            assert_float64_close(f"{name} at position {p}", numbers, stages[name][p].detach(), FORWARD_ATOL, FORWARD_RTOL)
     nonzero = 0
     for name, matrix in model.state_dict.items():
         grads = torch.tensor([[p.grad for p in row] for row in matrix], dtype=torch.float64)
         want = weights[name].grad
-        assert_close(f"{name}.grad", grads, want, 0.0, GRAD_ATOL_OF_MAX * float(want.abs().max()))
+        assert_float64_close(f"{name}.grad", grads, want, GRAD_ATOL_OF_MAX * float(want.abs().max()), 0.0)
         assert (want != 0).any(), f"{name}: every gradient is zero, the comparison proves nothing"
         nonzero += int((want != 0).sum())
     return nonzero
@@ -258,19 +247,20 @@ def test_torch_reference_check_catches_a_small_weight_difference(names_path):
     weights = {name: torch.tensor(rows, dtype=torch.float64) for name, rows in model.params_as_floats().items()}
     weights["layer0.attn_wk"][3, 5] -= 1e-9
     tokens = tokenizer.encode("emma")
-    trace = {}
-    forward_loss(model, tokens, trace)
+    model.on_stage = tracer = ScalarTracer()
+    forward_loss(model, tokens)
+    trace = tracer.trace
     _, stages = torch_reference(weights, model.config, tokens)
-    with pytest.raises(AssertionError, match=r"layer0.k at position 0 \[16\]: worst at \(3,\)"):
+    with pytest.raises(AssertionError, match=r"layer0.k at position 0: (.|\n)*at index \(3,\)"):
         for p, numbers in enumerate(trace["layer0.k"]):
-            assert_close(f"layer0.k at position {p}", numbers, stages["layer0.k"][p], FORWARD_RTOL, FORWARD_ATOL)
+            assert_float64_close(f"layer0.k at position {p}", numbers, stages["layer0.k"][p], FORWARD_ATOL, FORWARD_RTOL)
 
 
 def test_gradient_check_catches_a_wrong_gradient():
     want = torch.tensor([[0.1, -0.2], [0.3, 0.0]], dtype=torch.float64)
     got = want.clone()
     got[1, 0] *= 1 + 1e-9
-    with pytest.raises(AssertionError, match=r"wte.grad \[2, 2\]: worst at \(1, 0\)"):
-        assert_close("wte.grad", got, want, 0.0, GRAD_ATOL_OF_MAX * 0.3)
-    with pytest.raises(AssertionError, match="shape"):
-        assert_close("wpe.grad", got[0], want, 0.0, 1.0)
+    with pytest.raises(AssertionError, match=r"wte.grad: (.|\n)*at index \(1, 0\)"):
+        assert_float64_close("wte.grad", got, want, GRAD_ATOL_OF_MAX * 0.3, 0.0)
+    with pytest.raises(AssertionError, match="wpe.grad: (.|\n)*shape"):
+        assert_float64_close("wpe.grad", got[0], want, 1.0, 0.0)

@@ -3,19 +3,18 @@ as the oracle: batches padded in Python, a float learning rate, the loss read ev
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from microgpt_scalar.data import Corpus, DataError, load_docs, shuffle_docs
+from microgpt_scalar.data import Corpus, DataError, default_data_path, load_docs, shuffle_docs
 from microgpt_torch.model import GPT, IGNORE_INDEX
 from microgpt_torch.optim import make_graph_ready, make_optimizer
 from microgpt_torch.testing import single_thread
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, loss_value, reference_start,
                                   split_docs)
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+DATA = default_data_path()  # the names file shipped with the package
 
 
 @pytest.fixture(scope="module", autouse=True)

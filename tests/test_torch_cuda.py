@@ -35,9 +35,9 @@ def test_cuda_logits_and_gradients_match_the_cpu_float64(fused):
     _, tokenizer, _, _, _ = reference_start(docs, seed=0)
     results = []
     for device in ("cpu", "cuda"):
-        model = GPT.from_scalar_params(config, params, device=torch.device(device))
+        model = GPT.from_scalar_params(config, params, device=torch.device(device), fused=fused)
         idx, targets = make_batch([tokenizer.encode(doc) for doc in docs], config.block_size, device)
-        results.append(forward_backward(model, idx, targets, fused))
+        results.append(forward_backward(model, idx, targets))
     assert_results_close("cuda", results[1], results[0], CUDA_ATOL, CUDA_RTOL)
 
 

@@ -15,10 +15,11 @@ from helpers import load_script
 
 from compare.check import compare_step
 from microgpt_scalar.config import get_config
+from microgpt_scalar.data import default_data_path
 from microgpt_torch.device import DeviceError, float32_precision, init_distributed, pick_device
 from microgpt_torch.model import GPT
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "names.txt"
+DATA = default_data_path()  # the names file shipped with the package
 SWITCHES = (torch.backends.cuda.matmul, torch.backends.cudnn, torch.backends.cudnn.conv, torch.backends.cudnn.rnn)
 
 
@@ -121,6 +122,7 @@ def test_weights_are_drawn_on_the_cpu_whatever_the_default_device(monkeypatch):
 WORKER = r'''
 import sys, torch, torch.distributed as dist
 from microgpt_scalar.config import get_config
+from microgpt_scalar.data import default_data_path
 from microgpt_torch.model import GPT
 from microgpt_torch.train import NonFiniteLossError, check_finite_params
 rank = int(sys.argv[1])

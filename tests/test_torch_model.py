@@ -6,12 +6,13 @@ import random
 import pytest
 import torch
 
-from microgpt_scalar.config import get_config, num_params, param_shapes, trace_stage_names
+from compare.trace import ScalarTracer, torch_trace, trace_stage_names
+from microgpt_scalar.config import get_config, num_params, param_shapes
 from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import forward_loss as scalar_forward_loss
 from microgpt_torch.model import GPT, IGNORE_INDEX, scalar_name, torch_name
-from microgpt_torch.testing import assert_close, assert_results_close, forward_backward, single_thread
+from microgpt_torch.testing import assert_float64_close, assert_results_close, forward_backward, single_thread
 from microgpt_torch.train import make_batch
 
 DATA = default_data_path()  # the names file shipped with the package
@@ -52,22 +53,29 @@ def random_params(config, seed: int, std: float = 0.3) -> dict:
             for name, (n_out, n_in) in param_shapes(config)}
 
 
+def assert_trace_close(label: str, got: list, expected: list, atol: float, rtol: float) -> None:
+    """A stage of two traces, position by position (attention rows grow with the position)."""
+    assert len(got) == len(expected), f"{label}: {len(got)} positions, expected {len(expected)}"
+    for p, (got_row, expected_row) in enumerate(zip(got, expected)):
+        assert_float64_close(f"{label}[{p}]", got_row, expected_row, atol, rtol)
+
+
 def run_scalar(config, params, tokens):
     """The scalar engine's loss, trace and gradients for one document."""
     model = ScalarGPT(config, params=params)
-    trace = {}
-    loss = scalar_forward_loss(model, tokens, trace)
+    model.on_stage = tracer = ScalarTracer()
+    loss = scalar_forward_loss(model, tokens)
     loss.backward()
     grads = {name: [[p.grad for p in row] for row in matrix] for name, matrix in model.state_dict.items()}
-    return loss.data, trace, grads
+    return loss.data, tracer.trace, grads
 
 
 def run_torch(config, params, tokens, dtype=torch.float64):
     model = GPT.from_scalar_params(config, params, dtype=dtype)
     n = min(config.block_size, len(tokens) - 1)
     idx, targets = torch.tensor([tokens[:n]]), torch.tensor([tokens[1:n + 1]])
-    trace = {}
-    logits, loss = model(idx, targets, trace=trace)
+    trace = torch_trace(model, tokens)
+    logits, loss = model(idx, targets)
     loss.backward()
     return loss.item(), trace, model.scalar_grads(), model
 
@@ -88,14 +96,14 @@ def test_trace_logits_and_loss_match_scalar_engine_float64(both_engines):
     n = min(config.block_size, len(tokens) - 1)
     for stage in trace_stage_names(config):
         assert len(torch_trace[stage]) == n, stage
-        assert_close(f"{name} {stage}", torch_trace[stage], scalar_trace[stage], FORWARD_ATOL, FORWARD_RTOL)
-    assert_close(f"{name} loss", torch_loss, scalar_loss, FORWARD_ATOL, FORWARD_RTOL)
+        assert_trace_close(f"{name} {stage}", torch_trace[stage], scalar_trace[stage], FORWARD_ATOL, FORWARD_RTOL)
+    assert_float64_close(f"{name} loss", torch_loss, scalar_loss, FORWARD_ATOL, FORWARD_RTOL)
 
 
 def test_gradients_match_scalar_engine_float64(both_engines):
     name, config, _, _, (_, _, scalar_grads), (_, _, torch_grads, _) = both_engines
     for param_name, _ in param_shapes(config):
-        assert_close(f"{name} {param_name} grad", torch_grads[param_name], scalar_grads[param_name],
+        assert_float64_close(f"{name} {param_name} grad", torch_grads[param_name], scalar_grads[param_name],
                      GRAD_ATOL, GRAD_RTOL)
     # A comparison of zeros proves nothing: rows of wte for characters absent from the name
     # are zero, and so may be a few relu-dead units; everything else must be checked for real.
@@ -109,11 +117,11 @@ def test_scalar_comparison_fails_on_a_perturbed_weight(both_engines):
     wrong = {k: [row[:] for row in rows] for k, rows in params.items()}
     wrong[f"layer{config.n_layer - 1}.attn_wv"][0][0] += 1e-9  # far below what a bug would do
     _, torch_trace, torch_grads, _ = run_torch(config, wrong, tokens)
-    with pytest.raises(AssertionError, match=r"attn_residual \(shape \[\d+, 16\]\): worst \|diff\|"):
+    with pytest.raises(AssertionError, match=r"attn_residual\[0\]: Tensor-likes are not close!(.|\n)*index"):
         stage = f"layer{config.n_layer - 1}.attn_residual"
-        assert_close(stage, torch_trace[stage], scalar_trace[stage], FORWARD_ATOL, FORWARD_RTOL)
+        assert_trace_close(stage, torch_trace[stage], scalar_trace[stage], FORWARD_ATOL, FORWARD_RTOL)
     with pytest.raises(AssertionError, match="wte grad"):
-        assert_close("wte grad", torch_grads["wte"], scalar_grads["wte"], GRAD_ATOL, GRAD_RTOL)
+        assert_float64_close("wte grad", torch_grads["wte"], scalar_grads["wte"], GRAD_ATOL, GRAD_RTOL)
 
 
 def test_trace_comparison_fails_when_heads_are_swapped(both_engines):
@@ -124,7 +132,7 @@ def test_trace_comparison_fails_when_heads_are_swapped(both_engines):
     swapped = row[p + 1: 2 * (p + 1)] + row[: p + 1] + row[2 * (p + 1):]
     wrong = torch_trace[stage][:p] + [swapped] + torch_trace[stage][p + 1:]
     with pytest.raises(AssertionError, match=rf"{stage}\[{p}\]"):
-        assert_close(stage, wrong, scalar_trace[stage], FORWARD_ATOL, FORWARD_RTOL)
+        assert_trace_close(stage, wrong, scalar_trace[stage], FORWARD_ATOL, FORWARD_RTOL)
 
 
 @pytest.mark.parametrize("config_name", list(CONFIGS))
@@ -146,20 +154,22 @@ def test_parameter_counts_match_published_figures():
 
 @pytest.mark.parametrize("scalar, torch_style", [
     ("wte", "wte.weight"), ("wpe", "wpe.weight"), ("lm_head", "lm_head.weight"),
-    ("layer0.attn_wq", "layers.0.attn_wq.weight"), ("layer12.mlp_fc2", "layers.12.mlp_fc2.weight"),
+    ("layer0.attn_wq", "layers.0.attn.wq.weight"), ("layer12.mlp_fc2", "layers.12.mlp.fc2.weight"),
 ])
 def test_name_mapping_round_trips(scalar, torch_style):
     assert torch_name(scalar) == torch_style
     assert scalar_name(torch_style) == scalar
 
 
-@pytest.mark.parametrize("bad", ["wte.weight", "layer0.attn_wx", "layer01.attn_wq", "layers.0.attn_wq", "", "lm_head.bias"])
+@pytest.mark.parametrize("bad", ["wte.weight", "layer0.attn_wx", "layer01.attn_wq", "layers.0.attn_wq", "", "lm_head.bias",
+                                 "layer0.attn_fc1"])
 def test_torch_name_rejects_unknown_names(bad):
     with pytest.raises(ValueError, match="unknown scalar parameter name"):
         torch_name(bad)
 
 
-@pytest.mark.parametrize("bad", ["wte", "layer0.attn_wq", "layers.0.attn_wq.bias", "layers.x.mlp_fc1.weight", "wpe.bias"])
+@pytest.mark.parametrize("bad", ["wte", "layer0.attn_wq", "layers.0.attn.wq.bias", "layers.x.mlp.fc1.weight", "wpe.bias",
+                                 "layers.0.attn_wq.weight", "layers.0.mlp.wq.weight"])
 def test_scalar_name_rejects_unknown_names(bad):
     with pytest.raises(ValueError, match="unknown torch parameter name"):
         scalar_name(bad)
@@ -204,9 +214,9 @@ def test_scalar_grads_are_zero_before_backward():
 FLOAT32_ATOL, FLOAT32_RTOL = 1e-4, 1e-5
 
 
-def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, num_docs=48):
+def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, num_docs=48, fused=False):
     config = CONFIGS[config_name]
-    model = GPT.from_scalar_params(config, random_params(config, seed=11), dtype=dtype)
+    model = GPT.from_scalar_params(config, random_params(config, seed=11), dtype=dtype, fused=fused)
     docs = load_docs(DATA)[1000:1000 + num_docs]
     idx, targets = make_batch([tokenizer.encode(doc) for doc in docs], config.block_size)
     return model, idx, targets
@@ -214,12 +224,12 @@ def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, n
 
 @pytest.mark.parametrize("fused", [False, True], ids=["readable", "fused"])
 def test_changing_a_later_token_never_changes_earlier_logits(tokenizer, fused):
-    model, idx, _ = model_and_batch(tokenizer)
-    base, _ = model(idx, fused=fused)
+    model, idx, _ = model_and_batch(tokenizer, fused=fused)
+    base, _ = model(idx)
     for p in range(idx.size(1)):
         changed = idx.clone()
         changed[:, p] = (changed[:, p] + 1) % model.config.vocab_size
-        logits, _ = model(changed, fused=fused)
+        logits, _ = model(changed)
         # Masked attention weights are exactly zero, so earlier positions are bit-identical.
         assert torch.equal(logits[:, :p], base[:, :p]), f"position < {p} changed"
         # The check can see a change: the changed position's own logits do move.
@@ -244,13 +254,13 @@ def test_padded_batch_equals_sequences_run_one_by_one(tokenizer):
         n = int((targets[b] != IGNORE_INDEX).sum())
         assert (targets[b, n:] == IGNORE_INDEX).all() and n >= 1
         one_logits, one_loss = model(idx[b:b + 1, :n], targets[b:b + 1, :n])
-        assert_close(f"doc {b} logits", logits[b, :n], one_logits[0], FORWARD_ATOL, FORWARD_RTOL)
+        assert_float64_close(f"doc {b} logits", logits[b, :n], one_logits[0], FORWARD_ATOL, FORWARD_RTOL)
         loss_sum, count = loss_sum + one_loss.item() * n, count + n
-    assert_close("batch loss", loss, loss_sum / count, FORWARD_ATOL, FORWARD_RTOL)
+    assert_float64_close("batch loss", loss, loss_sum / count, FORWARD_ATOL, FORWARD_RTOL)
     # Not vacuous: padding targets that are real tokens would change the loss.
     _, wrong_loss = model(idx, targets.masked_fill(targets == IGNORE_INDEX, 0))
     with pytest.raises(AssertionError, match="batch loss"):
-        assert_close("batch loss", wrong_loss, loss_sum / count, FORWARD_ATOL, FORWARD_RTOL)
+        assert_float64_close("batch loss", wrong_loss, loss_sum / count, FORWARD_ATOL, FORWARD_RTOL)
 
 
 @pytest.mark.parametrize("config_name", list(CONFIGS))
@@ -258,8 +268,10 @@ def test_padded_batch_equals_sequences_run_one_by_one(tokenizer):
 def test_fused_path_equals_readable_path(tokenizer, config_name, dtype):
     atol, rtol = (FORWARD_ATOL, FORWARD_RTOL) if dtype == torch.float64 else (FLOAT32_ATOL, FLOAT32_RTOL)
     model, idx, targets = model_and_batch(tokenizer, config_name, dtype)
-    readable = forward_backward(model, idx, targets, fused=False)
-    assert_results_close("fused", forward_backward(model, idx, targets, fused=True), readable, atol, rtol)
+    fused, _, _ = model_and_batch(tokenizer, config_name, dtype, fused=True)
+    assert fused.fused and not model.fused
+    readable = forward_backward(model, idx, targets)
+    assert_results_close("fused", forward_backward(fused, idx, targets), readable, atol, rtol)
 
 
 def test_float32_model_follows_float64_model(tokenizer):
@@ -268,8 +280,8 @@ def test_float32_model_follows_float64_model(tokenizer):
     logits64, loss64 = model64(idx, targets)
     logits32, loss32 = model32(idx, targets)
     assert logits32.dtype == torch.float32
-    assert_close("float32 logits", logits32, logits64, FLOAT32_ATOL, FLOAT32_RTOL)
-    assert_close("float32 loss", loss32, loss64, FLOAT32_ATOL, FLOAT32_RTOL)
+    assert_float64_close("float32 logits", logits32, logits64, FLOAT32_ATOL, FLOAT32_RTOL)
+    assert_float64_close("float32 loss", loss32, loss64, FLOAT32_ATOL, FLOAT32_RTOL)
 
 
 def test_gradients_match_finite_differences(tokenizer):
@@ -290,13 +302,21 @@ def test_gradients_match_finite_differences(tokenizer):
                 param.view(-1)[flat] = original
             # Measured worst |autograd - finite difference| 4.8e-9; 1e-7 still rejects a wrong
             # gradient, which is off by about the size of the gradient (most here are 1e-2 .. 2).
-            assert_close(f"{name}[{flat}] grad", param.grad.view(-1)[flat], (up - down) / (2 * h), 1e-7, 1e-5)
+            assert_float64_close(f"{name}[{flat}] grad", param.grad.view(-1)[flat], (up - down) / (2 * h), 1e-7, 1e-5)
 
 
 def test_trace_needs_the_readable_path(tokenizer):
-    model, idx, targets = model_and_batch(tokenizer, num_docs=2)
+    model, _, _ = model_and_batch(tokenizer, num_docs=2, fused=True)
     with pytest.raises(ValueError, match="fused path keeps no intermediates"):
-        model(idx, targets, trace={}, fused=True)
+        torch_trace(model, tokenizer.encode("emma"))
+
+
+def test_tracing_leaves_no_hooks_and_changes_nothing(tokenizer):
+    model, idx, targets = model_and_batch(tokenizer, num_docs=4)
+    before = forward_backward(model, idx, targets)
+    torch_trace(model, tokenizer.encode("emma"))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert_results_close("after a trace", forward_backward(model, idx, targets), before, 0.0, 0.0)
 
 
 def test_sequence_longer_than_block_size_is_rejected():

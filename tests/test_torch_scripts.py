@@ -22,8 +22,8 @@ from microgpt_scalar.train import sample as scalar_sample
 from microgpt_scalar.train import train_step as scalar_train_step
 from microgpt_torch.checkpoint import checkpoint_of, load_checkpoint, save_checkpoint, to_scalar_checkpoint
 from microgpt_torch.model import GPT
-from microgpt_torch.optim import make_optimizer, make_scheduler
-from microgpt_torch.testing import assert_close, single_thread
+from microgpt_torch.optim import make_optimizer
+from microgpt_torch.testing import assert_float64_close, single_thread
 from microgpt_torch.train import faithful_steps, reference_start
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,9 +97,9 @@ def test_printed_log_comparison_fails_for_another_seed(capsys):
 def test_faithful_script_resumes_where_a_checkpoint_left_off(capsys, tmp_path):
     code, straight, _ = run_main(train_script, capsys, "--data", DATA, "--steps", 6, "--samples", 3)
     docs, tokenizer, config, params, _ = reference_start(load_docs(DATA), seed=42, num_steps=6)
-    model = GPT.from_scalar_params(config, params)
+    model = GPT.from_scalar_params(config, params, fused=True)
     optimizer = make_optimizer(model, config)
-    steps = faithful_steps(model, optimizer, make_scheduler(optimizer, config), docs, tokenizer)
+    steps = faithful_steps(model, optimizer, docs, tokenizer)
     for _ in range(3):
         next(steps)
     save_checkpoint(tmp_path / "half.pt", checkpoint_of(model, tokenizer.chars, optimizer, 3, seed=42))
@@ -252,20 +252,20 @@ def test_two_data_parallel_processes_equal_one_process(capsys, tmp_path):
     single_out, ddp_out, one, two = run_batched_pair(capsys, tmp_path)
     assert ddp_out == single_out  # the same printed losses, validation losses and samples
     for name in one.model:
-        assert_close(f"{name} after 30 steps", two.model[name], one.model[name], DDP_ATOL, 0.0)
-        assert_close(f"{name} Adam v", two.adam["v"][name], one.adam["v"][name], DDP_ATOL, 0.0)
+        assert_float64_close(f"{name} after 30 steps", two.model[name], one.model[name], DDP_ATOL, 0.0)
+        assert_float64_close(f"{name} Adam v", two.adam["v"][name], one.adam["v"][name], DDP_ATOL, 0.0)
     # The comparison is not vacuous: one Adam step alone moves weights by ~1e-2.
     start = reference_start(load_docs(DATA), seed=3)[3]
     with pytest.raises(AssertionError, match="wte"):
-        assert_close("wte", two.model["wte.weight"], torch.tensor(start["wte"]), DDP_ATOL, 0.0)
+        assert_float64_close("wte", two.model["wte.weight"], torch.tensor(start["wte"]), DDP_ATOL, 0.0)
 
 
 def make_checkpoints(tmp_path):
     """A short faithful run saved in both formats."""
     docs, tokenizer, config, params, _ = reference_start(load_docs(DATA), seed=42, num_steps=40)
-    model = GPT.from_scalar_params(config, params)
+    model = GPT.from_scalar_params(config, params, fused=True)
     optimizer = make_optimizer(model, config)
-    for _ in faithful_steps(model, optimizer, make_scheduler(optimizer, config), docs, tokenizer):
+    for _ in faithful_steps(model, optimizer, docs, tokenizer):
         pass
     checkpoint = checkpoint_of(model, tokenizer.chars, optimizer, 40, 42)
     save_checkpoint(tmp_path / "model.pt", checkpoint)
@@ -309,7 +309,7 @@ def test_compiled_batched_run_equals_the_eager_run(capsys, tmp_path):
     assert eager[0] == compiled[0] == 0 and eager[1] == compiled[1]
     one, two = load_checkpoint(tmp_path / "eager.pt"), load_checkpoint(tmp_path / "compiled.pt")
     for name in one.model:  # kernels fused by the compiler round differently: float64 rounding only
-        assert_close(f"compiled {name}", two.model[name], one.model[name], 1e-12, 0.0)
+        assert_float64_close(f"compiled {name}", two.model[name], one.model[name], 1e-12, 0.0)
 
 
 def test_non_finite_loss_without_any_checkpoint_claims_none(capsys, tmp_path):

@@ -1,4 +1,4 @@
-"""assert_close, the comparison every other test relies on, fed wrong inputs."""
+"""The comparisons every other test relies on, torch.testing.assert_close behind a label, fed wrong inputs."""
 from __future__ import annotations
 
 import math
@@ -8,39 +8,41 @@ import torch
 
 from microgpt_scalar.config import get_config
 from microgpt_torch.model import GPT
-from microgpt_torch.testing import assert_close, assert_results_close, forward_backward
+from microgpt_torch.testing import assert_float64_close, assert_results_close, forward_backward
 
 
 def test_equal_values_pass_including_nan_and_inf():
-    assert_close("same", [[1.0, math.nan], [math.inf, -2.0]], [[1.0, math.nan], [math.inf, -2.0]], 0.0, 0.0)
-    assert_close("within", torch.tensor([1.0 + 1e-13]), [1.0], 1e-12, 0.0)
+    torch.testing.assert_close(torch.tensor([1.0, math.nan, math.inf]), torch.tensor([1.0, math.nan, math.inf]),
+                               atol=0.0, rtol=0.0, equal_nan=True)
+    assert_float64_close("within", torch.tensor([1.0 + 1e-13]), [1.0], 1e-12, 0.0)
 
 
-def test_failure_names_the_tensor_shape_worst_difference_and_index():
+def test_failure_names_the_tensor_the_worst_difference_and_its_index():
     expected = [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     got = [[0.0, 1.0, 2.0], [3.0, 4.5, 5.0]]
-    with pytest.raises(AssertionError, match=r"^layer0.q \(shape \[2, 3\]\): worst \|diff\| 0.5 \(relative 0.125\) "
-                                             r"at index \[1, 1\]: got 4.5, expected 4.0"):
-        assert_close("layer0.q", got, expected, 1e-12, 1e-12)
+    with pytest.raises(AssertionError, match=r"^layer0.q: Tensor-likes are not close!(.|\n)*"
+                                             r"Greatest absolute difference: 0.5 at index \(1, 1\)"):
+        assert_float64_close("layer0.q", got, expected, 1e-12, 1e-12)
 
 
 @pytest.mark.parametrize("got, expected, message", [
-    ([1.0, 2.0], [1.0, 2.0, 3.0], r"shape \[2\], expected \[3\]"),
-    ([math.nan], [1.0], r"worst \|diff\| inf"),
-    ([1.0], [math.nan], r"worst \|diff\| inf"),
-    ([math.inf], [-math.inf], r"worst \|diff\| inf"),
-    ([[1.0], [1.0, 2.0]], [[1.0]], r"2 rows, expected 1"),
-    ([[1.0], [1.0, 2.5]], [[1.0], [1.0, 2.0]], r"^x\[1\] \(shape \[2\]\)"),
+    ([1.0, 2.0], [1.0, 2.0, 3.0], r"^x: (.|\n)*shape"),
+    ([math.nan], [1.0], r"^x: (.|\n)*Mismatched elements: 1 / 1"),
+    ([1.0], [math.nan], r"^x: (.|\n)*Mismatched elements: 1 / 1"),
+    ([math.inf], [-math.inf], r"^x: (.|\n)*Mismatched elements: 1 / 1"),
 ])
 def test_wrong_inputs_fail(got, expected, message):
     with pytest.raises(AssertionError, match=message):
-        assert_close("x", got, expected, 1e-6, 1e-6)
+        assert_float64_close("x", got, expected, 1e-6, 1e-6)
 
 
-def test_relative_tolerance_scales_with_the_expected_value():
-    assert_close("big", [1e6 + 0.5], [1e6], 0.0, 1e-6)
-    with pytest.raises(AssertionError, match="relative 5e-07"):
-        assert_close("big", [1e6 + 0.5], [1e6], 0.0, 1e-7)
+def test_relative_tolerance_scales_with_the_expected_value_alone():
+    """|got - expected| <= atol + rtol * |expected|: the rule compare and certify use too."""
+    assert_float64_close("big", [1e6 + 0.5], [1e6], 0.0, 5e-7)
+    with pytest.raises(AssertionError, match="big"):
+        assert_float64_close("big", [1e6 + 0.5], [1e6], 0.0, 4.9e-7)
+    with pytest.raises(AssertionError, match="small"):  # against |expected|, not the larger of the two
+        assert_float64_close("small", [1.0], [0.5], 0.0, 0.99)
 
 
 def test_results_comparison_names_the_gradient_that_differs():
@@ -51,7 +53,7 @@ def test_results_comparison_names_the_gradient_that_differs():
     same = forward_backward(model, idx, targets)
     assert_results_close("again", forward_backward(model, idx, targets), same, 0.0, 0.0)
     with torch.no_grad():
-        model.layers[0].mlp_fc2.weight[0, 0] += 1e-3
+        model.layers[0].mlp.fc2.weight[0, 0] += 1e-3
     with pytest.raises(AssertionError, match="moved logits"):
         assert_results_close("moved", forward_backward(model, idx, targets), same, 1e-12, 0.0)
     moved = forward_backward(model, idx, targets)

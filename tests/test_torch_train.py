@@ -14,8 +14,8 @@ from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import sample as scalar_sample
 from microgpt_scalar.train import train_step as scalar_train_step
 from microgpt_torch.model import GPT, IGNORE_INDEX
-from microgpt_torch.optim import make_optimizer, make_scheduler
-from microgpt_torch.testing import assert_close, single_thread
+from microgpt_torch.optim import make_optimizer
+from microgpt_torch.testing import assert_float64_close, single_thread
 from microgpt_torch.train import (NonFiniteLossError, batch_order, batched_train_step, evaluate, faithful_steps,
                                   generate, make_batch, reference_start, sample, split_docs, train_step)
 
@@ -53,11 +53,10 @@ def line(step: int, num_steps: int, loss: float) -> str:
 
 def faithful_torch_run(docs, preset, steps=None):
     docs, tokenizer, config, params, rng = reference_start(docs, seed=42, preset=preset)
-    model = GPT.from_scalar_params(config, params)
+    model = GPT.from_scalar_params(config, params, fused=True)  # as scripts/train_torch.py builds it
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
     losses = []
-    for step, loss in faithful_steps(model, optimizer, scheduler, docs, tokenizer):
+    for step, loss in faithful_steps(model, optimizer, docs, tokenizer):
         losses.append(loss)
         if steps is not None and step + 1 == steps:
             break
@@ -90,10 +89,10 @@ def test_faithful_first_steps_equal_the_scalar_engines_printed_log(docs, preset)
     scalar, scalar_losses = scalar_run(docs, config, 5)
     assert [line(s, config.num_steps, x) for s, x in enumerate(losses)] == \
            [line(s, config.num_steps, x) for s, x in enumerate(scalar_losses)]
-    assert_close("losses", losses, scalar_losses, LOSS_ATOL, 0.0)
+    assert_float64_close("losses", losses, scalar_losses, LOSS_ATOL, 0.0)
     expected = scalar.params_as_floats()
     for name, rows in model.scalar_params().items():
-        assert_close(f"{name} after 5 steps", rows, expected[name], PARAM_ATOL, 0.0)
+        assert_float64_close(f"{name} after 5 steps", rows, expected[name], PARAM_ATOL, 0.0)
 
 
 @pytest.fixture(scope="module", params=PRESETS)
@@ -118,9 +117,9 @@ def test_faithful_run_prints_the_published_output(full_run):
 
 def test_published_figure_check_fails_for_a_wrong_seed(docs):
     docs, tokenizer, config, params, rng = reference_start(docs, seed=43)
-    model = GPT.from_scalar_params(config, params)
+    model = GPT.from_scalar_params(config, params, fused=True)
     optimizer = make_optimizer(model, config)
-    loss = train_step(model, optimizer, make_scheduler(optimizer, config), tokenizer.encode(docs[0]))
+    loss = train_step(model, optimizer, tokenizer.encode(docs[0]), 0)
     assert line(0, 500, loss) != line(0, 500, PUBLISHED["microgpt"]["step 1"])
 
 
@@ -157,31 +156,29 @@ def test_generate_returns_names_from_the_generator(docs):
 def test_train_step_refuses_a_non_finite_loss_and_leaves_the_weights(docs):
     docs, tokenizer, config, params, _ = reference_start(docs, seed=42)
     params["lm_head"][0][0] = float("nan")
-    model = GPT.from_scalar_params(config, params)
+    model = GPT.from_scalar_params(config, params, fused=True)
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
     before = model.scalar_params()
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 1"):
-        train_step(model, optimizer, scheduler, tokenizer.encode(docs[0]))
+        train_step(model, optimizer, tokenizer.encode(docs[0]), 0)
     after = model.scalar_params()
-    assert str(after) == str(before) and scheduler.last_epoch == 0  # no update, no schedule step
+    assert str(after) == str(before) and not optimizer.state  # no update: Adam has taken no step
 
 
 def test_batched_step_on_one_document_equals_the_faithful_step(docs):
     docs, tokenizer, config, params, _ = reference_start(docs, seed=42)
-    models = [GPT.from_scalar_params(config, params) for _ in range(2)]
+    models = [GPT.from_scalar_params(config, params, fused=True) for _ in range(2)]
     optimizers = [make_optimizer(m, config) for m in models]
-    schedulers = [make_scheduler(o, config) for o in optimizers]
     for step in range(3):
         tokens = tokenizer.encode(docs[step])
-        loss = train_step(models[0], optimizers[0], schedulers[0], tokens)
+        loss = train_step(models[0], optimizers[0], tokens, step)
         idx, targets = make_batch([tokens], config.block_size)
         batched_loss = batched_train_step(models[1], optimizers[1], idx, targets, idx.size(1), step)
-        # The batched step runs the fused kernels: rounding only (measured 4e-16).
-        assert_close(f"step {step} loss", batched_loss, loss, 1e-12, 0.0)
+        # One document, one forward: rounding only (measured 4e-16).
+        assert_float64_close(f"step {step} loss", batched_loss, loss, 1e-12, 0.0)
     expected = models[0].scalar_params()
     for name, rows in models[1].scalar_params().items():
-        assert_close(f"{name} after 3 steps", rows, expected[name], 1e-12, 0.0)
+        assert_float64_close(f"{name} after 3 steps", rows, expected[name], 1e-12, 0.0)
 
 
 def test_make_batch_pads_inputs_and_ignores_padded_targets():
@@ -263,7 +260,7 @@ def test_evaluate_is_the_mean_loss_per_target(docs):
     token_lists = [tokenizer.encode(doc) for doc in docs[:23]]
     idx, targets = make_batch(token_lists, config.block_size)
     _, loss = model(idx, targets)
-    assert_close("validation loss in batches of 5", evaluate(model, token_lists, batch_size=5), loss, 1e-12, 0.0)
+    assert_float64_close("validation loss in batches of 5", evaluate(model, token_lists, batch_size=5), loss, 1e-12, 0.0)
 
 
 @pytest.mark.slow
@@ -273,4 +270,4 @@ def test_faithful_log_follows_the_scalar_engine_for_100_steps(docs):
     _, _, config, _, losses = faithful_torch_run(docs, "microgpt", steps=100)
     _, scalar_losses = scalar_run(docs, config, 100)
     assert [line(s, 500, x) for s, x in enumerate(losses[:100])] == [line(s, 500, x) for s, x in enumerate(scalar_losses)]
-    assert_close("losses of 100 steps", losses[:100], scalar_losses, LOSS_ATOL, 0.0)
+    assert_float64_close("losses of 100 steps", losses[:100], scalar_losses, LOSS_ATOL, 0.0)

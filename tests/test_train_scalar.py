@@ -175,9 +175,9 @@ def test_learning_rate_schedules_match_reference_formulas(preset):
             expected = 1e-2 * 0.5 * (1 + math.cos(math.pi * s / n))
         else:
             expected = 1e-2 * (1 - s / n)
-        assert learning_rate_at(config, s) == expected, s
-    assert learning_rate_at(config, 0) == 1e-2
-    assert learning_rate_at(config, n // 2) == pytest.approx(0.5e-2, rel=1e-12)
+        assert learning_rate_at(s, config) == expected, s
+    assert learning_rate_at(0, config) == 1e-2
+    assert learning_rate_at(n // 2, config) == pytest.approx(0.5e-2, rel=1e-12)
 
 
 # torch.optim.Adam computes the same update as lr * m_hat / (v_hat ** 0.5 + eps) but arranges
@@ -200,7 +200,7 @@ def adam_trajectory_vs_torch(adam_cls, config, steps: int = 6):
         grads = [rng.gauss(0, 1) * (0 if i % 7 == 0 else 1) for i in range(len(params))]  # some exactly 0
         for p, g in zip(params, grads):
             p.grad = g
-        lr = learning_rate_at(config, step)
+        lr = learning_rate_at(step, config)
         optimizer.step(lr, step)
         assert all(p.grad == 0 for p in params), "Adam must reset every gradient (the reference's p.grad = 0)"
         reference.param_groups[0]["lr"] = lr
