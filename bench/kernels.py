@@ -1,0 +1,180 @@
+"""Section `kernels`: what one batched training step asks of a device, measured on the CPU.
+
+Every torch operation a step dispatches (forward, backward and fused Adam, float32) is
+counted with a `TorchDispatchMode`, below autograd, where each operation is what a GPU
+would run as (about) one kernel; views and other metadata-only operations launch none and
+are counted apart, and so are the host syncs (`.item()`). For each kernel the bytes of its
+input and output tensors are added up: the memory traffic of the step, per token. Host
+time per step is measured at batch 1 on one thread, where the arithmetic is negligible and
+what is left is Python, autograd and dispatch: the part a GPU cannot take off the host.
+
+From these and a few stated device figures (`H100`), `gpu_estimate` gives the expected
+throughput per mode: eager is bound by the host (one launch per kernel, the host time per
+step); CUDA graphs replay the whole step in one launch and are bound by memory traffic at
+a large batch; compiled (Inductor) fuses elementwise kernels, which cuts the traffic by
+the factor `FUSION` assumed here. These are estimates, to be replaced by `gpu_check`'s
+measured figures.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+
+from . import library
+from .common import SEED
+
+METADATA_OPS = {  # operations that make a view or read metadata: no kernel on a GPU
+    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "slice", "select", "unsqueeze",
+    "squeeze", "as_strided", "detach", "alias", "split", "split_with_sizes", "unbind", "chunk", "view_as", "lift_fresh",
+    "_reshape_alias", "empty", "empty_like", "empty_strided",
+}
+SYNC_OPS = {"_local_scalar_dense", "item"}  # the host waits for the device here
+H100 = {  # an H100-class GPU (SXM), as its data sheet gives it, and typical launch costs
+    "hbm_bytes_per_s": 3.35e12,
+    "bandwidth_efficiency": 0.5,  # small tensors of 16 floats a row reach about half the peak
+    "launch_s": 5e-6,  # a kernel launch from eager PyTorch, host side
+    "graph_kernel_s": 2e-6,  # a kernel inside a replayed CUDA graph, tiny tensors, device side
+}
+FUSION = 3.0  # assumed: Inductor fuses the elementwise kernels, a third of the traffic remains
+
+
+def count_step(batch_size: int, preset: str, data: str | None, steps_before: int = 2) -> dict:
+    """Operations, syncs and bytes of one batched step at `batch_size` (after a warm-up)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpCounter(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops, self.bytes = Counter(), 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__.rstrip("_")
+            self.ops[name] += 1
+            if name not in METADATA_OPS and name not in SYNC_OPS:
+                self.bytes += tensor_bytes(args) + tensor_bytes(kwargs) + tensor_bytes(out)
+            return out
+
+    model, optimizer, batches = new_run(batch_size, preset, data)
+    for step in range(steps_before):
+        library.batched_step(model, optimizer, *next(batches), step)
+    idx, targets, num_targets = next(batches)
+    with OpCounter() as counter:
+        library.batched_step(model, optimizer, idx, targets, num_targets, steps_before)
+    ops = counter.ops
+    metadata = sum(n for name, n in ops.items() if name in METADATA_OPS)
+    syncs = sum(n for name, n in ops.items() if name in SYNC_OPS)
+    return {
+        "batch_size": batch_size, "tokens": num_targets, "positions": idx.numel(),
+        "ops": sum(ops.values()), "kernels": sum(ops.values()) - metadata - syncs, "metadata_ops": metadata,
+        "syncs": syncs, "bytes_per_token": counter.bytes / num_targets,
+        "by_op": dict(ops.most_common()),
+    }
+
+
+def tensor_bytes(tree) -> int:
+    import torch
+
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, (list, tuple)):
+        return sum(tensor_bytes(x) for x in tree)
+    if isinstance(tree, dict):
+        return sum(tensor_bytes(x) for x in tree.values())
+    return 0
+
+
+def new_run(batch_size: int, preset: str, data: str | None):
+    """(model, optimizer, endless ready batches) of batched float32 training from the reference start."""
+    import torch
+
+    docs = library.read_docs(data)
+    config, params, train_tokens, _, _, _ = library.torch_start(docs, preset, SEED, num_steps=10**9)
+    model = library.torch_model(config, params, dtype=torch.float32)
+    optimizer = library.torch_optimizer(model, config)
+    order = library.batch_rows(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED))
+    batches = (library.packed_batch(train_tokens, config.block_size, next(order)) for _ in iter(int, 1))
+    return model, optimizer, batches
+
+
+def host_time(batch_size: int, preset: str, data: str | None, steps: int, repeats: int = 5) -> float:
+    """Seconds per batched step on one thread, the median of `repeats` timings of `steps` steps
+    on ready batches (the batches are built before the clock starts)."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, optimizer, batches = new_run(batch_size, preset, data)
+        ready = [next(batches) for _ in range(steps)]
+        step, times = 0, []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for batch in ready:
+                library.batched_step(model, optimizer, *batch, step)
+                step += 1
+            times.append((time.perf_counter() - start) / steps)
+    finally:
+        torch.set_num_threads(saved)
+    return statistics.median(times)
+
+
+def gpu_estimate(counted: dict, host_s: float, batch_size: int) -> dict:
+    """Expected tokens/s on an H100-class GPU per mode at `batch_size`, from the step counted
+    on the CPU (its kernels, its bytes per token) and the host time per step."""
+    tokens = counted["tokens"] / counted["batch_size"] * batch_size  # the same documents, more of them
+    memory_s = tokens * counted["bytes_per_token"] / (H100["hbm_bytes_per_s"] * H100["bandwidth_efficiency"])
+    eager_s = max(host_s, counted["kernels"] * H100["launch_s"], memory_s)
+    graph_s = max(counted["kernels"] * H100["graph_kernel_s"], memory_s)
+    compiled_graph_s = max(counted["kernels"] / FUSION * H100["graph_kernel_s"], memory_s / FUSION)
+    return {
+        "batch_size": batch_size, "tokens_per_step": tokens,
+        "eager": {"step_s": eager_s, "tokens_per_s": tokens / eager_s,
+                  "bound_by": "host" if eager_s in (host_s, counted["kernels"] * H100["launch_s"]) else "memory"},
+        "cuda_graphs": {"step_s": graph_s, "tokens_per_s": tokens / graph_s,
+                        "bound_by": "memory" if graph_s == memory_s else "kernel count"},
+        "compiled_cuda_graphs": {"step_s": compiled_graph_s, "tokens_per_s": tokens / compiled_graph_s,
+                                 "bound_by": "memory" if compiled_graph_s == memory_s / FUSION else "kernel count"},
+    }
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("kernels section (preset: the first --preset)")
+    group.add_argument("--kernels-batch-size", type=int, default=2048, help="batch whose step is counted")
+    group.add_argument("--kernels-gpu-batch-sizes", type=int, nargs="+", default=[2048, 16384, 65536],
+                       help="batch sizes of the GPU estimate")
+    group.add_argument("--kernels-host-steps", type=int, default=50, help="steps per host-time measurement")
+
+
+def run(args) -> dict:
+    if args.kernels_batch_size < 1 or args.kernels_host_steps < 1 or min(args.kernels_gpu_batch_sizes) < 1:
+        raise ValueError("--kernels-batch-size, --kernels-gpu-batch-sizes and --kernels-host-steps must be positive")
+    preset = args.preset[0]
+    counted = count_step(args.kernels_batch_size, preset, args.data)
+    host_s = host_time(1, preset, args.data, args.kernels_host_steps)
+    return {
+        "what": "torch operations and bytes per batched step, host time per step (CPU), and the GPU estimate",
+        "preset": preset,
+        "step": counted,
+        "host_s_per_step_batch_1": host_s,
+        "device_assumed": H100, "fusion_assumed": FUSION,
+        "gpu_estimate": [gpu_estimate(counted, host_s, b) for b in args.kernels_gpu_batch_sizes],
+    }
+
+
+def table(figures: dict) -> str:
+    step = figures["step"]
+    top = ", ".join(f"{name} {n}" for name, n in list(step["by_op"].items())[:8])
+    lines = [f"kernels: one batched step, {figures['preset']}, batch {step['batch_size']} ({step['tokens']:,} tokens), "
+             f"float32, eager: {step['ops']} torch operations = {step['kernels']} kernels + {step['metadata_ops']} "
+             f"views/metadata + {step['syncs']} host sync(s); {step['bytes_per_token']:,.0f} bytes moved per token",
+             f"  most frequent: {top}",
+             f"  host time per step (batch 1, one CPU thread): {1000 * figures['host_s_per_step_batch_1']:.2f} ms",
+             "  expected on an H100-class GPU (estimate; gpu_check measures it):",
+             f"  {'batch':>7} {'tokens/step':>11} {'eager tok/s':>12} {'graphs tok/s':>13} {'compiled+graphs':>16}"]
+    for e in figures["gpu_estimate"]:
+        lines.append(f"  {e['batch_size']:>7} {e['tokens_per_step']:>11,.0f} {e['eager']['tokens_per_s']:>12,.0f} "
+                     f"{e['cuda_graphs']['tokens_per_s']:>13,.0f} {e['compiled_cuda_graphs']['tokens_per_s']:>16,.0f}")
+    return "\n".join(lines)
