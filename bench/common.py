@@ -61,7 +61,7 @@ class Finished:
     command: list
     returncode: int
     wall_s: float
-    max_rss_mib: float  # the child's own peak resident memory
+    max_rss_mib: float  # the child's own peak resident memory (its VmHWM, as last read)
     lines: list  # (seconds since the start, line) of stdout, as each line arrived
     stderr: str
     stopped: str | None = None  # why the child was killed: "timed out", "over N MiB"; None if it ended
@@ -83,8 +83,9 @@ def run_process(command: list, timeout: float | None = None, env: dict | None = 
                 rss_limit_mib: float | None = None) -> Finished:
     """Run `command` in the repository to its end and return what it printed and cost.
 
-    Wall time and peak RSS are the child's own (os.wait4 reports that one child's rusage,
-    not the sum over every child so far); each stdout line keeps the moment it arrived.
+    The peak resident memory is read from /proc/PID/status (VmHWM) every millisecond while
+    the child runs: os.wait4's ru_maxrss cannot be used, as Linux carries the parent's peak
+    over a fork and an exec into the child's. Each stdout line keeps the moment it arrived.
     The child is killed after `timeout` seconds, or when its resident memory passes
     `rss_limit_mib` (read from /proc while it runs), so a runaway cannot take the machine.
     """
@@ -97,19 +98,20 @@ def run_process(command: list, timeout: float | None = None, env: dict | None = 
                threading.Thread(target=lambda: errors.append(process.stderr.read().decode(errors="replace")))]
     for reader in readers:
         reader.start()
-    stopped, polls = None, 0
+    stopped, peak_mib = None, 0.0
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status = os.waitpid(process.pid, os.WNOHANG)
         if pid:
             break
-        polls += 1
+        rss_mib, hwm_mib = memory_mib(process.pid)
+        peak_mib = max(peak_mib, hwm_mib)
         if timeout is not None and clock.read()[0] > timeout:
             stopped = f"timed out after {timeout:g} s"
-        elif rss_limit_mib is not None and polls % 20 == 0 and current_rss_mib(process.pid) > rss_limit_mib:
+        elif rss_limit_mib is not None and rss_mib > rss_limit_mib:
             stopped = f"stopped above {rss_limit_mib:g} MiB"
         if stopped:
             process.kill()
-            _, status, usage = os.wait4(process.pid, 0)
+            _, status = os.waitpid(process.pid, 0)
             break
         time.sleep(0.001)
     wall = clock.read()[0]
@@ -118,18 +120,19 @@ def run_process(command: list, timeout: float | None = None, env: dict | None = 
         reader.join()
     process.stdout.close()
     process.stderr.close()
-    return Finished(command, process.returncode, wall, usage.ru_maxrss / 1024, lines, "".join(errors), stopped)
+    return Finished(command, process.returncode, wall, peak_mib, lines, "".join(errors), stopped)
 
 
-def current_rss_mib(pid: int) -> float:
-    """A running process's resident memory now (Linux; 0 where /proc is not there)."""
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of a running process (Linux; zeros where /proc is not there)."""
+    fields = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                fields[line[:5]] = int(line.split()[1]) / 1024
     except (OSError, ValueError):
         pass
-    return 0.0
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
 def max_rss_mib() -> float:
