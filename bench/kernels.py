@@ -41,7 +41,20 @@ FUSION = 3.0  # assumed: Inductor fuses the elementwise kernels, a third of the 
 
 def count_step(batch_size: int, preset: str, data: str | None, steps_before: int = 2) -> dict:
     """Operations, syncs and bytes of one batched step at `batch_size` (after a warm-up)."""
-    import torch
+    model, optimizer, batches = new_run(batch_size, preset, data)
+    for step in range(steps_before):
+        library.batched_step(model, optimizer, *next(batches), step)
+    idx, targets, num_targets = next(batches)
+    with op_counter() as counter:
+        library.batched_step(model, optimizer, idx, targets, num_targets, steps_before)
+    counted = counter.summary()
+    return {"batch_size": batch_size, "tokens": num_targets, "positions": idx.numel(), **counted,
+            "bytes_per_token": counted["bytes"] / num_targets}
+
+
+def op_counter():
+    """A TorchDispatchMode that counts, while it is entered, every operation dispatched to a
+    kernel (autograd's backward included) and the bytes its tensors hold; `.summary()`."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class OpCounter(TorchDispatchMode):
@@ -51,27 +64,20 @@ def count_step(batch_size: int, preset: str, data: str | None, steps_before: int
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            name = func.overloadpacket.__name__.rstrip("_")
+            name = func.overloadpacket.__name__.rstrip("_")  # add_ and add are one kernel
             self.ops[name] += 1
             if name not in METADATA_OPS and name not in SYNC_OPS:
                 self.bytes += tensor_bytes(args) + tensor_bytes(kwargs) + tensor_bytes(out)
             return out
 
-    model, optimizer, batches = new_run(batch_size, preset, data)
-    for step in range(steps_before):
-        library.batched_step(model, optimizer, *next(batches), step)
-    idx, targets, num_targets = next(batches)
-    with OpCounter() as counter:
-        library.batched_step(model, optimizer, idx, targets, num_targets, steps_before)
-    ops = counter.ops
-    metadata = sum(n for name, n in ops.items() if name in METADATA_OPS)
-    syncs = sum(n for name, n in ops.items() if name in SYNC_OPS)
-    return {
-        "batch_size": batch_size, "tokens": num_targets, "positions": idx.numel(),
-        "ops": sum(ops.values()), "kernels": sum(ops.values()) - metadata - syncs, "metadata_ops": metadata,
-        "syncs": syncs, "bytes_per_token": counter.bytes / num_targets,
-        "by_op": dict(ops.most_common()),
-    }
+        def summary(self) -> dict:
+            metadata = sum(n for name, n in self.ops.items() if name in METADATA_OPS)
+            syncs = sum(n for name, n in self.ops.items() if name in SYNC_OPS)
+            total = sum(self.ops.values())
+            return {"ops": total, "kernels": total - metadata - syncs, "metadata_ops": metadata, "syncs": syncs,
+                    "bytes": self.bytes, "by_op": dict(self.ops.most_common())}
+
+    return OpCounter()
 
 
 def tensor_bytes(tree) -> int:
