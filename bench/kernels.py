@@ -9,11 +9,12 @@ time per step is measured at batch 1 on one thread, where the arithmetic is negl
 what is left is Python, autograd and dispatch: the part a GPU cannot take off the host.
 
 From these and a few stated device figures (`H100`), `gpu_estimate` gives the expected
-throughput per mode: eager is bound by the host (one launch per kernel, the host time per
-step); CUDA graphs replay the whole step in one launch and are bound by memory traffic at
-a large batch; compiled (Inductor) fuses elementwise kernels, which cuts the traffic by
-the factor `FUSION` assumed here. These are estimates, to be replaced by `gpu_check`'s
-measured figures.
+throughput of each of the trainer's modes: eager is bound by the host (the host time per
+step, one launch per kernel) until the batch is large enough to be bound by memory
+traffic; compiled (Inductor) fuses kernels, which divides their number and the traffic by
+the factor `FUSION` assumed here; CUDA graphs (`--compile-mode reduce-overhead`, compiled
+as well) replay the whole step in one launch, leaving the device's per-kernel floor and
+memory traffic. These are estimates, to be replaced by `gpu_check`'s measured figures.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ H100 = {  # an H100-class GPU (SXM), as its data sheet gives it, and typical lau
     "launch_s": 5e-6,  # a kernel launch from eager PyTorch, host side
     "graph_kernel_s": 2e-6,  # a kernel inside a replayed CUDA graph, tiny tensors, device side
 }
-FUSION = 3.0  # assumed: Inductor fuses the elementwise kernels, a third of the traffic remains
+FUSION = 3.0  # assumed: Inductor fuses elementwise chains, leaving a third of the kernels and of the traffic
 
 
 def count_step(batch_size: int, preset: str, data: str | None, steps_before: int = 2) -> dict:
@@ -128,22 +129,28 @@ def host_time(batch_size: int, preset: str, data: str | None, steps: int, repeat
 
 
 def gpu_estimate(counted: dict, host_s: float, batch_size: int) -> dict:
-    """Expected tokens/s on an H100-class GPU per mode at `batch_size`, from the step counted
-    on the CPU (its kernels, its bytes per token) and the host time per step."""
+    """Expected tokens/s on an H100-class GPU at `batch_size`, per mode of the trainer, from
+    the step counted on the CPU (its kernels, its bytes per token) and the host time per step.
+
+    A step takes the longest of what bounds it: the host (eager launches every kernel from
+    Python: the host time per step, and at least a launch per kernel), the device's kernel
+    floor (a CUDA graph replays a step in one launch; each kernel still costs a few
+    microseconds) and memory traffic (bytes per token over the usable bandwidth). Compiling
+    fuses kernels, which divides their number and the traffic by FUSION.
+    """
     tokens = counted["tokens"] / counted["batch_size"] * batch_size  # the same documents, more of them
     memory_s = tokens * counted["bytes_per_token"] / (H100["hbm_bytes_per_s"] * H100["bandwidth_efficiency"])
-    eager_s = max(host_s, counted["kernels"] * H100["launch_s"], memory_s)
-    graph_s = max(counted["kernels"] * H100["graph_kernel_s"], memory_s)
-    compiled_graph_s = max(counted["kernels"] / FUSION * H100["graph_kernel_s"], memory_s / FUSION)
-    return {
-        "batch_size": batch_size, "tokens_per_step": tokens,
-        "eager": {"step_s": eager_s, "tokens_per_s": tokens / eager_s,
-                  "bound_by": "host" if eager_s in (host_s, counted["kernels"] * H100["launch_s"]) else "memory"},
-        "cuda_graphs": {"step_s": graph_s, "tokens_per_s": tokens / graph_s,
-                        "bound_by": "memory" if graph_s == memory_s else "kernel count"},
-        "compiled_cuda_graphs": {"step_s": compiled_graph_s, "tokens_per_s": tokens / compiled_graph_s,
-                                 "bound_by": "memory" if compiled_graph_s == memory_s / FUSION else "kernel count"},
+    kernels = counted["kernels"]
+    bounds = {
+        "eager": {"host": max(host_s, kernels * H100["launch_s"]), "memory": memory_s},
+        "compiled": {"host": kernels / FUSION * H100["launch_s"], "memory": memory_s / FUSION},
+        "cuda graphs": {"kernel floor": kernels / FUSION * H100["graph_kernel_s"], "memory": memory_s / FUSION},
     }
+    estimate = {"batch_size": batch_size, "tokens_per_step": tokens}
+    for mode, limits in bounds.items():
+        bound_by, step_s = max(limits.items(), key=lambda item: item[1])
+        estimate[mode] = {"step_s": step_s, "tokens_per_s": tokens / step_s, "bound_by": bound_by}
+    return estimate
 
 
 def add_arguments(parser) -> None:
@@ -179,8 +186,10 @@ def table(figures: dict) -> str:
              f"  most frequent: {top}",
              f"  host time per step (batch 1, one CPU thread): {1000 * figures['host_s_per_step_batch_1']:.2f} ms",
              "  expected on an H100-class GPU (estimate; gpu_check measures it):",
-             f"  {'batch':>7} {'tokens/step':>11} {'eager tok/s':>12} {'graphs tok/s':>13} {'compiled+graphs':>16}"]
+             f"  {'batch':>7} {'tokens/step':>11} {'eager tokens/s':>22} {'compiled tokens/s':>22} "
+             f"{'CUDA graphs tokens/s':>22}"]
     for e in figures["gpu_estimate"]:
-        lines.append(f"  {e['batch_size']:>7} {e['tokens_per_step']:>11,.0f} {e['eager']['tokens_per_s']:>12,.0f} "
-                     f"{e['cuda_graphs']['tokens_per_s']:>13,.0f} {e['compiled_cuda_graphs']['tokens_per_s']:>16,.0f}")
+        modes = " ".join(f"{e[mode]['tokens_per_s']:>12,.0f} ({e[mode]['bound_by'][:6]:>6})"
+                         for mode in ("eager", "compiled", "cuda graphs"))
+        lines.append(f"  {e['batch_size']:>7} {e['tokens_per_step']:>11,.0f} {modes}")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 
 from . import library
-from .common import SEED, CheckFailed, Clock, check_logs_identical, log_line, max_rss_mib
+from .common import SEED, Clock, check_logs_identical, log_line, max_rss_mib
 from .scalar import Run
 
 FAITHFUL_TARGET = 300.0  # least speed-up of the faithful torch run over each scalar engine's run
