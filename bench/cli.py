@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import compare_wall, contention, kernels, memory, scalar, torch_cpu
-from .common import REPO, CheckFailed, Section, machine, machine_line, write_results
+from .common import REPO, CheckFailed, OneLineParser, Section, machine, machine_line, write_results
 from .library import PRESETS, DataError
 
 DEFAULT_OUT = REPO / "docs" / "bench.json"
@@ -25,11 +25,6 @@ SECTIONS = [
     Section("memory", memory.add_arguments, memory.run, memory.table, memory.targets_missed),
     Section("kernels", kernels.add_arguments, kernels.run, kernels.table),
 ]
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors too: one line, exit 2
-        self.exit(2, f"error: {message}\n")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,6 +1,7 @@
 """What every section uses: clocks, subprocess timing, the machine's description, the JSON file."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -34,6 +35,11 @@ class Section:
     run: Callable  # (args) -> dict of JSON-ready figures; raises CheckFailed, or ValueError on bad flags
     table: Callable  # (figures) -> str for stdout
     targets_missed: Callable = lambda figures: []  # (figures) -> the speed targets missed, named
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors too: one line, exit 2
+        self.exit(2, f"error: {message}\n")
 
 
 class Clock:

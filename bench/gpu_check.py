@@ -16,7 +16,6 @@ passed, 1 when any failed or was skipped.
 """
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import sys
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 from . import library
-from .common import REPO, SCRIPTS, Clock, child_env, run_process, write_json
+from .common import REPO, SCRIPTS, Clock, OneLineParser, child_env, run_process, write_json
 
 DEFAULT_OUT = REPO / "docs" / "gpu_check.json"
 BUDGET_S = 300.0
@@ -125,7 +124,7 @@ def summary(devices: list[str], results: list[dict], seconds: float) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Check the CUDA paths and measure GPU throughput (about 5 minutes).")
+    parser = OneLineParser(description="Check the CUDA paths and measure GPU throughput (about 5 minutes).")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON figures (default docs/gpu_check.json)")
     parser.add_argument("--data", help="one document per line (default: the scripts' names file)")
     parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for every check together")

@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import math
