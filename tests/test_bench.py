@@ -1,22 +1,22 @@
-"""The benchmark's sections as smoke tests on tiny settings: each writes the expected
-figures, and each correctness check fails on a differing input. The scalar section's log
-check passes identical logs and fails on differing ones (fed directly, and from an engine
-made to train differently); the torch section fails when the torch model trains
-differently; the compare section fails when the comparison it times disagrees. No timing
-is asserted here: the speed targets live in the benchmark's own report.
+"""The benchmark package on tiny settings: each section writes the expected figures, each
+correctness check fails on a differing input, and the measuring tools (child processes'
+memory, rates from progress lines, operation counts) agree with what is known by hand.
+No timing is asserted: the speed targets live in the benchmark's own report.
 
     pytest tests/test_bench.py
 """
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
+import os
+import subprocess
 import sys
 
 import pytest
 
 import microgpt_torch.model
+from bench import cli, common, compare_wall, contention, gpu_check, kernels, memory, scalar
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value
@@ -24,54 +24,60 @@ from microgpt_scalar.fused import FusedDot, FusedValue
 from microgpt_scalar.train import start_run, train_step
 
 
-@pytest.fixture(scope="module")
-def bench(repo_root):
-    spec = importlib.util.spec_from_file_location("bench", repo_root / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench"]
+def run_scalar_section(names_path, out, *flags) -> int:
+    return cli.main(["--only", "scalar", "--preset", "microgpt", "--data", str(names_path), "--out", str(out),
+                     "--scalar-steps", "2", "--scalar-memory-steps", "1", "--job-steps", "2", "--job-samples", "1",
+                     "--job-rounds", "1", *flags])
 
 
-def run_bench(bench, names_path, out, *flags) -> int:
-    return bench.main(["--only", "scalar", "--preset", "microgpt", "--data", str(names_path), "--out", str(out),
-                       "--scalar-steps", "2", "--scalar-memory-steps", "1", *flags])
-
-
-def test_scalar_section_writes_every_figure_and_keeps_other_sections(bench, names_path, tmp_path, capsys):
+def test_scalar_section_writes_every_figure_and_keeps_other_sections(names_path, tmp_path, capsys):
     out = tmp_path / "bench.json"
     out.write_text(json.dumps({"sections": {"torch": {"kept": True}}}))
-    assert run_bench(bench, names_path, out) == 0
+    assert run_scalar_section(names_path, out) == 0
     results = json.loads(out.read_text())
     assert results["sections"]["torch"] == {"kept": True}
-    scalar = results["sections"]["scalar"]
-    assert {"python", "platform", "cpu_count", "date"} <= set(scalar["machine"])
-    preset = scalar["presets"]["microgpt"]
+    figures = results["sections"]["scalar"]
+    assert {"python", "platform", "cpu_count", "date"} <= set(figures["machine"])
+    preset = figures["presets"]["microgpt"]
     assert preset["steps"] == 2 and preset["logs_identical"] is True
     assert preset["log_tail"][-1].startswith("step    2 /  500 | loss ")
     engines = preset["engines"]
     assert list(engines) == ["plain", "per-op", "fused"]
-    for figures in engines.values():
-        assert {"wall_s_per_step", "cpu_s_per_step", "speedup_cpu", "speedup_wall", "nodes_per_step",
-                "step_peak_mib", "drift_mib"} <= set(figures)
-        assert figures["cpu_s_per_step"] > 0 and figures["step_peak_mib"] > 0
-        assert len(figures["retained_mib"]) == 1
+    for e in engines.values():
+        assert e["cpu_s_per_step"] > 0 and e["step_peak_mib"] > 0 and len(e["retained_mib"]) == 1
     # plain and per-op build the same graph; the fused one has far fewer nodes
     assert engines["plain"]["nodes_per_step"] == engines["per-op"]["nodes_per_step"] > 50_000
     assert engines["fused"]["nodes_per_step"] < engines["per-op"]["nodes_per_step"] / 4
-    assert set(preset["targets"]) == {"per-op", "fused"}
+    job = figures["job"]
+    assert (job["steps"], job["samples"], job["rounds"], job["logs_identical"]) == (2, 1, 1, True)
+    assert job["log_tail"] == ["step    1 /    2 | loss 3.3630", "step    2 /    2 | loss 3.2917"]  # published
+    assert set(job["engines"]) == {"plain", "per-op", "fused"} and job["engines"]["plain"]["speedup"] == 1.0
+    assert set(job["targets"]) == {"per-op", "fused"}
     table = capsys.readouterr().out
-    assert "per-op" in table and "fused" in table and "training logs identical: yes" in table
+    assert "whole job" in table and "training logs identical: yes" in table
 
 
-def test_log_check_passes_identical_logs_and_names_the_first_difference(bench):
+def test_plain_engine_is_the_seeds_value_and_trains_like_the_project(names_path):
+    """The baseline's gradients are the project engine's, bit for bit, on a real step."""
+    from bench.plain import PlainValue
+
+    a, b = PlainValue(2.0), PlainValue(-3.0)
+    f = (a * b + 10.0).relu() ** 2 / (a - b).exp() + (b * b).log()
+    f.backward()
+    x, y = Value(2.0), Value(-3.0)
+    g = (x * y + 10.0).relu() ** 2 / (x - y).exp() + (y * y).log()
+    g.backward()
+    assert (f.data, a.grad, b.grad) == (g.data, x.grad, y.grad)
+    assert PlainValue.__slots__ == ("data", "grad", "_children", "_local_grads")
+
+
+def test_log_check_passes_identical_logs_and_names_the_first_difference():
     log = ["step    1 /  500 | loss 3.3630", "step    2 /  500 | loss 3.2917"]
-    bench.check_logs_identical({"plain": log, "per-op": list(log), "fused": list(log)})
-    with pytest.raises(bench.CheckFailed, match=r"fused's log differs from plain's at line 2"):
-        bench.check_logs_identical({"plain": log, "per-op": list(log), "fused": [log[0], "step    2 /  500 | loss 3.2918"]})
-    with pytest.raises(bench.CheckFailed, match=r"per-op logged 1 lines"):
-        bench.check_logs_identical({"plain": log, "per-op": log[:1], "fused": list(log)})
+    common.check_logs_identical({"plain": log, "per-op": list(log), "fused": list(log)})
+    with pytest.raises(common.CheckFailed, match=r"fused's log differs from plain's at line 2"):
+        common.check_logs_identical({"plain": log, "per-op": list(log), "fused": [log[0], "step    2 /  500 | loss 3.2918"]})
+    with pytest.raises(common.CheckFailed, match=r"per-op logged 1 lines"):
+        common.check_logs_identical({"plain": log, "per-op": log[:1], "fused": list(log)})
 
 
 def wrong_gradients(self):
@@ -82,12 +88,21 @@ def wrong_gradients(self):
         b_j.grad += 2 * a_j.data * self.grad
 
 
-def test_bench_fails_when_an_engine_trains_differently(bench, names_path, tmp_path, monkeypatch, capsys):
+def test_scalar_section_fails_when_an_engine_trains_differently(names_path, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(FusedDot, "_backward", wrong_gradients)
     out = tmp_path / "bench.json"
-    assert run_bench(bench, names_path, out) == 1
+    assert run_scalar_section(names_path, out) == 1
     assert "log differs" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_whole_job_fails_when_a_process_prints_another_log(names_path, monkeypatch):
+    """The job's check reads what the processes print: a fused run of another length differs."""
+    command = scalar.job_command
+    monkeypatch.setattr(scalar, "job_command", lambda engine, data, steps, samples:
+                        command(engine, data, steps + (engine == "fused"), samples))
+    with pytest.raises(common.CheckFailed, match=r"fused logged 3 lines, plain 2"):
+        scalar.bench_job(str(names_path), 2, 0, 1)
 
 
 @pytest.mark.parametrize("value_cls", [Value, FusedValue], ids=["per-op", "fused"])
@@ -116,26 +131,22 @@ def test_no_collection_during_a_training_step_scans_its_graph(names_path, value_
     assert all(n < 1_000 for n in scanned), scanned
 
 
-def run_torch_section(bench, names_path, out) -> int:
-    return bench.main(["--only", "torch", "--data", str(names_path), "--out", str(out), "--faithful-steps", "5",
-                       "--plain-sample", "2", "--batch-sizes", "16", "--threads", "1", "--no-compile", "--windows", "2",
-                       "--window-seconds", "0.05", "--train-seconds", "0.2", "--train-batch-size", "16"])
+def run_torch_section(names_path, out) -> int:
+    return cli.main(["--only", "torch", "--data", str(names_path), "--out", str(out), "--faithful-steps", "5",
+                     "--plain-sample", "2", "--batch-sizes", "16", "--threads", "1", "--no-compile", "--windows", "2",
+                     "--window-seconds", "0.05", "--train-seconds", "0.2", "--train-batch-size", "16"])
 
 
-def test_torch_section_writes_every_figure(bench, names_path, tmp_path, capsys):
+def test_torch_section_writes_every_figure(names_path, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert run_torch_section(bench, names_path, out) == 0
+    assert run_torch_section(names_path, out) == 0
     figures = json.loads(out.read_text())["sections"]["torch"]
-    assert "omp_wait_policy" in figures and "cpu_model" in figures["machine"]
     faithful = figures["faithful"]
     assert faithful["steps"] == 5 and faithful["logs_identical"] is True
     assert faithful["log_tail"][-1].startswith("step    5 /    5 | loss ")
     assert 0 <= faithful["max_loss_diff_vs_scalar"] < 1e-12  # float64 rounding; a wrong model is off by 1e-2
     assert list(faithful["engines"]) == ["per-op", "fused", "torch", "plain"]
-    for engine in faithful["engines"].values():
-        assert {"wall_s", "cpu_s", "torch_speedup_cpu", "torch_speedup_wall", "measured"} <= set(engine)
     assert faithful["engines"]["plain"]["measured"] == "extrapolated from 2 of 5 steps"
-    assert set(faithful["targets"]) == {"per-op", "fused"}
     # The scalar engine's weights and the faithful torch run's: the same training, float64 rounding apart.
     assert faithful["val_loss_scalar_weights"] == pytest.approx(faithful["val_loss_torch_weights"], abs=1e-9)
     shuffled, grouped = figures["throughput"]["rows"]
@@ -145,39 +156,168 @@ def test_torch_section_writes_every_figure(bench, names_path, tmp_path, capsys):
         assert 0 < row["tokens_per_s"] <= row["padded_positions_per_s"] and len(row["windows"]) == 2
     padding = [1 - row["tokens_per_s"] / row["padded_positions_per_s"] for row in (shuffled, grouped)]
     assert padding[0] > 0.05 and padding[1] < padding[0] / 2  # the grouped batches' padding is counted as such
-    assert set(figures["throughput"]["target"]) == {"tokens_per_s_at_least", "met"}
     budget = figures["time_budget"]
-    assert (budget["batch_size"], budget["compiled"], budget["threads"]) == (16, False, 1)
     assert 1 <= budget["steps"] <= budget["planned_steps"] and budget["val_loss"] > 0
-    assert budget["val_loss_scalar_weights"] == faithful["val_loss_scalar_weights"]
     table = capsys.readouterr().out
     assert "printed logs identical: yes" in table and "tokens/s" in table and "validation loss" in table
 
 
-def test_torch_section_fails_when_the_torch_model_trains_differently(bench, names_path, tmp_path, monkeypatch,
-                                                                     capsys):
+def test_torch_section_fails_when_the_torch_model_trains_differently(names_path, tmp_path, monkeypatch, capsys):
     exact = microgpt_torch.model.fused_cross_entropy  # the faithful step's
     monkeypatch.setattr(microgpt_torch.model, "fused_cross_entropy",
                         lambda *args, **kwargs: 1.01 * exact(*args, **kwargs))  # a loss 1% too high
     out = tmp_path / "bench.json"
-    assert run_torch_section(bench, names_path, out) == 1
+    assert run_torch_section(names_path, out) == 1
     assert "torch's log differs from per-op's at line 1" in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_compare_section_times_the_default_run_and_its_pieces(bench, tmp_path, capsys):
+def test_compare_section_times_the_checker_against_import_torch_and_splits_a_run(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--only", "compare", "--out", str(out), "--compare-runs", "1"]) == 0
+    assert cli.main(["--only", "compare", "--out", str(out), "--compare-runs", "1"]) == 0
     figures = json.loads(out.read_text())["sections"]["compare"]
-    assert figures["runs"] == 1 and figures["wall_s"] == [figures["wall_s_median"]]
-    pieces = figures["pieces_s"]
-    assert {"import torch", "scalar side setup", "torch side setup", "scalar step", "torch step",
-            "comparison of the results", "render"} <= set(pieces)
-    assert all(seconds > 0 for label, seconds in pieces.items() if label != "render")
-    assert figures["pieces_sum_s"] == pytest.approx(sum(pieces.values()))
-    assert "where the time goes" in capsys.readouterr().out
+    assert len(figures["compare_step_wall_s"]) == len(figures["import_torch_wall_s"]) == 1
+    assert figures["ratio"] == pytest.approx(figures["compare_step_wall_s"][0] / figures["import_torch_wall_s"][0])
+    pieces = figures["pieces"]
+    assert {"import torch", "every other import", "exit after the report (tearing down)"} <= set(pieces["seconds"])
+    assert pieces["seconds"]["import torch"] > 0 and isinstance(pieces["dynamo_imported"], bool)
+    assert sum(pieces["seconds"].values()) == pytest.approx(pieces["wall_s"])  # the pieces make up the run
+    assert "where one run's" in capsys.readouterr().out
 
 
-def test_compare_timing_fails_when_the_comparison_disagrees(bench):
-    with pytest.raises(bench.CheckFailed, match=r"--inject grad-assign` exited with 1"):
-        bench.run_command([sys.executable, str(bench.COMPARE_SCRIPT), "--inject", "grad-assign"])
+def test_compare_timing_fails_when_the_comparison_disagrees():
+    with pytest.raises(common.CheckFailed, match=r"--inject grad-assign` exited with 1"):
+        common.run_process(compare_wall.library.compare_step_command("--inject", "grad-assign")).check()
+
+
+def test_import_tree_is_read_with_its_depths():
+    stderr = ("import time: self [us] | cumulative | imported package\n"
+              "import time:       300 |        700 |   torch._C\n"
+              "import time:      2000 |    1500000 | torch\n"
+              "import time:       100 |        100 |     _io\n"
+              "import time:       100 |        200 |   torch.nn\n"
+              "import time:        50 |     900000 | torch._dynamo\n")  # -X importtime lists an import after its own
+    assert compare_wall.imports_of(stderr) == [(1, "torch._C", 7e-4), (0, "torch", 1.5), (2, "_io", 1e-4),
+                                               (1, "torch.nn", 2e-4), (0, "torch._dynamo", 0.9)]
+
+
+def test_child_memory_is_the_childs_own_and_a_runaway_is_stopped():
+    """Peak memory of a child that holds 200 MB, of one that holds nothing (while this process,
+    which has imported torch, is much bigger), and a child stopped at a memory limit."""
+    holds = "x = bytearray({n} * 2**20); x[::4096] = b'1' * len(x[::4096]); import time; time.sleep({s})"
+    big = common.run_process([sys.executable, "-c", holds.format(n=200, s=0.3)]).check()
+    small = common.run_process([sys.executable, "-c", "import time; time.sleep(0.3)"]).check()
+    assert 200 < big.max_rss_mib < 260 and small.max_rss_mib < 50 < common.max_rss_mib()
+    stopped = common.run_process([sys.executable, "-c", holds.format(n=300, s=30)], rss_limit_mib=150)
+    assert stopped.stopped == "stopped above 150 MiB" and stopped.returncode != 0
+    with pytest.raises(common.CheckFailed, match="stopped above 150 MiB"):
+        stopped.check()
+    late = common.run_process([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
+    assert late.stopped == "timed out after 0.5 s" and late.wall_s < 10
+
+
+def test_rate_from_progress_lines_leaves_start_up_out():
+    lines = [(5.0, "num params: 4064 | train docs 100 | val docs 1\n"), (6.0, "step   50 / 300 | loss 3.0\n"),
+             (8.0, "step  100 / 300 | loss 2.9\n"), (11.0, "step  150 / 300 | loss 2.8\n")]
+    assert contention.steps_per_second(lines) == (100 / 5.0, 50, 150)
+    assert gpu_check.steps_per_second(lines) == 100 / 5.0
+    assert contention.steps_per_second(lines[:2], stopped_after_s=10.0) == (5.0, 0, 50)  # counted from the start
+    with pytest.raises(common.CheckFailed, match="1 progress line"):
+        contention.steps_per_second(lines[:2])
+
+
+def test_busy_core_spins_on_the_core_it_is_given():
+    cpu = (os.cpu_count() or 1) - 1
+    with contention.busy_core(cpu) as pid:
+        assert os.sched_getaffinity(pid) == {cpu}
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_contention_section_writes_every_setting(names_path, tmp_path):
+    out = tmp_path / "bench.json"
+    assert cli.main(["--only", "contention", "--preset", "microgpt", "--data", str(names_path), "--out", str(out),
+                     "--contention-steps", "4", "--contention-every", "2", "--contention-rounds", "1",
+                     "--contention-batch-size", "8"]) == 0
+    figures = json.loads(out.read_text())["sections"]["contention"]
+    assert list(figures["rows"]) == list(contention.SETTINGS)
+    assert figures["rows"]["quiet, 1 thread"]["x_quiet_1_thread"] == 1.0
+    for row in figures["rows"].values():  # 8 names of 1 to 8 targets each
+        assert 8 <= row["tokens_per_s"] / row["steps_per_s"] <= 64
+
+
+def test_generated_file_repeats_the_data_to_the_size_asked(names_path, tmp_path):
+    path = tmp_path / "large.txt"
+    size = memory.generate_names_file(str(names_path), path, 1.0)
+    docs, source = load_docs(path), load_docs(names_path)
+    assert size >= 1e6 and len(docs) % len(source) == 0 and docs[:len(source)] == source
+
+
+def test_memory_section_runs_each_program_on_the_generated_file(names_path, tmp_path):
+    out = tmp_path / "bench.json"
+    assert cli.main(["--only", "memory", "--data", str(names_path), "--out", str(out), "--memory-file-mb", "0.3"]) == 0
+    figures = json.loads(out.read_text())["sections"]["memory"]
+    runs = figures["runs"]
+    assert set(runs) == {"batched trainer", "scalar trainer", "checker", "import torch (the footprint)"}
+    assert runs["scalar trainer"]["peak_rss_mib"] < runs["import torch (the footprint)"]["peak_rss_mib"]  # no torch
+    assert figures["batched_above_footprint_mib"] == pytest.approx(
+        runs["batched trainer"]["peak_rss_mib"] - runs["import torch (the footprint)"]["peak_rss_mib"])
+
+
+def test_operation_counter_counts_kernels_views_syncs_and_bytes_as_by_hand():
+    import torch
+
+    a, b = torch.ones(3, 4), torch.ones(5, 4)  # float32
+    with kernels.op_counter() as counter:
+        torch.mm(a, b.t()).sum().item()
+    counted = counter.summary()
+    # mm reads 12 + 20 floats and writes 15; sum reads 15 and writes 1: 63 floats
+    assert (counted["kernels"], counted["metadata_ops"], counted["syncs"], counted["bytes"]) == (2, 1, 1, 63 * 4)
+
+
+def test_a_batched_step_is_counted_with_its_backward_and_adam(names_path):
+    counted = kernels.count_step(8, "microgpt", str(names_path))
+    ops = counted["by_op"]
+    assert counted["syncs"] == 1  # the loss read back once
+    assert ops.get("_fused_adam", 0) == 1 and ops["mm"] >= 3 * 7  # 7 matrices, each a forward and two backward
+    assert counted["kernels"] + counted["metadata_ops"] + counted["syncs"] == counted["ops"]
+
+
+def test_gpu_estimate_follows_its_bounds():
+    step = {"tokens": 700, "batch_size": 100, "kernels": 120, "bytes_per_token": 10_000}
+    small, large = kernels.gpu_estimate(step, 1e-3, 100), kernels.gpu_estimate(step, 1e-3, 10**6)
+    h100, fusion = kernels.H100, kernels.FUSION
+    assert (small["eager"]["step_s"], small["eager"]["bound_by"]) == (1e-3, "host")
+    assert small["cuda graphs"]["step_s"] == pytest.approx(120 / fusion * h100["graph_kernel_s"])
+    memory_s = 7e6 * 10_000 / (h100["hbm_bytes_per_s"] * h100["bandwidth_efficiency"])  # 7 tokens a document
+    assert (large["eager"]["step_s"], large["eager"]["bound_by"]) == (pytest.approx(memory_s), "memory")
+    assert large["cuda graphs"]["tokens_per_s"] == pytest.approx(7e6 / (memory_s / fusion))
+
+
+@pytest.mark.skipif(gpu_check.cuda_devices() != [], reason="this machine has CUDA: the check would run")
+def test_gpu_check_says_in_one_line_that_there_is_no_cuda_and_exits_0(repo_root):
+    done = subprocess.run([str(repo_root / "scripts" / "gpu_check.sh")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.count("\n") == 1 and done.stdout.startswith("gpu_check: no CUDA device")
+
+
+def test_gpu_check_covers_every_part_and_reports_failures():
+    names = [name for name, _, _ in gpu_check.checks("names.txt", 2)]
+    assert names[:4] == ["CUDA tests", "compare_step --device cuda", "precision table", "data parallel on 2 GPU(s)"]
+    assert {name.split(",")[1].strip() for name in names[4:]} == {"eager", "compiled", "cuda graphs"}
+    results = [{"check": "CUDA tests", "status": "passed", "wall_s": 3.0},
+               {"check": "throughput, eager, batch 4096", "status": "failed", "wall_s": 2.0, "error": "boom"},
+               {"check": "precision table", "status": "skipped", "why": "out of time"}]
+    text = gpu_check.summary(["H100"], results, 5.0)
+    assert "(boom)" in text and "(out of time)" in text and "2 check(s) did not pass" in text
+
+
+@pytest.mark.parametrize("flags", [["--only", "nothing"], ["--only", "scalar", "--job-steps", "0"]])
+def test_bad_flags_end_in_one_line_and_exit_2(flags, tmp_path, capsys):
+    try:
+        status = cli.main([*flags, "--out", str(tmp_path / "b.json")])
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1

@@ -1,0 +1,17 @@
+"""Benchmarks of microgpt-bridge, one module per section; `scripts/bench.py` runs them.
+
+    python scripts/bench.py                       # every section, figures into docs/bench.json
+    python scripts/bench.py --only compare scalar # some of them
+    python -m bench.gpu_check                     # the one-command check for a CUDA machine
+
+Sections:
+  scalar      the scalar engines against the plain engine (`bench.plain`, the seeds' `Value`):
+              one step in this process, and the whole 100-step job as separate processes
+  torch       microgpt_torch on the CPU: the faithful run, batched throughput, a time-budgeted run
+  compare     `scripts/compare_step.py` against a process that only imports torch
+  contention  batched training with a busy process on the other core against a quiet machine
+  memory      peak memory and time to the first step of each trainer and the checker on a large file
+  kernels     torch operations dispatched and host time per batched step (for the GPU estimate)
+
+Timed figures are never asserted in tests: the targets are checked here, and recorded.
+"""
