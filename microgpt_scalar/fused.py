@@ -28,44 +28,53 @@ between two of its products, adding its gradient to a[j] before the product's; o
 node adds all the products' gradients at once, so x.grad may round differently. The model
 computes the entries of a vector side by side, never from one another, so this does not
 happen; `tests/test_fused.py` checks every gradient of real training steps, bit for bit.
+
+The rest is plain speed, with the same order of operations everywhere: each kind of node
+has its own `_backward` (no `zip` over one or two children), and the walk leaves out the
+leaves (the parameters and the inputs), which pass no gradient on.
 """
 from __future__ import annotations
 
 import math
+from itertools import chain
+from operator import attrgetter
 
-from .engine import Value, topological_order
+from .engine import Value
 
 
 class FusedValue(Value):
-    """A `Value` whose results are FusedValues, with `fused_dot` and a dispatching backward."""
+    """A `Value` whose results are FusedValues, with `fused_dot` and a dispatching backward.
+
+    Made directly (`FusedValue(2.0)`) it is a leaf; operators make the node kinds below.
+    """
 
     __slots__ = ()
 
-    # The primitive operators, as in Value, but building FusedValues. A constant operand is
+    # The primitive operators, as in Value, but building fused nodes. A constant operand is
     # folded into the local gradient instead of being wrapped in a leaf: a leaf passes no
     # gradient on, so dropping it changes no other node's gradient or place in the order.
     def __add__(self, other):
         if isinstance(other, Value):
-            return FusedValue(self.data + other.data, (self, other), (1, 1))
-        return FusedValue(self.data + other, (self,), (1,))
+            return Sum2(self.data + other.data, (self, other))
+        return Unary(self.data + other, (self,), 1)
 
     def __mul__(self, other):
         if isinstance(other, Value):
-            return FusedValue(self.data * other.data, (self, other), (other.data, self.data))
-        return FusedValue(self.data * other, (self,), (other,))
+            return Product(self.data * other.data, (self, other))
+        return Unary(self.data * other, (self,), other)
 
     def __pow__(self, other):  # a constant exponent only
-        return FusedValue(self.data**other, (self,), (other * self.data ** (other - 1),))
+        return Unary(self.data**other, (self,), other * self.data ** (other - 1))
 
     def log(self):
-        return FusedValue(math.log(self.data), (self,), (1 / self.data,))
+        return Unary(math.log(self.data), (self,), 1 / self.data)
 
     def exp(self):
         out = math.exp(self.data)  # the local gradient is the same number
-        return FusedValue(out, (self,), (out,))
+        return Unary(out, (self,), out)
 
     def relu(self):
-        return FusedValue(max(0, self.data), (self,), (float(self.data > 0),))
+        return Unary(max(0, self.data), (self,), float(self.data > 0))
 
     @staticmethod
     def fused_dot(a, b):
@@ -75,12 +84,48 @@ class FusedValue(Value):
             total = total + a_j.data * b_j.data
         children = [*a, *b]  # the right length; then interleaved: a0, b0, a1, b1, ...
         children[0::2], children[1::2] = a, b
-        return FusedDot(total, children)
+        return FusedDot(total, children, (a, b))
+
+    @staticmethod
+    def fused_linear(x, w):
+        """[sum_j w[r][j] * x[j] for each row r], one `LinearRow` node per row.
+
+        The weights are leaves (parameters), so the walk needs only x: every row shares
+        the one tuple of x as its children.
+        """
+        if any(map(_children_of, chain.from_iterable(w))):  # a weight with a graph of its own
+            return [FusedValue.fused_dot(w_row, x) for w_row in w]
+        x = tuple(x)
+        rows = []
+        for w_row in w:
+            total = 0
+            for w_j, x_j in zip(w_row, x):
+                total = total + w_j.data * x_j.data
+            rows.append(LinearRow(total, x, (w_row, x)))
+        return rows
+
+    @staticmethod
+    def fused_softmax(logits):
+        """exp(z - max) / sum(exp(z - max)) as 2n + 1 nodes instead of 5n.
+
+        The per-op chain, for n logits: d_i = z_i + (-max), e_i = exp(d_i), the sum s_1 =
+        e_0 + 0, s_k = s_(k-1) + e_(k-1), and for each output its own inverse s_n ** -1 and
+        product e_i * inverse. Here: `ShiftedExp` e_i (d_i inside), one `SumOf` for the
+        whole sum, and a `Quotient` per output (the inverse inside). Each inner node had a
+        single consumer, the node that now holds it, so the walk meets the remaining nodes in
+        the chain's order and each fused backward repeats the inner nodes' steps.
+        """
+        max_val = max(val.data for val in logits)  # a plain float: shifting is for stability only
+        exps = [ShiftedExp(val, max_val) for val in logits]
+        total = SumOf(exps)
+        inverse = total.data**-1  # total ** -1 of the chain, and its local gradient:
+        inverse_grad = -1 * total.data ** (-1 - 1)
+        return [Quotient(e, total, inverse, inverse_grad) for e in exps]
 
     def backward(self):
         """Fill in `.grad` of every node this one depends on (adding to what is there)."""
         self.grad = 1
-        for node in reversed(topological_order(self)):
+        for node in reversed(backward_order(self)):
             node._backward()
 
     def _backward(self):
@@ -90,16 +135,167 @@ class FusedValue(Value):
             child.grad += local_grad * grad
 
 
-class FusedDot(FusedValue):
-    """sum(a[j] * b[j]); `_children` is a0, b0, a1, b1, ...; the local gradients are read
-    from the children's `.data`, which nothing changes between forward and backward."""
+class Unary(FusedValue):
+    """f(x) or x (op) constant: one child; `_local_grads` is the one local gradient itself."""
 
     __slots__ = ()
 
+    def __init__(self, data, children, local_grad):
+        self.data = data
+        self.grad = 0
+        self._children = children
+        self._local_grads = local_grad
+
+    def _backward(self):
+        self._children[0].grad += self._local_grads * self.grad
+
+
+class Sum2(FusedValue):
+    """x + y of two Values: both local gradients are 1."""
+
+    __slots__ = ()
+
+    def __init__(self, data, children):
+        self.data = data
+        self.grad = 0
+        self._children = children
+
+    def _backward(self):
+        x, y = self._children
+        grad = self.grad
+        x.grad += grad  # Value adds 1 * grad: the same number, -0.0 included
+        y.grad += grad
+
+
+class Product(FusedValue):
+    """x * y of two Values: the local gradients are y.data and x.data, read at backward time
+    (nothing changes `.data` between the forward pass and the backward pass)."""
+
+    __slots__ = ()
+
+    def __init__(self, data, children):
+        self.data = data
+        self.grad = 0
+        self._children = children
+
+    def _backward(self):
+        x, y = self._children
+        grad = self.grad
+        x.grad += y.data * grad
+        y.grad += x.data * grad
+
+
+class FusedDot(FusedValue):
+    """sum(a[j] * b[j]); `_children` is a0, b0, a1, b1, ... (the order of the walk) and
+    `_local_grads` is the pair (a, b); the local gradients are read from the children's
+    `.data`, which nothing changes between forward and backward."""
+
+    __slots__ = ()
+
+    def __init__(self, data, children, a_and_b):
+        self.data = data
+        self.grad = 0
+        self._children = children
+        self._local_grads = a_and_b
+
     def _backward(self):
         grad = 0 + self.grad  # what the per-op chain's product nodes hold (-0.0 becomes 0.0)
-        children = self._children
-        for j in range(len(children) - 2, -1, -2):  # the last term first, as the chain does
-            a_j, b_j = children[j], children[j + 1]
+        a, b = self._local_grads
+        for a_j, b_j in zip(reversed(a), reversed(b)):  # the last term first, as the chain does
             a_j.grad += b_j.data * grad
             b_j.grad += a_j.data * grad
+
+
+class LinearRow(FusedDot):
+    """A FusedDot of a row of weights (leaves) and x whose `_children` is x alone: the walk
+    has nothing to do at a leaf, so skipping the weights changes no other node's place."""
+
+    __slots__ = ()
+
+
+class ShiftedExp(FusedValue):
+    """exp(z - max) for a plain float max: the chain z + (-max), then exp, as one node."""
+
+    __slots__ = ()
+
+    def __init__(self, z, max_val):
+        self.data = math.exp(z.data + -max_val)
+        self.grad = 0
+        self._children = (z,)
+        self._local_grads = self.data  # exp's local gradient; the shift's is 1
+
+    def _backward(self):
+        # The inner node's .grad starts at the integer 0; the shift then passes on 1 * it.
+        self._children[0].grad += 0 + self._local_grads * self.grad
+
+
+class SumOf(FusedValue):
+    """The built-in sum of Values: the chain s_1 = v_0 + 0, s_k = s_(k-1) + v_(k-1).
+
+    Backward: the last term gets the sum's gradient g; every earlier term gets it through
+    inner nodes whose .grad starts at the integer 0, that is 0 + g (-0.0 becomes 0.0); the
+    chain reaches the terms last first.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, terms):
+        total = 0
+        for term in terms:
+            total = total + term.data
+        self.data = total
+        self.grad = 0
+        self._children = terms
+
+    def _backward(self):
+        terms, grad = self._children, self.grad
+        terms[-1].grad += grad
+        grad = 0 + grad
+        for term in reversed(terms[:-1]):
+            term.grad += grad
+
+
+class Quotient(FusedValue):
+    """e / total as the chain computes it: e * inverse, with inverse = total ** -1 an inner
+    node; `_local_grads` holds inverse and d(inverse)/d(total)."""
+
+    __slots__ = ()
+
+    def __init__(self, e, total, inverse, inverse_grad):
+        self.data = e.data * inverse
+        self.grad = 0
+        self._children = (e, total)
+        self._local_grads = (inverse, inverse_grad)
+
+    def _backward(self):
+        e, total = self._children
+        inverse, inverse_grad = self._local_grads
+        grad = self.grad
+        e.grad += inverse * grad
+        total.grad += inverse_grad * (0 + e.data * grad)  # through the inverse's .grad
+
+
+_children_of = attrgetter("_children")
+
+
+def backward_order(root: Value) -> list:
+    """The nodes under `root` that have children, in `engine.topological_order`'s order.
+
+    The same depth-first search, with the leaves only marked as seen: they have no
+    gradient to pass on, so leaving them out changes nothing but the time the walk takes.
+    """
+    order, seen = [], {root}
+    stack = [(root, iter(root._children))]
+    see, push, pop = seen.add, stack.append, stack.pop  # bound once: this loop is hot
+    while stack:
+        node, children = stack[-1]
+        for child in children:
+            if child not in seen:
+                see(child)
+                if child._children:
+                    push((child, iter(child._children)))
+                    break
+        else:  # every child is done: the node follows them
+            pop()
+            order.append(node)
+    return order

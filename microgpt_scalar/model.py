@@ -33,11 +33,22 @@ def dot(a, b):
 
 
 def linear(x, w):
-    """y[r] = sum_j w[r][j] * x[j]: w is [n_out][n_in], like nn.Linear's weight."""
+    """y[r] = sum_j w[r][j] * x[j]: w is [n_out][n_in], like nn.Linear's weight.
+
+    An engine may offer `fused_linear(x, w)` with the same values and gradients.
+    """
+    fused_linear = getattr(x[0], "fused_linear", None)
+    if fused_linear is not None:
+        return fused_linear(x, w)
     return [dot(w_row, x) for w_row in w]
 
 
 def softmax(logits):
+    """exp(z - max) / sum(exp(z - max)); an engine may offer `fused_softmax(logits)` with the
+    same values and gradients."""
+    fused_softmax = getattr(logits[0], "fused_softmax", None)
+    if fused_softmax is not None:
+        return fused_softmax(logits)
     max_val = max(val.data for val in logits)  # a plain float: shifting is for stability only
     exps = [(val - max_val).exp() for val in logits]
     total = sum(exps)
