@@ -90,18 +90,19 @@ class FusedValue(Value):
     def fused_linear(x, w):
         """[sum_j w[r][j] * x[j] for each row r], one `LinearRow` node per row.
 
-        The weights are leaves (parameters), so the walk needs only x: every row shares
-        the one tuple of x as its children.
+        The weights are leaves (parameters), so the walk needs only x, and it needs x only
+        once: every row has the one `LinearInput` node as its child, and that node has x.
         """
         if any(map(_children_of, chain.from_iterable(w))):  # a weight with a graph of its own
             return [FusedValue.fused_dot(w_row, x) for w_row in w]
         x = tuple(x)
+        below = (LinearInput(x),)
         rows = []
         for w_row in w:
             total = 0
             for w_j, x_j in zip(w_row, x):
                 total = total + w_j.data * x_j.data
-            rows.append(LinearRow(total, x, (w_row, x)))
+            rows.append(LinearRow(total, below, (w_row, x)))
         return rows
 
     @staticmethod
@@ -207,10 +208,32 @@ class FusedDot(FusedValue):
 
 
 class LinearRow(FusedDot):
-    """A FusedDot of a row of weights (leaves) and x whose `_children` is x alone: the walk
-    has nothing to do at a leaf, so skipping the weights changes no other node's place."""
+    """A FusedDot of a row of weights (leaves) and x; its only child is the `LinearInput`
+    of x. The backward is FusedDot's, from `_local_grads` = (weights, x)."""
 
     __slots__ = ()
+
+
+class LinearInput(FusedValue):
+    """The input x of a linear layer, as one node for the walk: its children are x, and the
+    rows of the layer are its parents.
+
+    The chain's search meets the first row it reaches, walks x under it (the weights are
+    leaves, with nothing to walk), and then finds x done for every other row. Here it walks
+    x under this node instead, at the same moment, so every other node keeps its place and
+    the rows are all done before x, as they must be. The node itself computes nothing and
+    passes nothing on: the rows add to x's gradients themselves.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, x):
+        self.data = 0.0
+        self.grad = 0
+        self._children = x
+
+    def _backward(self):
+        pass
 
 
 class ShiftedExp(FusedValue):

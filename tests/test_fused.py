@@ -15,7 +15,7 @@ import pytest
 from microgpt_scalar.config import get_config, num_params
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value, topological_order
-from microgpt_scalar.fused import (FusedDot, FusedValue, LinearRow, Product, Quotient, ShiftedExp, Sum2, SumOf,
+from microgpt_scalar.fused import (FusedDot, FusedValue, LinearInput, LinearRow, Product, Quotient, ShiftedExp, Sum2, SumOf,
                                    Unary)
 from microgpt_scalar.model import dot
 from microgpt_scalar.optim import learning_rate_at
@@ -166,7 +166,7 @@ def test_every_node_of_a_fused_step_is_fused(docs):
     nodes = topological_order(forward_loss(model, tokenizer.encode(run_docs[0])))
     assert {type(node) for node in nodes if not node._children} == {FusedValue}  # the parameters
     assert {type(node) for node in nodes if node._children} == {
-        Unary, Sum2, Product, FusedDot, LinearRow, ShiftedExp, SumOf, Quotient}
+        Unary, Sum2, Product, FusedDot, LinearRow, LinearInput, ShiftedExp, SumOf, Quotient}
     x, y = FusedValue(2.0), FusedValue(-3.0)
     results = [x + y, x + 1, 1 + x, x - y, 1 - x, x * y, 2 * x, x / y, 1 / x, -x, x**2, x.exp(), x.log(), y.relu()]
     assert all(isinstance(r, FusedValue) for r in results)
