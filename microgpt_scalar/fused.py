@@ -36,8 +36,6 @@ leaves (the parameters and the inputs), which pass no gradient on.
 from __future__ import annotations
 
 import math
-from itertools import chain
-from operator import attrgetter
 
 from .engine import Value
 
@@ -93,8 +91,10 @@ class FusedValue(Value):
         The weights are leaves (parameters), so the walk needs only x, and it needs x only
         once: every row has the one `LinearInput` node as its child, and that node has x.
         """
-        if any(map(_children_of, chain.from_iterable(w))):  # a weight with a graph of its own
-            return [FusedValue.fused_dot(w_row, x) for w_row in w]
+        for w_row in w:
+            for w_j in w_row:
+                if w_j._children:  # a weight with a graph of its own: the walk must visit it
+                    return [FusedValue.fused_dot(w_row, x) for w_row in w]
         x = tuple(x)
         below = (LinearInput(x),)
         rows = []
@@ -296,9 +296,6 @@ class Quotient(FusedValue):
         grad = self.grad
         e.grad += inverse * grad
         total.grad += inverse_grad * (0 + e.data * grad)  # through the inverse's .grad
-
-
-_children_of = attrgetter("_children")
 
 
 def backward_order(root: Value) -> list:
