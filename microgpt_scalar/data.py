@@ -6,11 +6,8 @@ sequence, is one more token after them.
 """
 from __future__ import annotations
 
-import http.client
 import os
 import random
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 NAMES_URL = "https://raw.githubusercontent.com/karpathy/makemore/refs/heads/master/names.txt"
@@ -65,6 +62,10 @@ def _user_cache_dir() -> Path:
 
 
 def _download(url: str, target: Path) -> None:
+    import http.client  # here, not at the top: they take longer to import than a training step
+    import urllib.error
+    import urllib.request
+
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     try:
