@@ -1,10 +1,12 @@
-"""A faster engine with the same numbers: one graph node for a whole dot product.
+"""A faster engine with the same numbers: one graph node for a whole dot product, row or sum.
 
-Most of a training step's ~60,000 nodes come from dot products: `sum(a[j] * b[j])` makes a
-product node and an addition node per term. `FusedValue` records the whole sum as one
-`FusedDot` node instead, and constant operands (the 1e-5 in rmsnorm, the -1 of a negation)
-no longer become leaf nodes of their own. The model picks the fused dot up by itself
-(`microgpt_scalar.model.dot` asks the element type for `fused_dot`):
+Most of a training step's ~60,000 per-op nodes come from dot products: `sum(a[j] * b[j])`
+makes a product node and an addition node per term. `FusedValue` records the whole sum as
+one `FusedDot` node instead, a linear layer as one `LinearRow` per output, softmax as
+2n + 1 nodes instead of 5n, and constant operands (the 1e-5 in rmsnorm, the -1 of a
+negation) no longer become leaf nodes of their own. A step is ~4,000 nodes. The model
+picks the fused pieces up by itself (`microgpt_scalar.model.dot`, `linear` and `softmax`
+ask the element type for `fused_dot`, `fused_linear` and `fused_softmax`):
 
     model = GPT(config, random.Random(42), FusedValue)
 
@@ -27,11 +29,12 @@ search first reaches through a later term feeds an earlier term's a[j] or b[j] (
 between two of its products, adding its gradient to a[j] before the product's; one fused
 node adds all the products' gradients at once, so x.grad may round differently. The model
 computes the entries of a vector side by side, never from one another, so this does not
-happen; `tests/test_fused.py` checks every gradient of real training steps, bit for bit.
+happen (the same holds for the logits of a softmax); `tests/test_fused.py` checks every
+gradient of real training steps, bit for bit.
 
 The rest is plain speed, with the same order of operations everywhere: each kind of node
-has its own `_backward` (no `zip` over one or two children), and the walk leaves out the
-leaves (the parameters and the inputs), which pass no gradient on.
+has its own `_backward` (no `zip` over one or two children), and the walk (`backward_order`)
+leaves out the leaves (the parameters), which pass no gradient on.
 """
 from __future__ import annotations
 
@@ -41,9 +44,10 @@ from .engine import Value
 
 
 class FusedValue(Value):
-    """A `Value` whose results are FusedValues, with `fused_dot` and a dispatching backward.
+    """A `Value` whose operators make the node kinds below, each with its own `_backward`;
+    `fused_dot`, `fused_linear` and `fused_softmax` are the model's hooks.
 
-    Made directly (`FusedValue(2.0)`) it is a leaf; operators make the node kinds below.
+    Made directly (`FusedValue(2.0)`) it is a leaf.
     """
 
     __slots__ = ()
