@@ -127,6 +127,11 @@ class FusedValue(Value):
         inverse_grad = -1 * total.data ** (-1 - 1)
         return [Quotient(e, total, inverse, inverse_grad) for e in exps]
 
+    @staticmethod
+    def fused_relu_squared(x):
+        """relu(x_j) ** 2 for each entry, one `ReluSquared` node each instead of two."""
+        return [ReluSquared(x_j) for x_j in x]
+
     def backward(self):
         """Fill in `.grad` of every node this one depends on (adding to what is there)."""
         self.grad = 1
@@ -254,6 +259,24 @@ class ShiftedExp(FusedValue):
     def _backward(self):
         # The inner node's .grad starts at the integer 0; the shift then passes on 1 * it.
         self._children[0].grad += 0 + self._local_grads * self.grad
+
+
+class ReluSquared(FusedValue):
+    """relu(x) ** 2: the chain r = relu(x), then r ** 2, as one node; `_local_grads` holds
+    both steps' local gradients."""
+
+    __slots__ = ()
+
+    def __init__(self, x):
+        relu = max(0, x.data)
+        self.data = relu**2
+        self.grad = 0
+        self._children = (x,)
+        self._local_grads = (float(x.data > 0), 2 * relu ** (2 - 1))
+
+    def _backward(self):
+        relu_grad, square_grad = self._local_grads
+        self._children[0].grad += relu_grad * (0 + square_grad * self.grad)  # r.grad starts at 0
 
 
 class SumOf(FusedValue):

@@ -55,6 +55,15 @@ def softmax(logits):
     return [e / total for e in exps]
 
 
+def relu_squared(x):
+    """relu(x_j) ** 2 for each entry; an engine may offer `fused_relu_squared(x)` with the
+    same values and gradients."""
+    fused_relu_squared = getattr(x[0], "fused_relu_squared", None)
+    if fused_relu_squared is not None:
+        return fused_relu_squared(x)
+    return [xi.relu() ** 2 for xi in x]
+
+
 def rmsnorm(x):
     ms = dot(x, x) / len(x)  # mean of squares
     scale = (ms + 1e-5) ** -0.5
@@ -144,7 +153,7 @@ class GPT:
         x = linear(x, sd[f"layer{i}.mlp_fc1"])  # (4 * n_embd,)
         record(trace, f"layer{i}.mlp_hidden", x)
         if self.config.activation == "relu2":
-            x = [xi.relu() ** 2 for xi in x]
+            x = relu_squared(x)
         else:
             x = [xi.relu() for xi in x]
         record(trace, f"layer{i}.mlp_act", x)

@@ -15,8 +15,8 @@ import pytest
 from microgpt_scalar.config import get_config, num_params
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value, topological_order
-from microgpt_scalar.fused import (FusedDot, FusedValue, LinearInput, LinearRow, Product, Quotient, ShiftedExp, Sum2, SumOf,
-                                   Unary)
+from microgpt_scalar.fused import (FusedDot, FusedValue, LinearInput, LinearRow, Product, Quotient, ReluSquared,
+                                   ShiftedExp, Sum2, SumOf, Unary)
 from microgpt_scalar.model import dot, linear, softmax
 from microgpt_scalar.optim import learning_rate_at
 from microgpt_scalar.train import forward_loss, sample, start_run, train_step
@@ -136,6 +136,7 @@ NODE_KINDS = {  # each kind of node with a backward of its own -> the child whos
     Product: lambda node: node._children[1],
     FusedDot: lambda node: node._local_grads[1][0],
     LinearRow: lambda node: node._local_grads[0][0],  # a weight: the row's only child is LinearInput
+    ReluSquared: lambda node: node._children[0],
     ShiftedExp: lambda node: node._children[0],
     SumOf: lambda node: node._children[0],
     Quotient: lambda node: node._children[1],
@@ -145,8 +146,9 @@ NODE_KINDS = {  # each kind of node with a backward of its own -> the child whos
 @pytest.mark.parametrize("kind", NODE_KINDS, ids=lambda kind: kind.__name__)
 def test_comparison_catches_an_off_by_one_rounding_in_any_kind_of_node(docs, monkeypatch, kind):
     monkeypatch.setattr(kind, "_backward", nudged(kind._backward, NODE_KINDS[kind]))
+    config = CONFIGS["microgpt" if kind is ReluSquared else "microgpt-v2"]  # v2's activation is relu
     with pytest.raises(AssertionError, match=r"gradient\(s\) differ"):
-        compare_training(docs, CONFIGS["microgpt-v2"], 1)
+        compare_training(docs, config, 2)
 
 
 # --- small graphs: repeated entries, the one place the order of the terms shows ---
@@ -249,7 +251,7 @@ def test_every_node_of_a_fused_step_is_fused(docs):
     nodes = topological_order(forward_loss(model, tokenizer.encode(run_docs[0])))
     assert {type(node) for node in nodes if not node._children} == {FusedValue}  # the parameters
     assert {type(node) for node in nodes if node._children} == {
-        Unary, Sum2, Product, FusedDot, LinearRow, LinearInput, ShiftedExp, SumOf, Quotient}
+        Unary, Sum2, Product, FusedDot, LinearRow, LinearInput, ReluSquared, ShiftedExp, SumOf, Quotient}
     x, y = FusedValue(2.0), FusedValue(-3.0)
     results = [x + y, x + 1, 1 + x, x - y, 1 - x, x * y, 2 * x, x / y, 1 / x, -x, x**2, x.exp(), x.log(), y.relu()]
     assert all(isinstance(r, FusedValue) for r in results)
