@@ -3,10 +3,11 @@
 Most of a training step's ~60,000 per-op nodes come from dot products: `sum(a[j] * b[j])`
 makes a product node and an addition node per term. `FusedValue` records the whole sum as
 one `FusedDot` node instead, a linear layer as one `LinearRow` per output, softmax as
-2n + 1 nodes instead of 5n, and constant operands (the 1e-5 in rmsnorm, the -1 of a
-negation) no longer become leaf nodes of their own. A step is ~4,000 nodes. The model
-picks the fused pieces up by itself (`microgpt_scalar.model.dot`, `linear` and `softmax`
-ask the element type for `fused_dot`, `fused_linear` and `fused_softmax`):
+2n + 1 nodes instead of 5n, relu(x) ** 2 as one node instead of two, and constant operands
+(the 1e-5 in rmsnorm, the -1 of a negation) no longer become leaf nodes of their own. A
+step is ~4,000 nodes. The model picks the fused pieces up by itself (`dot`, `linear`,
+`softmax` and `relu_squared` in `microgpt_scalar.model` ask the element type for
+`fused_dot`, `fused_linear`, `fused_softmax` and `fused_relu_squared`):
 
     model = GPT(config, random.Random(42), FusedValue)
 
@@ -45,7 +46,7 @@ from .engine import Value
 
 class FusedValue(Value):
     """A `Value` whose operators make the node kinds below, each with its own `_backward`;
-    `fused_dot`, `fused_linear` and `fused_softmax` are the model's hooks.
+    the `fused_*` static methods are the model's hooks.
 
     Made directly (`FusedValue(2.0)`) it is a leaf.
     """
@@ -94,6 +95,8 @@ class FusedValue(Value):
 
         The weights are leaves (parameters), so the walk needs only x, and it needs x only
         once: every row has the one `LinearInput` node as its child, and that node has x.
+        A weight with a graph of its own (never one of the model's) must be walked like x,
+        so such a matrix takes the general path, one FusedDot per row.
         """
         for w_row in w:
             for w_j in w_row:
