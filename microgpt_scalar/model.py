@@ -14,6 +14,7 @@ interface can run it:
 """
 from __future__ import annotations
 
+import functools
 import random
 
 from .config import GPTConfig, init_std_of, param_shapes
@@ -32,35 +33,37 @@ def dot(a, b):
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
-def linear(x, w):
-    """y[r] = sum_j w[r][j] * x[j]: w is [n_out][n_in], like nn.Linear's weight.
+def fusable(function):
+    """Let an engine run `function` as its own `fused_<name>`, which takes the same arguments
+    and gives the same values and gradients (see `microgpt_scalar.fused`); an engine without
+    one runs `function`. The first argument is a list of the engine's Values."""
+    hook = "fused_" + function.__name__
 
-    An engine may offer `fused_linear(x, w)` with the same values and gradients.
-    """
-    fused_linear = getattr(x[0], "fused_linear", None)
-    if fused_linear is not None:
-        return fused_linear(x, w)
+    @functools.wraps(function)
+    def dispatch(x, *args):
+        fused = getattr(x[0], hook, None)
+        return function(x, *args) if fused is None else fused(x, *args)
+
+    return dispatch
+
+
+@fusable
+def linear(x, w):
+    """y[r] = sum_j w[r][j] * x[j]: w is [n_out][n_in], like nn.Linear's weight."""
     return [dot(w_row, x) for w_row in w]
 
 
+@fusable
 def softmax(logits):
-    """exp(z - max) / sum(exp(z - max)); an engine may offer `fused_softmax(logits)` with the
-    same values and gradients."""
-    fused_softmax = getattr(logits[0], "fused_softmax", None)
-    if fused_softmax is not None:
-        return fused_softmax(logits)
     max_val = max(val.data for val in logits)  # a plain float: shifting is for stability only
     exps = [(val - max_val).exp() for val in logits]
     total = sum(exps)
     return [e / total for e in exps]
 
 
+@fusable
 def relu_squared(x):
-    """relu(x_j) ** 2 for each entry; an engine may offer `fused_relu_squared(x)` with the
-    same values and gradients."""
-    fused_relu_squared = getattr(x[0], "fused_relu_squared", None)
-    if fused_relu_squared is not None:
-        return fused_relu_squared(x)
+    """The microgpt preset's activation, entry by entry."""
     return [xi.relu() ** 2 for xi in x]
 
 
