@@ -51,7 +51,7 @@ def train_step(model: GPT, optimizer: Adam, tokens: list[int], step: int, trace=
         loss = loss.data  # drops the graph now, while the collector is still paused (see graph_scope)
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"loss is {loss} at step {step + 1}")
-    if not all(math.isfinite(p.grad) for p in optimizer.params):  # a finite loss can still overflow backward
+    if not all(math.isfinite(p.grad) for p in model.parameters()):  # a finite loss can still overflow backward
         raise NonFiniteLossError(f"a gradient is not finite at step {step + 1} (loss {loss})")
     optimizer.step(learning_rate_at(model.config, step), step)
     return loss
