@@ -15,6 +15,7 @@ interface can run it:
 """
 from __future__ import annotations
 
+import functools
 import random
 
 from .config import GPTConfig, init_std_of, param_shapes
@@ -33,16 +34,38 @@ def dot(a, b):
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
+def fusable(function):
+    """Let an engine run `function` as its own `fused_<name>`, which takes the same arguments
+    and gives the same values and gradients (see `microgpt_scalar.fused`); an engine without
+    one runs `function`. The first argument is a list of the engine's Values."""
+    hook = "fused_" + function.__name__
+
+    @functools.wraps(function)
+    def dispatch(x, *args):
+        fused = getattr(x[0], hook, None)
+        return function(x, *args) if fused is None else fused(x, *args)
+
+    return dispatch
+
+
+@fusable
 def linear(x, w):
     """y[r] = sum_j w[r][j] * x[j]: w is [n_out][n_in], like nn.Linear's weight."""
     return [dot(w_row, x) for w_row in w]
 
 
+@fusable
 def softmax(logits):
     max_val = max(val.data for val in logits)  # a plain float: shifting is for stability only
     exps = [(val - max_val).exp() for val in logits]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+@fusable
+def relu_squared(x):
+    """The microgpt preset's activation, entry by entry."""
+    return [xi.relu() ** 2 for xi in x]
 
 
 def rmsnorm(x):
@@ -135,7 +158,7 @@ class GPT:
         x = linear(x, sd[f"layer{i}.mlp_fc1"])  # (4 * n_embd,)
         self.record(f"layer{i}.mlp_hidden", x)
         if self.config.activation == "relu2":
-            x = [xi.relu() ** 2 for xi in x]
+            x = relu_squared(x)
         else:
             x = [xi.relu() for xi in x]
         self.record(f"layer{i}.mlp_act", x)

@@ -32,13 +32,17 @@ class Adam:
     def step(self, lr: float, step: int) -> None:
         """Update every parameter from its gradient, then reset the gradient to zero
         (backward adds to .grad, so a gradient left in place would leak into the next step)."""
-        beta1, beta2, m, v = self.beta1, self.beta2, self.m, self.v
+        beta1, beta2, eps, m, v = self.beta1, self.beta2, self.eps, self.m, self.v
+        # The same expressions, with what does not depend on i worked out once.
+        one_minus_beta1, one_minus_beta2 = 1 - beta1, 1 - beta2
+        bias1, bias2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
         for i, p in enumerate(self.params):
-            m[i] = beta1 * m[i] + (1 - beta1) * p.grad
-            v[i] = beta2 * v[i] + (1 - beta2) * p.grad**2
-            m_hat = m[i] / (1 - beta1 ** (step + 1))
-            v_hat = v[i] / (1 - beta2 ** (step + 1))
-            p.data -= lr * m_hat / (v_hat**0.5 + self.eps)
+            grad = p.grad
+            m[i] = m_i = beta1 * m[i] + one_minus_beta1 * grad
+            v[i] = v_i = beta2 * v[i] + one_minus_beta2 * grad**2
+            m_hat = m_i / bias1
+            v_hat = v_i / bias2
+            p.data -= lr * m_hat / (v_hat**0.5 + eps)
             p.grad = 0
 
 

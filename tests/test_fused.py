@@ -15,8 +15,9 @@ import pytest
 from microgpt_scalar.config import get_config, num_params
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value, topological_order
-from microgpt_scalar.fused import FusedDot, FusedValue
-from microgpt_scalar.model import dot
+from microgpt_scalar.fused import (FusedDot, FusedValue, LinearInput, LinearRow, Product, Quotient, ReluSquared,
+                                   ShiftedExp, Sum2, SumOf, Unary)
+from microgpt_scalar.model import dot, linear, softmax
 from microgpt_scalar.optim import learning_rate_at
 from microgpt_scalar.train import forward_loss, sample, start_run, train_step
 
@@ -107,18 +108,47 @@ def off_by_one_rounding(self):
     """A FusedDot backward that is right except that the first term's contribution to a[0]
     is one unit in the last place too large."""
     grad = 0 + self.grad
-    children = self._children
-    for j in range(len(children) - 2, -1, -2):
-        a_j, b_j = children[j], children[j + 1]
-        contribution = b_j.data * grad
-        a_j.grad += math.nextafter(contribution, math.inf) if j == 0 else contribution
-        b_j.grad += a_j.data * grad
+    a, b = self._local_grads
+    for j in range(len(a) - 1, -1, -1):
+        contribution = b[j].data * grad
+        a[j].grad += math.nextafter(contribution, math.inf) if j == 0 else contribution
+        b[j].grad += a[j].data * grad
 
 
 def test_comparison_catches_a_backward_off_by_one_rounding(docs, monkeypatch):
-    monkeypatch.setattr(FusedDot, "_backward", off_by_one_rounding)
+    monkeypatch.setattr(FusedDot, "_backward", off_by_one_rounding)  # LinearRow's too
     with pytest.raises(AssertionError, match=r"gradient\(s\) differ"):
         compare_training(docs, CONFIGS["microgpt-v2"], 1)
+
+
+def nudged(backward, target_of):
+    """`backward`, then the gradient of one child made one unit in the last place larger."""
+    def wrong_backward(self):
+        backward(self)
+        target = target_of(self)
+        target.grad = math.nextafter(target.grad, math.inf)
+    return wrong_backward
+
+
+NODE_KINDS = {  # each kind of node with a backward of its own -> the child whose gradient is nudged
+    Unary: lambda node: node._children[0],
+    Sum2: lambda node: node._children[1],
+    Product: lambda node: node._children[1],
+    FusedDot: lambda node: node._local_grads[1][0],
+    LinearRow: lambda node: node._local_grads[0][0],  # a weight: the row's only child is LinearInput
+    ReluSquared: lambda node: node._children[0],
+    ShiftedExp: lambda node: node._children[0],
+    SumOf: lambda node: node._children[0],
+    Quotient: lambda node: node._children[1],
+}
+
+
+@pytest.mark.parametrize("kind", NODE_KINDS, ids=lambda kind: kind.__name__)
+def test_comparison_catches_an_off_by_one_rounding_in_any_kind_of_node(docs, monkeypatch, kind):
+    monkeypatch.setattr(kind, "_backward", nudged(kind._backward, NODE_KINDS[kind]))
+    config = CONFIGS["microgpt" if kind is ReluSquared else "microgpt-v2"]  # v2's activation is relu
+    with pytest.raises(AssertionError, match=r"gradient\(s\) differ"):
+        compare_training(docs, config, 2)
 
 
 # --- small graphs: repeated entries, the one place the order of the terms shows ---
@@ -146,9 +176,8 @@ def test_repeated_entries_equal_per_op_engine_bit_for_bit(seed):
 def first_term_first(self):
     """A FusedDot backward in the wrong order: the per-op chain reaches the last term first."""
     grad = 0 + self.grad
-    children = self._children
-    for j in range(0, len(children), 2):
-        a_j, b_j = children[j], children[j + 1]
+    a, b = self._local_grads
+    for a_j, b_j in zip(a, b):
         a_j.grad += b_j.data * grad
         b_j.grad += a_j.data * grad
 
@@ -160,10 +189,69 @@ def test_comparison_catches_a_backward_in_the_wrong_order(monkeypatch):
     assert any(not all(same_bits(g, h) for g, h in zip(e, f)) for e, f in zip(expected, got))
 
 
+# --- small graphs: linear layers and softmax used in ways the model does not ---
+
+def layer_graph(value_cls, seed: int, computed_weights: bool):
+    """x computed from two leaves (so x's entries share a graph), a linear layer whose rows
+    are used out of order and one not at all, and a softmax whose outputs are used out of
+    order, one twice and one not at all. With `computed_weights`, one weight is a node."""
+    rng = random.Random(seed)
+    u, v = value_cls(rng.uniform(-1, 1)), value_cls(rng.uniform(-1, 1))
+    x = [u * rng.uniform(-1, 1) + v * rng.uniform(-1, 1) for _ in range(5)]
+    w = [[value_cls(rng.uniform(-1, 1)) for _ in range(5)] for _ in range(4)]
+    if computed_weights:
+        w[2][3] = u * v
+    y = linear(x, w)
+    probs = softmax(y[:3] + [x[0] * 0.5])
+    out = probs[2] * y[3] + probs[0] * 1.5 + probs[2].log() + y[1] * y[0]
+    out.backward()
+    leaves = [u, v] + [p for row in w for p in row if not p._children]
+    return out.data, [p.data for p in probs], [leaf.grad for leaf in leaves]
+
+
+@pytest.mark.parametrize("computed_weights", [False, True], ids=["weights-leaves", "a-weight-computed"])
+@pytest.mark.parametrize("seed", range(5))
+def test_linear_and_softmax_equal_per_op_engine_bit_for_bit(seed, computed_weights):
+    value, probs, grads = layer_graph(Value, seed, computed_weights)
+    fused_value, fused_probs, fused_grads = layer_graph(FusedValue, seed, computed_weights)
+    assert same_bits(value, fused_value)
+    assert all(same_bits(p, q) for p, q in zip(probs, fused_probs)), (probs, fused_probs)
+    assert len(grads) == len(fused_grads) and sum(g != 0 for g in grads) > len(grads) // 2
+    assert all(same_bits(g, h) for g, h in zip(grads, fused_grads)), (grads, fused_grads)
+
+
+def test_a_computed_weight_takes_the_general_path():
+    """A weight with a graph of its own must be walked: its layer is made of FusedDots, and
+    the gradient reaches the leaf under the weight."""
+    x, w = [FusedValue(1.0) + 1], [[FusedValue(2.0)], [FusedValue(3.0)]]
+    assert {type(y) for y in linear(x, w)} == {LinearRow}
+    weight_leaf = FusedValue(3.0)
+    (y,) = linear(x, [[weight_leaf * 1]])
+    assert type(y) is FusedDot
+    y.backward()
+    assert weight_leaf.grad == 2.0  # x[0] * 1
+
+
+def test_comparison_catches_rows_that_hide_their_input(monkeypatch):
+    """A layer whose rows leave x out of the walk: x's own graph never gets a gradient."""
+    expected = [layer_graph(Value, seed, False)[2] for seed in range(3)]
+    original = LinearInput.__init__
+
+    def without_children(self, x):
+        original(self, x)
+        self._children = ()
+
+    monkeypatch.setattr(LinearInput, "__init__", without_children)
+    got = [layer_graph(FusedValue, seed, False)[2] for seed in range(3)]
+    assert any(not all(same_bits(g, h) for g, h in zip(e, f)) for e, f in zip(expected, got))
+
+
 def test_every_node_of_a_fused_step_is_fused(docs):
     run_docs, tokenizer, model, _, _ = start_run(docs, CONFIGS["microgpt"], 42, FusedValue)
     nodes = topological_order(forward_loss(model, tokenizer.encode(run_docs[0])))
-    assert {type(node) for node in nodes} == {FusedValue, FusedDot}
+    assert {type(node) for node in nodes if not node._children} == {FusedValue}  # the parameters
+    assert {type(node) for node in nodes if node._children} == {
+        Unary, Sum2, Product, FusedDot, LinearRow, LinearInput, ReluSquared, ShiftedExp, SumOf, Quotient}
     x, y = FusedValue(2.0), FusedValue(-3.0)
     results = [x + y, x + 1, 1 + x, x - y, 1 - x, x * y, 2 * x, x / y, 1 / x, -x, x**2, x.exp(), x.log(), y.relu()]
-    assert all(type(r) is FusedValue for r in results)
+    assert all(isinstance(r, FusedValue) for r in results)
