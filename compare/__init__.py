@@ -3,11 +3,22 @@
     from compare import compare_step
     report = compare_step()          # raises on bad input, never prints
     report.agrees                    # scripts/compare_step.py prints compare.render.render(report)
-"""
-from .check import DeviceError, EngineFailure, compare_step
-from .engines import EngineError, load_engine
-from .faults import FAULTS, faulty_engine
-from .report import Report, load_report, save_report
 
-__all__ = ["compare_step", "Report", "load_report", "save_report", "load_engine", "faulty_engine", "FAULTS",
-           "DeviceError", "EngineError", "EngineFailure"]
+The names below load when first used, so the engine's own process (compare.worker) and a
+script's first lines can import parts of compare without importing torch.
+"""
+from importlib import import_module
+
+_WHERE = {
+    "compare_step": "check", "DeviceError": "check", "EngineFailure": "isolation", "EngineRefused": "isolation",
+    "EngineError": "engines", "load_engine": "engines", "FAULTS": "faults", "faulty_engine": "faults",
+    "Report": "report", "load_report": "report", "save_report": "report",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'compare' has no attribute {name!r}")
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)

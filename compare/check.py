@@ -5,10 +5,14 @@ same documents, compared number by number.
     report = compare_step(weights="reference", steps=20)     # lockstep from microgpt's own start
     report = compare_step(engine="my_engine.py", fd=20)      # a learner's Value, plus finite differences
     report = compare_step(inject="grad-assign")              # a known fault: must disagree
-    report.agrees, report.divergence, report.differing_gradients
+    report = compare_step(n_layer=8)                         # a deeper model, a deeper graph
+    report.agrees, report.probes, report.divergence, report.differing_gradients
 
-Raises ValueError (or its subclasses DataError, CheckpointError, EngineError, DeviceError)
-on bad input, EngineFailure if the scalar engine under test raises while it runs; never prints.
+The scalar engine (the project's, a fault written into it, or a learner's file) is probed
+operation by operation and trains in a child process (compare.worker), which sends back
+numbers; everything is judged here. Raises ValueError (or its subclasses DataError,
+CheckpointError, EngineError, EngineRefused, DeviceError) on bad input, EngineFailure if the
+scalar engine under test raises, exits, crashes or hangs while it runs; never prints.
 """
 from __future__ import annotations
 
@@ -25,11 +29,15 @@ from microgpt_scalar.optim import Adam
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
-from .engines import first_line, load_engine
+from .engines import first_line
 from .faults import FAULTS, faulty_engine
+from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
-from .report import Coverage, Report, Settings, StepLoss
+from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
+from .probe_check import check_probes
+from .report import Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, Report, Settings, StepLoss
 from .sides import ScalarSide, StepResult, TorchSide
+from .suspects import RECURSION_ADVICE
 from .tolerances import Tolerances, tolerances_for
 from .trace import Divergence, first_divergence
 from .weights import load_weights
@@ -41,34 +49,56 @@ class DeviceError(ValueError):
     """A torch device that is not there; the message is one line."""
 
 
-class EngineFailure(RuntimeError):
-    """The scalar engine under test raised an exception while it ran; the message is one line."""
+DEPTH_FIELDS = ("n_layer", "n_embd", "n_head", "block_size")  # the config flags compare takes
 
 
 def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, data=None, seed: int = 42,
                  steps: int = 1, dtype: str = "float64", device: str = "cpu", engine=None, inject: str | None = None,
-                 fd: int = 0) -> Report:
+                 fd: int = 0, overrides: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 engine_process: EngineProcess | None = None) -> Report:
     """Compare `steps` training steps of the two engines and return the report.
 
     weights: "reference", "dense" or a checkpoint path. docs: documents to train on, all in
     every step (default: the built-in ones); data: a data file instead, one document per
-    step as the reference program takes them. engine: a learner's "FILE[:CLASS]" or a class;
-    inject: a fault from compare.faults (at least its min_steps are run); fd: how many
-    gradients to check against finite differences as well.
+    step as the reference program takes them. engine: a learner's "FILE[:CLASS]" (run in a
+    child process, `timeout` seconds allowed for loading and for each step) or a class (run
+    in this process); inject: a fault from compare.faults (at least its min_steps are run);
+    fd: how many gradients to check against finite differences as well; overrides: config
+    fields (n_layer, n_embd, n_head, block_size). engine_process: one already started for
+    this engine (a script starts it before torch loads); it is not closed here.
     """
-    config = get_config(preset)
+    overrides = {name: value for name, value in (overrides or {}).items() if value is not None}
+    config = get_config(preset, **overrides)
     _check_choices(docs, data, steps, dtype, device, engine, inject, fd)
-    value_cls, adam_cls, engine_label = _scalar_engine(engine, inject)
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
     raw_docs = load_docs(data) if data is not None else list(docs or BUILTIN_DOCS)
     chars = sorted(set("".join(raw_docs))) if data is not None else ALPHABET
+    if overrides and weights not in ("reference", "dense"):
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in overrides)} cannot change a checkpoint's model; "
+                         f"use them with --weights dense or reference")
     start = load_weights(weights, config, chars, seed, raw_docs)
     documents = file_documents(raw_docs, seed, start.chars) if data is not None else given_documents(raw_docs, start.chars)
-    settings = Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
-                        start.step, steps, dtype, device, engine_label, inject, num_params(start.config))
-    with _tf32_off():
-        return run(start, documents, settings, value_cls, adam_cls, fd)
+
+    def settings_for(engine_label: str) -> Settings:
+        return Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
+                        start.step, steps, dtype, device, engine_label, inject, num_params(start.config), overrides)
+
+    if engine is not None and not isinstance(engine, str):  # a class: in this process
+        with _tf32_off():
+            return run(start, documents, settings_for(f"{engine.__module__}.{engine.__qualname__}"), engine, Adam, fd)
+    process = engine_process or EngineProcess(engine, inject, timeout)
+    try:
+        found = process.engine()
+        probes = check_probes(found["probes"])
+        if found["missing"]:
+            raise EngineRefused(found["missing"], probes)
+        with _tf32_off():
+            return run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd, probes,
+                             found["notes"])
+    finally:
+        if engine_process is None:
+            process.close()
 
 
 def _check_choices(docs, data, steps, dtype, device, engine, inject, fd) -> None:
@@ -101,18 +131,6 @@ def _check_device(device: str) -> None:
         raise DeviceError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
 
 
-def _scalar_engine(engine, inject):
-    """(Value class, Adam class, a label for the report) for the scalar side."""
-    if inject is not None:
-        faulty = faulty_engine(inject)
-        return faulty.value_cls, faulty.adam_cls, f"microgpt_scalar with fault {inject}"
-    if engine is None:
-        return Value, Adam, "microgpt_scalar.engine.Value"
-    if isinstance(engine, str):
-        return load_engine(engine), Adam, engine
-    return engine, Adam, f"{engine.__module__}.{engine.__qualname__}"
-
-
 @contextlib.contextmanager
 def _tf32_off():
     """On CUDA, matrix products may round their inputs to TensorFloat-32 (10-bit mantissa);
@@ -141,20 +159,26 @@ class StepComparison:
 
 
 def run(start: Checkpoint, documents: Documents, settings: Settings, value_cls, adam_cls, fd: int) -> Report:
+    """The comparison with the scalar engine in this process (a class handed in, not a file)."""
+    return run_sides(start, documents, settings, InProcessScalar(start, value_cls, adam_cls, settings), fd)
+
+
+def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, probes=None,
+              notes=()) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
-    scalar, torch_side = ScalarSide(start, value_cls, adam_cls), TorchSide(start, DTYPES[settings.dtype], settings.device)
+    batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
+    depth = scalar.begin(start, batches, fd, settings.seed)
+    torch_side = TorchSide(start, DTYPES[settings.dtype], settings.device)
     losses, focus, fd_check = [], None, None
-    for step in range(start.step, start.step + settings.steps):
-        batch = documents.batch(step)
-        ours = _guarded(scalar.step, settings, step, batch, step)
+    for step, batch in zip(range(start.step, start.step + settings.steps), batches):
         theirs = torch_side.step(batch)
+        ours = scalar.step(batch, step, depth)
         comparison = compare_results(ours, theirs, tolerances, stages)
         losses.append(StepLoss(step, ours.loss, theirs.loss, comparison.loss.agrees))
         if step == start.step and fd:
-            fd_side = ScalarSide(start, value_cls, adam_cls)  # the parameters before this step's update
-            fd_check = _guarded(finite_differences, settings, step, fd_side, batch, ours.grads, fd, settings.seed)
+            fd_check = scalar.finite_differences(batch, ours.grads, fd, step)
         if focus is None and (not comparison.agrees or step == start.step + settings.steps - 1):
             focus = (step, comparison, ours, theirs)
     focus_step, comparison, focus_ours, focus_theirs = focus
@@ -162,7 +186,59 @@ def run(start: Checkpoint, documents: Documents, settings: Settings, value_cls, 
     return Report(settings, tolerances, losses, focus_step, comparison.loss, comparison.gradients,
                   comparison.parameters, comparison.adam_m, comparison.adam_v, final,
                   coverage_of(comparison.gradients), comparison.divergence, stages, fd_check,
-                  gradient_values(focus_ours, focus_theirs))
+                  gradient_values(focus_ours, focus_theirs), probes, depth, list(notes))
+
+
+class InProcessScalar:
+    """The scalar side in this process: a class handed in by code, trusted like the caller."""
+
+    def __init__(self, start: Checkpoint, value_cls, adam_cls, settings: Settings):
+        self.start, self.value_cls, self.adam_cls, self.settings = start, value_cls, adam_cls, settings
+        self.side = ScalarSide(start, value_cls, adam_cls)
+
+    def begin(self, start, batches, fd, seed):
+        return None
+
+    def step(self, batch, step: int, depth) -> StepResult:
+        return _guarded(self.side.step, self.settings, step, batch, step)
+
+    def finite_differences(self, batch, grads, k: int, step: int):
+        fd_side = ScalarSide(self.start, self.value_cls, self.adam_cls)  # the parameters before this step's update
+        return _guarded(finite_differences, self.settings, step, fd_side, batch, grads, k, self.settings.seed)
+
+
+class ChildScalar:
+    """The scalar side in the engine's own process: numbers come back, nothing else."""
+
+    def __init__(self, process: EngineProcess, found: dict):
+        self.process, self.chain = process, found["chain"]
+
+    def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
+        weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
+                   "adam": start.adam, "step": start.step, "seed": start.seed}
+        depth = self.process.start_training(weights, batches, fd, seed)
+        survived, failed = self.chain if self.chain else (None, None)
+        return DepthCheck(survived, failed, depth["graph"], depth["per_layer"], depth["n_layer"])
+
+    def step(self, batch, step: int, depth: DepthCheck) -> StepResult:
+        try:
+            message = self.process.next_message(f"training step {step + 1}")
+        except EngineFailure as error:
+            if error.recursion and depth is not None:
+                raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
+                                    True) from None
+            raise
+        return StepResult(**message["result"])
+
+    def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
+        check = self.process.next_message("finite differences")["check"]
+        entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
+                                    _fd_agrees(e["autograd"], e["estimate"])) for e in check["entries"]]
+        return FiniteDifferenceCheck(check["step_size"], FD_TOLERANCE, entries)
+
+
+def _fd_agrees(autograd: float, estimate: float) -> bool:
+    return abs(autograd - estimate) <= FD_TOLERANCE.allowed(max(abs(autograd), abs(estimate)))
 
 
 def _guarded(function, settings: Settings, step: int, *args):

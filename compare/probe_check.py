@@ -5,11 +5,10 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from .diff import entry_difference
+from .report import ProbeCheck, ProbeResult
 from .probes import FRESH_GRAPH, PROBES, fresh_graph_sequence, probe_key
 from .tolerances import Tolerance
 
@@ -17,31 +16,6 @@ from .tolerances import Tolerance
 # ulp or two at most (numpy's exp against math's, a / b against a * b ** -1: about 2e-16
 # relative). The mistakes the probes look for move a number by 10% or more.
 PROBE_TOLERANCE = Tolerance(atol=1e-12, rtol=1e-9)
-
-
-@dataclass
-class ProbeResult:
-    operator: str  # the table's line: "+", "/", "relu", ...
-    expression: str  # e.g. "2.0 / a at a = 1.5"
-    status: str  # "ok", "fault", "note", "missing" (a needed operation is absent), "absent" (optional)
-    message: str = ""  # for anything but ok: expected and got, and the derivative it should have
-
-
-@dataclass
-class ProbeCheck:
-    results: list = field(default_factory=list)  # of ProbeResult
-
-    @property
-    def faults(self) -> list:
-        return [r for r in self.results if r.status == "fault"]
-
-    @property
-    def notes(self) -> list:
-        return [r for r in self.results if r.status == "note"]
-
-    @property
-    def agrees(self) -> bool:
-        return not self.faults
 
 
 def check_probes(raw: dict) -> ProbeCheck:
