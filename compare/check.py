@@ -216,15 +216,18 @@ class ChildScalar:
     def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
         weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
                    "adam": start.adam, "step": start.step, "seed": start.seed}
-        depth = self.process.start_training(weights, batches, fd, seed)
+        self.process.start_training(weights, batches, fd, seed)
         survived, failed = self.chain if self.chain else (None, None)
-        return DepthCheck(survived, failed, depth["graph"], depth["per_layer"], depth["n_layer"])
+        return DepthCheck(survived, failed, None, None, start.config.n_layer)  # the rest comes with the first step
 
     def step(self, batch, step: int, depth: DepthCheck) -> StepResult:
+        if depth.graph is None:
+            found = self.process.next_message("setting up the model")
+            depth.graph, depth.per_layer = found["graph"], found["per_layer"]
         try:
             message = self.process.next_message(f"training step {step + 1}")
         except EngineFailure as error:
-            if error.recursion and depth is not None:
+            if error.recursion:
                 raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
                                     True) from None
             raise

@@ -78,11 +78,11 @@ class EngineProcess:
             self._found = message
         return self._found
 
-    def start_training(self, weights: dict, batches: list, fd: int, seed: int) -> dict:
-        """Send the steps to take; returns the depth message (the model's graph depth)."""
-        self.phase = "setting up the model"
-        self._send({"weights": weights, "batches": batches, "fd": fd, "seed": seed})
-        return self._receive()
+    def start_training(self, weights: dict, batches: list, fd: int, seed: int) -> None:
+        """Send the steps to take; the process answers with the model's graph depth, then
+        one message per step (`next_message`)."""
+        limited = bool(self._found and self._found["chain"] and self._found["chain"][1] is not None)
+        self._send({"weights": weights, "batches": batches, "fd": fd, "seed": seed, "limited": limited})
 
     def next_message(self, phase: str) -> dict:
         self.phase = phase

@@ -45,8 +45,8 @@ BACKWARD = {
 BACKWARD["attn_wq"] = BACKWARD["attn_wk"] = BACKWARD["attn_wv"]
 BACKWARD["wpe"] = BACKWARD["wte"]
 
-RECURSION_ADVICE = ("the model's graph is {graph} nodes deep and this backward survives chains of about "
-                    "{survived}: its topological sort recurses once per node, past Python's recursion limit. "
+RECURSION_ADVICE = ("the model's graph is {graph:,} nodes deep and this backward survives chains of about "
+                    "{survived:,}: its topological sort recurses once per node, past Python's recursion limit. "
                     "Make it iterative (an explicit stack) to check this configuration")
 
 

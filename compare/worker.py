@@ -101,7 +101,7 @@ def train(job: dict, value_cls, adam_cls, send) -> None:
     weights = Checkpoint(GPTConfig.from_dict(job["weights"]["config"]), job["weights"]["chars"],
                          job["weights"]["params"], job["weights"]["adam"], job["weights"]["step"],
                          job["weights"]["seed"])
-    send({"kind": "depth", **model_depths(weights, job["batches"][0])})
+    send({"kind": "depth", **model_depths(weights, job["batches"][0], job["limited"])})
     side = ScalarSide(weights, value_cls, adam_cls)
     for i, batch in enumerate(job["batches"]):
         step = weights.step + i
@@ -122,16 +122,19 @@ def train(job: dict, value_cls, adam_cls, send) -> None:
     send({"kind": "done"})
 
 
-def model_depths(weights: Checkpoint, batch: list) -> dict:
-    """The graph depth of the checked model, and of the same model one layer deeper."""
+def model_depths(weights: Checkpoint, batch: list, limited: bool) -> dict:
+    """The graph depth of the checked model and, for an engine whose backward has a depth
+    limit, how much one more layer adds."""
     tokens = max(batch, key=len)
+    depth = graph_depth(weights.config, weights.params, tokens)
+    if not limited:
+        return {"graph": depth, "per_layer": None, "n_layer": weights.config.n_layer}
     deeper = dataclasses.replace(weights.config, n_layer=weights.config.n_layer + 1)
     deeper_params = dict(weights.params)
     for name in list(weights.params):
         if name.startswith(f"layer{weights.config.n_layer - 1}."):  # the last layer's weights, again
             deeper_params[name.replace(f"layer{weights.config.n_layer - 1}.", f"layer{weights.config.n_layer}.")] = \
                 weights.params[name]
-    depth = graph_depth(weights.config, weights.params, tokens)
     return {"graph": depth, "per_layer": graph_depth(deeper, deeper_params, tokens) - depth,
             "n_layer": weights.config.n_layer}
 

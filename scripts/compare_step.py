@@ -4,10 +4,12 @@
     python scripts/compare_step.py --engine my_engine.py       # your own Value class
     python scripts/compare_step.py --inject grad-assign        # a known mistake: watch it get caught
     python scripts/compare_step.py --weights reference --steps 20 --fd 20 --json report.json
+    python scripts/compare_step.py --engine my_engine.py --n-layer 8   # a deeper model
     python scripts/compare_step.py --list-faults
 
+--engine runs the code of the file it is given (in a separate process, with a time limit).
 Exit code 0 when everything agrees, 1 when anything disagrees (or the engine under test
-fails), 2 for bad usage or input, with a one-line error on stderr.
+fails, exits, crashes or hangs), 2 for bad usage or input, with a one-line error on stderr.
 """
 from __future__ import annotations
 
@@ -17,12 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare import compare_step  # noqa: E402
-from compare.check import EngineFailure  # noqa: E402
 from compare.faults import FAULTS  # noqa: E402
+from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
-from compare.render import fault_list, render  # noqa: E402
+from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
+from microgpt_scalar.config import get_config  # noqa: E402
+
+DEPTH_FLAGS = {"n_layer": "layers", "n_embd": "embedding width", "n_head": "attention heads",
+               "block_size": "context length"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -50,6 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="write the whole report as JSON")
     parser.add_argument("--plot", metavar="FILE", help="scatter plot of scalar against torch gradients (needs matplotlib)")
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
+    for field, what in DEPTH_FLAGS.items():
+        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=int,
+                            help=f"the model's {what} (default: the preset's); a deeper model makes a deeper graph")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
     return parser.parse_args(argv)
 
 
@@ -58,15 +68,26 @@ def main(argv=None) -> int:
     if args.list_faults:
         print(fault_list(FAULTS), end="")
         return 0
+    overrides = {field: getattr(args, field) for field in DEPTH_FLAGS}
     try:
         if args.plot:
             require_matplotlib()  # before the run, not after it
-        report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
-                              seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
-                              engine=args.engine, inject=args.inject, fd=args.fd)
+        _check_early(args, overrides)
+        with EngineProcess(args.engine, args.inject, args.timeout) as engine_process:  # starts while torch loads
+            from compare.check import compare_step  # torch
+
+            report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
+                                  seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
+                                  engine=args.engine, inject=args.inject, fd=args.fd, overrides=overrides,
+                                  timeout=args.timeout, engine_process=engine_process)
     except EngineFailure as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except EngineRefused as error:
+        if error.found is not None:
+            print(probe_table(error.found), end="")
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -80,6 +101,17 @@ def main(argv=None) -> int:
         print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
     return 0 if report.agrees else 1
+
+
+def _check_early(args, overrides: dict) -> None:
+    """The mistakes in the flags that need no engine: found before one is started."""
+    if args.engine is not None and args.inject is not None:
+        raise ValueError("--inject writes a fault into the project's engine; it cannot be combined with --engine")
+    if args.inject is not None and args.inject not in FAULTS:
+        raise ValueError(f"unknown fault {args.inject!r}; choose one of {', '.join(FAULTS)} (see --list-faults)")
+    if not args.timeout > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    get_config(args.preset, **overrides)  # a bad preset or model size
 
 
 if __name__ == "__main__":
