@@ -84,6 +84,26 @@ class EngineProcess:
         limited = bool(self._found and self._found["chain"] and self._found["chain"][1] is not None)
         self._send({"weights": weights, "batches": batches, "fd": fd, "seed": seed, "limited": limited})
 
+    def start_certify(self, docs: list, steps: int, num_samples: int, config_fields: dict, seed: int) -> None:
+        """Have the engine train the published run's first `steps` steps (compare.certify)."""
+        self._send({"certify": {"docs": docs, "steps": steps, "num_samples": num_samples, "config": config_fields,
+                                "seed": seed}})
+
+    def record_run(self, check) -> tuple[list, list]:
+        """The records of the steps started by start_certify, each handed to `check` as it
+        comes (False stops the run); then the sampled names. As compare.certify.record_run."""
+        from .certify import StepRecord
+
+        records = []
+        while True:
+            message = self.next_message(f"training step {len(records) + 1}")
+            if message["kind"] == "samples":
+                return records, message["names"]
+            records.append(StepRecord(**message["record"]))
+            if check(records[-1]) is False:
+                self.close()
+                return records, []
+
     def next_message(self, phase: str) -> dict:
         self.phase = phase
         return self._receive()

@@ -9,6 +9,8 @@ It imports no torch, so it starts and probes while the parent is still importing
     worker -> parent  {"kind": "engine", "label", "notes", "missing", "probes", "chain"}
     parent -> worker  {"weights": {...}, "batches": [[tokens], ...], "fd": k, "seed": s}   or {"stop": true}
     worker -> parent  {"kind": "depth", ...}, {"kind": "step", ...} per step, {"kind": "fd", ...}, {"kind": "done"}
+    parent -> worker  {"certify": {"docs", "steps", "num_samples", "config", "seed"}}     (instead: a certificate)
+    worker -> parent  {"kind": "record", ...} per step, {"kind": "samples", "names"}
     worker -> parent  {"kind": "failure", "message"} or {"kind": "error", "message"} when something fails
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from microgpt_scalar.engine import Value
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import Adam, learning_rate_at
 
+from .certify import record_run
 from .depth import deepest_chain, graph_depth
 from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
 from .faults import faulty_engine
@@ -165,5 +168,22 @@ def main() -> None:
     if classes is None or not line:
         return
     job = json.loads(line)
-    if not job.get("stop"):
+    if "certify" in job:
+        record_steps(job["certify"], classes[0], send)
+    elif not job.get("stop"):
         train(job, *classes, send)
+
+
+def record_steps(job: dict, value_cls, send) -> None:
+    """The published run's first steps on `value_cls`, each step's record sent as it ends."""
+    def on_step(record):
+        send({"kind": "record", "record": dataclasses.asdict(record)})
+
+    try:
+        _, samples = record_run(job["docs"], job["steps"], job["num_samples"], value_cls,
+                                GPTConfig.from_dict(job["config"]), job["seed"], on_step)
+    except (Exception, SystemExit) as error:
+        send({"kind": "failure", "step": None, "message": _what_happened(error),
+              "recursion": isinstance(error, RecursionError)})
+        return
+    send({"kind": "samples", "names": samples})
