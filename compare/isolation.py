@@ -46,7 +46,7 @@ class EngineProcess:
     def __init__(self, engine: str | None = None, inject: str | None = None, timeout: float = DEFAULT_TIMEOUT):
         self.label = engine or (f"microgpt_scalar with fault {inject}" if inject else "microgpt_scalar.engine.Value")
         self.timeout = timeout
-        self.phase = "loading"
+        self.phase = "loading and probing its operations"
         self._messages: queue.Queue = queue.Queue()
         self._stderr: list = []
         self._process = subprocess.Popen([sys.executable, "-c", _START], stdin=subprocess.PIPE,

@@ -16,13 +16,14 @@ from .tolerances import Tolerance
 # ulp or two at most (numpy's exp against math's, a / b against a * b ** -1: about 2e-16
 # relative). The mistakes the probes look for move a number by 10% or more.
 PROBE_TOLERANCE = Tolerance(atol=1e-12, rtol=1e-9)
+NO_RESULT = {"error": "gave no result (nothing came back from the engine's process)"}
 
 
 def check_probes(raw: dict) -> ProbeCheck:
     """Every probe's numbers from the engine under test, judged against torch float64."""
-    results = [_check_one(number, probe, raw.get(probe_key(number), {"error": "no result"}))
+    results = [_check_one(number, probe, raw.get(probe_key(number), NO_RESULT))
                for number, probe in enumerate(PROBES)]
-    results.append(_check_fresh_graph(raw.get(FRESH_GRAPH, {"error": "no result"})))
+    results.append(_check_fresh_graph(raw.get(FRESH_GRAPH, NO_RESULT)))
     return ProbeCheck(results)
 
 
@@ -34,7 +35,7 @@ def _check_one(number: int, probe, got: dict) -> ProbeResult:
         return ProbeResult(probe.operator, expression, "absent" if probe.optional else "missing",
                            f"needs {', '.join(got['missing'])}")
     if "error" in got:
-        return ProbeResult(probe.operator, expression, "fault", f"{expression} raised {got['error']}")
+        return ProbeResult(probe.operator, expression, "fault", f"{expression} {got['error']}")
     value, grads = _expected(probe)
     if not _close(got["value"], value):
         return ProbeResult(probe.operator, expression, "fault",
@@ -60,7 +61,7 @@ def _check_fresh_graph(got: dict) -> ProbeResult:
     if "missing" in got:
         return ProbeResult(FRESH_GRAPH, expression, "missing", f"needs {', '.join(got['missing'])}")
     if "error" in got:
-        return ProbeResult(FRESH_GRAPH, expression, "fault", f"{expression} raised {got['error']}")
+        return ProbeResult(FRESH_GRAPH, expression, "fault", f"{expression} {got['error']}")
     a = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     want = fresh_graph_sequence(a, lambda y: y.backward(), lambda x: x.grad.item(), lambda x: x.grad.zero_())
     have = got["grads"]

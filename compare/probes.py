@@ -121,7 +121,7 @@ def _run_one(value_cls, probe: Probe) -> dict:
         out.backward()
         return {"value": float(out.data), "grads": [float(x.grad) for x in inputs]}
     except Exception as error:  # the engine under test may fail in any way
-        return {"error": f"{type(error).__name__}: {_first_line(error)}"}
+        return {"error": f"raised {type(error).__name__}: {_first_line(error)}"}
 
 
 def _run_fresh_graph(value_cls) -> dict:
@@ -132,7 +132,7 @@ def _run_fresh_graph(value_cls) -> dict:
                                      lambda x: setattr(x, "grad", 0))
         return {"value": 0.0, "grads": grads}
     except Exception as error:
-        return {"error": f"{type(error).__name__}: {_first_line(error)}"}
+        return {"error": f"raised {type(error).__name__}: {_first_line(error)}"}
 
 
 def _first_line(error: BaseException) -> str:
