@@ -57,6 +57,7 @@ FAULTS = {fault.name: fault for fault in (
         "of the last path backward walks; the other paths' contributions are lost.",
         "engine", "child.grad += local_grad * node.grad", "child.grad = local_grad * node.grad",
         gradients_differ=ALL_TENSORS,
+        probes=("same node twice", "two paths", "backward twice"),
     ),
     Fault(
         "no-topological-order",
@@ -75,6 +76,7 @@ def breadth_first_order(root):
     return order
 ''',
         gradients_differ=ALL_TENSORS,
+        probes=("two paths",),
     ),
     Fault(
         "no-seed",
@@ -82,6 +84,8 @@ def breadth_first_order(root):
         "d loss / d loss = 1 starts the chain rule; left at 0, every gradient comes out 0.",
         "engine", "self.grad = 1", "pass  # the seed self.grad = 1 is missing",
         gradients_differ=ALL_TENSORS,
+        probes=("+", "-", "*", "/", "neg", "**", "log", "exp", "relu", "same node twice", "two paths",
+                "backward twice"),
     ),
     Fault(
         "mul-grad",
@@ -91,6 +95,7 @@ def breadth_first_order(root):
         "engine", "return Value(self.data * other.data, (self, other), (other.data, self.data))",
         "return Value(self.data * other.data, (self, other), (self.data, other.data))",
         gradients_differ=ALL_TENSORS,
+        probes=("-", "*", "/", "neg", "same node twice", "two paths", "backward twice"),
     ),
     Fault(
         "pow-grad",
@@ -100,6 +105,7 @@ def breadth_first_order(root):
         "engine", "return Value(self.data**other, (self,), (other * self.data ** (other - 1),))",
         "return Value(self.data**other, (self,), (self.data ** (other - 1),))",
         gradients_differ=ALL_TENSORS,
+        probes=("/", "**", "relu", "same node twice"),
     ),
     Fault(
         "exp-grad",
@@ -109,6 +115,7 @@ def breadth_first_order(root):
         "engine", "return Value(math.exp(self.data), (self,), (math.exp(self.data),))",
         "return Value(math.exp(self.data), (self,), (self.data,))",
         gradients_differ=ALL_TENSORS,
+        probes=("exp", "two paths"),
     ),
     Fault(
         "exp-forward",
@@ -119,6 +126,7 @@ def breadth_first_order(root):
         "engine", "return Value(math.exp(self.data), (self,), (math.exp(self.data),))",
         "return Value(2.718 ** self.data, (self,), (2.718 ** self.data,))",
         forward_stage="probs", forward_position=0,
+        probes=("exp", "two paths"),
     ),
     Fault(
         "log-grad",
@@ -127,6 +135,7 @@ def breadth_first_order(root):
         "engine", "return Value(math.log(self.data), (self,), (1 / self.data,))",
         "return Value(math.log(self.data), (self,), (-1 / self.data**2,))",
         gradients_differ=ALL_TENSORS,
+        probes=("log",),
     ),
     Fault(
         "relu-grad",
@@ -139,6 +148,7 @@ def breadth_first_order(root):
         gradients_differ=("wte", "wpe", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv",
                           "layer0.attn_wo", "layer0.mlp_fc1"),
         gradients_agree=("lm_head", "layer0.mlp_fc2"),
+        probes=("relu",),
     ),
     Fault(
         "div-grad",
@@ -149,6 +159,7 @@ def breadth_first_order(root):
         "other = other if isinstance(other, Value) else Value(other)\n"
         "return Value(self.data / other.data, (self, other), (1 / other.data, self.data / other.data**2))",
         gradients_differ=ALL_TENSORS,
+        probes=("/", "same node twice"),
     ),
     Fault(
         "grad-not-reset",
@@ -189,11 +200,14 @@ def breadth_first_order(root):
         "mul-dict",
         "mul keeps its local gradients in a dict keyed by child, so x * x keeps one of them",
         "{self: other.data, other: self.data} has one key when self is other: x * x sends x "
-        "instead of 2 * x back. rmsnorm squares every activation this way.",
+        "instead of 2 * x back. rmsnorm squares every activation this way, so every gradient "
+        "that flows back through an rmsnorm (the one before the MLP and those before it) is "
+        "wrong; lm_head and the MLP's weights, nearer the loss, are still right.",
         "engine", "return Value(self.data * other.data, (self, other), (other.data, self.data))",
         "local_grads = {self: other.data, other: self.data}  # one entry when self is other\n"
         "return Value(self.data * other.data, tuple(local_grads), tuple(local_grads.values()))",
-        gradients_differ=ALL_TENSORS, probes=("same node twice", "backward twice"),
+        gradients_differ=("wte", "wpe", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv", "layer0.attn_wo"),
+        gradients_agree=("lm_head", "layer0.mlp_fc1", "layer0.mlp_fc2"), probes=("same node twice", "backward twice"),
     ),
     Fault(
         "recursive-sort",

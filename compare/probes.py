@@ -38,6 +38,11 @@ def _two_paths(a, b):
     return c * a + c.exp()
 
 
+def _short_and_long(a):
+    x = a * 2.0  # reached from the result directly and through x * 3.0: a walk that is not
+    return x + x * 3.0  # topological (breadth-first, say) passes x on before x * 3.0 adds to it
+
+
 def _sigmoid(a):
     return a.sigmoid()
 
@@ -75,6 +80,7 @@ PROBES = (
     Probe("same node twice", "a / a", (A,), lambda a: a / a, ("__truediv__",), ("0",)),
     Probe("two paths", "c * a + exp(c), c = a * b", (0.6, -0.9), _two_paths, ("__mul__", "__add__", "exp"),
           ("2 * a * b + b * exp(a * b)", "a**2 + a * exp(a * b)")),
+    Probe("two paths", "x + x * 3.0, x = a * 2.0", (A,), _short_and_long, ("__mul__", "__add__"), ("8",)),
     Probe("tanh", "tanh(a)", (0.8,), lambda a: a.tanh(), ("tanh",), ("1 - tanh(a)**2",), optional=True),
     Probe("sigmoid", "sigmoid(a)", (0.8,), _sigmoid, ("sigmoid",), ("sigmoid(a) * (1 - sigmoid(a))",),
           optional=True),
