@@ -125,7 +125,8 @@ class EngineProcess:
         if message is None:
             raise EngineFailure(self._ended())
         if message["kind"] == "failure":
-            raise EngineFailure(f"the scalar engine ({self.label}) {message['message']} while {self.phase}",
+            detail = f": {message['detail']}" if message.get("detail") else ""
+            raise EngineFailure(f"the scalar engine ({self.label}) {message['message']} while {self.phase}{detail}",
                                 message.get("recursion", False))
         return message
 

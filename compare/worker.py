@@ -111,7 +111,7 @@ def train(job: dict, value_cls, adam_cls, send) -> None:
         try:
             result = side.step(batch, step)
         except (Exception, SystemExit) as error:
-            send({"kind": "failure", "step": step, "message": _what_happened(error), "recursion": isinstance(error, RecursionError)})
+            send({"kind": "failure", "step": step, **_what_happened(error), "recursion": isinstance(error, RecursionError)})
             return
         send({"kind": "step", "step": step, "result": result})
         if i == 0 and job["fd"]:
@@ -119,7 +119,7 @@ def train(job: dict, value_cls, adam_cls, send) -> None:
                 check = finite_differences(ScalarSide(weights, value_cls, adam_cls), batch, result["grads"],
                                            job["fd"], job["seed"])
             except (Exception, SystemExit) as error:
-                send({"kind": "failure", "step": step, "message": _what_happened(error), "recursion": False})
+                send({"kind": "failure", "step": step, **_what_happened(error), "recursion": False})
                 return
             send({"kind": "fd", "check": dataclasses.asdict(check)})
     send({"kind": "done"})
@@ -142,10 +142,11 @@ def model_depths(weights: Checkpoint, batch: list, limited: bool) -> dict:
             "n_layer": weights.config.n_layer}
 
 
-def _what_happened(error: BaseException) -> str:
+def _what_happened(error: BaseException) -> dict:
+    """{"message": what the engine did, "detail": its error's first line}."""
     if isinstance(error, SystemExit):
-        return f"called sys.exit({error.code!r})"
-    return f"raised {type(error).__name__}: {first_line(error)}"
+        return {"message": f"called sys.exit({error.code!r})", "detail": ""}
+    return {"message": f"raised {type(error).__name__}", "detail": first_line(error)}
 
 
 def main() -> None:
@@ -162,7 +163,7 @@ def main() -> None:
     try:
         classes = describe_engine(request, send)
     except (Exception, SystemExit) as error:  # the probes guard themselves; this is a last resort
-        send({"kind": "failure", "step": None, "message": _what_happened(error), "recursion": False})
+        send({"kind": "failure", "step": None, **_what_happened(error), "recursion": False})
         return
     line = sys.stdin.readline()
     if classes is None or not line:
@@ -183,7 +184,7 @@ def record_steps(job: dict, value_cls, send) -> None:
         _, samples = record_run(job["docs"], job["steps"], job["num_samples"], value_cls,
                                 GPTConfig.from_dict(job["config"]), job["seed"], on_step)
     except (Exception, SystemExit) as error:
-        send({"kind": "failure", "step": None, "message": _what_happened(error),
+        send({"kind": "failure", "step": None, **_what_happened(error),
               "recursion": isinstance(error, RecursionError)})
         return
     send({"kind": "samples", "names": samples})
