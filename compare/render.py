@@ -89,7 +89,8 @@ def depth_line(report: Report) -> str:
         return f"  depth    {graph}; backward walked a chain of {d.survived:,} nodes without trouble"
     layers = d.n_layer + (d.survived - d.graph) // d.per_layer if d.per_layer else d.n_layer
     return (f"  depth    {graph}; backward fails with RecursionError on\n"
-            f"           chains of {d.failed:,} nodes (it recurses once per node): enough for about {max(layers, 0)} layers, not more")
+            f"           chains of {d.failed:,} nodes (it recurses once per node): models of up to about {max(layers, 0)} "
+            f"layers are safe, deeper ones may reach the limit")
 
 
 def settings_block(report: Report) -> str:
