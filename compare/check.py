@@ -24,13 +24,12 @@ import torch
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import get_config, num_params, trace_stage_names
 from microgpt_scalar.data import load_docs
-from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
 from .engines import first_line
-from .faults import FAULTS, faulty_engine
+from .faults import FAULTS
 from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused

@@ -2,6 +2,14 @@
 
     value_cls = load_engine("my_engine.py")          # the class named Value
     value_cls = load_engine("my_engine.py:Scalar")   # another name
+    loaded = load_engine_file("train.py")            # the class and the loader's notes
+
+The file is taken as learners have it: its folder is on sys.path while it loads (for `from
+config import ...`), sys.argv is the file alone, what it prints is kept out of the report,
+and the recursion limit, sys.argv, sys.path and the working folder are put back afterwards.
+A training script without an `if __name__ == "__main__":` guard is not run: only its
+imports, definitions and constants are (it must not download, write files or train), and a
+note says so. The comparison loads a file in a process of its own (compare.worker).
 
 The scalar model runs on any class with the operations below, so the comparison can train
 the learner's engine against torch exactly as it trains the project's.

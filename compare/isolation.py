@@ -67,6 +67,10 @@ class EngineProcess:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass  # the process is gone; its end of the pipe with it
 
     def engine(self) -> dict:
         """What the process found: {"label", "notes", "probes", "chain", "missing"}.

@@ -216,7 +216,7 @@ def _forward_parting(report: Report) -> str:
 
 def _suspects_line(report: Report, where: str, operations: str, operators: set) -> str:
     found = matching_probes(report.probes, operators)
-    probes = f"; the probes agree: {'; '.join(r.message for r in found)}" if found else ""
+    probes = f"; failing probes among them: {'; '.join(r.message for r in found)}" if found else ""
     return f"    suspects {where}: {operations}{probes}"
 
 

@@ -12,6 +12,7 @@ import pytest
 from helpers import load_script
 
 from compare import compare_step, load_report
+from compare.render import render
 from compare.faults import ALL_TENSORS, FAULTS, faulty_engine
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
@@ -158,3 +159,15 @@ def test_unknown_fault_is_refused_by_name():
 def test_stock_optimizer_is_what_engine_faults_use():
     assert faulty_engine("exp-grad").adam_cls is Adam
     assert faulty_engine("grad-not-reset").value_cls is Value
+
+
+@pytest.mark.parametrize("name, suspects, probe", [
+    ("exp-forward", "suspects softmax: x - max, exp, sum, e / total", "exp(a) at a = 0.7: value expected"),
+    ("mul-dict", "suspects rmsnorm before the MLP: x * x, sum, / n, + 1e-5, ** -0.5, x * scale",
+     "a * a at a = 1.5: d/da expected 3.0, got 1.5"),
+])
+def test_the_report_names_the_suspect_operations_and_the_probes_that_failed_among_them(name, suspects, probe):
+    """Oracle: the fault's own line (exp's value; mul of a node with itself, which rmsnorm does)."""
+    line = next(line for line in render(compare_step(inject=name)).splitlines() if "suspects" in line)
+    assert line.strip().startswith(suspects)
+    assert "failing probes among them: " in line and probe in line
