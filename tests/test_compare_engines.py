@@ -102,8 +102,8 @@ def test_an_error_with_a_message_of_many_lines_is_reported_in_one(tmp_path):
     with pytest.raises(EngineFailure, match=r"raised ValueError while training step 1: first line$"):
         compare_step(engine=str(path), docs=["emma"])
     crashing = tmp_path / "crashing.py"
-    crashing.write_text("raise RuntimeError('cannot start\\nbecause of this')\n")
-    with pytest.raises(EngineError, match=r"RuntimeError: cannot start$"):
+    crashing.write_text("class Value:\n    raise RuntimeError('cannot start\\nbecause of this')\n")  # a class body runs
+    with pytest.raises(EngineError, match=r"line 2: RuntimeError: cannot start$"):
         load_engine(str(crashing))
 
 
