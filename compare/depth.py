@@ -5,7 +5,7 @@ once the graph is deeper than the recursion limit (1,000 frames by default). The
 limit is measured on chains `a * 1.0 * 1.0 * ...`; the model's depth is the longest path
 from a parameter to the loss, counted in the project's engine's nodes.
 
-    survived, failed = deepest_chain(Value)   # (10000, None) for an iterative backward
+    survived, failed = deepest_chain(Value)   # (5000, None) for an iterative backward
     graph_depth(config, params, tokens)       # 263 for the default model on an 8-token name
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 
-CHAIN_LENGTHS = (2_000, 10_000)  # tried in turn: 10,000 nodes is a model of about 50 layers
+CHAIN_LENGTHS = (1_500, 5_000)  # tried in turn: past the recursion limit, then a model of about 25 layers
 TIME_LIMIT = 1.0  # seconds the measurement may take, for a slow engine
 
 

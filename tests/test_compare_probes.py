@@ -125,7 +125,7 @@ def test_a_recursive_backward_is_limited_near_the_recursion_limit_and_an_iterati
     survived, failed = deepest_chain(recursive)
     assert sys.getrecursionlimit() // 2 < survived < failed <= sys.getrecursionlimit()  # one frame per node
     assert chain_survives(recursive, survived) and not chain_survives(recursive, failed)
-    assert deepest_chain(Value) == (10_000, None)
+    assert deepest_chain(Value) == (5_000, None)
 
 
 def longest_path(root) -> int:
