@@ -136,9 +136,11 @@ def test_list_faults_names_every_fault_with_both_lines(capsys):
 
 def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights():
     """REFERENCE.md: with attn_wo and mlp_fc2 at zero, no gradient reaches the MLP's input at
-    step 0, so a wrong relu gradient passes; the report says why it proves nothing."""
+    step 0, so the step cannot see a wrong relu gradient (the report says why it proves
+    nothing); the relu probe sees it whatever the weights."""
     blind = compare_step(inject="relu-grad", weights="reference")
-    assert blind.agrees and "layer0.mlp_fc1" in blind.coverage.zero_tensors
+    assert blind.step_agrees and "layer0.mlp_fc1" in blind.coverage.zero_tensors
+    assert not blind.agrees and [r.operator for r in blind.probes.faults] == ["relu"]
     assert not compare_step(inject="relu-grad", weights="dense").agrees
 
 
