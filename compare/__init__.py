@@ -4,21 +4,22 @@
     report = compare_step()          # raises on bad input, never prints
     report.agrees                    # scripts/compare_step.py prints compare.render.render(report)
 
-Importing the package is cheap: torch is imported with the module that uses it (the check
-itself), so `compare.certify`, which needs none, never pays for it.
+Importing the package is cheap: the names below load when first used, so torch is imported
+with the module that uses it (the check itself), and the engine's own process
+(compare.worker) and `compare.certify` never pay for it.
 """
-import importlib
+from importlib import import_module
 
-_EXPORTS = {
-    "compare_step": "check", "DeviceError": "check", "EngineFailure": "check",
-    "EngineError": "engines", "load_engine": "engines",
-    "FAULTS": "faults", "faulty_engine": "faults",
+_WHERE = {
+    "compare_step": "check", "DeviceError": "check", "EngineFailure": "isolation", "EngineRefused": "isolation",
+    "EngineError": "engines", "load_engine": "engines", "FAULTS": "faults", "faulty_engine": "faults",
     "Report": "report", "load_report": "report", "save_report": "report",
 }
-__all__ = list(_EXPORTS)
+
+__all__ = list(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
+def __getattr__(name):
+    if name not in _WHERE:
         raise AttributeError(f"module 'compare' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    return getattr(import_module(f".{_WHERE[name]}", __name__), name)

@@ -113,15 +113,18 @@ def record_run(docs: list[str], steps: int, num_samples: int, value_cls=Value, c
 
 
 def make_golden(docs: list[str], steps: int = 20, num_samples: int = 3, preset: str = "microgpt",
-                seed: int = 42) -> dict:
-    """The golden trace of the project's engine, as a dict (`golden_text` gives the file's text)."""
-    records, samples = record_run(docs, steps, num_samples, Value, get_config(preset), seed)
+                seed: int = 42, overrides: dict | None = None) -> dict:
+    """The golden trace of the project's engine, as a dict (`golden_text` gives the file's text).
+    `overrides` (n_layer=8, ...) make the trace of another model, made when it is needed."""
+    config = get_config(preset, **(overrides or {}))
+    records, samples = record_run(docs, steps, num_samples, Value, config, seed)
     return {
         "format": FORMAT,
         "version": VERSION,
         "preset": preset,
         "seed": seed,
-        "num_steps": get_config(preset).num_steps,  # the run's length, which sets the lr schedule
+        **({"overrides": dict(overrides)} if overrides else {}),
+        "num_steps": config.num_steps,  # the run's length, which sets the lr schedule
         "data": {"num_docs": len(docs), "sha256": documents_digest(docs)},
         "steps": [dataclasses.asdict(record) for record in records],
         "samples": {"after_step": steps, "temperature": 0.5, "names": samples},
@@ -248,6 +251,30 @@ def certify(value_cls, docs: list[str], golden: dict, steps: int = 20, on_step=N
     missing = missing_operations(value_cls)
     if missing:
         raise EngineError(f"class {value_cls.__name__} lacks what the transformer needs: {', '.join(missing)}")
+    want_samples = wanted_samples(golden, steps)
+    config = golden_config(golden)
+
+    def run(check):
+        return record_run(docs, steps, len(want_samples), value_cls, config, golden["seed"], check)
+
+    return judge_run(run, golden, steps, on_step)
+
+
+def wanted_samples(golden: dict, steps: int) -> list:
+    """The names the golden trace sampled, if it sampled them after `steps` steps."""
+    return golden["samples"]["names"] if steps == golden["samples"]["after_step"] else []
+
+
+def golden_config(golden: dict) -> GPTConfig:
+    return get_config(golden["preset"], num_steps=golden["num_steps"], **golden.get("overrides", {}))
+
+
+def judge_run(run, golden: dict, steps: int, on_step=None, passthrough: tuple = ()) -> Certificate:
+    """Compare what `run(check)` trains with the golden trace. `run` calls `check(record)` after
+    each step (which returns False at the first difference, to stop) and returns (records,
+    samples); it may train in this process or have another process do it. Errors of the
+    `passthrough` types are raised; any other becomes the certificate's difference."""
+    want_samples = wanted_samples(golden, steps)
     found, done = [], []
 
     def check(record: StepRecord):
@@ -259,10 +286,10 @@ def certify(value_cls, docs: list[str], golden: dict, steps: int = 20, on_step=N
             found.append(difference)
         return difference is None
 
-    want_samples = golden["samples"]["names"] if steps == golden["samples"]["after_step"] else []
-    config = get_config(golden["preset"], num_steps=golden["num_steps"])
     try:
-        _, samples = record_run(docs, steps, len(want_samples), value_cls, config, golden["seed"], check)
+        _, samples = run(check)
+    except passthrough:
+        raise
     except Exception as error:  # the learner's engine may fail in any way; say where and how
         where = f"step {len(done) + 1}" if len(done) < steps else "sampling"
         step = len(done) + 1 if len(done) < steps else None

@@ -5,10 +5,14 @@ same documents, compared number by number.
     report = compare_step(weights="reference", steps=20)     # lockstep from microgpt's own start
     report = compare_step(engine="my_engine.py", fd=20)      # a learner's Value, plus finite differences
     report = compare_step(inject="grad-assign")              # a known fault: must disagree
-    report.agrees, report.divergence, report.differing_gradients
+    report = compare_step(n_layer=8)                         # a deeper model, a deeper graph
+    report.agrees, report.probes, report.divergence, report.differing_gradients
 
-Raises ValueError (or its subclasses DataError, CheckpointError, EngineError, DeviceError)
-on bad input, EngineFailure if the scalar engine under test raises while it runs; never prints.
+The scalar engine (the project's, a fault written into it, or a learner's file) is probed
+operation by operation and trains in a child process (compare.worker), which sends back
+numbers; everything is judged here. Raises ValueError (or its subclasses DataError,
+CheckpointError, EngineError, EngineRefused, DeviceError) on bad input, EngineFailure if the
+scalar engine under test raises, exits, crashes or hangs while it runs; never prints.
 """
 from __future__ import annotations
 
@@ -19,17 +23,20 @@ import torch
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import get_config, num_params
 from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
-from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 from microgpt_torch.device import float32_precision
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
-from .engines import first_line, load_engine
-from .faults import FAULTS, faulty_engine
+from .engines import first_line
+from .faults import FAULTS
+from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
-from .report import Coverage, Report, Settings, StepLoss
+from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
+from .probe_check import check_probes
+from .report import Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, Report, Settings, StepLoss
 from .sides import ScalarSide, StepResult, TorchSide
+from .suspects import RECURSION_ADVICE
 from .tolerances import Tolerances, tolerances_for
 from .trace import Divergence, first_divergence, trace_stage_names
 from .weights import load_weights
@@ -41,37 +48,59 @@ class DeviceError(ValueError):
     """A torch device that is not there; the message is one line."""
 
 
-class EngineFailure(RuntimeError):
-    """The scalar engine under test raised an exception while it ran; the message is one line."""
+DEPTH_FIELDS = ("n_layer", "n_embd", "n_head", "block_size")  # the config flags compare takes
 
 
 def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, data=None, seed: int = 42,
                  steps: int = 1, dtype: str = "float64", device: str = "cpu", engine=None, inject: str | None = None,
-                 fd: int = 0) -> Report:
+                 fd: int = 0, overrides: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 engine_process: EngineProcess | None = None) -> Report:
     """Compare `steps` training steps of the two engines and return the report.
 
     weights: "reference", "dense" or a checkpoint path. docs: documents to train on, all in
     every step (default: the built-in ones); data: a data file instead, one document per
-    step as the reference program takes them. engine: a learner's "FILE[:CLASS]" or a class;
-    inject: a fault from compare.faults (at least its min_steps are run); fd: how many
-    gradients to check against finite differences as well.
+    step as the reference program takes them. engine: a learner's "FILE[:CLASS]" (run in a
+    child process, `timeout` seconds allowed for loading and for each step) or a class (run
+    in this process); inject: a fault from compare.faults (at least its min_steps are run);
+    fd: how many gradients to check against finite differences as well; overrides: config
+    fields (n_layer, n_embd, n_head, block_size). engine_process: one already started for
+    this engine (a script starts it before torch loads); it is not closed here.
     """
-    config = get_config(preset)
+    overrides = {name: value for name, value in (overrides or {}).items() if value is not None}
+    config = get_config(preset, **overrides)
     _check_choices(docs, data, steps, dtype, device, engine, inject, fd)
-    value_cls, adam_cls, engine_label = _scalar_engine(engine, inject)
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
     raw_docs = Corpus.from_file(data) if data is not None else list(docs or BUILTIN_DOCS)
     shuffled, rng = shuffle_docs(raw_docs, seed)  # once: a data file's step order, and the reference's generator
     chars = Tokenizer.from_docs(raw_docs).chars if data is not None else ALPHABET
+    if overrides and weights not in ("reference", "dense"):
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in overrides)} cannot change a checkpoint's model; "
+                         f"use them with --weights dense or reference")
     start = load_weights(weights, config, chars, seed, rng)
     documents = file_documents(shuffled, start.chars) if data is not None else given_documents(raw_docs, start.chars)
-    settings = Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
-                        start.step, steps, dtype, device, engine_label, inject, num_params(start.config))
-    if fd > settings.num_params:
-        raise ValueError(f"--fd {fd} is more than the {settings.num_params:,} parameters of the model")
-    with _tf32_off():
-        return run(start, documents, settings, value_cls, adam_cls, fd)
+    if fd > num_params(start.config):
+        raise ValueError(f"--fd {fd} is more than the {num_params(start.config):,} parameters of the model")
+
+    def settings_for(engine_label: str) -> Settings:
+        return Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
+                        start.step, steps, dtype, device, engine_label, inject, num_params(start.config), overrides)
+
+    if engine is not None and not isinstance(engine, str):  # a class: in this process
+        with _tf32_off():
+            return run(start, documents, settings_for(f"{engine.__module__}.{engine.__qualname__}"), engine, Adam, fd)
+    process = engine_process or EngineProcess(engine, inject, timeout)
+    try:
+        found = process.engine()
+        probes = check_probes(found["probes"])
+        if found["missing"]:
+            raise EngineRefused(found["missing"], probes)
+        with _tf32_off():
+            return run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd, probes,
+                             found["notes"])
+    finally:
+        if engine_process is None:
+            process.close()
 
 
 def _check_choices(docs, data, steps, dtype, device, engine, inject, fd) -> None:
@@ -104,18 +133,6 @@ def _check_device(device: str) -> None:
         raise DeviceError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
 
 
-def _scalar_engine(engine, inject):
-    """(Value class, Adam class, a label for the report) for the scalar side."""
-    if inject is not None:
-        faulty = faulty_engine(inject)
-        return faulty.value_cls, faulty.adam_cls, f"microgpt_scalar with fault {inject}"
-    if engine is None:
-        return Value, Adam, "microgpt_scalar.engine.Value"
-    if isinstance(engine, str):
-        return load_engine(engine), Adam, engine
-    return engine, Adam, f"{engine.__module__}.{engine.__qualname__}"
-
-
 def _tf32_off():
     """On CUDA, matrix products may round their inputs to TensorFloat-32 (10-bit mantissa);
     that would be measured as disagreement, so it is off while the comparison runs (and the
@@ -139,30 +156,90 @@ class StepComparison:
 
 
 def run(start: Checkpoint, documents: Documents, settings: Settings, value_cls, adam_cls, fd: int) -> Report:
+    """The comparison with the scalar engine in this process (a class handed in, not a file)."""
+    return run_sides(start, documents, settings, InProcessScalar(start, value_cls, adam_cls, settings), fd)
+
+
+def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, probes=None,
+              notes=()) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
-    scalar_side = ScalarSide(start, value_cls, adam_cls)
+    batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
+    depth = scalar.begin(start, batches, fd, settings.seed)
     torch_side = TorchSide(start, DTYPES[settings.dtype], settings.device)
     losses, focus, fd_check = [], None, None
-    for step in range(start.step, start.step + settings.steps):
-        batch = documents.batch(step)
-        scalar = _guarded(scalar_side.step, settings, step, batch, step)
+    for step, batch in zip(range(start.step, start.step + settings.steps), batches):
         torch_result = torch_side.step(batch, step)
-        comparison = compare_results(scalar, torch_result, tolerances, stages)
-        losses.append(StepLoss(step, scalar.loss, torch_result.loss, comparison.loss.agrees))
+        scalar_result = scalar.step(batch, step, depth)
+        comparison = compare_results(scalar_result, torch_result, tolerances, stages)
+        losses.append(StepLoss(step, scalar_result.loss, torch_result.loss, comparison.loss.agrees))
         if step == start.step and fd:
-            fd_side = ScalarSide(start, value_cls, adam_cls)  # the parameters before this step's update
-            fd_check = _guarded(finite_differences, settings, step, fd_side, batch, scalar.grads, fd, settings.seed)
+            fd_check = scalar.finite_differences(batch, scalar_result.grads, fd, step)
         if focus is None and (not comparison.agrees or step == start.step + settings.steps - 1):
-            focus = (step, comparison, scalar, torch_result)
+            focus = (step, comparison, scalar_result, torch_result)
     focus_step, comparison, focus_scalar, focus_torch = focus
-    final = [compare_tensor(name, torch_result.params[name], scalar.params[name], tolerances.values)
-             for name in scalar.params]
+    final = [compare_tensor(name, torch_result.params[name], scalar_result.params[name], tolerances.values)
+             for name in scalar_result.params]
     return Report(settings, tolerances, losses, focus_step, comparison.loss, comparison.gradients,
                   comparison.parameters, comparison.adam_m, comparison.adam_v, final,
                   coverage_of(comparison.gradients), comparison.divergence, stages, fd_check,
-                  gradient_values(focus_scalar, focus_torch))
+                  gradient_values(focus_scalar, focus_torch), probes, depth, list(notes))
+
+
+class InProcessScalar:
+    """The scalar side in this process: a class handed in by code, trusted like the caller."""
+
+    def __init__(self, start: Checkpoint, value_cls, adam_cls, settings: Settings):
+        self.start, self.value_cls, self.adam_cls, self.settings = start, value_cls, adam_cls, settings
+        self.side = ScalarSide(start, value_cls, adam_cls)
+
+    def begin(self, start, batches, fd, seed):
+        return None
+
+    def step(self, batch, step: int, depth) -> StepResult:
+        return _guarded(self.side.step, self.settings, step, batch, step)
+
+    def finite_differences(self, batch, grads, k: int, step: int):
+        fd_side = ScalarSide(self.start, self.value_cls, self.adam_cls)  # the parameters before this step's update
+        return _guarded(finite_differences, self.settings, step, fd_side, batch, grads, k, self.settings.seed)
+
+
+class ChildScalar:
+    """The scalar side in the engine's own process: numbers come back, nothing else."""
+
+    def __init__(self, process: EngineProcess, found: dict):
+        self.process, self.chain = process, found["chain"]
+
+    def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
+        weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
+                   "adam": start.adam, "step": start.step, "seed": start.seed}
+        self.process.start_training(weights, batches, fd, seed)
+        survived, failed = self.chain if self.chain else (None, None)
+        return DepthCheck(survived, failed, None, None, start.config.n_layer)  # the rest comes with the first step
+
+    def step(self, batch, step: int, depth: DepthCheck) -> StepResult:
+        if depth.graph is None:
+            found = self.process.next_message("setting up the model")
+            depth.graph, depth.per_layer = found["graph"], found["per_layer"]
+        try:
+            message = self.process.next_message(f"training step {step + 1}")
+        except EngineFailure as error:
+            if error.recursion:
+                raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
+                                    True) from None
+            raise
+        return StepResult(**message["result"])
+
+    def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
+        check = self.process.next_message("finite differences")["check"]
+        entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
+                                    _fd_agrees(e["autograd"], e["estimate"])) for e in check["entries"]]
+        return FiniteDifferenceCheck(check["step_size"], FD_TOLERANCE, entries)
+
+
+def _fd_agrees(autograd: float, estimate: float) -> bool:
+    return abs(estimate - autograd) <= FD_TOLERANCE.allowed(abs(autograd))  # as compare.fd judges it
 
 
 def _guarded(function, settings: Settings, step: int, *args):

@@ -2,14 +2,29 @@
 
     value_cls = load_engine("my_engine.py")          # the class named Value
     value_cls = load_engine("my_engine.py:Scalar")   # another name
+    loaded = load_engine_file("train.py")            # the class and the loader's notes
+
+The file is taken as learners have it: its folder is on sys.path while it loads (for `from
+config import ...`), sys.argv is the file alone, what it prints is kept out of the report,
+and the recursion limit, sys.argv, sys.path and the working folder are put back afterwards.
+A training script without an `if __name__ == "__main__":` guard is not run: only its
+imports, definitions and constants are (it must not download, write files or train), and a
+note says so. The comparison loads a file in a process of its own (compare.worker).
 
 The scalar model runs on any class with the operations below, so the comparison can train
 the learner's engine against torch exactly as it trains the project's.
 """
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
+import ast
+import contextlib
+import inspect
+import io
+import os
+import sys
+import traceback
+import types
+from dataclasses import dataclass
 from pathlib import Path
 
 # What microgpt_scalar's model.py and train.py ask of a number, and where. The test
@@ -49,33 +64,190 @@ def parse_engine_spec(spec: str) -> tuple[Path, str]:
     return Path(spec), "Value"
 
 
+@dataclass
+class LoadedEngine:
+    value_cls: type
+    notes: list  # one line each: what the loader did that the learner should know
+
+
 def load_engine(spec: str):
     """The class `spec` names, after checking it has every operation the model uses."""
+    loaded = load_engine_file(spec)
+    missing = missing_operations(loaded.value_cls)
+    if missing:
+        raise EngineError(missing_message(loaded.value_cls, spec, missing))
+    return loaded.value_cls
+
+
+def load_engine_file(spec: str) -> LoadedEngine:
+    """The class `spec` names and the loader's notes; EngineError if there is no such class."""
     path, class_name = parse_engine_spec(spec)
-    module = _import_file(path)
+    module, notes = import_learner_file(path)
     value_cls = getattr(module, class_name, None)
     if not isinstance(value_cls, type):
         found = sorted(name for name, obj in vars(module).items() if isinstance(obj, type) and obj.__module__ == module.__name__)
         hint = f" (classes there: {', '.join(found)})" if found else " (it defines no class)"
         raise EngineError(f"{path} has no class {class_name}{hint}; name one with --engine {path}:CLASS")
-    missing = missing_operations(value_cls)
-    if missing:
-        needs = "; ".join(f"{name} ({REQUIRED_METHODS.get(name) or REQUIRED_ATTRIBUTES[name]})" for name in missing)
-        raise EngineError(f"class {class_name} in {path} lacks what the transformer needs: {needs}")
-    return value_cls
+    return LoadedEngine(value_cls, notes)
 
 
-def _import_file(path: Path):
+def missing_message(value_cls, spec, missing: list) -> str:
+    """One line: every missing operation with its derivative and a template in the engine's style."""
+    style = engine_style(value_cls)
+    needs = "; ".join(f"{name} ({REQUIRED_METHODS.get(name) or REQUIRED_ATTRIBUTES[name]}; "
+                      f"{template(name, style, value_cls.__name__)})" for name in missing)
+    return f"class {value_cls.__name__} in {parse_engine_spec(str(spec))[0]} lacks what the transformer needs: {needs}"
+
+
+def import_learner_file(path: Path):
+    """Import a learner's file as a module: (module, notes). Its folder is on sys.path while
+    it loads, sys.argv is the file alone, what it prints is kept from the report, and the
+    interpreter state it changes (recursion limit, sys.argv, sys.path, the working folder,
+    the standard streams) is put back afterwards. A file that runs code at import (a training
+    script without a main guard) runs only its imports, definitions and constants."""
     if not path.is_file():
         raise EngineError(f"engine file not found: {path}")
-    name = f"learner_engine_{abs(hash(str(path.resolve())))}"
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
     try:
-        loader.exec_module(module)
-    except (Exception, SystemExit) as error:  # a learner's file can fail in any way
-        raise EngineError(f"cannot import {path}: {type(error).__name__}: {first_line(error)}") from None
-    return module
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source, filename=str(path))
+    except (OSError, UnicodeDecodeError) as error:
+        raise EngineError(f"cannot read {path}: {error}") from None
+    except SyntaxError as error:
+        raise EngineError(f"cannot import {path}, line {error.lineno}: SyntaxError: {error.msg}") from None
+    kept, dropped = definitions_only(tree)
+    notes = []
+    if dropped:
+        notes.append(f"{path} runs code at import (line {dropped[0].lineno} and on), with no "
+                     f"`if __name__ == \"__main__\":` guard; only its imports, definitions and constants were "
+                     f"run. Put the rest under that guard.")
+    name = f"learner_engine_{abs(hash(str(path.resolve())))}"
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    printed = io.StringIO()
+    with _interpreter_state_kept(path), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        sys.modules[name] = module  # dataclasses and pickle look a class's module up by name
+        try:
+            exec(compile(ast.Module(kept, type_ignores=[]), str(path), "exec"), module.__dict__)
+        except (Exception, SystemExit) as error:  # a learner's file can fail in any way
+            raise EngineError(f"cannot import {path}{_line_in(error, path)}: "
+                              f"{type(error).__name__}: {first_line(error)}") from None
+    if printed.getvalue().strip():
+        notes.append(f"{path} printed {len(printed.getvalue().splitlines())} line(s) while loading (not shown)")
+    return module, notes
+
+
+def definitions_only(tree: ast.Module) -> tuple[list, list]:
+    """(statements to run, statements left out): imports, function and class definitions,
+    docstrings and constant assignments run; anything else (a call, a loop, reading data,
+    the main guard) does not."""
+    kept, dropped = [], []
+    for node in tree.body:
+        if _is_definition(node):
+            kept.append(node)
+        elif not _is_main_guard(node):
+            dropped.append(node)
+    return kept, dropped
+
+
+def _is_definition(node) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
+        return True
+    if isinstance(node, ast.Expr):  # a docstring or a bare constant
+        return isinstance(node.value, ast.Constant)
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+        return node.value is not None and _is_constant(node.value)
+    if isinstance(node, ast.Try):  # try: import numpy / except ImportError: ...
+        return all(_is_definition(inner) for block in (node.body, node.orelse, node.finalbody) for inner in block) \
+            and all(_is_definition(inner) for handler in node.handlers for inner in handler.body)
+    return False
+
+
+def _is_constant(node) -> bool:
+    """Numbers, strings, names and arithmetic on them: `n_embd = 16`, `head_dim = n_embd // n_head`."""
+    if isinstance(node, (ast.Constant, ast.Name)):
+        return True
+    if isinstance(node, ast.UnaryOp):
+        return _is_constant(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _is_constant(node.left) and _is_constant(node.right)
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_is_constant(element) for element in node.elts)
+    return False
+
+
+def _is_main_guard(node) -> bool:
+    return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test)
+
+
+def _line_in(error: BaseException, path: Path) -> str:
+    """", line N" of the deepest frame of `path` in the error's traceback, or ""."""
+    line = None
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        if frame.f_code.co_filename == str(path):
+            line = lineno
+    if line is None and isinstance(error, SyntaxError) and error.filename == str(path):
+        line = error.lineno
+    return f", line {line}" if line is not None else ""
+
+
+@contextlib.contextmanager
+def _interpreter_state_kept(path: Path):
+    saved = (sys.getrecursionlimit(), list(sys.argv), list(sys.path), os.getcwd())
+    sys.argv = [str(path)]
+    sys.path.insert(0, str(path.resolve().parent))  # so `from config import ...` finds its sibling
+    try:
+        yield
+    finally:
+        limit, sys.argv, sys.path[:], cwd = saved
+        sys.setrecursionlimit(limit)
+        if os.getcwd() != cwd:
+            os.chdir(cwd)
+
+
+def engine_style(value_cls) -> str:
+    """"closures" (micrograd: a _backward per node) or "local gradients" (a tuple per node)."""
+    try:
+        source = inspect.getsource(value_cls)
+    except (OSError, TypeError):
+        source = ""
+    return "closures" if "_backward" in source else "local gradients"
+
+
+# What each operation must compute, and one line of it in either style (V is the class).
+DERIVATIVES = {
+    "__add__": ("d(a + b)/da = 1, d(a + b)/db = 1", "Value(self.data + other.data, (self, other), (1, 1))",
+                "self.grad += out.grad; other.grad += out.grad"),
+    "__radd__": ("2.0 + a is a + 2.0", "def __radd__(self, other): return self + other", None),
+    "__mul__": ("d(a * b)/da = b, d(a * b)/db = a", "Value(self.data * other.data, (self, other), (other.data, self.data))",
+                "self.grad += other.data * out.grad; other.grad += self.data * out.grad"),
+    "__rmul__": ("2.0 * a is a * 2.0", "def __rmul__(self, other): return self * other", None),
+    "__sub__": ("d(a - b)/da = 1, d(a - b)/db = -1", "def __sub__(self, other): return self + (-other)", None),
+    "__neg__": ("d(-a)/da = -1", "def __neg__(self): return self * -1", None),
+    "__truediv__": ("d(a / b)/da = 1 / b, d(a / b)/db = -a / b**2", "def __truediv__(self, other): return self * other**-1", None),
+    "__pow__": ("d(a ** n)/da = n * a ** (n - 1)", "Value(self.data**n, (self,), (n * self.data**(n - 1),))",
+                "self.grad += n * self.data**(n - 1) * out.grad"),
+    "log": ("d log(a)/da = 1 / a", "Value(math.log(self.data), (self,), (1 / self.data,))",
+            "self.grad += out.grad / self.data"),
+    "exp": ("d exp(a)/da = exp(a)", "Value(math.exp(self.data), (self,), (math.exp(self.data),))",
+            "self.grad += out.data * out.grad"),
+    "relu": ("d relu(a)/da = 1 if a > 0 else 0", "Value(max(0, self.data), (self,), (float(self.data > 0),))",
+             "self.grad += (out.data > 0) * out.grad"),
+    "backward": ("walk the nodes in reverse topological order, child.grad += local_grad * node.grad",
+                 "def backward(self): ...", "self.grad = 1; then each node's _backward() in reverse topological order"),
+}
+
+
+def template(name: str, style: str, class_name: str) -> str:
+    """The derivative of operation `name` and one line of it in the engine's style."""
+    if name not in DERIVATIVES:
+        return "an attribute every Value needs"
+    derivative, local, closure = DERIVATIVES[name]
+    local = local.replace("Value(", f"{class_name}(")
+    if local.startswith("def ") or closure is None:
+        return f"{derivative}; e.g. {local}"
+    if style == "closures":
+        return f"{derivative}; e.g. out = {local.split(', (')[0]}, (self, ...)) with a _backward that does {closure}"
+    return f"{derivative}; e.g. return {local}"
 
 
 def missing_operations(value_cls) -> list[str]:

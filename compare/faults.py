@@ -9,9 +9,14 @@ differs, or, when the forward is right, which gradients must differ and which mu
     engine = faulty_engine("grad-assign")
     report = compare_step(weights, documents, value_cls=engine.value_cls, adam_cls=engine.adam_cls)
 
-Not here, on purpose: relu's gradient at exactly 0 (no input of relu is ever exactly 0 with
-real weights, and relu(x) ** 2 multiplies that gradient by 0 anyway, so no comparison of
-this model can see it) and a softmax without the max shift (a model fault, not an engine's).
+Some faults the model's step cannot see: it never computes `2.0 - x` or `2.0 / x`, and under
+relu(x) ** 2 a relu gradient of 1 for x < 0 is multiplied by relu(x) = 0. The operator probes
+(compare.probes) find those. A recursive topological sort is not wrong, only limited: it is
+caught on a model deep enough to pass Python's recursion limit.
+
+Not here, on purpose: relu's gradient at exactly 0 (a convention: torch takes 0, some engines
+1; the probe at 0 reports it as a note) and a softmax without the max shift (a model fault,
+not an engine's).
 """
 from __future__ import annotations
 
@@ -40,6 +45,8 @@ class Fault:
     forward_position: int | None = None  # ... and its position
     gradients_differ: tuple = ()  # with the forward right, these gradients must differ
     gradients_agree: tuple = ()  # ... and these must agree
+    probes: tuple = ()  # the operator probes that fail (the lines of the probe table)
+    flags: tuple = ()  # what the check needs beyond the default to catch it, e.g. a deeper model
 
 
 FAULTS = {fault.name: fault for fault in (
@@ -50,6 +57,7 @@ FAULTS = {fault.name: fault for fault in (
         "of the last path backward walks; the other paths' contributions are lost.",
         "engine", "child.grad += local_grad * node.grad", "child.grad = local_grad * node.grad",
         gradients_differ=ALL_TENSORS,
+        probes=("same node twice", "two paths", "backward twice"),
     ),
     Fault(
         "no-topological-order",
@@ -68,6 +76,7 @@ def breadth_first_order(root):
     return order
 ''',
         gradients_differ=ALL_TENSORS,
+        probes=("two paths",),
     ),
     Fault(
         "no-seed",
@@ -75,6 +84,8 @@ def breadth_first_order(root):
         "d loss / d loss = 1 starts the chain rule; left at 0, every gradient comes out 0.",
         "engine", "self.grad = 1", "pass  # the seed self.grad = 1 is missing",
         gradients_differ=ALL_TENSORS,
+        probes=("+", "-", "*", "/", "neg", "**", "log", "exp", "relu", "same node twice", "two paths",
+                "backward twice"),
     ),
     Fault(
         "mul-grad",
@@ -84,6 +95,7 @@ def breadth_first_order(root):
         "engine", "return Value(self.data * other.data, (self, other), (other.data, self.data))",
         "return Value(self.data * other.data, (self, other), (self.data, other.data))",
         gradients_differ=ALL_TENSORS,
+        probes=("-", "*", "/", "neg", "same node twice", "two paths", "backward twice"),
     ),
     Fault(
         "pow-grad",
@@ -93,6 +105,7 @@ def breadth_first_order(root):
         "engine", "return Value(self.data**other, (self,), (other * self.data ** (other - 1),))",
         "return Value(self.data**other, (self,), (self.data ** (other - 1),))",
         gradients_differ=ALL_TENSORS,
+        probes=("/", "**", "relu", "same node twice"),
     ),
     Fault(
         "exp-grad",
@@ -102,6 +115,7 @@ def breadth_first_order(root):
         "engine", "return Value(math.exp(self.data), (self,), (math.exp(self.data),))",
         "return Value(math.exp(self.data), (self,), (self.data,))",
         gradients_differ=ALL_TENSORS,
+        probes=("exp", "two paths"),
     ),
     Fault(
         "exp-forward",
@@ -112,6 +126,7 @@ def breadth_first_order(root):
         "engine", "return Value(math.exp(self.data), (self,), (math.exp(self.data),))",
         "return Value(2.718 ** self.data, (self,), (2.718 ** self.data,))",
         forward_stage="probs", forward_position=0,
+        probes=("exp", "two paths"),
     ),
     Fault(
         "log-grad",
@@ -120,6 +135,7 @@ def breadth_first_order(root):
         "engine", "return Value(math.log(self.data), (self,), (1 / self.data,))",
         "return Value(math.log(self.data), (self,), (-1 / self.data**2,))",
         gradients_differ=ALL_TENSORS,
+        probes=("log",),
     ),
     Fault(
         "relu-grad",
@@ -132,6 +148,7 @@ def breadth_first_order(root):
         gradients_differ=("wte", "wpe", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv",
                           "layer0.attn_wo", "layer0.mlp_fc1"),
         gradients_agree=("lm_head", "layer0.mlp_fc2"),
+        probes=("relu",),
     ),
     Fault(
         "div-grad",
@@ -142,6 +159,7 @@ def breadth_first_order(root):
         "other = other if isinstance(other, Value) else Value(other)\n"
         "return Value(self.data / other.data, (self, other), (1 / other.data, self.data / other.data**2))",
         gradients_differ=ALL_TENSORS,
+        probes=("/", "same node twice"),
     ),
     Fault(
         "grad-not-reset",
@@ -150,6 +168,69 @@ def breadth_first_order(root):
         "first step starts from zero either way, so this shows from the second step on.",
         "optim", "p.grad = 0", "pass  # p.grad = 0 is missing",
         min_steps=2, gradients_differ=ALL_TENSORS,
+    ),
+    Fault(
+        "rsub",
+        "__rsub__ computes x - c for c - x (the operands of the reflected form swapped)",
+        "2.0 - x calls x.__rsub__(2.0), whose other is the left operand; written as self - other "
+        "it gives x - 2.0. The model never subtracts a Value from a plain number, so only the "
+        "probe of 2.0 - a can see it.",
+        "engine", "return other + (-self)", "return self - other",
+        probes=("-",),
+    ),
+    Fault(
+        "rtruediv",
+        "__rtruediv__ computes x / c for c / x (the operands of the reflected form swapped)",
+        "1 / x calls x.__rtruediv__(1); written as self / other it gives x / 1. The model never "
+        "divides a plain number by a Value, so only the probe of 2.0 / a can see it.",
+        "engine", "return other * self**-1", "return self / other",
+        probes=("/",),
+    ),
+    Fault(
+        "relu-grad-one",
+        "relu's local gradient always 1, also where x < 0",
+        "relu is flat for x < 0, so its derivative there is 0. Under the MLP's relu(x) ** 2 the "
+        "gradient 2 * relu(x) * relu'(x) is 0 wherever relu' matters, so the model step agrees "
+        "exactly; the probe of relu alone at a < 0 sees it.",
+        "engine", "return Value(max(0, self.data), (self,), (float(self.data > 0),))",
+        "return Value(max(0, self.data), (self,), (1.0,))",
+        probes=("relu",),
+    ),
+    Fault(
+        "mul-dict",
+        "mul keeps its local gradients in a dict keyed by child, so x * x keeps one of them",
+        "{self: other.data, other: self.data} has one key when self is other: x * x sends x "
+        "instead of 2 * x back. rmsnorm squares every activation this way, so every gradient "
+        "that flows back through an rmsnorm (the one before the MLP and those before it) is "
+        "wrong; lm_head and the MLP's weights, nearer the loss, are still right.",
+        "engine", "return Value(self.data * other.data, (self, other), (other.data, self.data))",
+        "local_grads = {self: other.data, other: self.data}  # one entry when self is other\n"
+        "return Value(self.data * other.data, tuple(local_grads), tuple(local_grads.values()))",
+        gradients_differ=("wte", "wpe", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv", "layer0.attn_wo"),
+        gradients_agree=("lm_head", "layer0.mlp_fc1", "layer0.mlp_fc2"), probes=("same node twice", "backward twice"),
+    ),
+    Fault(
+        "recursive-sort",
+        "backward's topological sort is a recursive function (micrograd's build_topo)",
+        "Right, but each node of the longest path takes a Python frame, and past the recursion "
+        "limit (1,000) backward fails with RecursionError. The default model's graph is about "
+        "260 nodes deep; eight layers make it about 1,600.",
+        "engine", "for node in reversed(topological_order(self)):",
+        "for node in reversed(recursive_topological_order(self)):",
+        helper='''
+def recursive_topological_order(root):
+    topo, visited = [], set()
+
+    def build(node):
+        if node not in visited:
+            visited.add(node)
+            for child in node._children:
+                build(child)
+            topo.append(node)
+    build(root)
+    return topo
+''',
+        flags=("--n-layer", "8"),
     ),
 )}
 

@@ -17,7 +17,6 @@ import itertools
 import random
 
 from .report import FiniteDifference, FiniteDifferenceCheck
-from .sides import ScalarSide
 from .tolerances import Tolerance
 
 STEP_SIZE = 1e-5
@@ -37,7 +36,7 @@ def sample_entries(shapes: dict, k: int, rng: random.Random) -> list[tuple[str, 
     return in_turn[:k]
 
 
-def finite_differences(side: ScalarSide, batch, grads: dict, k: int, seed: int) -> FiniteDifferenceCheck:
+def finite_differences(side, batch, grads: dict, k: int, seed: int) -> FiniteDifferenceCheck:
     """Check k of `grads` (the scalar engine's gradients of `batch` at the side's current
     parameters) against central differences of the same engine's loss."""
     entries = []

@@ -6,14 +6,16 @@ import textwrap
 
 from .diff import TensorDiff
 from .faults import ALL_TENSORS
-from .report import Report
+from .report import ProbeCheck, Report
+from .suspects import backward_suspects, forward_suspects, matching_probes
 from .trace import entry_meaning
 
 WIDTH = max(len(name) for name in ALL_TENSORS)  # the widest default tensor name
 
 
 def render(report: Report) -> str:
-    sections = [verdict(report), settings_block(report), loss_block(report), gradient_table(report),
+    sections = [verdict(report), probe_table(report.probes).rstrip("\n"), notes_block(report), settings_block(report),
+                loss_block(report), gradient_table(report),
                 update_block(report), steps_block(report), coverage_block(report), parting_block(report),
                 fd_block(report), float32_note(report), next_block(report)]
     return "\n\n".join(section for section in sections if section) + "\n"
@@ -30,6 +32,11 @@ def verdict(report: Report) -> str:
 
 
 def _reason(report: Report) -> str:
+    if report.probes is not None and not report.probes.agrees:
+        faults = report.probes.faults
+        operators = ", ".join(dict.fromkeys(r.operator for r in faults))
+        step = "the model step agrees too" if report.step_agrees else "and the model step disagrees as well"
+        return f"{len(faults)} operator probe(s) fail ({operators}); {step}"
     if report.divergence is not None:
         return f"the forward pass parts at {report.divergence.stage}, position {report.divergence.position}"
     differing = report.differing_gradients
@@ -38,6 +45,52 @@ def _reason(report: Report) -> str:
     if not report.finite_differences or report.finite_differences.agrees:
         return "the forward and the gradients agree, the Adam update differs"
     return "finite differences disagree with the scalar engine's gradients"
+
+
+def probe_table(probes: ProbeCheck | None) -> str:
+    """One line for the operators that are right, one for each that is not."""
+    if probes is None:
+        return ""
+    by_operator = {}
+    for result in probes.results:
+        by_operator.setdefault(result.operator, []).append(result)
+    ok = [op for op, results in by_operator.items() if all(r.status in ("ok", "note") for r in results)]
+    absent = [op for op, results in by_operator.items() if all(r.status == "absent" for r in results)]
+    lines = [f"  operators, each alone against torch float64 (value and every input's gradient)",
+             f"    ok        {'  '.join(ok) if ok else 'none'}"]
+    for op, results in by_operator.items():
+        if op in ok or op in absent:
+            continue
+        bad = [r for r in results if r.status in ("fault", "missing")]
+        status = "MISSING" if bad[0].status == "missing" else "WRONG"
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        lines.append(f"    {status:<9} {op}: {bad[0].message}{more}")
+    for note in probes.notes:
+        lines.append(f"    note      {note.operator}: {note.message}")
+    if absent:
+        lines.append(f"    optional  {', '.join(absent)}: not in this engine (the model does not need them)")
+    return "\n".join(lines) + "\n"
+
+
+def notes_block(report: Report) -> str:
+    lines = [f"  note     {note}" for note in report.notes]
+    depth = depth_line(report)
+    return "\n".join(([depth] if depth else []) + lines)
+
+
+def depth_line(report: Report) -> str:
+    d = report.depth
+    if d is None or d.graph is None:
+        return ""
+    graph = f"the model's graph is {d.graph:,} nodes deep ({d.n_layer} layer{'s' * (d.n_layer != 1)})"
+    if d.survived is None:
+        return f"  depth    {graph}"
+    if d.failed is None:
+        return f"  depth    {graph}; backward walked a chain of {d.survived:,} nodes without trouble"
+    layers = d.n_layer + (d.survived - d.graph) // d.per_layer if d.per_layer else d.n_layer
+    return (f"  depth    {graph}; backward fails with RecursionError on\n"
+            f"           chains of {d.failed:,} nodes (it recurses once per node): models of up to about {max(layers, 0)} "
+            f"layers are safe, deeper ones may reach the limit")
 
 
 def settings_block(report: Report) -> str:
@@ -50,9 +103,14 @@ def settings_block(report: Report) -> str:
         batch = f"{s.per_step} of {len(s.docs):,} documents per step, in the reference program's order (seed {s.seed})"
     return "\n".join([
         f"  engine   {s.engine}   vs   torch {s.dtype} on {s.device}",
-        f"  model    preset {s.preset}, {s.num_params:,} parameters, weights {weights}{start}",
+        f"  model    preset {s.preset}{_overrides(s)}, {s.num_params:,} parameters, weights {weights}{start}",
         f"  batch    {batch}",
     ])
+
+
+def _overrides(s) -> str:
+    changed = getattr(s, "overrides", None) or {}
+    return "".join(f", {name} {value}" for name, value in changed.items())
 
 
 def loss_block(report: Report) -> str:
@@ -123,7 +181,7 @@ def coverage_block(report: Report) -> str:
 
 
 def parting_block(report: Report) -> str:
-    if report.agrees:
+    if report.step_agrees:
         return ""
     if report.divergence is not None:
         return "  where they part\n" + _forward_parting(report)
@@ -133,6 +191,7 @@ def parting_block(report: Report) -> str:
         lines.append(f"    backward: {len(differing)} of {len(report.gradients)} gradient tensors differ, worst first: "
                      f"{', '.join(differing)}")
         lines.append(_nearest_hint(report, differing))
+        lines.append(_suspects_line(report, *backward_suspects(_nearest_wrong(report, differing))))
     elif not all(d.agrees for d in report.parameters + report.adam_m + report.adam_v):
         lines.append("    backward: every gradient agrees, so the Adam update differs (see the tensors above).")
     else:
@@ -151,7 +210,20 @@ def _forward_parting(report: Report) -> str:
         f"(input {shown[d.position]}, next {shown[d.position + 1]}), {what}:",
         f"             scalar {d.scalar!r}, torch {d.torch!r}",
         f"             every number computed before it agrees: look at the operations that make {d.stage}.",
+        _suspects_line(report, *forward_suspects(d.stage)),
     ])
+
+
+def _suspects_line(report: Report, where: str, operations: str, operators: set) -> str:
+    found = matching_probes(report.probes, operators)
+    probes = f"; failing probes among them: {'; '.join(r.message for r in found)}" if found else ""
+    return f"    suspects {where}: {operations}{probes}"
+
+
+def _nearest_wrong(report: Report, differing: list) -> str:
+    backward_order = [d.name for d in reversed(report.gradients)]
+    backward_order.remove("lm_head")
+    return next(name for name in ["lm_head", *backward_order] if name in differing)
 
 
 def _nearest_hint(report: Report, differing: list) -> str:

@@ -37,6 +37,7 @@ class Settings:
     engine: str  # the scalar side's Value: the project's, a learner's file, or a fault
     fault: str | None  # the injected fault's name
     num_params: int
+    overrides: dict = field(default_factory=dict)  # config fields set on the command line (--n-layer ...)
 
 
 @dataclass
@@ -77,6 +78,44 @@ class FiniteDifferenceCheck:
 
 
 @dataclass
+class ProbeResult:
+    operator: str  # the table's line: "+", "/", "relu", ...
+    expression: str  # e.g. "2.0 / a at a = 1.5"
+    status: str  # "ok", "fault", "note", "missing" (a needed operation is absent), "absent" (optional)
+    message: str = ""  # for anything but ok: expected and got, and the derivative it should have
+
+
+@dataclass
+class ProbeCheck:
+    """Each operation of the engine on its own against torch (compare.probes)."""
+
+    results: list = field(default_factory=list)  # of ProbeResult
+
+    @property
+    def faults(self) -> list:
+        return [r for r in self.results if r.status == "fault"]
+
+    @property
+    def notes(self) -> list:
+        return [r for r in self.results if r.status == "note"]
+
+    @property
+    def agrees(self) -> bool:
+        return not self.faults
+
+
+@dataclass
+class DepthCheck:
+    """How deep a graph the engine's backward walks, against how deep the checked model's is."""
+
+    survived: int | None  # the longest chain backward survived (None: not measured)
+    failed: int | None  # the shortest chain it failed on with RecursionError (None: none it tried)
+    graph: int | None  # the longest path from a parameter to the loss in the checked model
+    per_layer: int | None  # how much one more layer adds to it
+    n_layer: int  # the checked model's layers
+
+
+@dataclass
 class Report:
     settings: Settings
     tolerances: Tolerances
@@ -93,9 +132,18 @@ class Report:
     trace_stages: list  # the stage names, in forward order
     finite_differences: FiniteDifferenceCheck | None = None
     gradient_values: dict = field(default_factory=dict)  # name -> {"scalar": flat, "torch": flat}
+    probes: ProbeCheck | None = None  # the engine's operations one by one (a failing probe disagrees)
+    depth: DepthCheck | None = None
+    notes: list = field(default_factory=list)  # one line each: how the engine's file was loaded
 
     @property
     def agrees(self) -> bool:
+        """Every number of every step agrees, and so does every operator probe."""
+        return self.step_agrees and (self.probes is None or self.probes.agrees)
+
+    @property
+    def step_agrees(self) -> bool:
+        """The model's training steps agree (the probes aside)."""
         tables = [self.loss, *self.gradients, *self.parameters, *self.adam_m, *self.adam_v, *self.final_parameters]
         return (all(step.agrees for step in self.losses) and all(d.agrees for d in tables)
                 and self.divergence is None
@@ -131,6 +179,9 @@ def from_dict(data: dict) -> Report:
         trace_stages=data["trace_stages"],
         finite_differences=fd,
         gradient_values=data["gradient_values"],
+        probes=ProbeCheck([ProbeResult(**r) for r in data["probes"]["results"]]) if data.get("probes") else None,
+        depth=DepthCheck(**data["depth"]) if data.get("depth") else None,
+        notes=data.get("notes", []),
         **tables,
     )
 

@@ -4,10 +4,12 @@
     python scripts/compare_step.py --engine my_engine.py       # your own Value class
     python scripts/compare_step.py --inject grad-assign        # a known mistake: watch it get caught
     python scripts/compare_step.py --weights reference --steps 20 --fd 20 --json report.json
+    python scripts/compare_step.py --engine my_engine.py --n-layer 8   # a deeper model
     python scripts/compare_step.py --list-faults
 
+--engine runs the code of the file it is given (in a separate process, with a time limit).
 Exit code 0 when everything agrees, 1 when anything disagrees (or the engine under test
-fails), 2 for bad usage or input, with a one-line error on stderr.
+fails, exits, crashes or hangs), 2 for bad usage or input, with a one-line error on stderr.
 """
 from __future__ import annotations
 
@@ -19,16 +21,17 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
-from compare import compare_step  # noqa: E402
-from compare.check import EngineFailure  # noqa: E402
 from compare.faults import FAULTS  # noqa: E402
+from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
-from compare.render import fault_list, render  # noqa: E402
+from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, check_output_path, non_negative_int,  # noqa: E402
-                                 positive_int, seed_number)
+                                 positive_int, positive_real, seed_number)
+from microgpt_scalar.config import get_config  # noqa: E402
+
+DEPTH_FLAGS = {"n_layer": "layers", "n_embd": "embedding width", "n_head": "attention heads",
+               "block_size": "context length"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="write the whole report as JSON")
     parser.add_argument("--plot", metavar="FILE", help="scatter plot of scalar against torch gradients (needs matplotlib)")
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
+    for field, what in DEPTH_FLAGS.items():
+        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=positive_int,
+                            help=f"the model's {what} (default: the preset's); a deeper model makes a deeper graph")
+    parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
     return parser.parse_args(argv)
 
 
@@ -64,21 +72,41 @@ def check_outputs(args) -> None:
         raise UsageError("--json and --plot name the same file")
 
 
+def check_early(args, overrides: dict) -> None:
+    """The mistakes in the flags that need no engine: found before one is started."""
+    if args.engine is not None and args.inject is not None:
+        raise UsageError("--inject writes a fault into the project's engine; it cannot be combined with --engine")
+    if args.inject is not None and args.inject not in FAULTS:
+        raise UsageError(f"unknown fault {args.inject!r}; choose one of {', '.join(FAULTS)} (see --list-faults)")
+    get_config(args.preset, **overrides)  # a bad preset or model size
+    if args.plot:
+        require_matplotlib(args.plot)
+    check_outputs(args)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list_faults:
         print(fault_list(FAULTS), end="")
         return 0
+    overrides = {field: getattr(args, field) for field in DEPTH_FLAGS}
     try:
-        if args.plot:
-            require_matplotlib(args.plot)  # before the run, not after it
-        check_outputs(args)
-        report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
-                              seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
-                              engine=args.engine, inject=args.inject, fd=args.fd)
+        check_early(args, overrides)
+        with EngineProcess(args.engine, args.inject, args.timeout) as engine_process:  # starts while torch loads
+            from compare.check import compare_step  # imports torch
+
+            report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
+                                  seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
+                                  engine=args.engine, inject=args.inject, fd=args.fd, overrides=overrides,
+                                  timeout=args.timeout, engine_process=engine_process)
     except EngineFailure as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except EngineRefused as error:
+        if error.found is not None:
+            print(probe_table(error.found), end="")
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -98,7 +126,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

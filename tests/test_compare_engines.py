@@ -91,7 +91,7 @@ def _weights(config):
 def test_engine_that_raises_mid_step_is_a_one_line_failure(tmp_path):
     path = edited_copy(LEARNER, tmp_path / "engine.py", "out = Value(math.exp(self.data), (self,))",
                        "out = Value(math.exp(self.data), (self,)); 1 / 0")
-    with pytest.raises(EngineFailure, match=r"raised ZeroDivisionError at step 1") as error:
+    with pytest.raises(EngineFailure, match=r"raised ZeroDivisionError while training step 1") as error:
         compare_step(engine=str(path), docs=["emma"])
     assert "\n" not in str(error.value)
 
@@ -99,11 +99,11 @@ def test_engine_that_raises_mid_step_is_a_one_line_failure(tmp_path):
 def test_an_error_with_a_message_of_many_lines_is_reported_in_one(tmp_path):
     path = edited_copy(LEARNER, tmp_path / "engine.py", "out = Value(math.exp(self.data), (self,))",
                        "out = Value(math.exp(self.data), (self,)); raise ValueError('first line\\nsecond line')")
-    with pytest.raises(EngineFailure, match=r"raised ValueError at step 1: first line$"):
+    with pytest.raises(EngineFailure, match=r"raised ValueError while training step 1: first line$"):
         compare_step(engine=str(path), docs=["emma"])
     crashing = tmp_path / "crashing.py"
-    crashing.write_text("raise RuntimeError('cannot start\\nbecause of this')\n")
-    with pytest.raises(EngineError, match=r"RuntimeError: cannot start$"):
+    crashing.write_text("class Value:\n    raise RuntimeError('cannot start\\nbecause of this')\n")  # a class body runs
+    with pytest.raises(EngineError, match=r"line 2: RuntimeError: cannot start$"):
         load_engine(str(crashing))
 
 

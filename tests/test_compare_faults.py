@@ -12,6 +12,7 @@ import pytest
 from helpers import load_script
 
 from compare import compare_step, load_report
+from compare.render import render
 from compare.faults import ALL_TENSORS, FAULTS, faulty_engine
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
@@ -20,14 +21,24 @@ from microgpt_scalar.optim import Adam
 main = load_script("compare_step").main  # the script's main(argv), run in this process
 
 
-@pytest.mark.parametrize("name", FAULTS)
+STEP_FAULTS = [name for name, fault in FAULTS.items() if not fault.flags]
+
+
+@pytest.mark.parametrize("name", STEP_FAULTS)
 def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, tmp_path, capsys):
     fault, path = FAULTS[name], tmp_path / "report.json"
     assert main(["--inject", name, "--json", str(path)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("DISAGREE") and "where they part" in out
+    assert out.startswith("DISAGREE")
     report = load_report(path)
     assert report.settings.fault == name and report.settings.steps >= fault.min_steps
+    assert list(dict.fromkeys(r.operator for r in report.probes.faults)) == list(fault.probes)
+    for operator in fault.probes:  # the probe table names each, with what it expected
+        assert f"WRONG     {operator}: " in out
+    if not fault.forward_stage and not fault.gradients_differ:  # only the probes can see it
+        assert report.step_agrees and "the model step agrees too" in out.splitlines()[0]
+        return
+    assert "where they part" in out
     if fault.forward_stage is not None:
         assert (report.divergence.stage, report.divergence.position) == (fault.forward_stage, fault.forward_position)
         assert report.divergence.document == 0
@@ -44,8 +55,21 @@ def test_every_fault_documents_where_it_is_caught():
                            "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2")  # REFERENCE.md's creation order
     for fault in FAULTS.values():
         assert fault.summary and fault.why
-        assert (fault.forward_stage is None) != (not fault.gradients_differ), fault.name
+        step_sees_it = fault.forward_stage is not None or bool(fault.gradients_differ)
+        assert fault.forward_stage is None or not fault.gradients_differ, fault.name
+        assert step_sees_it or fault.probes or fault.flags, fault.name  # caught somewhere
         assert set(fault.gradients_differ) | set(fault.gradients_agree) <= names
+
+
+def test_a_recursive_sort_agrees_on_the_default_model_and_is_caught_on_a_deep_one(capsys):
+    """Not wrong, only limited: the report gives its limit; eight layers pass it."""
+    assert main(["--inject", "recursive-sort"]) == 0
+    out = capsys.readouterr().out
+    assert "backward fails with RecursionError on" in out and "models of up to about 4 layers are safe" in out
+    assert main(["--inject", "recursive-sort", *FAULTS["recursive-sort"].flags]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "raised RecursionError" in err and "Make it iterative" in err
 
 
 def test_faults_are_caught_far_outside_the_tolerance():
@@ -72,7 +96,8 @@ def test_faulty_engine_leaves_the_project_engine_intact():
     assert (a.grad, b.grad) == (-3.0, 2.0)
 
 
-@pytest.mark.parametrize("name", ["mul-grad", "pow-grad", "exp-grad", "log-grad", "relu-grad", "div-grad"])
+@pytest.mark.parametrize("name", ["mul-grad", "pow-grad", "exp-grad", "log-grad", "relu-grad", "div-grad",
+                                  "relu-grad-one"])
 def test_each_wrong_local_gradient_is_wrong_for_its_operation(name):
     """Independent of the transformer: the faulty operation's gradient differs from the
     derivative by central differences, and the project's does not."""
@@ -83,6 +108,7 @@ def test_each_wrong_local_gradient_is_wrong_for_its_operation(name):
         "log-grad": lambda x: x.log(),
         "relu-grad": lambda x: x.relu(),
         "div-grad": lambda x: x.__class__(1.5) / x,  # the divisor's gradient is the one the fault breaks
+        "relu-grad-one": lambda x: (-x).relu(),  # below zero
     }
     faulty = faulty_engine(name).value_cls
     for cls, should_match in ((Value, True), (faulty, False)):
@@ -94,6 +120,13 @@ def test_each_wrong_local_gradient_is_wrong_for_its_operation(name):
         assert math.isclose(x.grad, estimate, rel_tol=1e-6) is should_match, (name, cls)
 
 
+@pytest.mark.parametrize("name, operation", [("rsub", lambda x: 2.0 - x), ("rtruediv", lambda x: 2.0 / x)])
+def test_each_swapped_reflected_operator_computes_the_wrong_number(name, operation):
+    """Oracle: Python's own float arithmetic on the same operands."""
+    assert operation(Value(1.7)).data == operation(1.7)
+    assert operation(faulty_engine(name).value_cls(1.7)).data != operation(1.7)
+
+
 def test_list_faults_names_every_fault_with_both_lines(capsys):
     assert main(["--list-faults"]) == 0
     out = capsys.readouterr().out
@@ -103,9 +136,11 @@ def test_list_faults_names_every_fault_with_both_lines(capsys):
 
 def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights():
     """REFERENCE.md: with attn_wo and mlp_fc2 at zero, no gradient reaches the MLP's input at
-    step 0, so a wrong relu gradient passes; the report says why it proves nothing."""
+    step 0, so the step cannot see a wrong relu gradient (the report says why it proves
+    nothing); the relu probe sees it whatever the weights."""
     blind = compare_step(inject="relu-grad", weights="reference")
-    assert blind.agrees and "layer0.mlp_fc1" in blind.coverage.zero_tensors
+    assert blind.step_agrees and "layer0.mlp_fc1" in blind.coverage.zero_tensors
+    assert not blind.agrees and {r.operator for r in blind.probes.faults} == {"relu"}
     assert not compare_step(inject="relu-grad", weights="dense").agrees
 
 
@@ -126,3 +161,15 @@ def test_unknown_fault_is_refused_by_name():
 def test_stock_optimizer_is_what_engine_faults_use():
     assert faulty_engine("exp-grad").adam_cls is Adam
     assert faulty_engine("grad-not-reset").value_cls is Value
+
+
+@pytest.mark.parametrize("name, suspects, probe", [
+    ("exp-forward", "suspects softmax: x - max, exp, sum, e / total", "exp(a) at a = 0.7: value expected"),
+    ("mul-dict", "suspects rmsnorm before the MLP: x * x, sum, / n, + 1e-5, ** -0.5, x * scale",
+     "a * a at a = 1.5: d/da expected 3.0, got 1.5"),
+])
+def test_the_report_names_the_suspect_operations_and_the_probes_that_failed_among_them(name, suspects, probe):
+    """Oracle: the fault's own line (exp's value; mul of a node with itself, which rmsnorm does)."""
+    line = next(line for line in render(compare_step(inject=name)).splitlines() if "suspects" in line)
+    assert line.strip().startswith(suspects)
+    assert "failing probes among them: " in line and probe in line

@@ -1,0 +1,111 @@
+"""How deep a graph an engine's `backward` can walk, and how deep the model's graph is.
+
+A recursive topological sort is not wrong, only limited: Python stops it with RecursionError
+once the graph is deeper than the recursion limit (1,000 frames by default). The engine's
+limit is measured on chains `a * 1.0 * 1.0 * ...`; the model's depth is the longest path
+from a parameter to the loss, counted in the project's engine's nodes.
+
+    survived, failed = deepest_chain(Value)   # (5000, None) for an iterative backward
+    graph_depth(config, params, tokens)       # 263 for the default model on an 8-token name
+"""
+from __future__ import annotations
+
+import math
+import time
+
+CHAIN_LENGTHS = (1_500, 5_000)  # tried in turn: past the recursion limit, then a model of about 25 layers
+TIME_LIMIT = 1.0  # seconds the measurement may take, for a slow engine
+
+
+def chain_survives(value_cls, length: int) -> bool:
+    x = value_cls(0.5)
+    y = x
+    for _ in range(length):
+        y = y * 1.0
+    try:
+        y.backward()
+    except RecursionError:
+        return False
+    return True
+
+
+def deepest_chain(value_cls) -> tuple[int, int | None]:
+    """(the longest chain backward survived, the shortest it failed on or None)."""
+    start, survived = time.perf_counter(), 0
+    for length in CHAIN_LENGTHS:
+        if not chain_survives(value_cls, length):
+            return _bisect(value_cls, survived, length, start)
+        survived = length
+        if time.perf_counter() - start > TIME_LIMIT:
+            break
+    return survived, None
+
+
+def _bisect(value_cls, good: int, bad: int, start: float) -> tuple[int, int]:
+    while bad - good > max(10, good // 50) and time.perf_counter() - start < TIME_LIMIT:
+        middle = (good + bad) // 2
+        if chain_survives(value_cls, middle):
+            good = middle
+        else:
+            bad = middle
+    return good, bad
+
+
+class DepthNode:
+    """A number that knows the longest chain of operations behind it, built like the
+    project's engine builds it (a - b is a + (-b), a / b is a * b ** -1)."""
+
+    __slots__ = ("data", "grad", "depth")
+
+    def __init__(self, data, depth: int = 0):
+        self.data, self.grad, self.depth = data, 0, depth
+
+    def _made(self, data, *others) -> "DepthNode":
+        depths = [self.depth] + [o.depth for o in others if isinstance(o, DepthNode)]
+        return DepthNode(data, 1 + max(depths))
+
+    @staticmethod
+    def _data(x):
+        return x.data if isinstance(x, DepthNode) else x
+
+    def __add__(self, other):
+        return self._made(self.data + self._data(other), other)
+
+    def __mul__(self, other):
+        return self._made(self.data * self._data(other), other)
+
+    def __pow__(self, n):
+        return self._made(self.data ** n)
+
+    def log(self):
+        return self._made(math.log(self.data))
+
+    def exp(self):
+        return self._made(math.exp(self.data))
+
+    def relu(self):
+        return self._made(max(0, self.data))
+
+    def __neg__(self):
+        return self * -1
+
+    def __radd__(self, other):
+        return self + other
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __truediv__(self, other):
+        return self * other ** -1
+
+
+def graph_depth(config, params: dict, tokens: list) -> int:
+    """The longest path from a parameter to the loss of one document, in nodes."""
+    from microgpt_scalar.model import GPT
+    from microgpt_scalar.train import forward_loss
+
+    model = GPT(config, value_cls=DepthNode, params=params)
+    return forward_loss(model, tokens).depth

@@ -1,0 +1,84 @@
+"""The verdict on the probes of `compare.probes`: each engine number against torch float64.
+
+    check = check_probes(raw)        # raw: what run_probes returned, maybe from another process
+    check.agrees, check.faults, check.notes, check.missing
+"""
+from __future__ import annotations
+
+import torch
+
+from .diff import entry_difference
+from .report import ProbeCheck, ProbeResult
+from .probes import FRESH_GRAPH, PROBES, fresh_graph_sequence, probe_key
+from .tolerances import Tolerance
+
+# A probe is one or two operations on numbers near 1, so the engine and torch differ by an
+# ulp or two at most (numpy's exp against math's, a / b against a * b ** -1: about 2e-16
+# relative). The mistakes the probes look for move a number by 10% or more.
+PROBE_TOLERANCE = Tolerance(atol=1e-12, rtol=1e-9)
+NO_RESULT = {"error": "gave no result (nothing came back from the engine's process)"}
+
+
+def check_probes(raw: dict) -> ProbeCheck:
+    """Every probe's numbers from the engine under test, judged against torch float64."""
+    results = [_check_one(number, probe, raw.get(probe_key(number), NO_RESULT))
+               for number, probe in enumerate(PROBES)]
+    results.append(_check_fresh_graph(raw.get(FRESH_GRAPH, NO_RESULT)))
+    return ProbeCheck(results)
+
+
+def _check_one(number: int, probe, got: dict) -> ProbeResult:
+    names = "ab"[: len(probe.inputs)]
+    where = ", ".join(f"{name} = {x:g}" for name, x in zip(names, probe.inputs))
+    expression = f"{probe.expression} at {where}"
+    if "missing" in got:
+        return ProbeResult(probe.operator, expression, "absent" if probe.optional else "missing",
+                           f"needs {', '.join(got['missing'])}")
+    if "error" in got:
+        return ProbeResult(probe.operator, expression, "fault", f"{expression} {got['error']}")
+    value, grads = _expected(probe)
+    if not _close(got["value"], value):
+        return ProbeResult(probe.operator, expression, "fault",
+                           f"{expression}: value expected {value!r}, got {got['value']!r}")
+    for name, want, have, derivative in zip(names, grads, got["grads"], probe.derivatives):
+        if not _close(have, want):
+            status = "note" if probe.convention else "fault"
+            return ProbeResult(probe.operator, expression, status,
+                               f"{expression}: d/d{name} expected {want!r}, got {have!r} "
+                               f"(d({probe.expression})/d{name} = {derivative})")
+    return ProbeResult(probe.operator, expression, "ok")
+
+
+def _expected(probe) -> tuple[float, list]:
+    inputs = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in probe.inputs]
+    out = probe.function(*inputs)
+    out.backward()
+    return out.item(), [x.grad.item() for x in inputs]
+
+
+def _check_fresh_graph(got: dict) -> ProbeResult:
+    expression = f"a * a + a, then a * 3.0 after a.grad = 0, then a * 2.0, at a = {1.5:g}"
+    if "missing" in got:
+        return ProbeResult(FRESH_GRAPH, expression, "missing", f"needs {', '.join(got['missing'])}")
+    if "error" in got:
+        return ProbeResult(FRESH_GRAPH, expression, "fault", f"{expression} {got['error']}")
+    a = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    want = fresh_graph_sequence(a, lambda y: y.backward(), lambda x: x.grad.item(), lambda x: x.grad.zero_())
+    have = got["grads"]
+    if not _close(have[0], want[0]):
+        return ProbeResult(FRESH_GRAPH, expression, "fault",
+                           f"first backward: a.grad expected {want[0]!r}, got {have[0]!r}")
+    if not _close(have[1], want[1]):
+        return ProbeResult(FRESH_GRAPH, expression, "fault",
+                           f"after a.grad = 0 (the optimizer's reset), a fresh backward gave a.grad {have[1]!r}, "
+                           f"expected {want[1]!r}: the reset does not reach what backward uses")
+    if not _close(have[2], want[2]):
+        return ProbeResult(FRESH_GRAPH, expression, "note",
+                           f"a third backward left a.grad {have[2]!r} where torch adds up to {want[2]!r}: "
+                           f"backward replaces gradients instead of adding; harmless here, the optimizer "
+                           f"resets every gradient after each step")
+    return ProbeResult(FRESH_GRAPH, expression, "ok")
+
+
+def _close(have: float, want: float) -> bool:
+    return entry_difference(float(have), float(want), PROBE_TOLERANCE)[2] <= 1

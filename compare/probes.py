@@ -1,0 +1,147 @@
+"""Each operation of a `Value` class on its own: forward value and every input's gradient,
+at points chosen so that the classic mistakes show, against torch in float64.
+
+A probe is one small expression, written once and run on both engines (the same Python
+works on a `Value` and on a torch tensor). The engine's side (`run_probes`) needs no torch
+and returns plain numbers; the verdict (`compare.probe_check`) is reached elsewhere.
+
+    raw = run_probes(Value)          # {expression: {"value": .., "grads": [..]} or {"error": ..}}
+
+The points: a = 1.5 and b = -2.5 differ in sign and size, so a swapped or sign-flipped
+local gradient, a reflected operator computed the wrong way round (`2.0 - a` as `a - 2.0`,
+`2.0 / a` as `a / 2.0`) and a dropped factor (`n * a ** (n - 1)` without the n) all change
+a number. relu is probed below, at and above 0, on its own and squared; the same object
+used twice (`a * a`) catches `child.grad = ...` written for `+=`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+A, B = 1.5, -2.5  # the usual inputs: different signs and sizes
+
+
+@dataclass(frozen=True)
+class Probe:
+    operator: str  # the line of the table it belongs to: "+", "/", "relu", "same node twice"
+    expression: str  # as the table prints it, in terms of a (and b)
+    inputs: tuple  # the values of a (and b)
+    function: Callable  # the expression, for Values and torch tensors alike
+    uses: tuple  # the methods of Value it calls
+    derivatives: tuple  # per input, the derivative it should have, in words
+    optional: bool = False  # an operation the model does not need (tanh, sigmoid)
+    convention: bool = False  # relu at exactly 0: a different derivative is a note, not a fault
+
+
+def _two_paths(a, b):
+    c = a * b  # c feeds the result through two paths, a through three
+    return c * a + c.exp()
+
+
+def _short_and_long(a):
+    x = a * 2.0  # reached from the result directly and through x * 3.0: a walk that is not
+    return x + x * 3.0  # topological (breadth-first, say) passes x on before x * 3.0 adds to it
+
+
+def _sigmoid(a):
+    return a.sigmoid()
+
+
+PROBES = (
+    Probe("+", "a + b", (A, B), lambda a, b: a + b, ("__add__",), ("1", "1")),
+    Probe("+", "a + 2.0", (A,), lambda a: a + 2.0, ("__add__",), ("1",)),
+    Probe("+", "2.0 + a", (A,), lambda a: 2.0 + a, ("__radd__",), ("1",)),
+    Probe("-", "a - b", (A, B), lambda a, b: a - b, ("__sub__",), ("1", "-1")),
+    Probe("-", "a - 2.0", (A,), lambda a: a - 2.0, ("__sub__",), ("1",)),
+    Probe("-", "2.0 - a", (A,), lambda a: 2.0 - a, ("__rsub__",), ("-1",)),
+    Probe("*", "a * b", (A, B), lambda a, b: a * b, ("__mul__",), ("b", "a")),
+    Probe("*", "a * 2.0", (A,), lambda a: a * 2.0, ("__mul__",), ("2.0",)),
+    Probe("*", "2.0 * a", (A,), lambda a: 2.0 * a, ("__rmul__",), ("2.0",)),
+    Probe("/", "a / b", (A, B), lambda a, b: a / b, ("__truediv__",), ("1 / b", "-a / b**2")),
+    Probe("/", "a / 2.0", (A,), lambda a: a / 2.0, ("__truediv__",), ("1 / 2.0",)),
+    Probe("/", "2.0 / a", (A,), lambda a: 2.0 / a, ("__rtruediv__",), ("-2.0 / a**2",)),
+    Probe("neg", "-a", (A,), lambda a: -a, ("__neg__",), ("-1",)),
+    Probe("**", "a ** 2", (1.7,), lambda a: a ** 2, ("__pow__",), ("2 * a",)),
+    Probe("**", "a ** 3", (-1.7,), lambda a: a ** 3, ("__pow__",), ("3 * a**2",)),
+    Probe("**", "a ** -1", (1.7,), lambda a: a ** -1, ("__pow__",), ("-1 / a**2",)),
+    Probe("**", "a ** -0.5", (2.3,), lambda a: a ** -0.5, ("__pow__",), ("-0.5 * a**-1.5",)),
+    Probe("**", "a ** 0.5", (2.3,), lambda a: a ** 0.5, ("__pow__",), ("0.5 * a**-0.5",)),
+    Probe("log", "log(a)", (2.5,), lambda a: a.log(), ("log",), ("1 / a",)),
+    Probe("exp", "exp(a)", (0.7,), lambda a: a.exp(), ("exp",), ("exp(a)",)),
+    Probe("exp", "exp(a)", (-1.2,), lambda a: a.exp(), ("exp",), ("exp(a)",)),
+    Probe("relu", "relu(a)", (-1.3,), lambda a: a.relu(), ("relu",), ("0 for a < 0",)),
+    Probe("relu", "relu(a)", (2.1,), lambda a: a.relu(), ("relu",), ("1 for a > 0",)),
+    Probe("relu", "relu(a)", (0.0,), lambda a: a.relu(), ("relu",), ("0 at a = 0, as torch takes it",),
+          convention=True),
+    Probe("relu", "relu(a) ** 2", (-1.3,), lambda a: a.relu() ** 2, ("relu", "__pow__"), ("0 for a < 0",)),
+    Probe("relu", "relu(a) ** 2", (2.1,), lambda a: a.relu() ** 2, ("relu", "__pow__"), ("2 * a for a > 0",)),
+    Probe("same node twice", "a * a", (A,), lambda a: a * a, ("__mul__",), ("2 * a",)),
+    Probe("same node twice", "a + a", (A,), lambda a: a + a, ("__add__",), ("2",)),
+    Probe("same node twice", "a / a", (A,), lambda a: a / a, ("__truediv__",), ("0",)),
+    Probe("two paths", "c * a + exp(c), c = a * b", (0.6, -0.9), _two_paths, ("__mul__", "__add__", "exp"),
+          ("2 * a * b + b * exp(a * b)", "a**2 + a * exp(a * b)")),
+    Probe("two paths", "x + x * 3.0, x = a * 2.0", (A,), _short_and_long, ("__mul__", "__add__"), ("8",)),
+    Probe("tanh", "tanh(a)", (0.8,), lambda a: a.tanh(), ("tanh",), ("1 - tanh(a)**2",), optional=True),
+    Probe("sigmoid", "sigmoid(a)", (0.8,), _sigmoid, ("sigmoid",), ("sigmoid(a) * (1 - sigmoid(a))",),
+          optional=True),
+)
+
+# backward on a fresh graph after another: what the training loop does every step
+FRESH_GRAPH = "backward twice"
+
+
+def fresh_graph_sequence(a, backward, read, reset):
+    """The gradient of a after three backward passes on fresh graphs: the first, a second
+    after resetting a's gradient to 0 (as the optimizer does), a third without a reset."""
+    backward(a * a + a)
+    first = read(a)  # 2a + 1
+    reset(a)
+    backward(a * 3.0)
+    second = read(a)  # 3: the reset the optimizer relies on
+    backward(a * 2.0)
+    third = read(a)  # 3 + 2: backward adds to what is there
+    return [first, second, third]
+
+
+def run_probes(value_cls) -> dict:
+    """expression key -> {"value": float, "grads": [float]} or {"error": "..."} or
+    {"missing": [names]}, for every probe; plain numbers only. Never raises."""
+    results = {}
+    for number, probe in enumerate(PROBES):
+        results[probe_key(number)] = _run_one(value_cls, probe)
+    results[FRESH_GRAPH] = _run_fresh_graph(value_cls)
+    return results
+
+
+def probe_key(number: int) -> str:
+    return f"{number}:{PROBES[number].expression}"
+
+
+def _run_one(value_cls, probe: Probe) -> dict:
+    missing = [name for name in probe.uses if not callable(getattr(value_cls, name, None))]
+    if missing:
+        return {"missing": missing}
+    try:
+        inputs = [value_cls(x) for x in probe.inputs]
+        out = probe.function(*inputs)
+        out.backward()
+        return {"value": float(out.data), "grads": [float(x.grad) for x in inputs]}
+    except Exception as error:  # the engine under test may fail in any way
+        return {"error": f"raised {type(error).__name__}: {_first_line(error)}"}
+
+
+def _run_fresh_graph(value_cls) -> dict:
+    if not all(callable(getattr(value_cls, name, None)) for name in ("__mul__", "__add__", "backward")):
+        return {"missing": ["__mul__", "__add__", "backward"]}
+    try:
+        grads = fresh_graph_sequence(value_cls(A), lambda y: y.backward(), lambda x: float(x.grad),
+                                     lambda x: setattr(x, "grad", 0))
+        return {"value": 0.0, "grads": grads}
+    except Exception as error:
+        return {"error": f"raised {type(error).__name__}: {_first_line(error)}"}
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+

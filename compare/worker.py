@@ -1,0 +1,163 @@
+"""The scalar side of a comparison, in a process of its own: it loads the engine under test,
+probes it, and trains it, and sends back only plain numbers, one JSON message a line.
+The verdict is reached in the parent (`compare.isolation` starts this process), so nothing
+the engine's code does here (exit, crash, hang, patch `compare`) can change it.
+
+It imports no torch, so it starts and probes while the parent is still importing torch.
+
+    parent -> worker  {"engine": "FILE[:CLASS]" or null, "inject": FAULT or null}
+    worker -> parent  {"kind": "engine", "label", "notes", "missing", "probes", "chain"}
+    parent -> worker  {"weights": {...}, "batches": [[tokens], ...], "fd": k, "seed": s}   or {"stop": true}
+    worker -> parent  {"kind": "depth", ...}, {"kind": "step", ...} per step, {"kind": "fd", ...}, {"kind": "done"}
+    parent -> worker  {"certify": {"docs", "steps", "num_samples", "config", "seed"}}     (instead: a certificate)
+    worker -> parent  {"kind": "record", ...} per step, {"kind": "samples", "names"}
+    worker -> parent  {"kind": "failure", "message"} or {"kind": "error", "message"} when something fails
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+from microgpt_scalar.checkpoint import Checkpoint
+from microgpt_scalar.config import GPTConfig
+from microgpt_scalar.engine import Value
+from microgpt_scalar.optim import Adam
+
+from .certify import record_run
+from .depth import deepest_chain, graph_depth
+from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
+from .faults import faulty_engine
+from .fd import finite_differences
+from .probes import run_probes
+from .scalar_side import ScalarSide, StepResult
+
+
+def as_message(result: StepResult) -> dict:
+    """A step's numbers as plain floats (an engine may hold numpy scalars), ready for JSON."""
+    def rows(matrices: dict) -> dict:
+        return {name: [[float(x) for x in row] for row in matrix] for name, matrix in matrices.items()}
+
+    return {"loss": float(result.loss), "grads": rows(result.grads), "params": rows(result.params),
+            "adam_m": rows(result.adam_m), "adam_v": rows(result.adam_v), "traces": [rows(t) for t in result.traces]}
+
+
+def engine_classes(request: dict):
+    """(Value class, Adam class, label, notes) for the engine the parent asked for."""
+    if request.get("inject"):
+        faulty = faulty_engine(request["inject"])
+        return faulty.value_cls, faulty.adam_cls, f"microgpt_scalar with fault {request['inject']}", []
+    if request.get("engine"):
+        loaded = load_engine_file(request["engine"])
+        return loaded.value_cls, Adam, request["engine"], loaded.notes
+    return Value, Adam, "microgpt_scalar.engine.Value", []
+
+
+def describe_engine(request: dict, send):
+    """Load and probe the engine; send what was found. Returns (Value, Adam) or None."""
+    try:
+        value_cls, adam_cls, label, notes = engine_classes(request)
+        missing = missing_operations(value_cls)
+    except EngineError as error:
+        send({"kind": "error", "message": str(error)})
+        return None
+    probes = run_probes(value_cls)
+    try:
+        chain = deepest_chain(value_cls) if not missing else None
+    except Exception:  # the probes name what is wrong with backward
+        chain = None
+    send({"kind": "engine", "label": label, "notes": notes, "probes": probes, "chain": list(chain) if chain else None,
+          "missing": missing_message(value_cls, request.get("engine") or label, missing) if missing else None})
+    return None if missing else (value_cls, adam_cls)
+
+
+def train(job: dict, value_cls, adam_cls, send) -> None:
+    """The steps the parent asked for; then finite differences at the first step's weights."""
+    weights = Checkpoint(GPTConfig.from_dict(job["weights"]["config"]), job["weights"]["chars"],
+                         job["weights"]["params"], job["weights"]["adam"], job["weights"]["step"],
+                         job["weights"]["seed"])
+    send({"kind": "depth", **model_depths(weights, job["batches"][0], job["limited"])})
+    side = ScalarSide(weights, value_cls, adam_cls)
+    for i, batch in enumerate(job["batches"]):
+        step = weights.step + i
+        try:
+            result = as_message(side.step(batch, step))
+        except (Exception, SystemExit) as error:
+            send({"kind": "failure", "step": step, **_what_happened(error), "recursion": isinstance(error, RecursionError)})
+            return
+        send({"kind": "step", "step": step, "result": result})
+        if i == 0 and job["fd"]:
+            try:
+                check = finite_differences(ScalarSide(weights, value_cls, adam_cls), batch, result["grads"],
+                                           job["fd"], job["seed"])
+            except (Exception, SystemExit) as error:
+                send({"kind": "failure", "step": step, **_what_happened(error), "recursion": False})
+                return
+            send({"kind": "fd", "check": dataclasses.asdict(check)})
+    send({"kind": "done"})
+
+
+def model_depths(weights: Checkpoint, batch: list, limited: bool) -> dict:
+    """The graph depth of the checked model and, for an engine whose backward has a depth
+    limit, how much one more layer adds."""
+    tokens = max(batch, key=len)
+    depth = graph_depth(weights.config, weights.params, tokens)
+    if not limited:
+        return {"graph": depth, "per_layer": None, "n_layer": weights.config.n_layer}
+    deeper = dataclasses.replace(weights.config, n_layer=weights.config.n_layer + 1)
+    deeper_params = dict(weights.params)
+    for name in list(weights.params):
+        if name.startswith(f"layer{weights.config.n_layer - 1}."):  # the last layer's weights, again
+            deeper_params[name.replace(f"layer{weights.config.n_layer - 1}.", f"layer{weights.config.n_layer}.")] = \
+                weights.params[name]
+    return {"graph": depth, "per_layer": graph_depth(deeper, deeper_params, tokens) - depth,
+            "n_layer": weights.config.n_layer}
+
+
+def _what_happened(error: BaseException) -> dict:
+    """{"message": what the engine did, "detail": its error's first line}."""
+    if isinstance(error, SystemExit):
+        return {"message": f"called sys.exit({error.code!r})", "detail": ""}
+    return {"message": f"raised {type(error).__name__}", "detail": first_line(error)}
+
+
+def main() -> None:
+    """Speak the protocol on the real standard output; anything else printed goes to stderr."""
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message: dict) -> None:
+        protocol.write(json.dumps(message) + "\n")
+        protocol.flush()
+
+    request = json.loads(sys.stdin.readline())
+    try:
+        classes = describe_engine(request, send)
+    except (Exception, SystemExit) as error:  # the probes guard themselves; this is a last resort
+        send({"kind": "failure", "step": None, **_what_happened(error), "recursion": False})
+        return
+    line = sys.stdin.readline()
+    if classes is None or not line:
+        return
+    job = json.loads(line)
+    if "certify" in job:
+        record_steps(job["certify"], classes[0], send)
+    elif not job.get("stop"):
+        train(job, *classes, send)
+
+
+def record_steps(job: dict, value_cls, send) -> None:
+    """The published run's first steps on `value_cls`, each step's record sent as it ends."""
+    def on_step(record):
+        send({"kind": "record", "record": dataclasses.asdict(record)})
+
+    try:
+        _, samples = record_run(job["docs"], job["steps"], job["num_samples"], value_cls,
+                                GPTConfig.from_dict(job["config"]), job["seed"], on_step)
+    except (Exception, SystemExit) as error:
+        send({"kind": "failure", "step": None, **_what_happened(error),
+              "recursion": isinstance(error, RecursionError)})
+        return
+    send({"kind": "samples", "names": samples})

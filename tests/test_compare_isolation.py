@@ -1,0 +1,197 @@
+"""A learner's file as it is, run in a process of its own: compare_step.py and certify.py end
+to end on engines written the way learners write them, and on engines that misbehave.
+
+Oracles: torch (through the comparison), the golden trace (through the certificate), and
+the files and output the engines would leave behind if their code at import had run.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, load_script
+
+from compare.engines import load_engine
+from microgpt_scalar.config import get_config, num_params
+
+compare_main = load_script("compare_step").main
+certify_main = load_script("certify").main
+ENGINES = REPO / "tests" / "engines"
+
+
+def run(main, capsys, *argv):
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def certify_argv(names_path, engine, *more):
+    return ["--engine", ENGINES / engine, "--data", names_path, "--steps", 1, *more]
+
+
+# --- right in any style: exit 0 --------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["closures.py", "local_gradients.py", "numpy_scalars.py", "dict_graph.py"])
+def test_correct_engines_of_every_style_agree(engine, capsys):
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / engine)
+    assert code == 0, out + err
+    assert out.startswith("AGREE") and err == ""
+
+
+def test_a_recursive_backward_agrees_on_the_default_model_and_the_report_gives_its_limit(capsys):
+    code, out, _ = run(compare_main, capsys, "--engine", ENGINES / "local_gradients.py")
+    assert code == 0
+    assert "the model's graph is 263 nodes deep (1 layer)" in out
+    assert "backward fails with RecursionError on" in out and "models of up to about 4 layers are safe" in out
+
+
+def test_relu_derivative_of_1_at_0_agrees_with_a_note(capsys):
+    code, out, _ = run(compare_main, capsys, "--engine", ENGINES / "closures.py")
+    assert code == 0
+    assert "note      relu: relu(a) at a = 0: d/da expected 0.0, got 1.0" in out
+
+
+# --- the files learners have --------------------------------------------------------------------
+
+def test_a_training_script_without_a_main_guard_is_loaded_without_running_it(repo_root, tmp_path):
+    """Run offline in an empty folder: had its code at import run, it would try to download
+    input.txt (and fail), or train 500 steps, print their log and write trained.txt."""
+    shutil.copy(ENGINES / "training_script.py", tmp_path / "train.py")
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    done = subprocess.run([sys.executable, str(repo_root / "scripts" / "compare_step.py"), "--engine", "train.py"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("AGREE") and done.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]  # nothing downloaded or written
+    assert "step    1 / 500" not in done.stdout
+    (note,) = [line for line in done.stdout.splitlines() if "runs code at import" in line]
+    assert "train.py runs code at import (line 8 and on)" in note and '__name__ == "__main__"' in note
+
+
+def test_a_file_that_parses_its_command_line_at_import_loads(capsys):
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "argparse_at_import.py")
+    assert code == 0, out + err
+    assert "unrecognized arguments" not in out + err
+
+
+def test_a_file_importing_a_module_beside_it_loads(capsys):
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "sibling" / "engine.py")
+    assert code == 0, out + err
+
+
+def test_a_recursion_limit_lowered_at_import_is_put_back():
+    """Its helper module sets the limit to 120; the model's graph is 263 deep, so its
+    recursive backward would fail in any later step if the limit stayed."""
+    before = sys.getrecursionlimit()
+    load_engine(str(ENGINES / "lowers_limit" / "engine.py"))
+    assert sys.getrecursionlimit() == before
+    assert before > 300
+
+
+def test_lowered_recursion_limit_does_not_reach_the_step(capsys):
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "lowers_limit" / "engine.py")
+    assert code == 0, out + err
+
+
+def test_a_refusal_names_every_missing_operation_and_probes_the_rest(capsys):
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "without_log_exp.py")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: class Value in ")
+    assert "lacks what the transformer needs: log (" in err and "; exp (" in err
+    assert "d log(a)/da = 1 / a" in err and "d exp(a)/da = exp(a)" in err
+    assert "return Value(math.log(self.data), (self,), (1 / self.data,))" in err  # its own style: tuples
+    ok_line = next(line for line in out.splitlines() if line.strip().startswith("ok "))
+    assert ok_line.split()[1:] == ["+", "-", "*", "/", "neg", "**", "relu", "same", "node", "twice", "backward", "twice"]
+    assert "MISSING   log: needs log" in out and "MISSING   exp: needs exp" in out
+
+
+def test_a_refusal_gives_templates_in_micrograds_style_for_a_closure_engine(tmp_path, capsys):
+    source = (ENGINES / "closures.py").read_text()
+    start, end = source.index("    def log(self):"), source.index("    def backward(self):")
+    (tmp_path / "engine.py").write_text(source[:start] + source[end:])
+    code, _, err = run(compare_main, capsys, "--engine", tmp_path / "engine.py")
+    assert code == 2
+    assert "with a _backward that does self.grad += out.grad / self.data" in err
+
+
+# --- misbehaving engines: one line, non-zero ----------------------------------------------------
+
+MISBEHAVING = {
+    "exits_in_backward.py": "called sys.exit(0) while loading and probing its operations",
+    "exits_on_big_graphs.py": "called sys.exit(0) while training step 1",
+    "os_exit_in_backward.py": "it exited with code 0",
+    "segfault.py": "it crashed with SIGSEGV",
+    "endless_loop.py": "did not finish loading and probing its operations within 3 s and was stopped",
+}
+
+
+@pytest.mark.parametrize("engine", MISBEHAVING)
+def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_compare_step(engine, capsys):
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / engine, "--timeout", 3)
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and err.startswith(f"error: the scalar engine ({ENGINES / engine}) ")
+    assert MISBEHAVING[engine] in err
+
+
+@pytest.mark.parametrize("engine", MISBEHAVING)
+def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_certify(engine, names_path, capsys):
+    code, out, err = run(certify_main, capsys, *certify_argv(names_path, engine, "--timeout", 3))
+    assert code == 1
+    assert "PASS" not in out
+    assert err.count("\n") == 1 and MISBEHAVING[engine].replace("training step 1", "training step") in err
+
+
+def test_an_engine_that_patches_compare_still_disagrees(capsys, names_path):
+    """Its class body makes every Report and probe check agree and the probes send nothing,
+    in the process it runs in; the verdict is reached in another."""
+    code, out, _ = run(compare_main, capsys, "--engine", ENGINES / "patches_compare.py")
+    assert code == 1 and out.startswith("DISAGREE")
+    code, out, _ = run(certify_main, capsys, *certify_argv(names_path, "patches_compare.py"))
+    assert code == 1 and out.splitlines()[-1].startswith("FAIL")
+
+
+def test_certify_fails_an_engine_whose_only_mistake_is_a_probe(tmp_path, names_path, capsys):
+    """2.0 - a computed as a - 2.0: the published run never subtracts a Value from a number."""
+    source = (ENGINES / "local_gradients.py").read_text().replace(
+        "    def __rsub__(self, other):\n        return other + (-self)", "    def __rsub__(self, other):\n        return self - other")
+    (tmp_path / "engine.py").write_text(source)
+    code, out, _ = run(certify_main, capsys, "--engine", tmp_path / "engine.py", "--data", names_path, "--steps", 2)
+    assert code == 1
+    assert "WRONG     -: 2.0 - a at a = 1.5: value expected 0.5, got -0.5" in out
+    assert out.splitlines()[-1].startswith("FAIL: the training log matches, but 1 operator probe(s) fail")
+
+
+# --- deeper models -----------------------------------------------------------------------------
+
+def test_depth_flags_check_a_deeper_model_and_the_report_says_how_deep(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    code, out, _ = run(compare_main, capsys, "--n-layer", 2, "--block-size", 4, "--json", path)
+    assert code == 0
+    expected = num_params(get_config(n_layer=2, block_size=4, vocab_size=27))
+    assert f"preset microgpt, n_layer 2, block_size 4, {expected:,} parameters" in out
+    assert "nodes deep (2 layers)" in out
+
+
+def test_a_recursive_backward_on_a_model_too_deep_for_it_is_a_recursion_error(capsys):
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "local_gradients.py", "--n-layer", 8)
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and "raised RecursionError while training step 1" in err
+    assert "recurses once per node" in err
+
+
+def test_certify_checks_a_deeper_model_against_the_project_engine(names_path, capsys):
+    code, out, err = run(certify_main, capsys, *certify_argv(names_path, "closures.py", "--n-layer", 2))
+    assert code == 0, out + err
+    assert out.splitlines()[-1].startswith("PASS")
+    code, out, err = run(certify_main, capsys, *certify_argv(names_path, "local_gradients.py", "--n-layer", 8))
+    assert code == 1 and "raised RecursionError" in err
+
+
+def test_bad_flags_are_refused_before_an_engine_is_started(capsys):
+    for argv, words in ((["--n-layer", "0"], "n_layer"), (["--timeout", "0"], "--timeout"),
+                        (["--engine", "x.py", "--inject", "rsub"], "cannot be combined")):
+        code, out, err = run(compare_main, capsys, *argv)
+        assert (code, out) == (2, "") and err.startswith("error: ") and words in err
