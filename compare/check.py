@@ -83,8 +83,9 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
         raise ValueError(f"--fd {fd} is more than the {num_params(start.config):,} parameters of the model")
 
     def settings_for(engine_label: str) -> Settings:
-        return Settings(preset, weights, seed, list(documents.docs), list(start.chars), documents.per_step,
-                        start.step, steps, dtype, device, engine_label, inject, num_params(start.config), overrides)
+        return Settings(preset, weights, seed, documents.used(start.step, steps), list(start.chars), documents.per_step,
+                        start.step, steps, dtype, device, engine_label, inject, num_params(start.config), overrides,
+                        len(documents.docs))
 
     if engine is not None and not isinstance(engine, str):  # a class: in this process
         with _tf32_off():

@@ -36,8 +36,19 @@ class Documents:
 
     def batch(self, step: int) -> list[list[int]]:
         """The token ids of the documents step `step` (0-based, counted from the run's start) trains on."""
+        return [self.tokenizer.encode(doc) for doc in self.taken(step)]
+
+    def taken(self, step: int) -> list[str]:
+        """The documents step `step` trains on."""
         n = len(self.docs)
-        return [self.tokenizer.encode(self.docs[(step * self.per_step + j) % n]) for j in range(self.per_step)]
+        return [self.docs[(step * self.per_step + j) % n] for j in range(self.per_step)]
+
+    def used(self, first_step: int, steps: int) -> list[str]:
+        """The documents of steps first_step .. first_step + steps - 1, in order; all of them
+        once when every step takes them all (a data file is never read whole into the report)."""
+        if self.per_step == len(self.docs):
+            return list(self.docs)
+        return [doc for step in range(first_step, first_step + steps) for doc in self.taken(step)]
 
 
 def given_documents(docs, chars=ALPHABET) -> Documents:

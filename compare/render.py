@@ -97,10 +97,11 @@ def settings_block(report: Report) -> str:
     s = report.settings
     weights = s.weights if s.weights not in ("reference", "dense") else f"{s.weights} (seed {s.seed})"
     start = f", resumed after step {s.start_step}" if s.start_step else ""
-    if s.per_step == len(s.docs):
-        batch = f"{len(s.docs)} document{'s' * (len(s.docs) > 1)} in every step: {', '.join(s.docs)}"
+    total = s.num_docs or len(s.docs)
+    if s.per_step == total:
+        batch = f"{total} document{'s' * (total > 1)} in every step: {', '.join(s.docs)}"
     else:
-        batch = f"{s.per_step} of {len(s.docs):,} documents per step, in the reference program's order (seed {s.seed})"
+        batch = f"{s.per_step} of {total:,} documents per step, in the reference program's order (seed {s.seed})"
     return "\n".join([
         f"  engine   {s.engine}   vs   torch {s.dtype} on {s.device}",
         f"  model    preset {s.preset}{_overrides(s)}, {s.num_params:,} parameters, weights {weights}{start}",
@@ -201,7 +202,7 @@ def parting_block(report: Report) -> str:
 
 def _forward_parting(report: Report) -> str:
     d, s = report.divergence, report.settings
-    doc = s.docs[(report.focus_step * s.per_step + d.document) % len(s.docs)]
+    doc = s.docs[((report.focus_step - s.start_step) * s.per_step + d.document) % len(s.docs)]
     tokens = [None, *doc, None]  # None stands for BOS at either end
     shown = [repr(ch) if ch is not None else "BOS" for ch in tokens]
     what = entry_meaning(d.stage, d.position, d.index, s.chars)

@@ -27,7 +27,7 @@ class Settings:
     preset: str
     weights: str  # "reference", "dense" or a checkpoint path
     seed: int
-    docs: list  # the documents, in the order the steps take them
+    docs: list  # the documents the compared steps take, in their order (all of them, if every step takes all)
     chars: list  # the vocabulary: character i is token i, BOS is token len(chars)
     per_step: int  # documents per step
     start_step: int  # steps the weights had already taken (0 unless a checkpoint)
@@ -38,6 +38,7 @@ class Settings:
     fault: str | None  # the injected fault's name
     num_params: int
     overrides: dict = field(default_factory=dict)  # config fields set on the command line (--n-layer ...)
+    num_docs: int = 0  # documents in the data (0 in reports written before it was recorded: len(docs))
 
 
 @dataclass
