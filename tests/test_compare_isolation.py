@@ -23,7 +23,10 @@ ENGINES = REPO / "tests" / "engines"
 
 
 def run(main, capsys, *argv):
-    code = main([str(arg) for arg in argv])
+    try:
+        code = main([str(arg) for arg in argv])
+    except SystemExit as stop:  # argparse's own refusals
+        code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -191,7 +194,7 @@ def test_certify_checks_a_deeper_model_against_the_project_engine(names_path, ca
 
 
 def test_bad_flags_are_refused_before_an_engine_is_started(capsys):
-    for argv, words in ((["--n-layer", "0"], "n_layer"), (["--timeout", "0"], "--timeout"),
+    for argv, words in ((["--n-layer", "0"], "--n-layer"), (["--timeout", "0"], "--timeout"),
                         (["--engine", "x.py", "--inject", "rsub"], "cannot be combined")):
         code, out, err = run(compare_main, capsys, *argv)
         assert (code, out) == (2, "") and err.startswith("error: ") and words in err

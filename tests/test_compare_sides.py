@@ -12,6 +12,9 @@ import pytest
 import torch
 from helpers import REPO, load_script
 
+import compare.scalar_side
+import compare.sides
+import compare.worker
 import microgpt_scalar.train
 import microgpt_torch.train
 from compare import compare_step
@@ -48,11 +51,17 @@ def test_the_torch_side_runs_the_fused_model_the_script_builds():
     assert side.model.fused and not side.readable.fused  # the step on the fused kernels, the trace on the readable path
 
 
+def test_the_engines_process_runs_the_same_scalar_side():
+    assert compare.worker.ScalarSide is compare.scalar_side.ScalarSide is compare.sides.ScalarSide
+
+
 def test_a_change_to_the_scalar_train_step_changes_compares_result(monkeypatch):
-    assert compare_step(docs=DOCS).agrees
+    # The class handed in runs in this process, where the change is seen (a file's engine runs
+    # the same ScalarSide in a process of its own).
+    assert compare_step(docs=DOCS, engine=Value).agrees
     original = microgpt_scalar.train.learning_rate_at
     monkeypatch.setattr(microgpt_scalar.train, "learning_rate_at", lambda step, config: 1.001 * original(step, config))
-    report = compare_step(docs=DOCS)
+    report = compare_step(docs=DOCS, engine=Value)
     assert not report.agrees
     assert report.loss.agrees and all(d.agrees for d in report.gradients)  # the update alone moved
     assert not any(d.agrees for d in report.parameters)
