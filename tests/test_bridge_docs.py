@@ -64,15 +64,14 @@ def test_a_changed_quoted_function_makes_exactly_its_quote_stale(bridge, guide, 
 
 
 def test_a_changed_line_inside_a_narrowed_quote_makes_it_stale(bridge, guide, source_copy):
-    edit(source_copy / "microgpt_torch" / "model.py", "x = self.wte(idx) + self.wpe(pos)  # (B, T, C)",
-         "x = self.wte(idx) + self.wpe(pos)  # (B, T, n_embd)")
+    edit(source_copy / "microgpt_torch" / "model.py", "x = self.norm(self.wte(idx) + self.wpe(pos))  # (B, T, C)",
+         "x = self.norm(self.wte(idx) + self.wpe(pos))  # (B, T, n_embd)")
     assert bridge.stale_quotes(guide, source_copy) == [
-        'microgpt_torch/model.py:GPT.forward from="pos = torch.arange" to="x = self.wte(idx)"']
+        'microgpt_torch/model.py:GPT.forward from="pos = torch.arange" to="self.wpe(pos)"']
 
 
 def test_a_line_outside_a_narrowed_quote_leaves_it_current(bridge, guide, source_copy):
-    edit(source_copy / "microgpt_torch" / "model.py", 'logits = self.lm_head(x)  # (B, T, vocab_size)',
-         'logits = self.lm_head(x)  # (B, T, V)')
+    edit(source_copy / "microgpt_torch" / "model.py", "exceeds block_size", "is longer than block_size")
     assert bridge.stale_quotes(guide, source_copy) == []
 
 
@@ -230,12 +229,14 @@ def test_the_guide_pairs_scalar_and_torch_code_for_every_piece_in_forward_order(
     pieces = [
         ("embedding and position", "microgpt_scalar/model.py:GPT.forward", "microgpt_torch/model.py:GPT.forward"),
         ("rmsnorm", "microgpt_scalar/model.py:rmsnorm", "microgpt_torch/model.py:rmsnorm"),
-        ("q, k, v and attention", "microgpt_scalar/model.py:GPT.attention", "microgpt_torch/model.py:GPT.attention"),
-        ("mlp", "microgpt_scalar/model.py:GPT.mlp", "microgpt_torch/model.py:GPT.mlp"),
+        ("layer", "microgpt_scalar/model.py:GPT.block", "microgpt_torch/model.py:Block"),
+        ("q, k, v and attention", "microgpt_scalar/model.py:GPT.attention", "microgpt_torch/model.py:Attention.forward"),
+        ("mlp", "microgpt_scalar/model.py:GPT.mlp", "microgpt_torch/model.py:MLP"),
         ("softmax", "microgpt_scalar/model.py:softmax", "microgpt_torch/model.py:softmax"),
         ("cross-entropy", "microgpt_scalar/train.py:forward_loss", "microgpt_torch/model.py:cross_entropy"),
         ("backward", "microgpt_scalar/engine.py:Value.backward", "microgpt_torch/train.py:train_step"),
         ("adam", "microgpt_scalar/optim.py:Adam.step", "microgpt_torch/optim.py:make_optimizer"),
+        ("schedule", "microgpt_scalar/optim.py:learning_rate_at", "microgpt_torch/optim.py:set_learning_rate"),
         ("sampling", "microgpt_scalar/train.py:sample", "microgpt_torch/train.py:sample"),
     ]
     first_seen = []
@@ -255,7 +256,8 @@ def test_the_guide_covers_the_autograd_vocabulary_in_snippets(bridge, guide):
 
 def test_the_guide_keeps_maintainer_detail_out(guide):
     shown = "\n".join(line for line in guide.splitlines() if not line.startswith("<!-- "))  # markers aside
-    for detail in ("record(", "graph_scope", "trace.setdefault", "ms over", " ms)", "LambdaLR"):
+    for detail in ("record(", "on_stage", "graph_scope", "trace.setdefault", "trace=", "ms over", " ms)", "LambdaLR",
+                   "scheduler"):
         assert detail not in shown, detail
 
 
