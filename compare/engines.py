@@ -127,7 +127,11 @@ def import_learner_file(path: Path):
     with _interpreter_state_kept(path), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         sys.modules[name] = module  # dataclasses and pickle look a class's module up by name
         try:
-            exec(compile(ast.Module(kept, type_ignores=[]), str(path), "exec"), module.__dict__)
+            if dropped:
+                for node in kept:
+                    _run_kept(node, path, module)
+            else:  # a module that only defines things runs as it is written
+                exec(compile(tree, str(path), "exec"), module.__dict__)
         except (Exception, SystemExit) as error:  # a learner's file can fail in any way
             raise EngineError(f"cannot import {path}{_line_in(error, path)}: "
                               f"{type(error).__name__}: {first_line(error)}") from None
@@ -136,17 +140,50 @@ def import_learner_file(path: Path):
     return module, notes
 
 
+# Calls a file may make at import without running anything of its own: `LN2 = math.log(2)`,
+# `random.seed(42)`, `sys.setrecursionlimit(10_000)`.
+SAFE_CALL_ROOTS = ("math", "cmath", "random", "sys", "operator", "functools", "np", "numpy")
+
+
 def definitions_only(tree: ast.Module) -> tuple[list, list]:
-    """(statements to run, statements left out): imports, function and class definitions,
-    docstrings and constant assignments run; anything else (a call, a loop, reading data,
-    the main guard) does not."""
+    """(statements to run, statements left out). A file that only defines things (imports,
+    classes, functions, constants, `Value.__radd__ = Value.__add__`, calls into math or
+    sys) keeps every statement. One that does work at import (a loop, reading data, a call
+    of its own such as `train()`, an `if` outside the main guard) keeps its imports,
+    definitions and those harmless statements, and leaves the rest out; never the guard."""
     kept, dropped = [], []
     for node in tree.body:
-        if _is_definition(node):
-            kept.append(node)
-        elif not _is_main_guard(node):
-            dropped.append(node)
+        if _is_main_guard(node):
+            continue
+        (dropped if _does_work(node) else kept).append(node)
     return kept, dropped
+
+
+def _does_work(node) -> bool:
+    if _is_definition(node):
+        return False
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)):
+        calls = [inner for inner in ast.walk(node) if isinstance(inner, ast.Call)]
+        return not all(_root_name(call.func) in SAFE_CALL_ROOTS for call in calls)
+    return True  # a loop, a with, an if, a del, ...
+
+
+def _root_name(func) -> str | None:
+    """"math" for math.log, "np" for np.random.seed; None for anything but a dotted name."""
+    while isinstance(func, ast.Attribute):
+        func = func.value
+    return func.id if isinstance(func, ast.Name) else None
+
+
+def _run_kept(node, path: Path, module) -> None:
+    """One kept statement of a file that does work at import. An assignment that reads a name
+    only the left-out work defines (`vocab = len(chars)` after the data was left out) is
+    left out too."""
+    try:
+        exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), module.__dict__)
+    except NameError:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)):
+            raise
 
 
 def _is_definition(node) -> bool:

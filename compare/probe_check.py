@@ -9,7 +9,7 @@ import torch
 
 from .diff import entry_difference
 from .report import ProbeCheck, ProbeResult
-from .probes import FRESH_GRAPH, PROBES, fresh_graph_sequence, probe_key
+from .probes import FRESH_GRAPH, PROBES, fresh_graph_rounds, fresh_graph_sequence, probe_key
 from .tolerances import Tolerance
 
 # A probe is one or two operations on numbers near 1, so the engine and torch differ by an
@@ -72,6 +72,18 @@ def _check_fresh_graph(got: dict) -> ProbeResult:
         return ProbeResult(FRESH_GRAPH, expression, "fault",
                            f"after a.grad = 0 (the optimizer's reset), a fresh backward gave a.grad {have[1]!r}, "
                            f"expected {want[1]!r}: the reset does not reach what backward uses")
+    rounds = got.get("rounds", [])
+    want_rounds = fresh_graph_rounds(
+        lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True), lambda y: y.backward(),
+        lambda x: x.grad.item())
+    for i, (have_i, want_i) in enumerate(zip(rounds, want_rounds)):
+        if not _close(have_i, want_i):
+            return ProbeResult(FRESH_GRAPH, expression, "fault",
+                               f"on the {_ordinal(i + 1)} of {len(want_rounds)} fresh graphs, each freed before "
+                               f"the next, d y/d x came out {have_i!r}, expected {want_i!r}: backward remembers "
+                               f"nodes of an earlier graph (e.g. a visited set kept between calls, by id)")
+    if len(rounds) != len(want_rounds):
+        return ProbeResult(FRESH_GRAPH, expression, "fault", f"{len(rounds)} of {len(want_rounds)} fresh graphs ran")
     if not _close(have[2], want[2]):
         return ProbeResult(FRESH_GRAPH, expression, "note",
                            f"a third backward left a.grad {have[2]!r} where torch adds up to {want[2]!r}: "
@@ -82,3 +94,7 @@ def _check_fresh_graph(got: dict) -> ProbeResult:
 
 def _close(have: float, want: float) -> bool:
     return entry_difference(float(have), float(want), PROBE_TOLERANCE)[2] <= 1
+
+
+def _ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")

@@ -15,6 +15,7 @@ used twice (`a * a`) catches `child.grad = ...` written for `+=`.
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Callable
 
@@ -63,7 +64,9 @@ PROBES = (
     Probe("neg", "-a", (A,), lambda a: -a, ("__neg__",), ("-1",)),
     Probe("**", "a ** 2", (1.7,), lambda a: a ** 2, ("__pow__",), ("2 * a",)),
     Probe("**", "a ** 3", (-1.7,), lambda a: a ** 3, ("__pow__",), ("3 * a**2",)),
+    Probe("**", "a ** 2", (-1.7,), lambda a: a ** 2, ("__pow__",), ("2 * a",)),  # a negative base, an even power
     Probe("**", "a ** -1", (1.7,), lambda a: a ** -1, ("__pow__",), ("-1 / a**2",)),
+    Probe("**", "a ** -2", (-1.7,), lambda a: a ** -2, ("__pow__",), ("-2 / a**3",)),
     Probe("**", "a ** -0.5", (2.3,), lambda a: a ** -0.5, ("__pow__",), ("-0.5 * a**-1.5",)),
     Probe("**", "a ** 0.5", (2.3,), lambda a: a ** 0.5, ("__pow__",), ("0.5 * a**-0.5",)),
     Probe("log", "log(a)", (2.5,), lambda a: a.log(), ("log",), ("1 / a",)),
@@ -103,6 +106,23 @@ def fresh_graph_sequence(a, backward, read, reset):
     return [first, second, third]
 
 
+def fresh_graph_rounds(make_leaf, backward, read, rounds: int = 6) -> list:
+    """d y / d x on `rounds` fresh graphs in turn, each freed (and collected) before the next
+    is built: a backward that remembers nodes between calls (a visited set kept on the class,
+    keyed by id, which a freed node's successor may reuse) skips nodes of the new graph."""
+    grads = []
+    for i in range(rounds):
+        x = make_leaf(0.3 + 0.1 * i)
+        y = x
+        for _ in range(20):
+            y = y * 0.9 + x * 0.2  # x reached through every link of the chain
+        backward(y)
+        grads.append(read(x))
+        del x, y
+        gc.collect()  # frees graphs held by reference cycles (closures) too
+    return grads
+
+
 def run_probes(value_cls) -> dict:
     """expression key -> {"value": float, "grads": [float]} or {"error": "..."} or
     {"missing": [names]}, for every probe; plain numbers only. Never raises."""
@@ -136,7 +156,8 @@ def _run_fresh_graph(value_cls) -> dict:
     try:
         grads = fresh_graph_sequence(value_cls(A), lambda y: y.backward(), lambda x: float(x.grad),
                                      lambda x: setattr(x, "grad", 0))
-        return {"value": 0.0, "grads": grads}
+        rounds = fresh_graph_rounds(value_cls, lambda y: y.backward(), lambda x: float(x.grad))
+        return {"value": 0.0, "grads": grads, "rounds": rounds}
     except Exception as error:
         return {"error": f"raised {type(error).__name__}: {_first_line(error)}"}
 

@@ -5,6 +5,7 @@ Oracle: the statements of hand-written files, and the interpreter state before l
 from __future__ import annotations
 
 import ast
+import math
 import os
 import sys
 
@@ -37,11 +38,11 @@ def test_a_file_with_a_main_guard_loads_whole_and_without_a_note(tmp_path):
 
 
 def test_a_file_that_runs_code_at_import_gets_one_note_with_the_advice(tmp_path):
-    path = write(tmp_path, "import random\nrandom.seed(1)\nclass Value:\n    pass\n")
+    path = write(tmp_path, "import random\nrandom.seed(1)\nprint('training')\nclass Value:\n    pass\n")
     module, notes = import_learner_file(path)
     assert isinstance(module.Value, type)
     (note,) = notes
-    assert f"{path} runs code at import (line 2 and on)" in note and "__main__" in note and "\n" not in note
+    assert f"{path} runs code at import (line 3 and on)" in note and "__main__" in note and "\n" not in note
 
 
 def test_an_error_at_import_names_file_and_line(tmp_path):
@@ -77,3 +78,21 @@ def test_the_style_of_an_engine_is_read_from_its_class(tmp_path):
     tuples = write(tmp_path, "class Value:\n    def f(self):\n        self._local_grads = ()\n", "tuples.py")
     assert engine_style(import_learner_file(closures)[0].Value) == "closures"
     assert engine_style(import_learner_file(tuples)[0].Value) == "local gradients"
+
+
+def test_a_file_that_only_defines_things_runs_whole(tmp_path):
+    """Statements after the class, and constants computed by math, are part of a right engine."""
+    path = write(tmp_path, "import math\nLN2 = math.log(2.0)\nclass Value:\n    def __add__(self, other):\n"
+                           "        return LN2\nValue.__radd__ = Value.__add__\n")
+    module, notes = import_learner_file(path)
+    assert notes == [] and module.Value.__radd__ is module.Value.__add__ and module.LN2 == math.log(2.0)
+
+
+def test_a_training_script_keeps_harmless_statements_and_leaves_out_what_needs_its_data(tmp_path):
+    path = write(tmp_path, "import math\ndocs = open('input.txt').read().split()\nvocab = len(docs)\n"
+                           "size = vocab + 1\nLN2 = math.log(2.0)\nclass Value:\n    pass\n"
+                           "Value.__radd__ = Value.__init__\nfor doc in docs:\n    pass\n")
+    module, notes = import_learner_file(path)
+    assert len(notes) == 1 and "line 2 and on" in notes[0]
+    assert module.LN2 == math.log(2.0) and module.Value.__radd__ is module.Value.__init__
+    assert not hasattr(module, "docs") and not hasattr(module, "size")  # left out with the data they need

@@ -84,6 +84,20 @@ def test_each_fault_fails_exactly_the_probes_its_catalogue_entry_names(name):
     assert tuple(dict.fromkeys(r.operator for r in check.faults)) == FAULTS[name].probes
 
 
+def test_a_power_gradient_wrong_only_for_a_negative_base_fails_the_power_probe(tmp_path):
+    """n * |a| ** (n - 1): right wherever the model raises to a power (relu(x) ** 2, ms ** -0.5)."""
+    path = edited_copy(REPO / "microgpt_scalar" / "engine.py", tmp_path / "engine.py",
+                       "(other * self.data ** (other - 1),)", "(other * abs(self.data) ** (other - 1),)")
+    check = probe(load_engine_file(str(path)).value_cls)
+    assert [r.expression for r in check.faults] == ["a ** 2 at a = -1.7", "a ** -2 at a = -1.7"]
+
+
+def test_a_backward_that_remembers_nodes_between_calls_fails_the_fresh_graph_probe():
+    check = probe(load_engine_file(str(ENGINES / "stale_visited.py")).value_cls)
+    (fault,) = check.faults
+    assert fault.operator == "backward twice" and "remembers nodes of an earlier graph" in fault.message
+
+
 def test_a_failing_probe_names_the_expression_both_numbers_and_the_derivative():
     (fault,) = probe(faulty_engine("rtruediv").value_cls).faults
     assert fault.message == "2.0 / a at a = 1.5: value expected 1.3333333333333333, got 0.75"
