@@ -1,6 +1,6 @@
 """The engine under test runs in a child process (`compare.worker`) with a time limit, and
-sends back numbers; whatever its code does there (exit, crash, hang, patch `compare`)
-reaches this side only as one line.
+sends back numbers; an exit, a crash, a hang or a change to the checker's own code there
+reaches this side only as one line, and the verdict is reached here.
 
     with EngineProcess(engine="my_engine.py", timeout=300) as scalar:   # starts it at once
         found = scalar.engine()                   # label, notes, probes, missing operations

@@ -1,7 +1,10 @@
 """The scalar side of a comparison, in a process of its own: it loads the engine under test,
 probes it, and trains it, and sends back only plain numbers, one JSON message a line.
-The verdict is reached in the parent (`compare.isolation` starts this process), so nothing
-the engine's code does here (exit, crash, hang, patch `compare`) can change it.
+The verdict is reached in the parent (`compare.isolation` starts this process): an exit, a
+crash or a hang here reaches it as one line, and so does a change the engine's code makes to
+the checker's own functions and classes in this process (looked for after loading, probing
+and every step). The numbers themselves are computed here, by the engine's code: the check
+finds an engine's mistakes, it cannot stop an engine written to deceive it.
 
 It imports no torch, so it starts and probes while the parent is still importing torch.
 
@@ -54,6 +57,39 @@ def engine_classes(request: dict):
     return Value, Adam, "microgpt_scalar.engine.Value", []
 
 
+def own_code() -> dict:
+    """"module.name" -> object, for every function and class attribute of the checker and the
+    project's scalar package loaded in this process: what an engine must leave as it is."""
+    found = {}
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not module_name.split(".")[0] in ("compare", "microgpt_scalar"):
+            continue
+        for name, obj in list(vars(module).items()):
+            found[f"{module_name}.{name}"] = obj
+            if isinstance(obj, type) and obj.__module__ == module_name:
+                found.update({f"{module_name}.{name}.{attr}": value for attr, value in vars(obj).items()})
+    return found
+
+
+def changed_code(before: dict) -> str | None:
+    """The first name of `before` that is bound to something else now, or None."""
+    now = own_code()
+    return next((name for name, obj in before.items() if now.get(name, obj) is not obj), None)
+
+
+OWN_CODE = {}  # filled in by main(), before the engine's file is loaded
+
+
+def guard_own_code(send) -> bool:
+    """False (and a failure sent) if the engine's code changed the checker's; True otherwise."""
+    name = changed_code(OWN_CODE)
+    if name is None:
+        return True
+    send({"kind": "failure", "step": None, "message": f"changed the checker's own code ({name})", "detail": "",
+          "recursion": False})
+    return False
+
+
 def describe_engine(request: dict, send):
     """Load and probe the engine; send what was found. Returns (Value, Adam) or None."""
     try:
@@ -62,7 +98,11 @@ def describe_engine(request: dict, send):
     except EngineError as error:
         send({"kind": "error", "message": str(error)})
         return None
+    if not guard_own_code(send):
+        return None
     probes = run_probes(value_cls)
+    if not guard_own_code(send):
+        return None
     try:
         chain = deepest_chain(value_cls) if not missing else None
     except Exception:  # the probes name what is wrong with backward
@@ -85,6 +125,8 @@ def train(job: dict, value_cls, adam_cls, send) -> None:
             result = as_message(side.step(batch, step))
         except (Exception, SystemExit) as error:
             send({"kind": "failure", "step": step, **_what_happened(error), "recursion": isinstance(error, RecursionError)})
+            return
+        if not guard_own_code(send):
             return
         send({"kind": "step", "step": step, "result": result})
         if i == 0 and job["fd"]:
@@ -133,6 +175,7 @@ def main() -> None:
         protocol.flush()
 
     request = json.loads(sys.stdin.readline())
+    OWN_CODE.update(own_code())
     try:
         classes = describe_engine(request, send)
     except (Exception, SystemExit) as error:  # the probes guard themselves; this is a last resort
@@ -151,13 +194,23 @@ def main() -> None:
 def record_steps(job: dict, value_cls, send) -> None:
     """The published run's first steps on `value_cls`, each step's record sent as it ends."""
     def on_step(record):
+        name = changed_code(OWN_CODE)
+        if name is not None:
+            raise CheckerChanged(f"changed the checker's own code ({name})")
         send({"kind": "record", "record": dataclasses.asdict(record)})
 
     try:
         _, samples = record_run(job["docs"], job["steps"], job["num_samples"], value_cls,
                                 GPTConfig.from_dict(job["config"]), job["seed"], on_step)
+    except CheckerChanged as error:
+        send({"kind": "failure", "step": None, "message": str(error), "detail": "", "recursion": False})
+        return
     except (Exception, SystemExit) as error:
         send({"kind": "failure", "step": None, **_what_happened(error),
               "recursion": isinstance(error, RecursionError)})
         return
     send({"kind": "samples", "names": samples})
+
+
+class CheckerChanged(Exception):
+    """The engine's code rebound a function or class attribute of the checker."""

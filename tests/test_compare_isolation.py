@@ -71,7 +71,7 @@ def test_a_training_script_without_a_main_guard_is_loaded_without_running_it(rep
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]  # nothing downloaded or written
     assert "step    1 / 500" not in done.stdout
     (note,) = [line for line in done.stdout.splitlines() if "runs code at import" in line]
-    assert "train.py runs code at import (line 8 and on)" in note and '__name__ == "__main__"' in note
+    assert "train.py runs code at import (line 9 and on)" in note and '__name__ == "__main__"' in note
 
 
 def test_a_file_that_parses_its_command_line_at_import_loads(capsys):
@@ -147,13 +147,16 @@ def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_certify
     assert err.count("\n") == 1 and MISBEHAVING[engine].replace("training step 1", "training step") in err
 
 
-def test_an_engine_that_patches_compare_still_disagrees(capsys, names_path):
-    """Its class body makes every Report and probe check agree and the probes send nothing,
-    in the process it runs in; the verdict is reached in another."""
-    code, out, _ = run(compare_main, capsys, "--engine", ENGINES / "patches_compare.py")
-    assert code == 1 and out.startswith("DISAGREE")
-    code, out, _ = run(certify_main, capsys, *certify_argv(names_path, "patches_compare.py"))
-    assert code == 1 and out.splitlines()[-1].startswith("FAIL")
+@pytest.mark.parametrize("engine, changed", [
+    ("patches_compare.py", "compare.report.ProbeCheck.agrees"),  # every report and probe check agrees
+    ("patches_its_side.py", "compare.scalar_side.ScalarSide.__init__"),  # the project's engine trains instead
+])
+def test_an_engine_that_changes_the_checkers_code_is_one_line_and_exit_1(capsys, names_path, engine, changed):
+    for main, argv in ((compare_main, ["--engine", ENGINES / engine]),
+                       (certify_main, certify_argv(names_path, engine))):
+        code, out, err = run(main, capsys, *argv)
+        assert (code, out) == (1, "")
+        assert err.count("\n") == 1 and f"changed the checker's own code ({changed})" in err
 
 
 def test_certify_fails_an_engine_whose_only_mistake_is_a_probe(tmp_path, names_path, capsys):

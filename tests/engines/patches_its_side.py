@@ -1,0 +1,89 @@
+"""A wrong engine (mul's local gradients swapped) that makes the checker's own scalar side, its
+probes and its certify run train the project's engine instead of itself."""
+import compare.certify
+import compare.probes
+import compare.scalar_side
+import compare.worker
+import microgpt_scalar.engine as _real
+
+
+def _patch():
+    orig_init = compare.scalar_side.ScalarSide.__init__
+    def init(self, weights, value_cls, adam_cls):
+        orig_init(self, weights, _real.Value, adam_cls)
+    compare.scalar_side.ScalarSide.__init__ = init
+    orig_probes = compare.probes.run_probes
+    compare.worker.run_probes = lambda value_cls: orig_probes(_real.Value)
+    orig_record = compare.certify.record_run
+    compare.worker.record_run = lambda docs, steps, n, value_cls, *a: orig_record(docs, steps, n, _real.Value, *a)
+
+
+import math
+
+
+class Value:
+    _patch()
+    __slots__ = ("data", "grad", "_children", "_local_grads")
+
+    def __init__(self, data, children=(), local_grads=()):
+        self.data = data
+        self.grad = 0
+        self._children = children
+        self._local_grads = local_grads
+
+    def __add__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data + other.data, (self, other), (1, 1))
+
+    def __mul__(self, other):
+        other = other if isinstance(other, Value) else Value(other)
+        return Value(self.data * other.data, (self, other), (self.data, other.data))  # swapped
+
+    def __pow__(self, other):
+        return Value(self.data**other, (self,), (other * self.data**(other - 1),))
+
+    def log(self):
+        return Value(math.log(self.data), (self,), (1 / self.data,))
+
+    def exp(self):
+        return Value(math.exp(self.data), (self,), (math.exp(self.data),))
+
+    def relu(self):
+        return Value(max(0, self.data), (self,), (float(self.data > 0),))
+
+    def __neg__(self):
+        return self * -1
+
+    def __radd__(self, other):
+        return self + other
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def __rsub__(self, other):
+        return other + (-self)
+
+    def __rmul__(self, other):
+        return self * other
+
+    def __truediv__(self, other):
+        return self * other**-1
+
+    def __rtruediv__(self, other):
+        return other * self**-1
+
+    def backward(self):
+        topo = []
+        visited = set()
+
+        def build_topo(v):
+            if v not in visited:
+                visited.add(v)
+                for child in v._children:
+                    build_topo(child)
+                topo.append(v)
+        build_topo(self)
+        self.grad = 1
+        for v in reversed(topo):
+            for child, local_grad in zip(v._children, v._local_grads):
+                child.grad += local_grad * v.grad
