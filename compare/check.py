@@ -5,7 +5,7 @@ same documents, compared number by number.
     report = compare_step(weights="reference", steps=20)     # lockstep from microgpt's own start
     report = compare_step(engine="my_engine.py", fd=20)      # a learner's Value, plus finite differences
     report = compare_step(inject="grad-assign")              # a known fault: must disagree
-    report = compare_step(n_layer=8)                         # a deeper model, a deeper graph
+    report = compare_step(overrides={"n_layer": 8})          # a deeper model, a deeper graph
     report.agrees, report.probes, report.divergence, report.differing_gradients
 
 The scalar engine (the project's, a fault written into it, or a learner's file) is probed
@@ -34,6 +34,7 @@ from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
 from .probe_check import check_probes
+from .probes import run_probes
 from .report import Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, Report, Settings, StepLoss
 from .sides import ScalarSide, StepResult, TorchSide
 from .suspects import RECURSION_ADVICE
@@ -46,9 +47,6 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 class DeviceError(ValueError):
     """A torch device that is not there; the message is one line."""
-
-
-DEPTH_FIELDS = ("n_layer", "n_embd", "n_head", "block_size")  # the config flags compare takes
 
 
 def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, data=None, seed: int = 42,
@@ -87,9 +85,10 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
                         start.step, steps, dtype, device, engine_label, inject, num_params(start.config), overrides,
                         len(documents.docs))
 
-    if engine is not None and not isinstance(engine, str):  # a class: in this process
+    if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
+        probes, settings = check_probes(run_probes(engine)), settings_for(f"{engine.__module__}.{engine.__qualname__}")
         with _tf32_off():
-            return run(start, documents, settings_for(f"{engine.__module__}.{engine.__qualname__}"), engine, Adam, fd)
+            return run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings), fd, probes)
     process = engine_process or EngineProcess(engine, inject, timeout)
     try:
         found = process.engine()
@@ -154,11 +153,6 @@ class StepComparison:
     def agrees(self) -> bool:
         tables = [self.loss, *self.gradients, *self.parameters, *self.adam_m, *self.adam_v]
         return all(d.agrees for d in tables) and self.divergence is None
-
-
-def run(start: Checkpoint, documents: Documents, settings: Settings, value_cls, adam_cls, fd: int) -> Report:
-    """The comparison with the scalar engine in this process (a class handed in, not a file)."""
-    return run_sides(start, documents, settings, InProcessScalar(start, value_cls, adam_cls, settings), fd)
 
 
 def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, probes=None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib
 import inspect
 import io
 import os
@@ -107,6 +108,9 @@ def import_learner_file(path: Path):
     script without a main guard) runs only its imports, definitions and constants."""
     if not path.is_file():
         raise EngineError(f"engine file not found: {path}")
+    package_root, dotted = package_of(path)
+    if dotted is not None:
+        return _import_from_package(path, package_root, dotted)
     try:
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source, filename=str(path))
@@ -143,6 +147,32 @@ def import_learner_file(path: Path):
 # Calls a file may make at import without running anything of its own: `LN2 = math.log(2)`,
 # `random.seed(42)`, `sys.setrecursionlimit(10_000)`.
 SAFE_CALL_ROOTS = ("math", "cmath", "random", "sys", "operator", "functools", "np", "numpy")
+
+
+def package_of(path: Path) -> tuple[Path | None, str | None]:
+    """(the folder a package hangs from, the file's dotted module name) for a file inside a
+    package (its folder has an __init__.py), so its relative imports work; (None, None) else."""
+    folder, parts = path.resolve().parent, [path.stem]
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return (folder, ".".join(parts)) if len(parts) > 1 else (None, None)
+
+
+def _import_from_package(path: Path, root: Path, dotted: str):
+    """A module of a package, imported by its dotted name (a package's modules import each
+    other relatively, and a package is a library, not a training script)."""
+    printed = io.StringIO()
+    with _interpreter_state_kept(path), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        sys.path.insert(0, str(root))
+        try:
+            module = importlib.import_module(dotted)
+        except (Exception, SystemExit) as error:
+            raise EngineError(f"cannot import {path}{_line_in(error, path)}: "
+                              f"{type(error).__name__}: {first_line(error)}") from None
+    notes = [f"{path} printed {len(printed.getvalue().splitlines())} line(s) while loading (not shown)"] \
+        if printed.getvalue().strip() else []
+    return module, notes
 
 
 def definitions_only(tree: ast.Module) -> tuple[list, list]:

@@ -6,8 +6,8 @@ the line a learner writes instead; `faulty_engine(name)` applies it to a fresh c
 catalogue also says where the comparison should point: the first forward stage that
 differs, or, when the forward is right, which gradients must differ and which must not.
 
-    engine = faulty_engine("grad-assign")
-    report = compare_step(weights, documents, value_cls=engine.value_cls, adam_cls=engine.adam_cls)
+    engine = faulty_engine("grad-assign")      # engine.value_cls, engine.adam_cls
+    report = compare_step(inject="grad-assign")  # the same, run by the checker
 
 Some faults the model's step cannot see: it never computes `2.0 - x` or `2.0 / x`, and under
 relu(x) ** 2 a relu gradient of 1 for x < 0 is multiplied by relu(x) = 0. The operator probes

@@ -2,7 +2,7 @@
 
     device = pick_device("auto", local_rank, keep_on_cpu=mode == "faithful")
     init_distributed(device)                # one process per device, started by torchrun
-    with ieee_float32(): ...                # float32 matrix products without TensorFloat-32
+    with float32_precision("ieee"): ...     # float32 matrix products without TensorFloat-32
 """
 from __future__ import annotations
 

@@ -69,6 +69,9 @@ def main(argv=None) -> int:
     except EngineFailure as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing certified", file=sys.stderr)
+        return 130
     except (EngineRefused, GoldenError, DataError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

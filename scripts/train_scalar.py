@@ -82,6 +82,8 @@ def resume(args, docs, value_cls, overrides):
             raise CheckpointError(f"{flag} {step}: checkpoint {args.load} has already taken {checkpoint.step} steps")
     if num_steps is not None:
         checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=num_steps)
+    if args.seed is not None and checkpoint.seed is not None and args.seed != checkpoint.seed:
+        raise CheckpointError(f"checkpoint {args.load} was trained with --seed {checkpoint.seed}, not {args.seed}")
     seed = args.seed if args.seed is not None else (checkpoint.seed if checkpoint.seed is not None else 42)
     return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
 

@@ -15,7 +15,7 @@ import torch
 from helpers import load_script
 
 from compare import compare_step, load_report, save_report
-from compare.check import run
+from compare.check import InProcessScalar, run_sides
 from compare.documents import ALPHABET, given_documents
 from compare.fd import STEP_SIZE, TOLERANCE
 from compare.render import render
@@ -222,7 +222,8 @@ def test_a_wrong_adam_update_is_caught_after_right_gradients():
 
     settings = compare_step(docs=["emma"]).settings  # what the run records about itself
     start = dense_weights(get_config(), ALPHABET, settings.seed)
-    report = run(start, given_documents(["emma"]), settings, Value, AdamWithoutBiasCorrection, fd=0)
+    scalar = InProcessScalar(start, Value, AdamWithoutBiasCorrection, settings)
+    report = run_sides(start, given_documents(["emma"]), settings, scalar, fd=0)
     assert all(d.agrees for d in report.gradients) and report.loss.agrees
     assert not any(d.agrees for d in report.parameters)
     assert not report.agrees

@@ -96,3 +96,14 @@ def test_a_training_script_keeps_harmless_statements_and_leaves_out_what_needs_i
     assert len(notes) == 1 and "line 2 and on" in notes[0]
     assert module.LN2 == math.log(2.0) and module.Value.__radd__ is module.Value.__init__
     assert not hasattr(module, "docs") and not hasattr(module, "size")  # left out with the data they need
+
+
+def test_a_module_of_a_package_loads_with_its_relative_imports():
+    from helpers import REPO
+
+    module, notes = import_learner_file(REPO / "tests" / "engines" / "package" / "engine.py")
+    assert module.Value.__module__ == "package.value" and notes == []
+    import microgpt_scalar.fused  # the project's fused engine: a package module too
+
+    loaded = load_engine_file(str(REPO / "microgpt_scalar" / "fused.py") + ":FusedValue")
+    assert loaded.value_cls is microgpt_scalar.fused.FusedValue

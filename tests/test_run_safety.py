@@ -275,6 +275,7 @@ def test_scalar_load_refuses_another_data_file(train_scalar, tmp_path, capsys):
                     "--save", save)[0] == 0
     other = names_file(tmp_path, NAMES.replace("anna\n", "anna\nanna\n"), "other.txt")
     assert_refused(run_main(train_scalar, capsys, "--data", other, "--load", save), "another data file")
+    assert_refused(run_main(train_scalar, capsys, "--data", data, "--load", save, "--seed", 7), "--seed 42, not 7")
     code, out, err = run_main(train_scalar, capsys, "--data", data, "--load", save, "--samples", 0)
     assert code == 0 and out.splitlines()[-1].startswith("step    4 /    4 | loss "), err
 
