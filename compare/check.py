@@ -18,13 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import get_config, num_params
 from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
 from microgpt_scalar.optim import Adam
-from microgpt_torch.device import float32_precision
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
@@ -33,16 +30,14 @@ from .faults import FAULTS
 from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from .probe_check import check_probes
 from .probes import run_probes
 from .report import Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, Report, Settings, StepLoss
-from .sides import ScalarSide, StepResult, TorchSide
+from .scalar_side import ScalarSide, StepResult
 from .suspects import RECURSION_ADVICE
 from .tolerances import Tolerances, tolerances_for
 from .trace import Divergence, first_divergence, trace_stage_names
 from .weights import load_weights
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 class DeviceError(ValueError):
@@ -86,18 +81,18 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
                         len(documents.docs))
 
     if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
-        probes, settings = check_probes(run_probes(engine)), settings_for(f"{engine.__module__}.{engine.__qualname__}")
-        with _tf32_off():
-            return run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings), fd, probes)
+        settings = settings_for(f"{engine.__module__}.{engine.__qualname__}")
+        return run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings), fd,
+                         run_probes(engine))
     process = engine_process or EngineProcess(engine, inject, timeout)
     try:
         found = process.engine()
-        probes = check_probes(found["probes"])
         if found["missing"]:
-            raise EngineRefused(found["missing"], probes)
-        with _tf32_off():
-            return run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd, probes,
-                             found["notes"])
+            from .probe_check import check_probes  # torch: the probes' oracle
+
+            raise EngineRefused(found["missing"], check_probes(found["probes"]))
+        return run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd,
+                         found["probes"], found["notes"])
     finally:
         if engine_process is None:
             process.close()
@@ -123,6 +118,8 @@ def _check_device(device: str) -> None:
         return
     if device != "cuda" and not device.startswith("cuda:"):
         raise DeviceError(f"unknown device {device!r}; choose cpu or cuda")
+    import torch
+
     if not torch.cuda.is_available():
         raise DeviceError(f"--device {device}: no CUDA device is available to this torch ({torch.__version__})")
     try:
@@ -137,6 +134,8 @@ def _tf32_off():
     """On CUDA, matrix products may round their inputs to TensorFloat-32 (10-bit mantissa);
     that would be measured as disagreement, so it is off while the comparison runs (and the
     caller's setting is restored after)."""
+    from microgpt_torch.device import float32_precision
+
     return float32_precision("ieee")
 
 
@@ -155,14 +154,26 @@ class StepComparison:
         return all(d.agrees for d in tables) and self.divergence is None
 
 
-def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, probes=None,
+def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, raw_probes=None,
               notes=()) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
-    (or the last), and the parameters at the end."""
+    (or the last), and the parameters at the end. `raw_probes`: what run_probes found, judged
+    here against torch."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
     batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
-    depth = scalar.begin(start, batches, fd, settings.seed)
-    torch_side = TorchSide(start, DTYPES[settings.dtype], settings.device)
+    depth = scalar.begin(start, batches, fd, settings.seed)  # a child starts training now, while torch loads here
+    import torch
+
+    from .probe_check import check_probes
+    from .sides import TorchSide
+
+    probes = check_probes(raw_probes) if raw_probes is not None else None
+    with _tf32_off():
+        return _step_both(start, settings, scalar, TorchSide(start, getattr(torch, settings.dtype), settings.device),
+                          batches, depth, fd, probes, notes, tolerances, stages)
+
+
+def _step_both(start, settings, scalar, torch_side, batches, depth, fd, probes, notes, tolerances, stages) -> Report:
     losses, focus, fd_check = [], None, None
     for step, batch in zip(range(start.step, start.step + settings.steps), batches):
         torch_result = torch_side.step(batch, step)

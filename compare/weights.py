@@ -20,7 +20,6 @@ from pathlib import Path
 from microgpt_scalar.checkpoint import Checkpoint, CheckpointError
 from microgpt_scalar.config import GPTConfig
 from microgpt_scalar.model import init_params
-from microgpt_torch.checkpoint import load_any_checkpoint, to_scalar_checkpoint
 
 WEIGHT_CHOICES = ("reference", "dense")  # anything else is a checkpoint path
 
@@ -67,4 +66,6 @@ def checkpoint_weights(path, preset: str) -> Checkpoint:
     if not Path(path).is_file():
         raise CheckpointError(f"--weights must be {' or '.join(WEIGHT_CHOICES)} or a checkpoint file; "
                               f"there is no file {path}")
+    from microgpt_torch.checkpoint import load_any_checkpoint, to_scalar_checkpoint  # torch: a .pt may be given
+
     return to_scalar_checkpoint(load_any_checkpoint(path, preset))

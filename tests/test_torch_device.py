@@ -71,11 +71,11 @@ def precision_state():
 def test_compare_step_after_the_new_tf32_api_runs_and_restores_it(monkeypatch):
     """torch raises RuntimeError when the legacy allow_tf32 flags meet a process that used
     fp32_precision; the check sets "ieee" through the new API and puts the user's back."""
-    import compare.check as check
+    import microgpt_torch.device as device
 
     seen = []
-    monkeypatch.setattr(check, "float32_precision", lambda precision: seen.append(precision) or
-                        float32_precision(precision))
+    monkeypatch.setattr(device, "float32_precision", lambda precision: seen.append(precision) or
+                        float32_precision(precision))  # what the check calls
     saved = precision_state()
     try:
         torch.backends.cuda.matmul.fp32_precision = "tf32"
