@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -81,3 +83,45 @@ def float32_precision(precision: str):
     finally:
         for (owner, name), value in zip(_PRECISION_SWITCHES, saved):  # parent first, then its children
             setattr(owner, name, value)
+
+
+def idle_cpus(seconds: float = 0.2) -> tuple[int, int] | None:
+    """(CPUs this process may use that sat mostly idle over `seconds`, CPUs it may use), read
+    from /proc/stat; None where there is no /proc/stat (not Linux)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    before = _cpu_times()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    after = _cpu_times()
+    idle = 0
+    for cpu in allowed:
+        if cpu in before and cpu in after:
+            total = sum(after[cpu]) - sum(before[cpu])
+            idle_time = (after[cpu][3] + after[cpu][4]) - (before[cpu][3] + before[cpu][4])  # idle + iowait
+            idle += total > 0 and idle_time / total >= 0.5
+    return idle, len(allowed)
+
+
+def _cpu_times() -> dict | None:
+    """cpu number -> its jiffies (user, nice, system, idle, iowait, ...) from /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            lines = [line.split() for line in stat if line.startswith("cpu") and line[3].isdigit()]
+    except OSError:
+        return None
+    return {int(fields[0][3:]): [int(value) for value in fields[1:]] for fields in lines}
+
+
+def cpu_threads_for_batches() -> tuple[int | None, str]:
+    """How many torch threads batched training on the CPU should use, and why: one per CPU
+    that is idle as it starts. A thread on a core another process keeps busy makes every
+    step wait for it (a step is one parallel region after another), so two threads on a
+    half-busy machine run slower than one. None: leave torch's own choice."""
+    seen = idle_cpus()
+    if seen is None:
+        return None, "torch's default (no /proc/stat to see which cores are free)"
+    idle, allowed = seen
+    if idle >= allowed:
+        return allowed, f"all {allowed} cores idle at the start"
+    return max(1, idle), f"{allowed - idle} of {allowed} cores busy with other work at the start"

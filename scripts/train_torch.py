@@ -39,7 +39,7 @@ from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, UsageError, add
 from microgpt_scalar.config import PRESETS, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
-from microgpt_torch.device import init_distributed, pick_device  # noqa: E402
+from microgpt_torch.device import cpu_threads_for_batches, init_distributed, pick_device  # noqa: E402
 from microgpt_torch.model import GPT  # noqa: E402
 from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
@@ -150,7 +150,7 @@ def save(args, model, tokenizer, optimizer, step, rank: int = 0) -> None:
 
 def run_faithful(args, docs, device, dtype) -> None:
     docs, tokenizer, rng, model, optimizer, first = start(args, docs, device, dtype)
-    print(thread_policy(), file=sys.stderr)
+    print(thread_policy(args), file=sys.stderr)
     step_model = torch.compile(model, mode=compile_mode(args)) if args.compile else model
     num_steps = model.config.num_steps
     print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
@@ -182,7 +182,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     del docs  # its document order: the packed copy is all training needs
     train, val = split_docs(packed, args.val_fraction)
     if rank == 0:
-        print(thread_policy(), file=sys.stderr)
+        print(thread_policy(args), file=sys.stderr)
     if args.group_by_length and args.batch_size > len(train):
         raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
     step_model = model
@@ -241,7 +241,10 @@ def main(argv=None) -> int:
         check_args(args, device, world_size)
         docs = Corpus.from_file(data_path(args.data))  # compact: ids, not strings
         args.run = run_settings(args, dtype)
+        args.threads_why = "--threads" if args.threads else "faithful mode: tiny tensors, one document a step"
         threads = args.threads or (1 if args.mode == "faithful" else None)
+        if threads is None and device.type == "cpu":
+            threads, args.threads_why = cpu_threads_for_batches()
         if threads:
             torch.set_num_threads(threads)
         if world_size > 1:
@@ -275,13 +278,15 @@ def main(argv=None) -> int:
     return 0
 
 
-def thread_policy() -> str:
-    """One line saying how torch uses the CPU's threads in this run."""
+def thread_policy(args) -> str:
+    """One line saying how torch uses the CPU's threads in this run, and why."""
     policy = os.environ["OMP_WAIT_POLICY"]
     why = "waiting threads sleep, so a busy core elsewhere does not stall them" if policy.upper() == "PASSIVE" \
         else "as the environment sets it"
     source = "" if WAIT_POLICY_CHOSEN else " (from the environment)"
-    return f"threads: {torch.get_num_threads()} torch threads, OMP_WAIT_POLICY={policy}{source}: {why}"
+    count = torch.get_num_threads()
+    return (f"threads: {count} torch thread{'s' * (count != 1)} ({getattr(args, 'threads_why', 'torch default')}), "
+            f"OMP_WAIT_POLICY={policy}{source}: {why}")
 
 
 if __name__ == "__main__":

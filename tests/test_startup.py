@@ -57,7 +57,7 @@ def test_torch_trainer_says_which_thread_policy_it_chose(repo_root, env, shown):
     result = run(repo_root, ["scripts/train_torch.py", "--steps", "1", "--samples", "0"], env)
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("threads: ")]
-    assert shown in line and line.startswith("threads: 1 torch threads")
+    assert shown in line and line.startswith("threads: 1 torch thread (faithful mode: ")
 
 
 def test_the_policy_is_set_before_torch_loads_openmp(repo_root):
@@ -78,3 +78,38 @@ def test_the_policy_is_set_before_torch_loads_openmp(repo_root):
     result = run(repo_root, ["-c", probe])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "['PASSIVE']"
+
+
+@pytest.mark.parametrize("seen, threads, why", [
+    ((2, 2), 2, "all 2 cores idle"),
+    ((1, 2), 1, "1 of 2 cores busy"),
+    ((0, 2), 1, "2 of 2 cores busy"),  # never fewer than one
+    (None, None, "torch's default"),
+])
+def test_batched_training_takes_one_thread_per_idle_core(monkeypatch, seen, threads, why):
+    import microgpt_torch.device as device
+
+    monkeypatch.setattr(device, "idle_cpus", lambda seconds=0.2: seen)
+    chosen, reason = device.cpu_threads_for_batches()
+    assert chosen == threads and why in reason
+
+
+def test_a_core_kept_busy_by_another_process_is_seen_as_busy():
+    """The oracle is the scheduler: a spinning process pinned to one core fills it."""
+    import os
+    import subprocess
+    import sys
+
+    import microgpt_torch.device as device
+
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two cores and CPU affinity")
+    cpu = max(os.sched_getaffinity(0))
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(busy.pid, {cpu})
+        idle, allowed = device.idle_cpus(0.5)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert idle <= allowed - 1
