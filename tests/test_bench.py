@@ -258,10 +258,14 @@ def test_memory_section_runs_each_program_on_the_generated_file(names_path, tmp_
     assert cli.main(["--only", "memory", "--data", str(names_path), "--out", str(out), "--memory-file-mb", "0.3"]) == 0
     figures = json.loads(out.read_text())["sections"]["memory"]
     runs = figures["runs"]
-    assert set(runs) == {"batched trainer", "scalar trainer", "checker", "import torch (the footprint)"}
-    assert runs["scalar trainer"]["peak_rss_mib"] < runs["import torch (the footprint)"]["peak_rss_mib"]  # no torch
+    footprint = "batched trainer, 1,000 names (footprint)"
+    assert set(runs) == {"batched trainer", footprint, "scalar trainer", "checker", "import torch"}
+    assert runs["scalar trainer"]["peak_rss_mib"] < runs["import torch"]["peak_rss_mib"]  # no torch
+    assert runs[footprint]["peak_rss_mib"] > runs["import torch"]["peak_rss_mib"]  # torch at work
     assert figures["batched_above_footprint_mib"] == pytest.approx(
-        runs["batched trainer"]["peak_rss_mib"] - runs["import torch (the footprint)"]["peak_rss_mib"])
+        runs["batched trainer"]["peak_rss_mib"] - runs[footprint]["peak_rss_mib"])
+    assert figures["batched_above_import_torch_mib"] == pytest.approx(
+        runs["batched trainer"]["peak_rss_mib"] - runs["import torch"]["peak_rss_mib"])
 
 
 def test_operation_counter_counts_kernels_views_syncs_and_bytes_as_by_hand():
