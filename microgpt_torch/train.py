@@ -162,8 +162,8 @@ class PackedDocuments:
         offsets, order = _tensor_of(corpus.offsets), _tensor_of(corpus.document_order())
         starts = torch.empty(len(order), dtype=_index_dtype(len(corpus.ids)))
         chars = torch.empty(len(order), dtype=_count_dtype(block_size))
-        for first in range(0, len(order), 1 << 20):  # a piece at a time: small temporaries
-            piece = order[first:first + (1 << 20)].long()
+        for first in range(0, len(order), 1 << 16):  # a piece at a time: temporaries of a few MB
+            piece = order[first:first + (1 << 16)].long()
             starts[first:first + len(piece)] = offsets[piece]
             chars[first:first + len(piece)] = (offsets[piece + 1] - offsets[piece]).clamp_(max=block_size)
         return cls._packed(_tensor_of(corpus.ids), starts, chars, len(corpus.chars), block_size, device)
