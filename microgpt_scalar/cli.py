@@ -126,6 +126,24 @@ def config_overrides(args) -> dict:
     return {field: getattr(args, field) for field in field_types() if field not in FIXED_BY_RUN}
 
 
+# The model-size flags of the checker and certify (their own --steps counts checked steps,
+# so they take these four, not every config flag): field -> what it sets.
+SIZE_FLAGS = {"n_layer": "layers", "n_embd": "embedding width", "n_head": "attention heads",
+              "block_size": "context length"}
+
+
+def add_size_flags(parser, note: str) -> None:
+    """--n-layer, --n-embd, --n-head, --block-size (None when unset); `note` ends each help."""
+    for field, what in SIZE_FLAGS.items():
+        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=positive_int,
+                            help=f"the model's {what} (default: the preset's); {note}")
+
+
+def size_overrides(args) -> dict:
+    """field -> value of the size flags that were given."""
+    return {field: getattr(args, field) for field in SIZE_FLAGS if getattr(args, field) is not None}
+
+
 def inference_header(preset: str) -> str:
     return INFERENCE_HEADERS.get(preset, INFERENCE_HEADERS["microgpt-v2"])
 

@@ -29,11 +29,11 @@ from compare.certify import (  # noqa: E402
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
-from microgpt_scalar.cli import OneLineParser, data_path, positive_int, positive_real  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, add_size_flags, data_path, positive_int, positive_real,  # noqa: E402
+                                 size_overrides)
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 
-DEPTH_FLAGS = ("n_layer", "n_embd", "n_head", "block_size")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,9 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
     parser.add_argument("--data", help="the names file (default: the one shipped with the package)")
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
-    for field in DEPTH_FLAGS:
-        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=positive_int,
-                            help=f"the model's {field} (the golden trace is then made here, by the project's engine)")
+    add_size_flags(parser, "the golden trace is then made here, by the project's engine")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
     return parser.parse_args(argv)
@@ -52,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    overrides = {field: getattr(args, field) for field in DEPTH_FLAGS if getattr(args, field) is not None}
+    overrides = size_overrides(args)
     try:
         get_config("microgpt", **overrides)  # a bad model size is bad usage
         docs = load_docs(data_path(args.data))

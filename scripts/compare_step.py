@@ -26,13 +26,9 @@ from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, Eng
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, check_output_path, non_negative_int,  # noqa: E402
-                                 positive_int, positive_real, seed_number)
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_output_path,  # noqa: E402
+                                 non_negative_int, positive_int, positive_real, seed_number, size_overrides)
 from microgpt_scalar.config import get_config  # noqa: E402
-
-DEPTH_FLAGS = {"n_layer": "layers", "n_embd": "embedding width", "n_head": "attention heads",
-               "block_size": "context length"}
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
@@ -54,9 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", help="write the whole report as JSON")
     parser.add_argument("--plot", metavar="FILE", help="scatter plot of scalar against torch gradients (needs matplotlib)")
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
-    for field, what in DEPTH_FLAGS.items():
-        parser.add_argument(f"--{field.replace('_', '-')}", dest=field, type=positive_int,
-                            help=f"the model's {what} (default: the preset's); a deeper model makes a deeper graph")
+    add_size_flags(parser, "a deeper model makes a deeper graph")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
     return parser.parse_args(argv)
@@ -89,7 +83,7 @@ def main(argv=None) -> int:
     if args.list_faults:
         print(fault_list(FAULTS), end="")
         return 0
-    overrides = {field: getattr(args, field) for field in DEPTH_FLAGS}
+    overrides = size_overrides(args)
     try:
         check_early(args, overrides)
         with EngineProcess(args.engine, args.inject, args.timeout) as engine_process:  # starts while torch loads

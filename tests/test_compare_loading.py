@@ -98,11 +98,16 @@ def test_a_training_script_keeps_harmless_statements_and_leaves_out_what_needs_i
     assert not hasattr(module, "docs") and not hasattr(module, "size")  # left out with the data they need
 
 
-def test_a_module_of_a_package_loads_with_its_relative_imports():
+def test_a_module_of_a_package_loads_with_its_relative_imports(tmp_path):
     from helpers import REPO
 
-    module, notes = import_learner_file(REPO / "tests" / "engines" / "package" / "engine.py")
-    assert module.Value.__module__ == "package.value" and notes == []
+    package = tmp_path / "mygrad"  # a learner's package: the engine comes from a neighbour module
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "value.py").write_text((REPO / "tests" / "engines" / "closures.py").read_text())
+    (package / "engine.py").write_text("from .value import Value  # noqa: F401\n")
+    module, notes = import_learner_file(package / "engine.py")
+    assert module.Value.__module__ == "mygrad.value" and notes == []
     import microgpt_scalar.fused  # the project's fused engine: a package module too
 
     loaded = load_engine_file(str(REPO / "microgpt_scalar" / "fused.py") + ":FusedValue")
