@@ -16,6 +16,8 @@ import argparse
 import math
 import sys
 
+from microgpt_scalar.cli import inference_header
+
 from . import library
 from .common import SEED, log_line
 
@@ -123,7 +125,7 @@ def main(argv=None) -> int:
         loss = step_fn(model, optimizer, tokenizer.encode(docs[step % len(docs)]), step)
         print(log_line(step, args.steps, loss))
     if args.samples:
-        print("\n--- inference (new, hallucinated names) ---")
+        print(f"\n{inference_header(args.preset)}")
     for i in range(args.samples):
         print(f"sample {i + 1:2d}: {plain_sample(model, tokenizer, rng, 0.5)}")
     return 0
