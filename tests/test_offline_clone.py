@@ -29,7 +29,7 @@ TRY_THE_NETWORK = "import socket; socket.create_connection(('1.1.1.1', 443), tim
 
 @pytest.fixture(scope="module")
 def clone(repo_root, tmp_path_factory):
-    """The tracked files, copied into an empty directory that has no `shared` folder beside it."""
+    """The tracked files, copied into an empty directory: nothing lies beside the copy."""
     if shutil.which("git") is None or not (repo_root / ".git").exists():
         pytest.skip("not a git checkout: no list of tracked files to copy")
     listed = subprocess.run(["git", "-C", str(repo_root), "ls-files", "-z"], capture_output=True, check=True)
@@ -38,7 +38,8 @@ def clone(repo_root, tmp_path_factory):
         if name and (repo_root / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(repo_root / name, target / name)
-    assert not (target.parent / "shared").exists() and (target / "microgpt_scalar" / "names.txt").is_file()
+    assert [path.name for path in target.parent.iterdir()] == [target.name]  # alone in its folder
+    assert (target / "microgpt_scalar" / "names.txt").is_file()
     return target
 
 
