@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, load_script
+from helpers import REPO, load_script, replace_once
 
 from compare.engines import load_engine
 from microgpt_scalar.config import get_config, num_params
@@ -122,29 +122,47 @@ def test_a_refusal_gives_templates_in_micrograds_style_for_a_closure_engine(tmp_
 
 # --- misbehaving engines: one line, non-zero ----------------------------------------------------
 
+# name -> (a module to import, the line backward runs once its topological sort is built,
+# what the one-line error must say): each a right engine (local_gradients.py) with that line.
 MISBEHAVING = {
-    "exits_in_backward.py": "called sys.exit(0) while loading and probing its operations",
-    "exits_on_big_graphs.py": "called sys.exit(0) while training step 1",
-    "os_exit_in_backward.py": "it exited with code 0",
-    "segfault.py": "it crashed with SIGSEGV",
-    "endless_loop.py": "did not finish loading and probing its operations within 3 s and was stopped",
+    "exits_in_backward": ("sys", "sys.exit(0)", "called sys.exit(0) while loading and probing its operations"),
+    "exits_on_big_graphs": ("sys", "if len(topo) > 30_000:  # only a graph as big as the model's\n            sys.exit(0)",
+                            "called sys.exit(0) while training step 1"),
+    "os_exit_in_backward": ("os", "os._exit(0)", "it exited with code 0"),
+    "segfault": ("ctypes", "ctypes.string_at(0)  # reads memory at address 0", "it crashed with SIGSEGV"),
+    "endless_loop": ("sys", "while True:\n            pass",
+                     "did not finish loading and probing its operations within 3 s and was stopped"),
 }
 
 
+def misbehaving_engine(tmp_path, name: str):
+    """local_gradients.py with one line more in backward, written to tmp_path/{name}.py."""
+    module, line, _ = MISBEHAVING[name]
+    source = (ENGINES / "local_gradients.py").read_text()
+    source = replace_once(source, "\nimport math\n", f"\nimport math\nimport {module}\n")
+    source = replace_once(source, "        build_topo(self)\n", f"        build_topo(self)\n        {line}\n")
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return path
+
+
 @pytest.mark.parametrize("engine", MISBEHAVING)
-def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_compare_step(engine, capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / engine, "--timeout", 3)
+def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_compare_step(engine, capsys, tmp_path):
+    path = misbehaving_engine(tmp_path, engine)
+    code, out, err = run(compare_main, capsys, "--engine", path, "--timeout", 3)
     assert (code, out) == (1, "")
-    assert err.count("\n") == 1 and err.startswith(f"error: the scalar engine ({ENGINES / engine}) ")
-    assert MISBEHAVING[engine] in err
+    assert err.count("\n") == 1 and err.startswith(f"error: the scalar engine ({path}) ")
+    assert MISBEHAVING[engine][2] in err
 
 
 @pytest.mark.parametrize("engine", MISBEHAVING)
-def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_certify(engine, names_path, capsys):
-    code, out, err = run(certify_main, capsys, *certify_argv(names_path, engine, "--timeout", 3))
+def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_certify(engine, names_path, capsys,
+                                                                                 tmp_path):
+    path = misbehaving_engine(tmp_path, engine)
+    code, out, err = run(certify_main, capsys, *certify_argv(names_path, path, "--timeout", 3))
     assert code == 1
     assert "PASS" not in out
-    assert err.count("\n") == 1 and MISBEHAVING[engine].replace("training step 1", "training step") in err
+    assert err.count("\n") == 1 and MISBEHAVING[engine][2].replace("training step 1", "training step") in err
 
 
 @pytest.mark.parametrize("engine, changed", [
