@@ -11,9 +11,11 @@ import os
 import sys
 from pathlib import Path
 
+from microgpt_scalar.config import PRESETS
+from microgpt_scalar.data import DataError
+
 from . import compare_wall, contention, kernels, memory, scalar, torch_cpu
 from .common import REPO, CheckFailed, OneLineParser, Section, machine, machine_line, write_results
-from .library import PRESETS, DataError
 
 DEFAULT_OUT = REPO / "docs" / "bench.json"
 

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from microgpt_scalar.data import default_data_path, load_docs
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 SEED = 42  # the reference program's
@@ -145,6 +147,47 @@ def max_rss_mib() -> float:
     """This process's peak resident memory so far."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / MIB if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def read_docs(data: str | None) -> list[str]:
+    """The documents of `data`, or of the file the scripts read when no --data is given."""
+    return load_docs(data if data else default_data_path())
+
+
+def default_data() -> str:
+    """The path the scripts read when no --data is given."""
+    return str(default_data_path())
+
+
+def train_scalar_command(engine: str, data: str, steps: int, samples: int = 20) -> list:
+    """scripts/train_scalar.py on the scalar engine `engine` ("per-op" or "fused")."""
+    return [sys.executable, SCRIPTS / "train_scalar.py", "--value-class", engine, "--data", data,
+            "--steps", str(steps), "--samples", str(samples)]
+
+
+def train_torch_batched_command(data: str, batch_size: int, steps: int, eval_every: int, *flags) -> list:
+    """scripts/train_torch.py in batched mode on the CPU, no samples, its thread policy its own."""
+    return [sys.executable, SCRIPTS / "train_torch.py", "--mode", "batched", "--device", "cpu", "--data", data,
+            "--batch-size", str(batch_size), "--steps", str(steps), "--eval-every", str(eval_every),
+            "--samples", "0", *flags]
+
+
+def compare_step_command(*flags) -> list:
+    return [sys.executable, SCRIPTS / "compare_step.py", *flags]
+
+
+def torch_start(docs: list[str], preset: str, seed: int, val_fraction: float = 0.1, **overrides):
+    """The reference start on the torch side, and the held-out split of the shuffled
+    documents: (config, params, train tokens, validation tokens, shuffled docs, tokenizer).
+    (torch is imported here, not above: the compare section times `import torch` in fresh
+    processes, and the scalar section needs none of it.)"""
+    from microgpt_torch.train import reference_start, split_docs
+
+    docs, tokenizer, config, params, _ = reference_start(docs, seed, preset, **overrides)
+    train_docs, val_docs = split_docs(docs, val_fraction)
+    train_tokens = [tokenizer.encode(doc) for doc in train_docs]
+    val_tokens = [tokenizer.encode(doc) for doc in val_docs]
+    return config, params, train_tokens, val_tokens, docs, tokenizer
 
 
 def log_line(step: int, num_steps: int, loss: float) -> str:

@@ -183,10 +183,12 @@ def from_scalar_checkpoint(checkpoint: Checkpoint) -> TorchCheckpoint:
                            checkpoint.step, checkpoint.seed, checkpoint.run)
 
 
-def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None, fused: bool = False):
+def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None, fused: bool = False,
+            batched: bool = False):
     """(model, optimizer) in the state the checkpoint was saved in, ready for step
-    `checkpoint.step` (0-based); `fused` builds the model on torch's fused kernels."""
-    model = GPT(checkpoint.config, fused=fused).to(dtype=dtype, device=device)
+    `checkpoint.step` (0-based); `fused` builds the model on torch's fused kernels, `batched`
+    on the batched path's (the parameters are the same either way)."""
+    model = GPT(checkpoint.config, fused=fused, batched=batched).to(dtype=dtype, device=device)
     model.load_state_dict(checkpoint.model)  # copies, casting to the model's dtype and device
     optimizer = make_optimizer(model, checkpoint.config)
     if checkpoint.adam is not None or checkpoint.step > 0:

@@ -119,11 +119,13 @@ def run_settings(args, dtype: torch.dtype) -> dict:
 
 def start(args, docs, device, dtype):
     """(docs, tokenizer, rng, model, optimizer, first step), fresh or resumed; rng is where
-    the reference program's sampling continues it. The model runs torch's fused kernels."""
+    the reference program's sampling continues it. The model runs torch's fused kernels (in
+    batched mode, the batched path's)."""
     overrides = config_overrides(args)
+    batched = args.mode == "batched"
     docs, tokenizer, config, params, rng = reference_start(docs, args.seed, args.preset, **overrides)
     if args.resume is None:
-        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True)
+        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True, batched=batched)
         return docs, tokenizer, rng, model, make_optimizer(model, config), 0
     checkpoint = load_any_checkpoint(args.resume, args.preset)
     check_config(checkpoint, **overrides)
@@ -132,7 +134,7 @@ def start(args, docs, device, dtype):
     if checkpoint.seed is not None and checkpoint.seed != args.seed:
         raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
     check_same_run(checkpoint.run, args.run, args.resume)
-    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True)
+    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True, batched=batched)
     return docs, tokenizer, rng, model, optimizer, checkpoint.step
 
 

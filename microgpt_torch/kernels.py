@@ -1,0 +1,122 @@
+"""The batched path's kernels: the same maths as the model's fused path, in fewer and
+cheaper operations on the large (B, T, ...) tensors of a training batch.
+
+    y = rms_norm(x)                   # one autograd node; its backward in four operations
+    y = relu_squared(x)               # relu(x) ** 2, two operations each way
+    out = attention(q, k, v, n_head)  # causal attention, the method picked by attention_method
+
+Each takes and returns ordinary tensors and works on any device and under torch.compile.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-5  # RMSNorm's, as in the scalar code
+
+
+class RMSNorm(torch.autograd.Function):
+    """x * (mean(x²) + eps) ** -0.5 over the last dimension.
+
+    With y the output and s the scale, the gradient is s * (g - y * mean(g * y)): the
+    backward reads the saved y and s, where autograd's own derivative of the composed
+    formula takes about twenty operations."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.rsqrt(x.square().mean(-1, keepdim=True) + EPS)  # (..., 1)
+        y = x * scale
+        ctx.save_for_backward(y, scale)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        y, scale = ctx.saved_tensors
+        dot = (grad * y).mean(-1, keepdim=True)  # (..., 1)
+        return torch.addcmul(grad, y, dot, value=-1.0).mul_(scale)
+
+
+class ReluSquared(torch.autograd.Function):
+    """relu(x) ** 2; its gradient 2 * relu(x) * g, from the saved relu(x)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (r,) = ctx.saved_tensors
+        return (r + r).mul_(grad)
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    return RMSNorm.apply(x)
+
+
+def relu_squared(x: torch.Tensor) -> torch.Tensor:
+    return ReluSquared.apply(x)
+
+
+# --- attention -----------------------------------------------------------------------------
+
+def sdpa_attention(q, k, v, n_head: int) -> torch.Tensor:
+    """torch's scaled_dot_product_attention on (B, nh, T, hd) views of (B, T, C) q, k, v."""
+    B, T, C = q.shape
+    q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
+    return y.transpose(1, 2).reshape(B, T, C)
+
+
+def block_diagonal_attention(q, k, v, n_head: int) -> torch.Tensor:
+    """Every head of a sequence in one matrix product. Row s * nh + h of `keys` holds key s
+    on head h's channels and zeros on the others, so keys (T * nh, C) times q's transpose
+    (C, T) gives every head's logits at once, (T * nh, T); `values` stacks the values alike,
+    and the weights' transpose times it leaves the heads' outputs side by side, (T, C).
+    Four times the multiplications of attention head by head, in two products per sequence
+    instead of 2 * nh tiny ones; and the softmax runs over the key positions s with the 32
+    (t, h) pairs contiguous beside them, where over the last dimension of 8 it is 20 times
+    slower (measured on the CPU)."""
+    B, T, C = q.shape
+    hd = C // n_head
+    in_head = (torch.arange(C, device=q.device) // hd == torch.arange(n_head, device=q.device).unsqueeze(1))
+    in_head = in_head.to(q.dtype)  # (nh, C): 1 where channel c belongs to head h
+    keys = (k.unsqueeze(2) * in_head).reshape(B, T * n_head, C)  # row s * nh + h
+    values = (v.unsqueeze(2) * in_head).reshape(B, T * n_head, C)
+    logits = torch.baddbmm(causal_bias(T, n_head, q), keys, q.transpose(1, 2), alpha=hd**-0.5)  # (B, T * nh, T)
+    weights = logits.view(B, T, n_head * T).softmax(dim=1).view(B, T * n_head, T)  # over s, per (h, t)
+    return weights.transpose(1, 2) @ values  # (B, T, C)
+
+
+def causal_bias(T: int, n_head: int, like: torch.Tensor) -> torch.Tensor:
+    """(T * nh, T): row s * nh + h, column t: 0 where position t may see position s (s <= t),
+    -inf where it may not."""
+    hidden = torch.ones(T, T, dtype=torch.bool, device=like.device).tril(-1)  # [s, t]: s > t
+    bias = torch.zeros(T, 1, T, dtype=like.dtype, device=like.device).masked_fill_(hidden.unsqueeze(1), float("-inf"))
+    return bias.expand(T, n_head, T).reshape(T * n_head, T)
+
+
+ATTENTION = {"sdpa": sdpa_attention, "block-diagonal": block_diagonal_attention}
+
+
+# Where the block-diagonal product beats torch's kernel: the largest head size and sequence
+# length, by device type. Measured forward and backward, the two methods taking turns
+# (`python scripts/bench.py --only race`, its attention table): on the CPU at head size 4
+# and 8 positions it took half of scaled_dot_product_attention's time in eager mode and
+# under torch.compile; its work grows with T * nh, so long blocks and wide heads keep
+# torch's kernel. CUDA's fused kernels are not beaten by it: none there.
+BLOCK_DIAGONAL_UP_TO = {"cpu": {"head_dim": 8, "block": 16}}
+
+
+def attention_method(q: torch.Tensor, n_head: int) -> str:
+    """"block-diagonal" or "sdpa", by the table above, for q (B, T, C) on its device."""
+    T, C = q.shape[-2:]
+    limits = BLOCK_DIAGONAL_UP_TO.get(q.device.type)
+    if limits and C // n_head <= limits["head_dim"] and T <= limits["block"]:
+        return "block-diagonal"
+    return "sdpa"
+
+
+def attention(q, k, v, n_head: int) -> torch.Tensor:
+    return ATTENTION[attention_method(q, n_head)](q, k, v, n_head)
