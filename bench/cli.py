@@ -14,7 +14,7 @@ from pathlib import Path
 from microgpt_scalar.config import PRESETS
 from microgpt_scalar.data import DataError
 
-from . import compare_wall, contention, kernels, memory, scalar, torch_cpu
+from . import compare_wall, contention, kernels, memory, race, scalar, torch_cpu
 from .common import REPO, CheckFailed, OneLineParser, Section, machine, machine_line, write_results
 
 DEFAULT_OUT = REPO / "docs" / "bench.json"
@@ -22,6 +22,7 @@ DEFAULT_OUT = REPO / "docs" / "bench.json"
 SECTIONS = [
     Section("scalar", scalar.add_arguments, scalar.run, scalar.table, scalar.targets_missed),
     Section("torch", torch_cpu.add_arguments, torch_cpu.run, torch_cpu.table, torch_cpu.targets_missed),
+    Section("race", race.add_arguments, race.run, race.table, race.targets_missed),
     Section("compare", compare_wall.add_arguments, compare_wall.run, compare_wall.table, compare_wall.targets_missed),
     Section("contention", contention.add_arguments, contention.run, contention.table, contention.targets_missed),
     Section("memory", memory.add_arguments, memory.run, memory.table, memory.targets_missed),
