@@ -51,6 +51,58 @@ class ReluSquared(torch.autograd.Function):
         return (r + r).mul_(grad)
 
 
+class HeadBlocks(torch.autograd.Function):
+    """(B, T, C) -> (B, T, nh, C): copy h of each position keeps head h's channels and is
+    zero elsewhere. Written into zeros through a strided view of the blocks on the diagonal
+    (and read back the same way for the gradient), where multiplying by a 0/1 mask would
+    read and write every zero."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, n_head: int) -> torch.Tensor:
+        B, T, C = x.shape
+        ctx.n_head = n_head
+        blocks = x.new_zeros(B, T, n_head, C)
+        diagonal(blocks, n_head).copy_(x.view(B, T, n_head, C // n_head))
+        return blocks
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        B, T, _, C = grad.shape
+        return diagonal(grad, ctx.n_head).reshape(B, T, C), None
+
+
+def diagonal(blocks: torch.Tensor, n_head: int) -> torch.Tensor:
+    """The (B, T, nh, hd) view of head h's channels in copy h of (B, T, nh, C) blocks."""
+    B, T, _, C = blocks.shape
+    return blocks.view(B, T, n_head, n_head, C // n_head).diagonal(dim1=2, dim2=3).transpose(2, 3)
+
+
+class Embedding(torch.autograd.Function):
+    """weight[idx]; the gradient added up row by row with index_add_, several times quicker
+    on the CPU than the embedding's own backward for a few dozen rows and many indices."""
+
+    @staticmethod
+    def forward(ctx, idx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(idx)
+        ctx.num_rows = weight.size(0)
+        return weight[idx]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (idx,) = ctx.saved_tensors
+        C = grad.size(-1)
+        summed = grad.new_zeros(ctx.num_rows, C).index_add_(0, idx.reshape(-1), grad.reshape(-1, C))
+        return None, summed
+
+
+def embedding(idx: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return Embedding.apply(idx, weight)
+
+
+def head_blocks(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    return HeadBlocks.apply(x, n_head)
+
+
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return RMSNorm.apply(x)
 
@@ -62,10 +114,11 @@ def relu_squared(x: torch.Tensor) -> torch.Tensor:
 # --- attention -----------------------------------------------------------------------------
 
 def sdpa_attention(q, k, v, n_head: int) -> torch.Tensor:
-    """torch's scaled_dot_product_attention on (B, nh, T, hd) views of (B, T, C) q, k, v."""
+    """torch's scaled_dot_product_attention on (B, nh, T, hd) views of (B, T, C) q, k, v;
+    q comes scaled by head_dim ** -0.5 already."""
     B, T, C = q.shape
     q, k, v = (t.view(B, T, n_head, C // n_head).transpose(1, 2) for t in (q, k, v))
-    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)  # (B, nh, T, hd)
     return y.transpose(1, 2).reshape(B, T, C)
 
 
@@ -77,14 +130,11 @@ def block_diagonal_attention(q, k, v, n_head: int) -> torch.Tensor:
     Four times the multiplications of attention head by head, in two products per sequence
     instead of 2 * nh tiny ones; and the softmax runs over the key positions s with the 32
     (t, h) pairs contiguous beside them, where over the last dimension of 8 it is 20 times
-    slower (measured on the CPU)."""
+    slower (measured on the CPU). q comes scaled by head_dim ** -0.5 already."""
     B, T, C = q.shape
-    hd = C // n_head
-    in_head = (torch.arange(C, device=q.device) // hd == torch.arange(n_head, device=q.device).unsqueeze(1))
-    in_head = in_head.to(q.dtype)  # (nh, C): 1 where channel c belongs to head h
-    keys = (k.unsqueeze(2) * in_head).reshape(B, T * n_head, C)  # row s * nh + h
-    values = (v.unsqueeze(2) * in_head).reshape(B, T * n_head, C)
-    logits = torch.baddbmm(causal_bias(T, n_head, q), keys, q.transpose(1, 2), alpha=hd**-0.5)  # (B, T * nh, T)
+    keys = head_blocks(k, n_head).view(B, T * n_head, C)  # row s * nh + h
+    values = head_blocks(v, n_head).view(B, T * n_head, C)
+    logits = torch.baddbmm(causal_bias(T, n_head, q), keys, q.transpose(1, 2))  # (B, T * nh, T)
     weights = logits.view(B, T, n_head * T).softmax(dim=1).view(B, T * n_head, T)  # over s, per (h, t)
     return weights.transpose(1, 2) @ values  # (B, T, C)
 

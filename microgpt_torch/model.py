@@ -120,7 +120,8 @@ class Attention(nn.Module):
     def batched_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same attention: q, k and v from one product with the three matrices stacked,
         and the attention method quickest for the shape (microgpt_torch/kernels.py)."""
-        w_qkv = torch.cat([self.wq.weight, self.wk.weight, self.wv.weight])  # (3C, C)
+        # q comes out scaled by 1 / sqrt(head_dim), the attention logits' scale, at no cost.
+        w_qkv = torch.cat([self.wq.weight * self.head_dim**-0.5, self.wk.weight, self.wv.weight])  # (3C, C)
         q, k, v = F.linear(x, w_qkv).split(x.size(-1), dim=-1)  # (B, T, C) each
         return self.wo(kernels.attention(q, k, v, self.n_head))
 
@@ -227,7 +228,8 @@ class GPT(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
-        x = self.norm(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        tokens = kernels.embedding(idx, self.wte.weight) if self.batched else self.wte(idx)  # (B, T, C)
+        x = self.norm(tokens + self.wpe(pos))  # (B, T, C)
         for block in self.layers:
             x = block(x)
         logits = self.lm_head(x)  # (B, T, vocab_size)

@@ -24,10 +24,19 @@ def random(*shape, seed=0):
     return torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("function", [kernels.rms_norm, kernels.relu_squared], ids=["rms_norm", "relu_squared"])
-def test_hand_written_backward_passes_match_finite_differences(function):
+IDX = torch.tensor([[0, 2, 2], [5, 0, 1]])
+FUNCTIONS = {
+    "rms_norm": kernels.rms_norm,
+    "relu_squared": kernels.relu_squared,
+    "head_blocks": lambda x: kernels.head_blocks(x, 4),
+    "embedding": lambda weight: kernels.embedding(IDX, weight.view(6, 16)),  # rows 0 and 2 twice, 3 and 4 never
+}
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_hand_written_backward_passes_match_finite_differences(name):
     x = random(2, 3, 16).requires_grad_()
-    assert gradcheck(function, (x,))
+    assert gradcheck(FUNCTIONS[name], (x,))
 
 
 def test_finite_differences_reject_a_wrong_backward():
@@ -46,6 +55,12 @@ def test_kernels_compute_the_formulas():
     expected = x * (x.pow(2).mean(-1, keepdim=True) + 1e-5) ** -0.5
     torch.testing.assert_close(kernels.rms_norm(x), expected, atol=1e-15, rtol=1e-14)
     torch.testing.assert_close(kernels.relu_squared(x), torch.where(x > 0, x * x, 0.0), atol=0, rtol=0)
+    blocks = kernels.head_blocks(x.view(2, 3, 16), 4)  # (2, 3, 4, 16)
+    head_of = torch.arange(16) // 4
+    for h in range(4):
+        assert torch.equal(blocks[:, :, h], x.view(2, 3, 16) * (head_of == h))
+    weight = random(6, 16, seed=1)
+    assert torch.equal(kernels.embedding(IDX, weight), weight[IDX])
 
 
 def attention_head_by_head(q, k, v, n_head):
@@ -69,7 +84,7 @@ def attention_head_by_head(q, k, v, n_head):
                                                     (1, 4, 1, 16)])
 def test_every_attention_method_equals_attention_head_by_head(method, B, T, n_head, head_dim):
     q, k, v = (random(B, T, n_head * head_dim, seed=i).requires_grad_() for i in range(3))
-    got = kernels.ATTENTION[method](q, k, v, n_head)
+    got = kernels.ATTENTION[method](q * head_dim**-0.5, k, v, n_head)  # q comes scaled
     expected = attention_head_by_head(q, k, v, n_head)
     torch.testing.assert_close(got, expected, atol=1e-14, rtol=1e-12)
     grad = random(*got.shape, seed=9)
@@ -83,7 +98,7 @@ def test_the_attention_check_sees_a_wrong_mask(monkeypatch):
     expected = attention_head_by_head(q, k, v, 4)
     monkeypatch.setattr(kernels, "causal_bias", lambda T, n_head, like: torch.zeros(T * n_head, T, dtype=like.dtype))
     with pytest.raises(AssertionError):  # every position sees every other
-        torch.testing.assert_close(kernels.block_diagonal_attention(q, k, v, 4), expected, atol=1e-14, rtol=1e-12)
+        torch.testing.assert_close(kernels.block_diagonal_attention(q / 2, k, v, 4), expected, atol=1e-14, rtol=1e-12)
 
 
 def test_attention_method_follows_the_table():
