@@ -1,9 +1,10 @@
 """The batched path's kernels: the same maths as the model's fused path, in fewer and
 cheaper operations on the large (B, T, ...) tensors of a training batch.
 
-    y = rms_norm(x)                   # one autograd node; its backward in four operations
-    y = relu_squared(x)               # relu(x) ** 2, two operations each way
-    out = attention(q, k, v, n_head)  # causal attention, the method picked by attention_method
+    y = rms_norm(x)                       # one autograd node; its backward in four operations
+    y = relu_squared_mlp(x, w1, w2)       # relu(x @ w1.T) ** 2 @ w2.T in fewer passes
+    tokens = embedding(idx, weight)       # weight[idx], its gradient by index_add_
+    out = attention(q, k, v, n_head)      # causal attention, the method picked by attention_method
 
 Each takes and returns ordinary tensors and works on any device and under torch.compile.
 """
@@ -34,21 +35,6 @@ class RMSNorm(torch.autograd.Function):
         y, scale = ctx.saved_tensors
         dot = (grad * y).mean(-1, keepdim=True)  # (..., 1)
         return torch.addcmul(grad, y, dot, value=-1.0).mul_(scale)
-
-
-class ReluSquared(torch.autograd.Function):
-    """relu(x) ** 2; its gradient 2 * relu(x) * g, from the saved relu(x)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        r = torch.relu(x)
-        ctx.save_for_backward(r)
-        return r * r
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (r,) = ctx.saved_tensors
-        return (r + r).mul_(grad)
 
 
 class HeadBlocks(torch.autograd.Function):
@@ -103,12 +89,34 @@ def head_blocks(x: torch.Tensor, n_head: int) -> torch.Tensor:
     return HeadBlocks.apply(x, n_head)
 
 
+class ReluSquaredMLP(torch.autograd.Function):
+    """relu(x @ w1.T) ** 2 @ w2.T, the MLP, with its (…, 4C) tensors kept to three: the
+    hidden layer h (made relu(h) in place), its square y, and in the backward one gradient,
+    (g @ 2 w2) * relu(h), formed in place. (Autograd keeps five, and takes two more passes.)"""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        r = F.linear(x, w1).relu_()  # (…, 4C)
+        y = r * r
+        ctx.save_for_backward(x, w1, w2, r, y)
+        return F.linear(y, w2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, w1, w2, r, y = ctx.saved_tensors
+        C_out, C_in = grad.size(-1), x.size(-1)
+        grad_h = (grad @ (2 * w2)).mul_(r)  # dL/dh = 2 relu(h) * dL/dy
+        grad_w2 = grad.reshape(-1, C_out).t() @ y.reshape(-1, y.size(-1))
+        grad_w1 = grad_h.reshape(-1, grad_h.size(-1)).t() @ x.reshape(-1, C_in)
+        return grad_h @ w1, grad_w1, grad_w2
+
+
+def relu_squared_mlp(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    return ReluSquaredMLP.apply(x, w1, w2)
+
+
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return RMSNorm.apply(x)
-
-
-def relu_squared(x: torch.Tensor) -> torch.Tensor:
-    return ReluSquared.apply(x)
 
 
 # --- attention -----------------------------------------------------------------------------

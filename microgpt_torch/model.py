@@ -136,11 +136,10 @@ class MLP(nn.Module):
         self.squared, self.batched = config.activation == "relu2", batched
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batched and self.squared:
+            return kernels.relu_squared_mlp(x, self.fc1.weight, self.fc2.weight)  # the same, in fewer passes
         x = self.fc1(x)  # (B, T, 4C)
-        if self.batched:
-            x = kernels.relu_squared(x) if self.squared else F.relu(x)
-        else:
-            x = F.relu(x) ** 2 if self.squared else F.relu(x)
+        x = F.relu(x) ** 2 if self.squared else F.relu(x)
         return self.fc2(x)  # (B, T, C)
 
 

@@ -25,10 +25,12 @@ def random(*shape, seed=0):
 
 
 IDX = torch.tensor([[0, 2, 2], [5, 0, 1]])
+W1 = torch.randn(64, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(7)).requires_grad_()
+W2 = torch.randn(16, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(8)).requires_grad_()
 FUNCTIONS = {
     "rms_norm": kernels.rms_norm,
-    "relu_squared": kernels.relu_squared,
     "head_blocks": lambda x: kernels.head_blocks(x, 4),
+    "relu_squared_mlp": lambda x: kernels.relu_squared_mlp(x, W1, W2),
     "embedding": lambda weight: kernels.embedding(IDX, weight.view(6, 16)),  # rows 0 and 2 twice, 3 and 4 never
 }
 
@@ -37,24 +39,28 @@ FUNCTIONS = {
 def test_hand_written_backward_passes_match_finite_differences(name):
     x = random(2, 3, 16).requires_grad_()
     assert gradcheck(FUNCTIONS[name], (x,))
+    if name == "relu_squared_mlp":  # and the weights' gradients
+        assert gradcheck(lambda w1, w2: kernels.relu_squared_mlp(x.detach(), w1, w2), (W1, W2))
 
 
 def test_finite_differences_reject_a_wrong_backward():
-    class HalfGradient(kernels.ReluSquared):  # relu(x) * g: the factor 2 forgotten
+    class HalfGradient(kernels.ReluSquaredMLP):  # relu(h) * g: the factor 2 forgotten
         @staticmethod
         def backward(ctx, grad):
-            (r,) = ctx.saved_tensors
-            return r * grad
+            x, w1, w2, r, y = ctx.saved_tensors
+            return ((grad @ w2) * r) @ w1, None, None
 
     with pytest.raises(Exception, match="Jacobian mismatch"):
-        gradcheck(HalfGradient.apply, (random(4, 16).requires_grad_(),))
+        gradcheck(lambda x: HalfGradient.apply(x, W1.detach(), W2.detach()), (random(4, 16).requires_grad_(),))
 
 
 def test_kernels_compute_the_formulas():
     x = random(6, 16)
     expected = x * (x.pow(2).mean(-1, keepdim=True) + 1e-5) ** -0.5
     torch.testing.assert_close(kernels.rms_norm(x), expected, atol=1e-15, rtol=1e-14)
-    torch.testing.assert_close(kernels.relu_squared(x), torch.where(x > 0, x * x, 0.0), atol=0, rtol=0)
+    hidden = x @ W1.detach().t()
+    torch.testing.assert_close(kernels.relu_squared_mlp(x, W1.detach(), W2.detach()),
+                               torch.where(hidden > 0, hidden * hidden, 0.0) @ W2.detach().t(), atol=1e-12, rtol=1e-12)
     blocks = kernels.head_blocks(x.view(2, 3, 16), 4)  # (2, 3, 4, 16)
     head_of = torch.arange(16) // 4
     for h in range(4):
