@@ -2,6 +2,8 @@
 with the line of their file to look at, and the typical mistake their numbers match, if any."""
 from __future__ import annotations
 
+import inspect
+import os
 import traceback
 from pathlib import Path
 
@@ -123,8 +125,8 @@ def load_weights(what: str, module: torch.nn.Module, state_dict: dict, naming: s
                     "super().__init__() first in __init__")
     own = dict(module.state_dict())
     if not own:
-        raise Wrong(f"{what} has no parameters yet", "create them in __init__ (the TODO there); a tensor becomes a "
-                    "parameter as an nn.Parameter or inside a submodule such as nn.Linear")
+        raise Wrong(f"{what} has no parameters yet", f"create them in __init__, where the TODO is: {todo_in_init(module)}",
+                    "a tensor becomes a parameter as an nn.Parameter, or inside a submodule such as nn.Linear")
     missing, extra = sorted(set(state_dict) - set(own)), sorted(set(own) - set(state_dict))
     if missing or extra:
         raise Wrong(f"{what}'s parameter names are not the project's, so its weights cannot load",
@@ -135,6 +137,20 @@ def load_weights(what: str, module: torch.nn.Module, state_dict: dict, naming: s
                         "a weight is kept as (n_out, n_in), as nn.Linear keeps it and as the scalar rows are")
     module.double()
     module.load_state_dict(state_dict)
+
+
+def todo_in_init(module) -> str:
+    """'docs/exercises/mlp.py, line 24: # TODO: ...' for the TODO in the module's __init__, if it has one."""
+    try:
+        lines, first = inspect.getsourcelines(type(module).__init__)
+        path = Path(inspect.getsourcefile(type(module).__init__))
+    except (OSError, TypeError):
+        return f"{type(module).__name__}.__init__"
+    shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+    for number, line in enumerate(lines, start=first):
+        if "TODO" in line:
+            return f"{shown}, line {number}: {line.strip()}"
+    return f"{shown}, line {first}"
 
 
 def leaf(values) -> torch.Tensor:
