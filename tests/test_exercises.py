@@ -119,13 +119,23 @@ def test_the_loop_answer_prints_the_original_programs_first_ten_lines(repo_root)
                        for step in golden["steps"][:10]]
 
 
-def test_the_command_checks_a_file_and_exits_by_the_verdict(repo_root):
-    answer = subprocess.run([sys.executable, "scripts/exercise.py", "rmsnorm", "--file",
-                             "docs/exercises/answers/rmsnorm.py"], cwd=repo_root, capture_output=True, text=True)
+def test_the_command_checks_a_file_and_exits_by_the_verdict(repo_root, capsys, monkeypatch):
+    from tutorial.exercises import main
+
+    monkeypatch.chdir(repo_root)
+    assert main(["rmsnorm", "--file", "docs/exercises/answers/rmsnorm.py"]) == 0
+    assert "OK: it agrees with the scalar engine" in capsys.readouterr().out
+    assert main(["rmsnorm"]) == 1
+    assert "WRONG: rmsnorm(x) is not written yet" in capsys.readouterr().out
+    assert main(["--list"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 13
+
+
+def test_the_script_runs_as_a_program_from_the_repository_root(repo_root):
     stub = subprocess.run([sys.executable, "scripts/exercise.py", "rmsnorm"], cwd=repo_root, capture_output=True,
                           text=True)
-    assert (answer.returncode, stub.returncode) == (0, 1), (answer.stdout, stub.stdout)
-    assert "OK:" in answer.stdout and "WRONG: rmsnorm(x) is not written yet" in stub.stdout
+    assert stub.returncode == 1, stub.stderr
+    assert "WRONG: rmsnorm(x) is not written yet" in stub.stdout
     assert "docs/exercises/rmsnorm.py, line" in stub.stdout
 
 
