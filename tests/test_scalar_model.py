@@ -114,8 +114,8 @@ def test_trace_records_every_stage_for_every_position():
     config = get_config("microgpt-v2", n_layer=2, vocab_size=6)
     model = GPT(config, random.Random(1))
     tokens = [5, 0, 1, 2, 3, 4, 5]
-    model.on_stage = tracer = ScalarTracer()
-    forward_loss(model, tokens)
+    with ScalarTracer(model) as tracer:
+        forward_loss(model, tokens)
     trace = tracer.trace
     n, e, h = len(tokens) - 1, config.n_embd, config.n_head
     assert list(trace) == trace_stage_names(config)
@@ -131,8 +131,8 @@ def test_trace_records_every_stage_for_every_position():
 def test_trace_stops_at_block_size():
     config = get_config("microgpt", vocab_size=6)  # block_size 8
     model = GPT(config, random.Random(1))
-    model.on_stage = tracer = ScalarTracer()
-    forward_loss(model, [5] + [0, 1, 2, 3, 4] * 3 + [5])
+    with ScalarTracer(model) as tracer:
+        forward_loss(model, [5] + [0, 1, 2, 3, 4] * 3 + [5])
     assert {len(per_position) for per_position in tracer.trace.values()} == {8}
 
 
@@ -205,9 +205,8 @@ def compare_with_torch(model, tokens):
     """Forward, trace and backward in both; returns how many gradients were not zero."""
     weights = {name: torch.tensor(rows, dtype=torch.float64, requires_grad=True)
                for name, rows in model.params_as_floats().items()}
-    model.on_stage = tracer = ScalarTracer()
-    loss = forward_loss(model, tokens)
-    model.on_stage = None
+    with ScalarTracer(model) as tracer:
+        loss = forward_loss(model, tokens)
     trace = tracer.trace
     loss.backward()
     torch_loss, stages = torch_reference(weights, model.config, tokens)
@@ -247,8 +246,8 @@ def test_torch_reference_check_catches_a_small_weight_difference(names_path):
     weights = {name: torch.tensor(rows, dtype=torch.float64) for name, rows in model.params_as_floats().items()}
     weights["layer0.attn_wk"][3, 5] -= 1e-9
     tokens = tokenizer.encode("emma")
-    model.on_stage = tracer = ScalarTracer()
-    forward_loss(model, tokens)
+    with ScalarTracer(model) as tracer:
+        forward_loss(model, tokens)
     trace = tracer.trace
     _, stages = torch_reference(weights, model.config, tokens)
     with pytest.raises(AssertionError, match=r"layer0.k at position 0: (.|\n)*at index \(3,\)"):

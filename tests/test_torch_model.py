@@ -63,8 +63,8 @@ def assert_trace_close(label: str, got: list, expected: list, atol: float, rtol:
 def run_scalar(config, params, tokens):
     """The scalar engine's loss, trace and gradients for one document."""
     model = ScalarGPT(config, params=params)
-    model.on_stage = tracer = ScalarTracer()
-    loss = scalar_forward_loss(model, tokens)
+    with ScalarTracer(model) as tracer:
+        loss = scalar_forward_loss(model, tokens)
     loss.backward()
     grads = {name: [[p.grad for p in row] for row in matrix] for name, matrix in model.state_dict.items()}
     return loss.data, tracer.trace, grads
