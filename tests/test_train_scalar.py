@@ -22,6 +22,7 @@ import sys
 import termios
 
 import pytest
+import reference
 import torch
 
 from microgpt_scalar.config import get_config
