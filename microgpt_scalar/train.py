@@ -16,7 +16,7 @@ from .config import GPTConfig, num_params
 from .data import Corpus, Tokenizer, shuffle_docs
 from .engine import Value
 from .fused import FusedGPT, FusedValue
-from .model import GPT
+from .model import GPT, softmax
 from .optim import Adam, learning_rate_at
 
 
@@ -93,7 +93,7 @@ def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, temperature: fl
     with graph_scope():
         for pos_id in range(model.config.block_size):
             logits = model.forward(token_id, pos_id, keys, values)
-            probs = model.softmax([logit / temperature for logit in logits])
+            probs = softmax([logit / temperature for logit in logits])
             token_id = rng.choices(range(tokenizer.vocab_size), weights=[p.data for p in probs])[0]
             if token_id == tokenizer.BOS:
                 break
