@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.autograd import gradcheck
+from torch_checks import assert_float64_close, forward_backward, single_thread
 
 from microgpt_scalar.config import get_config
 from microgpt_torch import kernels
 from microgpt_torch.checkpoint import checkpoint_of, restore
 from microgpt_torch.model import GPT
-from microgpt_torch.testing import assert_float64_close, forward_backward, single_thread
 
 
 @pytest.fixture(scope="module", autouse=True)
