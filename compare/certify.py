@@ -29,6 +29,7 @@ from compare.gradients import GradientRecorder
 from compare.tolerances import Tolerance
 from microgpt_scalar.config import GPTConfig, get_config, param_shapes
 from microgpt_scalar.engine import Value
+from microgpt_scalar.files import FileError, read_input, shown
 from microgpt_scalar.train import sample, start_run, train_step
 
 GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "microgpt.json"
@@ -146,15 +147,17 @@ def golden_text(golden: dict) -> str:
 
 
 def load_golden(path=GOLDEN_PATH) -> dict:
-    path = Path(path)
     try:
-        golden = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GoldenError(f"golden trace not found: {path}") from None
+        raw = read_input(path, "golden trace")
+    except FileError as error:
+        raise GoldenError(str(error)) from None
+    path = shown(path)
+    try:
+        golden = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise GoldenError(f"golden trace is not valid JSON: {path} ({error})") from None
-    except OSError as error:
-        raise GoldenError(f"cannot read the golden trace {path}: {error.strerror}") from None
+    except RecursionError:
+        raise GoldenError(f"golden trace {path} is malformed: nested too deeply") from None
     if not isinstance(golden, dict) or golden.get("format") != FORMAT or golden.get("version") != VERSION:
         raise GoldenError(f"not a {FORMAT} file of version {VERSION}: {path}")
     missing = [key for key in ("preset", "seed", "num_steps", "data", "steps", "samples") if key not in golden]

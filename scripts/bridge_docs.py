@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "bridge.md"
 sys.path.insert(0, str(REPO))
 
-from microgpt_scalar.cli import OneLineParser  # noqa: E402
+from microgpt_scalar.cli import OneLineParser, print_error  # noqa: E402
+from microgpt_scalar.files import FileError, check_input, read_input, write_atomically  # noqa: E402
 
 BLOCK = re.compile(r"^<!-- (?P<kind>quote|snippet|run) (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /(?P=kind) -->$",
                    re.M | re.S)
@@ -274,15 +275,19 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the guide is stale; write nothing")
     parser.add_argument("--guide", default=str(GUIDE), help="the guide to fill or check")
     args = parser.parse_args(argv)
-    guide = Path(args.guide)
-    if not guide.is_file():
-        print(f"error: no guide at {guide}", file=sys.stderr)
+    try:
+        guide = check_input(args.guide, "guide")
+        text = read_input(guide, "guide").decode("utf-8")
+    except UnicodeDecodeError:
+        print_error(f"the guide {args.guide} is not UTF-8 text")
         return 2
-    text = guide.read_text(encoding="utf-8")
+    except FileError as error:
+        print_error(error)
+        return 2
     if args.check:
         stale, broken = stale_blocks(text)
         for message in broken:
-            print(f"error: {guide}: {message}", file=sys.stderr)
+            print_error(f"{guide}: {message}")
         for spec in stale:
             print(f"stale: {spec}", file=sys.stderr)
         if stale:
@@ -291,17 +296,19 @@ def main(argv=None) -> int:
     _, broken = stale_blocks(text, kinds=("quote",))  # every missing symbol at once, before running anything
     if broken:
         for message in broken:
-            print(f"error: {guide}: {message}", file=sys.stderr)
+            print_error(f"{guide}: {message}")
         return 1
     try:
         new = render(text)
     except QuoteError as error:
-        print(f"error: {guide}: {error}", file=sys.stderr)
+        print_error(f"{guide}: {error}")
         return 1
     if new != text:
-        partial = guide.with_name(guide.name + ".partial")
-        partial.write_text(new, encoding="utf-8")
-        partial.replace(guide)  # all or nothing: the old guide stays whole until the new one is
+        try:
+            write_atomically(guide, new.encode("utf-8"), "--guide")  # all or nothing: the old guide stays whole
+        except FileError as error:
+            print_error(error)
+            return 2
     counts = {kind: len(blocks(new, (kind,))) for kind in ("quote", "snippet", "run")}
     print(f"{guide}: {counts['quote']} quotes, {counts['snippet']} snippets, {counts['run']} runs, "
           f"{'updated' if new != text else 'already current'}")

@@ -29,10 +29,17 @@ from compare.certify import (  # noqa: E402
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, add_size_flags, data_path, positive_int, positive_real,  # noqa: E402
-                                 size_overrides)
+from microgpt_scalar.cli import (OneLineParser, add_size_flags, check_scalar_model_fits, data_path,  # noqa: E402
+                                 positive_int, print_error, seconds, size_overrides)
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
+from microgpt_scalar.files import check_input  # noqa: E402
+
+
+def engine_file(spec: str) -> str:
+    """The file of --engine FILE[:CLASS]."""
+    head, sep, tail = spec.rpartition(":")
+    return head if sep and tail.isidentifier() and head else spec
 
 
 
@@ -43,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", help="the names file (default: the one shipped with the package)")
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
-    parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
     return parser.parse_args(argv)
 
@@ -52,7 +59,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     overrides = size_overrides(args)
     try:
-        get_config("microgpt", **overrides)  # a bad model size is bad usage
+        check_scalar_model_fits(get_config("microgpt", **overrides))  # a bad model size is bad usage
+        check_input(engine_file(args.engine), "--engine")
         docs = load_docs(data_path(args.data))
         golden = None if overrides else load_golden(args.golden)
         if golden is not None:
@@ -65,13 +73,13 @@ def main(argv=None) -> int:
                 raise EngineRefused(found["missing"])
             certificate, probes = run(engine, found, docs, golden, args.steps, overrides)
     except EngineFailure as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted; nothing certified", file=sys.stderr)
+        print_error("interrupted; nothing certified")
         return 130
     except (EngineRefused, GoldenError, DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     return verdict(certificate, probes, args)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
-from microgpt_scalar.checkpoint import write_atomically  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, UsageError, data_path, non_negative_int, positive_int,  # noqa: E402
+                                 print_error, seed_number)
 from microgpt_scalar.config import PRESETS  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, check_output_path, data_path,  # noqa: E402
-                                 non_negative_int, positive_int, seed_number)
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
+from microgpt_scalar.files import FileError, claim_output, releasing_claims  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,19 +33,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@releasing_claims
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        check_output_path(args.out, "--out", inputs=[data_path(args.data)], overwrite=True)  # the trace it replaces
+        out = claim_output(args.out, "--out", inputs=[data_path(args.data)], overwrite=True)  # the trace it replaces
         docs = load_docs(data_path(args.data))
-    except (DataError, UsageError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataError, UsageError, FileError) as error:
+        print_error(error)
         return 2
     golden = make_golden(docs, args.steps, args.samples, args.preset, args.seed)
     try:
-        write_atomically(args.out, golden_text(golden).encode("utf-8"))  # the old trace stays if this fails
-    except OSError as error:
-        print(f"error: could not write {args.out}: {error.strerror}", file=sys.stderr)
+        out.write(golden_text(golden).encode("utf-8"))  # the old trace stays if this fails
+    except FileError as error:
+        print_error(error)
         return 2
     print(f"wrote {args.out}: {args.steps} steps, samples {golden['samples']['names']}")
     return 0

@@ -16,7 +16,7 @@ import sys
 import torch
 
 from microgpt_scalar.checkpoint import CheckpointError
-from microgpt_scalar.cli import OneLineParser, non_negative_int, positive_real, seed_number
+from microgpt_scalar.cli import OneLineParser, non_negative_int, positive_real, print_error, seed_number
 from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     try:
         names = draw(args)
     except (CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     for i, name in enumerate(names):
         print(f"sample {i + 1:2d}: {name}")

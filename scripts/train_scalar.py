@@ -7,8 +7,10 @@
 
 The documents are the names file shipped with the package unless --data names another.
 stdout carries the original program's log, line for line; a progress bar goes to stderr
-when stderr is a terminal. Bad input ends with a one-line error and exit code 2; Ctrl-C
-finishes the step, saves the checkpoint --save names and exits with code 130.
+when stderr is a terminal. Bad input, or a checkpoint that cannot be written, ends with a
+one-line error and exit code 2; Ctrl-C finishes the step, saves the checkpoint --save names
+and exits with code 130. The --save file is claimed at the start: a second run aiming at it
+is refused.
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoint_of, load_checkpoint,  # noqa: E402
                                         save_checkpoint)
 from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, add_config_flags,  # noqa: E402
-                                 check_output_path, check_same_run, config_overrides, data_path, file_sha256,
-                                 inference_header, non_negative_int, positive_int, positive_real, seed_number)
+                                 check_same_run, check_scalar_model_fits, config_overrides, data_path,
+                                 file_sha256, inference_header, non_negative_int, positive_int, positive_real,
+                                 print_error, seed_number)
 from microgpt_scalar.config import PRESETS, get_config  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
+from microgpt_scalar.files import claim_output, releasing_claims  # noqa: E402
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,6 +71,7 @@ def setup(args):
     if args.load:
         return resume(args, docs, value_cls, overrides)
     config = get_config(args.preset or "microgpt", **overrides)
+    check_scalar_model_fits(dataclasses.replace(config, vocab_size=len(docs.chars) + 1))
     seed = 42 if args.seed is None else args.seed
     return (*start_run(docs, config, seed, value_cls), 0, seed)
 
@@ -94,16 +99,17 @@ def run_settings(args) -> dict:
     return {"data_sha256": file_sha256(data_path(args.data)), "mode": "faithful"}
 
 
+@releasing_claims
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         check_args(args)
         docs, tokenizer, model, optimizer, rng, first_step, seed = setup(args)
     except (DataError, CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted before training; nothing saved", file=sys.stderr)
+        print_error("interrupted before training; nothing saved")
         return 130
     print(f"num docs: {len(docs)}")
     print(f"vocab size: {tokenizer.vocab_size}")
@@ -120,17 +126,17 @@ def main(argv=None) -> int:
         save(done)
         if done < last_step:
             saved = f"; checkpoint of step {done} saved to {args.save}" if args.save else "; nothing saved (no --save)"
-            print(f"error: interrupted after step {done}{saved}", file=sys.stderr)
+            print_error(f"interrupted after step {done}{saved}")
             return 130
     except NonFiniteLossError as error:
-        print(f"error: {error}; stopped, nothing saved", file=sys.stderr)
+        print_error(f"{error}; stopped, nothing saved")
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted twice; nothing saved", file=sys.stderr)
+        print_error("interrupted twice; nothing saved")
         return 130
-    except OSError as error:  # e.g. the disk filled up since the check before training
-        print(f"error: could not save the checkpoint to {args.save}: {error.strerror}", file=sys.stderr)
-        return 1
+    except ValueError as error:  # the checkpoint could not be written (a full disk) or was changed by another program
+        print_error(f"{error}; the run's checkpoint is not saved")
+        return 2
     if args.samples:
         print(f"\n{inference_header(model.config.preset)}")
     for i in range(args.samples):
@@ -139,9 +145,10 @@ def main(argv=None) -> int:
 
 
 def check_args(args) -> None:
-    """Raise ValueError for files no run can use, before any work is done."""
-    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.load],
-                      overwrite=args.overwrite)
+    """Claim the --save file for this run, before any work is done: ValueError if no run may
+    write it (a link, a device, the data file, another run's) or another run is writing it."""
+    claim_output(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.load],
+                 overwrite=args.overwrite)
 
 
 def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int, stop) -> int:
