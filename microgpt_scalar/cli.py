@@ -78,6 +78,11 @@ def int_from(low: int, high: int | None = None):
 positive_int = int_from(1)
 non_negative_int = int_from(0)
 seed_number = int_from(0, MAX_SEED)
+MAX_STEPS = 10**9  # far past any run (the original takes 500), short of counts that overflow or never end
+MAX_SAMPLES = 10**6
+MAX_BATCH = 10**7  # the benchmark's batch sizes (a trainer's --batch-size is bounded by memory instead)
+step_count = int_from(1, MAX_STEPS)  # --steps, --stop-after
+sample_count = int_from(0, MAX_SAMPLES)  # names to sample
 
 
 def cpu_threads(text: str) -> int:
@@ -110,12 +115,38 @@ def positive_real(text: str) -> float:
     return value
 
 
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3  # below: the argmax already; above: uniform already
+
+
+def temperature(text: str) -> float:
+    """--temperature: a number from MIN_TEMPERATURE to MAX_TEMPERATURE (logits divided by less
+    overflow to infinity)."""
+    value = _real(text)
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: expected a number from {MIN_TEMPERATURE:g} "
+                                         f"to {MAX_TEMPERATURE:g}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A finite number in [0, 1) (e.g. --val-fraction)."""
     value = _real(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text} is out of range: expected a number from 0 up to (not including) 1")
     return value
+
+
+def real_from(low: float, high: float):
+    """A flag type for finite numbers in [low, high]."""
+
+    def parse(text: str) -> float:
+        value = _real(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected a number from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def seconds(text: str) -> float:
@@ -128,7 +159,7 @@ def seconds(text: str) -> float:
 
 
 MAX_SECONDS = 7 * 24 * 3600.0
-positive_real.__name__ = fraction.__name__ = _real.__name__ = seconds.__name__ = "number"
+positive_real.__name__ = fraction.__name__ = _real.__name__ = seconds.__name__ = temperature.__name__ = "number"
 
 
 # --- the config's flags ---
@@ -141,7 +172,8 @@ def add_config_flags(parser) -> None:
         if field in FIXED_BY_RUN:
             continue
         flags = [f"--{field.replace('_', '-')}"] + (["--steps"] if field == "num_steps" else [])
-        flag_type = positive_int if kind is int else (_real if kind is float else kind)
+        flag_type = (step_count if field == "num_steps" else positive_int) if kind is int else \
+            (_real if kind is float else kind)
         parser.add_argument(*flags, dest=field, type=flag_type, help=f"override the preset's {field}")
 
 
@@ -278,8 +310,9 @@ class StopOnInterrupt:
     a training loop finishes its step, saves and exits; a second Ctrl-C interrupts at once.
 
     With `repeats_interrupt=False` (under torchrun, whose launcher passes the Ctrl-C on to its
-    workers, so each gets it twice) every Ctrl-C only sets `stop.requested`; the launcher
-    kills workers that do not stop in its own time."""
+    workers, so each gets it twice) every Ctrl-C only sets `stop.requested`, and once one came,
+    later ones are ignored to the end of the process; the launcher kills workers that do not
+    stop in its own time."""
 
     def __init__(self, repeats_interrupt: bool = True):
         self.requested = False
@@ -296,5 +329,6 @@ class StopOnInterrupt:
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        stopping = self.requested and not self.repeats_interrupt
+        signal.signal(signal.SIGINT, signal.SIG_IGN if stopping else self._previous)
         return False

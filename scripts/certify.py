@@ -30,7 +30,7 @@ from compare.certify import (  # noqa: E402
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, add_size_flags, check_scalar_model_fits, data_path,  # noqa: E402
-                                 positive_int, print_error, seconds, size_overrides)
+                                 print_error, seconds, size_overrides, step_count)
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 from microgpt_scalar.files import check_input  # noqa: E402
@@ -46,7 +46,7 @@ def engine_file(spec: str) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", required=True, help="FILE[:CLASS], the class defaulting to Value")
-    parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
+    parser.add_argument("--steps", type=step_count, default=20, help="training steps to check (default: 20)")
     parser.add_argument("--data", help="the names file (default: the one shipped with the package)")
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
@@ -60,13 +60,13 @@ def main(argv=None) -> int:
     overrides = size_overrides(args)
     try:
         check_scalar_model_fits(get_config("microgpt", **overrides))  # a bad model size is bad usage
-        check_input(engine_file(args.engine), "--engine")
         docs = load_docs(data_path(args.data))
         golden = None if overrides else load_golden(args.golden)
         if golden is not None:
             check_fit(golden, docs, args.steps)
         elif isinstance(args.steps, bool) or args.steps < 1:
             raise GoldenError(f"steps must be a positive whole number, got {args.steps!r}")
+        check_input(engine_file(args.engine), "--engine")
         with EngineProcess(args.engine, timeout=args.timeout) as engine:  # starts while the rest loads
             found = engine.engine()
             if found["missing"]:

@@ -27,7 +27,7 @@ from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
-                                 non_negative_int, positive_int, print_error, seconds, seed_number, size_overrides)
+                                 non_negative_int, print_error, seconds, seed_number, size_overrides, step_count)
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.files import check_input, claim_output, releasing_claims  # noqa: E402
 
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                        "default: six built-in names")
     parser.add_argument("--data", help="a data file instead: one document per step, in the reference program's order")
     parser.add_argument("--seed", type=seed_number, default=42, help="seed of the weights and the document order (default 42)")
-    parser.add_argument("--steps", type=positive_int, default=1, help="train both engines in lockstep this many steps")
+    parser.add_argument("--steps", type=step_count, default=1, help="train both engines in lockstep this many steps")
     parser.add_argument("--device", default="cpu", help="the torch side's device: cpu (default) or cuda")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the torch side's dtype")
     parser.add_argument("--engine", metavar="FILE[:CLASS]", help="your own Value class (default class name Value)")
@@ -86,6 +86,8 @@ def check_early(args, overrides: dict) -> None:
     """The mistakes in the flags that need no engine: found before one is started."""
     if args.engine is not None and args.inject is not None:
         raise UsageError("--inject writes a fault into the project's engine; it cannot be combined with --engine")
+    if args.doc is not None and any(not doc.strip() for doc in args.doc):
+        raise UsageError("--doc: a document needs at least one character other than spaces")
     if args.inject is not None and args.inject not in FAULTS:
         raise UsageError(f"unknown fault {args.inject!r}; choose one of {', '.join(FAULTS)} (see --list-faults)")
     check_scalar_model_fits(get_config(args.preset, **overrides))  # a bad preset or model size

@@ -15,18 +15,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, data_path, non_negative_int, positive_int,  # noqa: E402
-                                 print_error, seed_number)
+from microgpt_scalar.cli import (OneLineParser, UsageError, data_path, print_error, sample_count,  # noqa: E402
+                                 seed_number, step_count)
 from microgpt_scalar.config import PRESETS  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
-from microgpt_scalar.files import FileError, claim_output, releasing_claims  # noqa: E402
+from microgpt_scalar.files import FileError, claim_output, releasing_claims, shown  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
-    parser.add_argument("--steps", type=positive_int, default=20, help="training steps to record")
-    parser.add_argument("--samples", type=non_negative_int, default=3, help="names to sample after the last step")
+    parser.add_argument("--steps", type=step_count, default=20, help="training steps to record")
+    parser.add_argument("--samples", type=sample_count, default=3, help="names to sample after the last step")
     parser.add_argument("--preset", default="microgpt", choices=sorted(PRESETS))
     parser.add_argument("--seed", type=seed_number, default=42)
     parser.add_argument("--out", default=str(GOLDEN_PATH), help="where to write the trace")
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     except FileError as error:
         print_error(error)
         return 2
-    print(f"wrote {args.out}: {args.steps} steps, samples {golden['samples']['names']}")
+    print(f"wrote {shown(args.out)}: {args.steps} steps, samples {golden['samples']['names']}")
     return 0
 
 

@@ -16,7 +16,7 @@ import sys
 import torch
 
 from microgpt_scalar.checkpoint import CheckpointError
-from microgpt_scalar.cli import OneLineParser, non_negative_int, positive_real, print_error, seed_number
+from microgpt_scalar.cli import OneLineParser, print_error, sample_count, seed_number, temperature
 from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
@@ -31,8 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the engine that samples: torch (default) or the scalar one")
     parser.add_argument("--sampler", choices=("python", "torch"), default="python",
                         help="python: random.Random(seed) as the scalar engine draws; torch: torch.Generator (torch engine)")
-    parser.add_argument("--num-samples", type=non_negative_int, default=20)
-    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--num-samples", type=sample_count, default=20)
+    parser.add_argument("--temperature", type=temperature, default=0.5)
     parser.add_argument("--seed", type=seed_number, default=42)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     return parser.parse_args(argv)

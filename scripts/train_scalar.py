@@ -25,8 +25,8 @@ from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoin
                                         save_checkpoint)
 from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, add_config_flags,  # noqa: E402
                                  check_same_run, check_scalar_model_fits, config_overrides, data_path,
-                                 file_sha256, inference_header, non_negative_int, positive_int, positive_real,
-                                 print_error, seed_number)
+                                 file_sha256, inference_header, print_error, sample_count, seed_number,
+                                 step_count, temperature)
 from microgpt_scalar.config import PRESETS, get_config  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
@@ -38,11 +38,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="microgpt (default) or microgpt-v2; with --load, the checkpoint must match it")
     parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
-    parser.add_argument("--stop-after", type=positive_int, metavar="K",
+    parser.add_argument("--stop-after", type=step_count, metavar="K",
                         help="stop after step K of the run (save it with --save, go on later with --load)")
     parser.add_argument("--seed", type=seed_number, help="seed of random.Random (default: 42, or the checkpoint's)")
-    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to sample after training")
-    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--samples", type=sample_count, default=20, help="names to sample after training")
+    parser.add_argument("--temperature", type=temperature, default=0.5)
     parser.add_argument("--save", help="write a JSON checkpoint here after training (and on Ctrl-C)")
     parser.add_argument("--overwrite", action="store_true",
                         help="let --save replace an existing file that is not the --load checkpoint")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -37,8 +38,8 @@ from tqdm import tqdm  # noqa: E402
 from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, UsageError, add_config_flags,  # noqa: E402
                                  check_fits_in_memory, check_same_run, config_overrides, cpu_threads, data_path,
-                                 file_sha256, fraction, inference_header, non_negative_int, positive_int,
-                                 positive_real, print_error, seed_number)
+                                 MAX_STEPS, file_sha256, fraction, inference_header, int_from, positive_int,
+                                 print_error, sample_count, seed_number, temperature)
 from microgpt_scalar.config import PRESETS, get_config, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.files import FileError, claim_output, releasing_claims  # noqa: E402
@@ -80,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=None,
                         help="torch.compile mode (implies --compile); reduce-overhead replays each step as CUDA "
                              "graphs: batches padded to block_size, Adam capturable with its rate on the device")
-    parser.add_argument("--log-every", type=positive_int, default=1,
+    parser.add_argument("--log-every", type=int_from(1, MAX_STEPS), default=1,
                         help="read the loss back from the device every N steps (batched), and at evaluations, "
                              "checkpoints and the end; the loss is checked finite at these read-backs only, so a "
                              "run may go up to N - 1 steps past a non-finite loss before it stops")
@@ -90,15 +91,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="batch documents of one length together: less padding, more tokens per second "
                              "(batched; give it again on --resume to continue the same batch order)")
     parser.add_argument("--val-fraction", type=fraction, default=0.1)
-    parser.add_argument("--eval-every", type=non_negative_int, default=100,
+    parser.add_argument("--eval-every", type=int_from(0, MAX_STEPS), default=100,
                         help="validation loss every N steps (batched)")
     parser.add_argument("--save", default=None, help="checkpoint file, written at the end (and on Ctrl-C)")
-    parser.add_argument("--save-every", type=non_negative_int, default=0, help="also write the checkpoint every N steps")
+    parser.add_argument("--save-every", type=int_from(0, MAX_STEPS), default=0, help="also write the checkpoint every N steps")
     parser.add_argument("--overwrite", action="store_true",
                         help="let --save replace an existing file that is not the --resume checkpoint")
     parser.add_argument("--resume", default=None, help="torch or scalar checkpoint to continue from")
-    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw after training")
-    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--samples", type=sample_count, default=20, help="names to draw after training")
+    parser.add_argument("--temperature", type=temperature, default=0.5)
     return parser.parse_args(argv)
 
 
@@ -301,6 +302,8 @@ def main(argv=None) -> int:
             print_error(f"interrupted after step {stopped.step}; {saved}")
         return 130
     except KeyboardInterrupt:
+        if world_size > 1:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # torchrun passes the same Ctrl-C on once more
         if rank == 0:
             print_error("interrupted; nothing saved")
         return 130

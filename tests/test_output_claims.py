@@ -22,6 +22,7 @@ from helpers import load_script
 
 from microgpt_scalar.checkpoint import load_checkpoint
 from microgpt_scalar.files import FileError, claim_output, read_input, write_atomically, writer_id
+from microgpt_torch.checkpoint import load_any_checkpoint
 
 REPEATS = int(os.environ.get("MICROGPT_REPEATS", "30"))
 NAMES = "anna\nbob\ncab\ndan\nada\nbea\ncarl\ndora\nemma\nfinn\ngus\nhal\nida\njo\nkay\nlea\n"
@@ -251,3 +252,63 @@ def test_compare_step_never_writes_its_report_over_an_input(compare_step, tmp_pa
     assert (engine.read_bytes(), data.read_bytes()) == before
     code, _, err = run_main(compare_step, capsys, "--json", tmp_path / "r.json", "--plot", tmp_path / "r.json")
     assert code == 2 and "this run already writes it as --json" in one_error_line(err)
+
+
+# --- Ctrl-C under torchrun ---
+
+TORCH_REPEATS = int(os.environ.get("MICROGPT_TORCH_REPEATS", "2"))  # each repeat starts torch twice
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def batched_group(repo_root, data, save, port):
+    """Two processes of a torchrun group (the environment torchrun gives them), training batched."""
+    processes = []
+    for rank in range(2):
+        group_env = {**env(repo_root), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                     "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                     "OMP_NUM_THREADS": "1"}
+        processes.append(subprocess.Popen([*script(repo_root, "train_torch"), "--mode", "batched", "--data", str(data),
+                                           "--steps", "100000", "--batch-size", "4", "--val-fraction", "0.25",
+                                           "--eval-every", "0", "--samples", "0", "--threads", "1", "--save",
+                                           str(save)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env=group_env))
+    return processes
+
+
+def test_ctrl_c_under_torchrun_saves_once_and_every_process_exits_130(repo_root, tmp_path):
+    """The terminal's Ctrl-C reaches every process, and torchrun's launcher passes it on once
+    more, at random moments: every process stops after the same step and exits 130, the first
+    saves that step and says so in one line, the other says nothing."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    for repeat in range(TORCH_REPEATS):
+        save = tmp_path / f"group{repeat}.pt"
+        processes = batched_group(repo_root, data, save, free_port())
+        try:
+            assert processes[0].stdout.readline().startswith("num params:")  # the group is training
+            time.sleep(random.uniform(0, 0.5))
+            for process in processes:
+                process.send_signal(signal.SIGINT)  # the terminal's Ctrl-C, to the whole group
+            time.sleep(random.uniform(0, 0.3))
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)  # torchrun's launcher, passing it on
+            results = [process.communicate(timeout=120) for process in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        assert [process.returncode for process in processes] == [130, 130], results
+        errors = [[line for line in err.splitlines() if "error:" in line] for _, err in results]
+        assert all("Traceback" not in err for _, err in results), results
+        assert len(errors[0]) == 1 and errors[1] == [], errors
+        step = load_any_checkpoint(save).step
+        assert errors[0][0].endswith(f"error: interrupted after step {step}; checkpoint of step {step} saved to {save}")
+        assert temporary_files(tmp_path) == []
