@@ -25,7 +25,8 @@ from pathlib import Path
 
 from .config import field_types, num_params
 from .data import default_data_path
-from .files import FileError, claim_output, escape_controls, open_input, shown
+from .files import FileError, claim_output, escape_controls, open_input, release_all, shown
+from .startup import started
 
 FIXED_BY_RUN = ("preset", "vocab_size")  # chosen by --preset and by the documents, not by a flag
 MAX_SEED = 2**63 - 1  # seeds fit a signed 64-bit integer, which random.Random and torch.Generator both take
@@ -44,6 +45,26 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, error_line(message) + "\n")
+
+
+def command(main):
+    """A command's main(argv): Ctrl-C raises again once it runs (see `startup`), a Ctrl-C that
+    escapes main's own handling ends in one line and exit code 130, and the output files it
+    claimed are let go when it returns."""
+    import functools
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        started()
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print_error("interrupted; nothing saved")
+            return 130
+        finally:
+            release_all()
+
+    return run
 
 
 def error_line(message) -> str:

@@ -39,7 +39,12 @@ REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "bridge.md"
 sys.path.insert(0, str(REPO))
 
-from microgpt_scalar.cli import OneLineParser, print_error  # noqa: E402
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
+from microgpt_scalar.cli import OneLineParser, command, print_error  # noqa: E402
 from microgpt_scalar.files import FileError, check_input, read_input, write_atomically  # noqa: E402
 
 BLOCK = re.compile(r"^<!-- (?P<kind>quote|snippet|run) (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /(?P=kind) -->$",
@@ -270,6 +275,7 @@ def quote_specs(text: str) -> list[str]:
     return [spec for _, spec, _, _ in blocks(text, ("quote",))]
 
 
+@command
 def main(argv=None) -> int:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the guide is stale; write nothing")

@@ -24,12 +24,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 from compare.certify import (  # noqa: E402
     GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, check_fit, golden_config, judge_run, load_golden,
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, add_size_flags, check_scalar_model_fits, data_path,  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, command, add_size_flags, check_scalar_model_fits, data_path,  # noqa: E402
                                  print_error, seconds, size_overrides, step_count)
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
@@ -55,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     overrides = size_overrides(args)

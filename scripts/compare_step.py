@@ -21,15 +21,20 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 from compare.faults import FAULTS  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, command, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
                                  non_negative_int, print_error, seconds, seed_number, size_overrides, step_count)
 from microgpt_scalar.config import get_config  # noqa: E402
-from microgpt_scalar.files import check_input, claim_output, releasing_claims  # noqa: E402
+from microgpt_scalar.files import check_input, claim_output  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
@@ -97,7 +102,7 @@ def check_early(args, overrides: dict) -> None:
     claim_outputs(args)
 
 
-@releasing_claims
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list_faults:

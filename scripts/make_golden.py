@@ -14,12 +14,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, data_path, print_error, sample_count,  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, command, UsageError, data_path, print_error, sample_count,  # noqa: E402
                                  seed_number, step_count)
 from microgpt_scalar.config import PRESETS  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
-from microgpt_scalar.files import FileError, claim_output, releasing_claims, shown  # noqa: E402
+from microgpt_scalar.files import FileError, claim_output, shown  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@releasing_claims
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

@@ -21,6 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 import torch  # noqa: E402
 
 from compare.check import compare_step  # noqa: E402
@@ -29,10 +34,10 @@ from compare.documents import ALPHABET, BUILTIN_DOCS, given_documents  # noqa: E
 from compare.sides import ScalarSide, TorchSide  # noqa: E402
 from compare.tolerances import Tolerances, tolerances_for  # noqa: E402
 from compare.weights import load_weights  # noqa: E402
-from microgpt_scalar.cli import OneLineParser, print_error  # noqa: E402
+from microgpt_scalar.cli import OneLineParser, command, print_error  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
-from microgpt_scalar.files import FileError, claim_output, read_input, releasing_claims  # noqa: E402
+from microgpt_scalar.files import FileError, claim_output, read_input  # noqa: E402
 from microgpt_scalar.optim import Adam  # noqa: E402
 from microgpt_torch.device import float32_precision  # noqa: E402
 
@@ -159,7 +164,7 @@ def with_table(text: str, table: str) -> str:
     return TABLE.sub(lambda m: m[1] + table + m[2], text)
 
 
-@releasing_claims
+@command
 def main(argv=None) -> int:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", metavar="GUIDE", help="replace the table between the guide's precision-table markers")

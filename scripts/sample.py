@@ -9,6 +9,11 @@ the same checkpoint and seed print the same names. Exit codes: 0 done, 2 bad inp
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 import argparse
 import random
 import sys
@@ -16,7 +21,7 @@ import sys
 import torch
 
 from microgpt_scalar.checkpoint import CheckpointError
-from microgpt_scalar.cli import OneLineParser, print_error, sample_count, seed_number, temperature
+from microgpt_scalar.cli import OneLineParser, command, print_error, sample_count, seed_number, temperature
 from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
@@ -57,6 +62,7 @@ def draw(args) -> list[str]:
     return [sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

@@ -21,16 +21,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoint_of, load_checkpoint,  # noqa: E402
                                         save_checkpoint)
-from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, add_config_flags,  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, command, StopOnInterrupt, add_config_flags,  # noqa: E402
                                  check_same_run, check_scalar_model_fits, config_overrides, data_path,
                                  file_sha256, inference_header, print_error, sample_count, seed_number,
                                  step_count, temperature)
 from microgpt_scalar.config import PRESETS, get_config  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
-from microgpt_scalar.files import claim_output, releasing_claims  # noqa: E402
+from microgpt_scalar.files import claim_output  # noqa: E402
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,7 +104,7 @@ def run_settings(args) -> dict:
     return {"data_sha256": file_sha256(data_path(args.data)), "mode": "faithful"}
 
 
-@releasing_claims
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

@@ -21,6 +21,11 @@ two threads then slows down many times over whenever the other core is busy.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 import argparse
 import dataclasses
 import os
@@ -36,13 +41,13 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, UsageError, add_config_flags,  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, command, StopOnInterrupt, UsageError, add_config_flags,  # noqa: E402
                                  check_fits_in_memory, check_same_run, config_overrides, cpu_threads, data_path,
                                  MAX_STEPS, file_sha256, fraction, inference_header, int_from, positive_int,
                                  print_error, sample_count, seed_number, temperature)
 from microgpt_scalar.config import PRESETS, get_config, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
-from microgpt_scalar.files import FileError, claim_output, releasing_claims  # noqa: E402
+from microgpt_scalar.files import FileError, claim_output  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
 from microgpt_torch.device import any_process, cpu_threads_for_batches, init_distributed, pick_device  # noqa: E402
 from microgpt_torch.model import GPT  # noqa: E402
@@ -271,7 +276,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
             print(f"sample {i + 1:2d}: {name}")
 
 
-@releasing_claims
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
