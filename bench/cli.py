@@ -10,8 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
-from microgpt_scalar.cli import print_error
-from microgpt_scalar.files import FileError, releasing_claims, shown
+from microgpt_scalar.cli import command, print_error
+from microgpt_scalar.files import FileError, shown
 
 from . import compare_wall, contention, kernels, memory, scalar, torch_cpu
 from .common import REPO, CheckFailed, OneLineParser, Section, claim_out, machine, machine_line, write_results
@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-@releasing_claims
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

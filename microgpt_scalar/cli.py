@@ -23,6 +23,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import field_types, num_params
 from .data import default_data_path
 from .files import FileError, claim_output, escape_controls, open_input, release_all, shown
@@ -41,7 +42,11 @@ class UsageError(ValueError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, with its usage errors as one line and exit code 2."""
+    """argparse, with its usage errors as one line and exit code 2, and --version."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s (microgpt-bridge) {__version__}")
 
     def error(self, message):
         self.exit(2, error_line(message) + "\n")
@@ -194,13 +199,19 @@ def add_config_flags(parser) -> None:
             continue
         flags = [f"--{field.replace('_', '-')}"] + (["--steps"] if field == "num_steps" else [])
         flag_type = (step_count if field == "num_steps" else positive_int) if kind is int else \
-            (_real if kind is float else kind)
+            (real_from(*FLOAT_FIELD_RANGES.get(field, (-1e9, 1e9))) if kind is float else kind)
         parser.add_argument(*flags, dest=field, type=flag_type, help=f"override the preset's {field}")
 
 
 def config_overrides(args) -> dict:
     """field -> value of every config flag `add_config_flags` added (None where unset)."""
     return {field: getattr(args, field) for field in field_types() if field not in FIXED_BY_RUN}
+
+
+# The ranges of the float fields' flags: wide, past any setting that trains; the config checks
+# the exact bounds (a rate > 0, a beta < 1).
+FLOAT_FIELD_RANGES = {"init_std": (0, 100), "proj_init_std": (0, 100), "learning_rate": (0, 100),
+                      "beta1": (0, 1), "beta2": (0, 1), "eps_adam": (0, 1)}
 
 
 # The model-size flags of the checker and certify (their own --steps counts checked steps,

@@ -5,12 +5,17 @@ end the process with one line and exit code 130, not a traceback from inside an 
     quiet_while_starting()          # before the imports that take time
     import torch
     ...
-    def main(): ...                 # `microgpt_scalar.cli.command` makes Ctrl-C raise again
+    @command                        # microgpt_scalar.cli.command: Ctrl-C raises again in main()
+    def main(argv=None): ...
 
-Standard library only, and nothing else imported, so it is in force within milliseconds.
+    launch("compare.command:run")   # the same, for a command named by its module and function
+
+Nothing but the interpreter's built-in modules is imported (`_signal`, not `signal`, which
+loads enum), so it is in force within a millisecond of the script's first line.
 """
 import os
-import signal
+
+import _signal as signal
 
 MESSAGE = b"error: interrupted while starting; nothing done\n"
 
@@ -29,3 +34,30 @@ def started() -> None:
     handler is the one in force: an interpreter that imported a command keeps its own)."""
     if signal.getsignal(signal.SIGINT) is _end_at_once:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def launch(target: str):
+    """Run the command `target` ("package.module:function") with Ctrl-C quiet while its module
+    loads: what the installed commands (pyproject.toml) and the scripts start with."""
+    import importlib
+
+    quiet_while_starting()
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)()
+
+
+# The installed commands (pyproject.toml's [project.scripts]):
+def compare():
+    return launch("compare.command:run")
+
+
+def certify():
+    return launch("compare.certify_command:main")
+
+
+def train():
+    return launch("microgpt_torch.commands:train")
+
+
+def sample():
+    return launch("microgpt_torch.sample_command:main")

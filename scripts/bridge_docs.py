@@ -25,24 +25,26 @@ runs that end otherwise are errors.
 """
 from __future__ import annotations
 
-import ast
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
+
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
+import ast
 import re
 import shlex
 import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "bridge.md"
-sys.path.insert(0, str(REPO))
-
-if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
-    from microgpt_scalar.startup import quiet_while_starting
-
-    quiet_while_starting()
 
 from microgpt_scalar.cli import OneLineParser, command, print_error  # noqa: E402
 from microgpt_scalar.files import FileError, check_input, read_input, write_atomically  # noqa: E402

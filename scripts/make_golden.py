@@ -8,16 +8,18 @@ microgpt (seed 42, names.txt) digit for digit. Bad input ends with a one-line er
 """
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
 
 if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
     from microgpt_scalar.startup import quiet_while_starting
 
     quiet_while_starting()
+
+import argparse
+
 
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, command, UsageError, data_path, print_error, sample_count,  # noqa: E402

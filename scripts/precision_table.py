@@ -13,18 +13,19 @@ around the torch side. Rows that need CUDA say so when there is none.
 """
 from __future__ import annotations
 
-import contextlib
-import re
+import os
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
 
 if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
     from microgpt_scalar.startup import quiet_while_starting
 
     quiet_while_starting()
+
+import contextlib
+import re
+from dataclasses import dataclass, field
 
 import torch  # noqa: E402
 

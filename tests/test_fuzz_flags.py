@@ -22,7 +22,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (loaded here, once: an alarm must not cut a case's first import of it in two)
 from helpers import load_script
+
+import compare.check  # noqa: F401  (the modules compare loads when first used, for the same reason)
+import compare.probe_check  # noqa: F401
 
 from microgpt_scalar.checkpoint import checkpoint_of, save_checkpoint
 from microgpt_scalar.config import get_config
