@@ -287,11 +287,12 @@ def run_main(module, capsys, *argv):
 def test_compare_step_never_writes_its_report_over_an_input(compare_step, tmp_path, capsys, repo_root):
     engine = tmp_path / "my_engine.py"
     engine.write_bytes((repo_root / "microgpt_scalar" / "engine.py").read_bytes())
-    data = tmp_path / "names.txt"
+    data = tmp_path / "names.png"  # a data file may have any name, a plot's format
     data.write_text(NAMES)
     before = engine.read_bytes(), data.read_bytes()
     for argv, flag in ((["--engine", engine, "--json", engine], "--json"),
-                       (["--engine", f"{engine}:Value", "--plot", engine], "--plot"),
+                       (["--engine", f"{engine}:Value", "--json", engine], "--json"),
+                       (["--data", data, "--plot", data], "--plot"),
                        (["--data", data, "--json", data], "--json")):
         code, out, err = run_main(compare_step, capsys, *argv)
         assert (code, out) == (2, "") and "is an input of this run" in one_error_line(err) and flag in err
