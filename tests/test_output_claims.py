@@ -297,7 +297,7 @@ def test_compare_step_never_writes_its_report_over_an_input(compare_step, tmp_pa
         code, out, err = run_main(compare_step, capsys, *argv)
         assert (code, out) == (2, "") and "is an input of this run" in one_error_line(err) and flag in err
     assert (engine.read_bytes(), data.read_bytes()) == before
-    code, _, err = run_main(compare_step, capsys, "--json", tmp_path / "r.json", "--plot", tmp_path / "r.json")
+    code, _, err = run_main(compare_step, capsys, "--json", tmp_path / "r.png", "--plot", tmp_path / "r.png")
     assert code == 2 and "this run already writes it as --json" in one_error_line(err)
 
 
