@@ -25,8 +25,9 @@ from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, Eng
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, command, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
-                                 non_negative_int, print_error, seconds, seed_number, size_overrides, step_count)
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
+                                 command, non_negative_int, print_error, seconds, seed_number, size_overrides,
+                                 step_count)
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.files import check_input, claim_output  # noqa: E402
 

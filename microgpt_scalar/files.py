@@ -497,23 +497,10 @@ def _holder(fd: int) -> str:
 
 @atexit.register
 def release_all() -> None:
-    """Let go of every claim this process holds (a command's main() does so as it returns)."""
+    """Let go of every claim this process holds (`microgpt_scalar.cli.command` does so as a
+    command's main() returns)."""
     for output in list(_claims.values()):
         output.release()
-
-
-def releasing_claims(main):
-    """`main` (a command's entry point) letting go of the claims it made when it returns."""
-    import functools
-
-    @functools.wraps(main)
-    def run(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        finally:
-            release_all()
-
-    return run
 
 
 def _forget_claims_after_fork() -> None:
@@ -531,4 +518,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_claims_after_fork)
 
 __all__ = ["FileError", "Output", "check_input", "check_path_text", "claim_output", "escape_controls",
-           "open_input", "read_input", "release_all", "releasing_claims", "remove_leftovers", "shown", "write_atomically", "writer_id"]
+           "open_input", "read_input", "release_all", "remove_leftovers", "shown", "write_atomically", "writer_id"]

@@ -22,8 +22,7 @@ from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoin
                                         save_checkpoint)
 from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, add_config_flags, check_same_run,
                                  check_scalar_model_fits, command, config_overrides, data_path, file_sha256,
-                                 inference_header, print_error, sample_count, seed_number, step_count,
-                                 temperature)
+                                 inference_header, print_error, sample_count, seed_number, step_count, temperature)
 from microgpt_scalar.config import PRESETS, get_config
 from microgpt_scalar.data import Corpus, DataError
 from microgpt_scalar.engine import Value

@@ -36,9 +36,9 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, command, StopOnInterrupt, UsageError, add_config_flags,  # noqa: E402
-                                 check_fits_in_memory, check_same_run, config_overrides, cpu_threads, data_path,
-                                 MAX_BATCH, MAX_STEPS, file_sha256, fraction, inference_header, int_from, positive_int,
+from microgpt_scalar.cli import (MAX_BATCH, MAX_STEPS, OneLineParser, StopOnInterrupt, UsageError,  # noqa: E402
+                                 add_config_flags, check_fits_in_memory, check_same_run, command, config_overrides,
+                                 cpu_threads, data_path, file_sha256, fraction, inference_header, int_from,
                                  print_error, sample_count, seed_number, temperature)
 from microgpt_scalar.config import PRESETS, get_config, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402

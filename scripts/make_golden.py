@@ -22,8 +22,8 @@ import argparse
 
 
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, command, UsageError, data_path, print_error, sample_count,  # noqa: E402
-                                 seed_number, step_count)
+from microgpt_scalar.cli import (OneLineParser, UsageError, command, data_path, print_error,  # noqa: E402
+                                 sample_count, seed_number, step_count)
 from microgpt_scalar.config import PRESETS  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 from microgpt_scalar.files import FileError, claim_output, shown  # noqa: E402

@@ -86,7 +86,8 @@ BASE = {
     "train_torch": lambda d: ["--data", tiny_data(d), "--steps", "2", "--n-embd", "8", "--n-head", "2",
                               "--samples", "0"],
     "compare_step": lambda d: ["--doc", "anna", "--n-embd", "8", "--n-head", "2"],
-    "certify": lambda d: ["--engine", d / "absent_engine.py", "--steps", "1"],  # ends at the engine, after every check
+    "certify": lambda d: ["--engine", d / "absent_engine.py", "--steps", "1", "--data", tiny_data(d)],  # ends by
+    # the engine or the data, after every other check
     "sample": lambda d: [checkpoint(d), "--num-samples", "2"],
     "make_golden": lambda d: ["--data", tiny_data(d), "--steps", "1", "--samples", "0", "--out", d / "golden.json"],
     "precision_table": lambda d: [],
