@@ -94,6 +94,7 @@ BASE = {
     "precision_table": lambda d: [],
     "bridge_docs": lambda d: ["--guide", d / "absent_guide.md"],
     "bench": lambda d: ["--only", "scalar", "--out", d / "bench.json"],
+    "exercise": lambda d: ["mlp"],
 }
 
 
