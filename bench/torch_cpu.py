@@ -23,7 +23,7 @@ import statistics
 import tempfile
 from contextlib import contextmanager
 
-from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, cpu_threads, int_from, seconds
+from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, int_from, seconds
 from . import library
 from .common import SEED, Clock, check_logs_identical, log_line, max_rss_mib
 from .scalar import Run
@@ -314,7 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="batch sizes of the throughput figures")
     group.add_argument("--no-compile", action="store_true",
                        help="skip torch.compile (10-20 s to compile per batch size and thread count)")
-    group.add_argument("--threads", type=cpu_threads, nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N",
+    group.add_argument("--threads", type=int_from(1, os.cpu_count() or 1), nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N",
                        help="torch thread counts of the throughput figures (default: 1 and every CPU)")
     group.add_argument("--windows", type=int_from(1, 1000), default=5, help="timed windows per throughput figure")
     group.add_argument("--window-seconds", type=seconds, default=0.5, help="least length of a timed window")

@@ -6,9 +6,10 @@ Standard library only, so the scalar scripts never import torch.
 
     parser = OneLineParser(description="...")
     parser.add_argument("--seed", type=seed_number, default=42)
+    add_data_flag(parser)  # args.data: the file to read
     add_config_flags(parser)
     args = parser.parse_args()
-    save = claim_output(args.save, "--save", inputs=[data_path(args.data)], overwrite=args.overwrite)
+    save = claim_output(args.save, "--save", inputs=[args.data], overwrite=args.overwrite)
     ...
     save.write(data)                     # microgpt_scalar.files: all or nothing
     print(error_line(message), file=sys.stderr)   # "error: ...", control characters escaped
@@ -109,18 +110,6 @@ MAX_SAMPLES = 10**6
 MAX_BATCH = 10**7  # the benchmark's batch sizes (a trainer's --batch-size is bounded by memory instead)
 step_count = int_from(1, MAX_STEPS)  # --steps, --stop-after
 sample_count = int_from(0, MAX_SAMPLES)  # names to sample
-
-
-def cpu_threads(text: str) -> int:
-    """--threads: from 1 to the cores this process may run on."""
-    return int_from(1, available_cores())(text)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _real(text: str) -> float:
@@ -291,6 +280,13 @@ def inference_header(preset: str) -> str:
 
 
 # --- files ---
+
+def add_data_flag(parser: argparse.ArgumentParser) -> None:
+    """--data FILE. `args.data` is the file to read, resolved once here: the file the flag
+    names, else the names file shipped with the package."""
+    parser.add_argument("--data", type=data_path, default="", metavar="FILE",  # a str default goes through type
+                        help="one document per line (default: the names file shipped with the package)")
+
 
 def data_path(flag_value) -> Path:
     """The file --data names, else the names file shipped with the package."""

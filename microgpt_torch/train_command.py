@@ -37,14 +37,16 @@ from tqdm import tqdm  # noqa: E402
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
 from microgpt_scalar.cli import (MAX_BATCH, MAX_STEPS, OneLineParser, StopOnInterrupt, UsageError,  # noqa: E402
-                                 add_config_flags, check_fits_in_memory, check_same_run, command, config_overrides,
-                                 cpu_threads, data_path, file_sha256, fraction, inference_header, int_from,
+                                 add_config_flags, add_data_flag, check_fits_in_memory, check_same_run, command,
+                                 config_overrides, data_path, file_sha256, fraction, inference_header, int_from,
                                  print_error, sample_count, seed_number, temperature)
 from microgpt_scalar.config import PRESETS, get_config, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.files import FileError, claim_output  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
-from microgpt_torch.device import any_process, cpu_threads_for_batches, init_distributed, pick_device  # noqa: E402
+from microgpt_torch.device import (any_process, cpu_threads, cpu_threads_for_batches, init_distributed,  # noqa: E402
+                                   pick_device)
+from microgpt_torch.device_names import DEVICE_NAMES  # noqa: E402
 from microgpt_torch.model import GPT  # noqa: E402
 from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
@@ -69,10 +71,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=("faithful", "batched"), default="faithful")
     parser.add_argument("--preset", choices=list(PRESETS), default="microgpt")
     add_config_flags(parser)  # --n-layer ..., and --steps for num_steps
-    parser.add_argument("--data", default=None, help="names file (default: the one shipped with the package)")
+    add_data_flag(parser)
     parser.add_argument("--seed", type=seed_number, default=42)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA if there is one, except for faithful mode and float64 runs (CPU)")
+    parser.add_argument("--device", default="auto",
+                        help=f"{DEVICE_NAMES}; auto: CUDA if there is one, except for faithful mode and float64 runs "
+                             f"(CPU)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
                         help="default: float64 in faithful mode, float32 in batched mode")
     parser.add_argument("--threads", type=cpu_threads, default=None,
@@ -150,7 +153,7 @@ def check_model_fits(args, config, dtype: torch.dtype) -> None:
 
 def run_settings(args, dtype: torch.dtype) -> dict:
     """What a checkpoint records of the run, beyond its config and seed, for --resume to check."""
-    settings = {"data_sha256": file_sha256(data_path(args.data)), "mode": args.mode,
+    settings = {"data_sha256": file_sha256(args.data), "mode": args.mode,
                 "dtype": str(dtype).removeprefix("torch.")}
     if args.mode == "batched":
         settings.update(batch_size=args.batch_size, val_fraction=args.val_fraction,
@@ -281,7 +284,7 @@ def main(argv=None) -> int:
         dtype = getattr(torch, args.dtype or ("float64" if args.mode == "faithful" else "float32"))
         device = pick_device(args.device, local_rank, keep_on_cpu=args.mode == "faithful" or dtype == torch.float64)
         check_args(args, device, world_size)
-        docs = Corpus.from_file(data_path(args.data))  # compact: ids, not strings
+        docs = Corpus.from_file(args.data)  # compact: ids, not strings
         args.run = run_settings(args, dtype)
         args.threads_why = "--threads" if args.threads else "faithful mode: tiny tensors, one document a step"
         threads = args.threads or (1 if args.mode == "faithful" else None)

@@ -20,9 +20,8 @@ if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 1
 
 import argparse
 
-
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, command, data_path, print_error,  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_data_flag, command, print_error,  # noqa: E402
                                  sample_count, seed_number, step_count)
 from microgpt_scalar.config import PRESETS  # noqa: E402
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
@@ -31,7 +30,7 @@ from microgpt_scalar.files import FileError, claim_output, shown  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
+    add_data_flag(parser)
     parser.add_argument("--steps", type=step_count, default=20, help="training steps to record")
     parser.add_argument("--samples", type=sample_count, default=3, help="names to sample after the last step")
     parser.add_argument("--preset", default="microgpt", choices=sorted(PRESETS))
@@ -44,8 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        out = claim_output(args.out, "--out", inputs=[data_path(args.data)], overwrite=True)  # the trace it replaces
-        docs = load_docs(data_path(args.data))
+        out = claim_output(args.out, "--out", inputs=[args.data], overwrite=True)  # the trace it replaces
+        docs = load_docs(args.data)
     except (DataError, UsageError, FileError) as error:
         print_error(error)
         return 2
