@@ -25,6 +25,7 @@ import os
 import resource
 import stat
 import sys
+from pathlib import Path
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
@@ -101,12 +102,15 @@ def become_subreaper() -> None:
 
 # --- the engine's process: the file systems ---
 
-def read_only_world(work: str, file_bytes: int, uid: int) -> None:
+def read_only_world(work: str, file_bytes: int, uid: int, needed: list = ()) -> bool:
     """In a new mount namespace: every mount read-only, fresh /proc and /dev, `work` a private
-    writable folder in memory. Call as PID 1 of a new PID namespace, as root."""
+    writable folder in memory, and the `needed` folders reachable by any user (`open_paths`).
+    Call as PID 1 of a new PID namespace, as root. Returns whether every needed folder is
+    now readable by any user."""
     unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the machine's mounts
     _all_read_only()
+    reachable = open_paths(needed)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
     mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
     for name, (major, minor) in DEVICES.items():
@@ -116,6 +120,38 @@ def read_only_world(work: str, file_bytes: int, uid: int) -> None:
     mount(None, "/dev", None, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, "size=64k,mode=755")
     size = max(16 << 20, 2 * file_bytes)
     mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0700,uid={uid},gid={uid}")
+    return reachable
+
+
+def open_paths(needed: list) -> bool:
+    """Make each folder of `needed` reachable by any user, in this mount namespace: a folder
+    above it that only its owner may enter (/root, pytest's temporary folders) is covered by
+    an empty read-only folder in memory that holds just the needed folders, each bound
+    read-only from the original. Returns whether every needed folder is readable by all."""
+    covers = {}  # blocked folder -> the needed folders below it
+    folders = sorted({os.path.realpath(p) for p in needed if os.path.isdir(p)})
+    for path in folders:
+        blocked = next((a for a in reversed(Path(path).parents) if not os.stat(a).st_mode & 0o001), None)
+        if blocked is not None and not any(Path(path).is_relative_to(other) for other in covers.get(blocked, ())):
+            covers.setdefault(blocked, []).append(path)
+    for blocked, paths in covers.items():
+        if any(blocked.is_relative_to(path) for path in folders):
+            continue  # a needed folder holds it: covering it would hide the rest of that folder
+        original = os.open(blocked, os.O_PATH | os.O_DIRECTORY)
+        mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+        for path in paths:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            mount(f"/proc/self/fd/{original}/{os.path.relpath(path, blocked)}", path, None, MS_BIND | MS_REC)
+            mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(original)
+        mount(None, blocked, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+    return all(_readable_by_all(Path(os.path.realpath(p))) for p in needed if os.path.exists(p))
+
+
+def _readable_by_all(path: Path) -> bool:
+    mode = os.stat(path).st_mode
+    wanted = 0o005 if stat.S_ISDIR(mode) else 0o004
+    return mode & wanted == wanted and all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
 
 
 def _all_read_only() -> None:

@@ -89,7 +89,7 @@ def limits_from(args, phases: int) -> SandboxLimits:
 def start_engine_process(limits: SandboxLimits, work: str, reads: list) -> subprocess.Popen:
     """The keeper, its standard streams pipes (never the parent's terminal), in its own session.
     `reads`: the files and folders of the engine (its file, its folder, its package's root)."""
-    config = {"limits": asdict(limits), "work": work, "reads": [str(path) for path in reads],
+    config = {"limits": asdict(limits), "work": work, "reads": [os.path.abspath(path) for path in reads] + [os.getcwd()],
               "namespaces": os.environ.get("MICROGPT_SANDBOX") != "no-namespaces"}
     boot = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from compare.sandbox import keep; "
             f"keep({json.dumps(config)!r})")
@@ -169,14 +169,16 @@ def _engine_process(work: str, reads: list, limits: SandboxLimits, namespaces: b
     from . import confine
 
     confine.die_with_parent()
+    os.setsid()  # a session of its own: its kill(0) reaches only what it started
     try:
         if namespaces:
-            own_user = readable_by_others(reads)
-            confine.read_only_world(work, limits.file_bytes, uid if own_user else 0)
+            own_user = confine.read_only_world(work, limits.file_bytes, uid, needed_folders(reads))
+            if not own_user:
+                os.chown(work, 0, 0)
             confine.give_up_root(uid, own_user)
             os.chdir(work)
             who = (f"a user of its own ({uid}), without privileges" if own_user else
-                   "root's file access without any capability (the engine's file is readable only by root)")
+                   "root's file access without any capability (what it must read is readable only by root)")
             level = (f"namespaces: its own processes, no network, every file read-only but a private "
                      f"temporary folder; {who}")
             extra = 0
@@ -195,22 +197,11 @@ def _engine_process(work: str, reads: list, limits: SandboxLimits, namespaces: b
     main(f"{level}; {limits.describe()}", work)
 
 
-def readable_by_others(reads: list) -> bool:
-    """Whether a user of its own could read what the engine's process must read: the
-    project, Python, and the engine's files and folders (`reads`)."""
-    paths = [ROOT / "compare", ROOT / "microgpt_scalar", Path(sys.prefix), Path(sys.executable).resolve().parent,
-             *map(Path, reads)]
-    return all(_reachable(Path(path).resolve()) for path in paths)
-
-
-def _reachable(path: Path) -> bool:
-    """Readable by any user: its own mode (and searchable, for a folder), and every folder above searchable."""
-    try:
-        mode = os.stat(path).st_mode
-        wanted = 0o005 if stat.S_ISDIR(mode) else 0o004
-        return mode & wanted == wanted and all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
-    except OSError:
-        return False
+def needed_folders(reads: list) -> list:
+    """What the engine's process must read: the project, Python and its path, and the
+    engine's own folders and files (`reads`)."""
+    python = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    return [str(ROOT), *python, *(p for p in sys.path if p and os.path.isdir(p)), *reads]
 
 
 def _end_descendants(child: int | None) -> None:

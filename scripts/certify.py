@@ -29,6 +29,7 @@ from compare.certify import (  # noqa: E402
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
+from compare.sandbox import add_limit_flags, limits_from  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, add_size_flags, data_path, positive_int, positive_real,  # noqa: E402
                                  size_overrides)
 from microgpt_scalar.config import get_config  # noqa: E402
@@ -45,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+    add_limit_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -59,11 +61,13 @@ def main(argv=None) -> int:
             check_fit(golden, docs, args.steps)
         elif isinstance(args.steps, bool) or args.steps < 1:
             raise GoldenError(f"steps must be a positive whole number, got {args.steps!r}")
-        with EngineProcess(args.engine, timeout=args.timeout) as engine:  # starts while the rest loads
-            found = engine.engine()
+        with EngineProcess(args.engine, timeout=args.timeout, limits=limits_from(args, args.steps + 3)) as engine:
+            found = engine.engine()  # the process started at once, while the rest loads
             if found["missing"]:
                 raise EngineRefused(found["missing"])
             certificate, probes = run(engine, found, docs, golden, args.steps, overrides)
+            engine.check_own_files()
+            print(f"sandbox: {engine.sandbox}")
     except EngineFailure as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

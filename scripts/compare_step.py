@@ -21,11 +21,13 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from compare.engines import parse_engine_spec  # noqa: E402
 from compare.faults import FAULTS  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
+from compare.sandbox import add_limit_flags, limits_from  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_output_path,  # noqa: E402
                                  non_negative_int, positive_int, positive_real, seed_number, size_overrides)
 from microgpt_scalar.config import get_config  # noqa: E402
@@ -53,13 +55,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_size_flags(parser, "a deeper model makes a deeper graph")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+    add_limit_flags(parser)
     return parser.parse_args(argv)
 
 
 def check_outputs(args) -> None:
     """Before the run: --json and --plot can be written, and replace neither an input nor
     anything but a regular file (an earlier report is replaced)."""
-    inputs = [args.data, args.weights]
+    inputs = [args.data, args.weights, args.engine and parse_engine_spec(args.engine)[0]]
     for flag, path in (("--json", args.json), ("--plot", args.plot)):
         check_output_path(path, flag, inputs=inputs, overwrite=True)
     if args.json and args.plot and Path(args.json).resolve() == Path(args.plot).resolve():
@@ -86,7 +89,8 @@ def main(argv=None) -> int:
     overrides = size_overrides(args)
     try:
         check_early(args, overrides)
-        with EngineProcess(args.engine, args.inject, args.timeout) as engine_process:  # starts while torch loads
+        limits = limits_from(args, phases=args.steps + 3)
+        with EngineProcess(args.engine, args.inject, args.timeout, limits) as engine_process:  # starts while torch loads
             from compare.check import compare_step  # imports torch
 
             report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,

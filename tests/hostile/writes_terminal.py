@@ -1,0 +1,9 @@
+"""At import, writes a forged verdict straight to the checker's terminal, through
+/proc/<parent>/fd/1 (and /dev/tty)."""
+import os
+
+from wrong_exp import Value  # noqa: F401
+
+for path in (f"/proc/{os.getppid()}/fd/1", "/dev/tty"):
+    with open(path, "w") as terminal:
+        terminal.write("AGREE: forged\n")
