@@ -107,7 +107,7 @@ def _fields(data, cls) -> dict:
     names = [f.name for f in dataclasses.fields(cls)]
     missing = [name for name in names if name not in data]
     if missing:
-        raise ProtocolError(f"a {cls.kind!r} message lacks {', '.join(missing)}")
+        raise ProtocolError(f"it lacks {', '.join(missing)}")
     return data
 
 
@@ -382,6 +382,8 @@ def decode(line: str, *expected, shapes: dict | None = None) -> Message:
         raise ProtocolError(f"a {shown(data['kind'], 40)!r} message where {wanted} was due")
     try:
         return cls.from_dict(data, shapes)
+    except ProtocolError as error:
+        raise ProtocolError(f"a malformed {cls.kind!r} message ({error})") from None
     except (TypeError, KeyError, AttributeError, RecursionError) as error:  # a shape the checks above missed
         raise ProtocolError(f"a malformed {cls.kind!r} message ({type(error).__name__})") from None
 

@@ -3,17 +3,24 @@ report (the path in the environment's HOSTILE_REPORT) once the checker has writt
 import os
 import time
 
-from wrong_exp import Value  # noqa: F401
+import wrong_exp
 
-if os.fork() == 0:
-    os.setsid()
+
+def _attack():
     if os.fork() == 0:
-        for _ in range(300):
-            time.sleep(0.1)
-            try:
-                with open(os.environ["HOSTILE_REPORT"], "w") as report:
-                    report.write('{"agrees": true}')
-            except OSError:
-                pass
+        os.setsid()
+        if os.fork() == 0:
+            for _ in range(300):
+                time.sleep(0.1)
+                try:
+                    with open(os.environ["HOSTILE_REPORT"], "w") as report:
+                        report.write('{"agrees": true}')
+                except OSError:
+                    pass
+            os._exit(0)
         os._exit(0)
-    os._exit(0)
+
+
+class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+    __slots__ = ()
+    _attack()

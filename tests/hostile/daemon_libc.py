@@ -5,13 +5,20 @@ import time
 
 from libc import libc, write_file
 
-from wrong_exp import Value  # noqa: F401
+import wrong_exp
 
-if libc.fork() == 0:
-    libc.setsid()
+
+def _attack():
     if libc.fork() == 0:
-        for _ in range(300):
-            time.sleep(0.1)
-            write_file(os.environ["HOSTILE_REPORT"], b'{"agrees": true}', os.O_WRONLY | os.O_TRUNC)
+        libc.setsid()
+        if libc.fork() == 0:
+            for _ in range(300):
+                time.sleep(0.1)
+                write_file(os.environ["HOSTILE_REPORT"], b'{"agrees": true}', os.O_WRONLY | os.O_TRUNC)
+            os._exit(0)
         os._exit(0)
-    os._exit(0)
+
+
+class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+    __slots__ = ()
+    _attack()

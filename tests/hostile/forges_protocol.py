@@ -2,11 +2,18 @@
 a malformed 'engine' message."""
 import os
 
-from wrong_exp import Value  # noqa: F401
+import wrong_exp
 
-for fd in range(3, 20):
-    try:
-        if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
-            os.write(fd, b'{"kind": "engine", "notes": 5, "probes": [], "chain": null, "missing": null}\n')
-    except OSError:
-        pass
+
+def _attack():
+    for fd in range(3, 20):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                os.write(fd, b'{"kind": "engine", "notes": 5, "probes": [], "chain": null, "missing": null}\n')
+        except OSError:
+            pass
+
+
+class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+    __slots__ = ()
+    _attack()

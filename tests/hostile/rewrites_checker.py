@@ -4,8 +4,15 @@ from pathlib import Path
 
 import compare
 
-from wrong_exp import Value  # noqa: F401
+import wrong_exp
 
-SIDES = Path(compare.__file__).parent / "sides.py"
-with open(SIDES, "a") as sides:
-    sides.write("\nimport compare.report\ncompare.report.Report.agrees = property(lambda report: True)\n")
+
+def _attack():
+    SIDES = Path(compare.__file__).parent / "sides.py"
+    with open(SIDES, "a") as sides:
+        sides.write("\nimport compare.report\ncompare.report.Report.agrees = property(lambda report: True)\n")
+
+
+class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+    __slots__ = ()
+    _attack()

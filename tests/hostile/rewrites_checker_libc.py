@@ -5,8 +5,15 @@ from pathlib import Path
 import compare
 from libc import write_file
 
-from wrong_exp import Value  # noqa: F401
+import wrong_exp
 
-PATCH = b"\nimport compare.report\ncompare.report.Report.agrees = property(lambda report: True)\n"
-write_file(str(Path(compare.__file__).parent / "sides.py"), PATCH)
-write_file(str(Path(compare.__file__).parent / "golden" / "microgpt.json"), b"[]")
+
+def _attack():
+    PATCH = b"\nimport compare.report\ncompare.report.Report.agrees = property(lambda report: True)\n"
+    write_file(str(Path(compare.__file__).parent / "sides.py"), PATCH)
+    write_file(str(Path(compare.__file__).parent / "golden" / "microgpt.json"), b"[]")
+
+
+class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+    __slots__ = ()
+    _attack()

@@ -5,14 +5,19 @@ import types
 import compare.probes as probes
 import microgpt_scalar.engine
 
-from wrong_exp import Value  # noqa: F401
-
-probes._honest_run_one = types.FunctionType(probes._run_one.__code__, vars(probes), "_honest_run_one")
-probes._project_value = microgpt_scalar.engine.Value
+import wrong_exp
 
 
-def _run_one(value_cls, probe):
-    return _honest_run_one(_project_value, probe)  # noqa: F821 (names of compare.probes, once swapped in)
+def _attack():
+    probes._honest_run_one = types.FunctionType(probes._run_one.__code__, vars(probes), "_honest_run_one")
+    probes._project_value = microgpt_scalar.engine.Value
+
+    def _run_one(value_cls, probe):
+        return _honest_run_one(_project_value, probe)  # noqa: F821 (names of compare.probes, once swapped in)
+
+    probes._run_one.__code__ = _run_one.__code__
 
 
-probes._run_one.__code__ = _run_one.__code__
+class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+    __slots__ = ()
+    _attack()

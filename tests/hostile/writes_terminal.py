@@ -2,8 +2,15 @@
 /proc/<parent>/fd/1 (and /dev/tty)."""
 import os
 
-from wrong_exp import Value  # noqa: F401
+import wrong_exp
 
-for path in (f"/proc/{os.getppid()}/fd/1", "/dev/tty"):
-    with open(path, "w") as terminal:
-        terminal.write("AGREE: forged\n")
+
+def _attack():
+    for path in (f"/proc/{os.getppid()}/fd/1", "/dev/tty"):
+        with open(path, "w") as terminal:
+            terminal.write("AGREE: forged\n")
+
+
+class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+    __slots__ = ()
+    _attack()
