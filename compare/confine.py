@@ -50,7 +50,10 @@ class SetupError(OSError):
 
 
 def _call(name: str, *args) -> int:
-    result = getattr(_libc, name)(*args)
+    function = getattr(_libc, name, None)
+    if function is None:  # not Linux
+        raise SetupError(38, f"{name}: not on this platform")
+    result = function(*args)
     if result < 0:
         code = ctypes.get_errno()
         raise SetupError(code, f"{name}: {os.strerror(code)}")
@@ -75,7 +78,10 @@ def mount(source, target, fstype, flags: int, data=None) -> None:
 
 
 def die_with_parent() -> None:
-    prctl(PR_SET_PDEATHSIG, 9)  # SIGKILL when the keeper ends, however it ends
+    try:
+        prctl(PR_SET_PDEATHSIG, 9)  # SIGKILL when the keeper ends, however it ends
+    except SetupError:
+        pass
 
 
 # --- the keeper's side ---
@@ -216,7 +222,7 @@ def set_limits(limits, extra_processes: int = 0) -> None:
 def processes_of(uid: int) -> int:
     """How many processes (threads too) user `uid` runs now: RLIMIT_NPROC counts them all."""
     count = 0
-    for entry in os.listdir("/proc"):
+    for entry in (os.listdir("/proc") if os.path.isdir("/proc") else ()):
         if entry.isdigit():
             try:
                 if os.stat(f"/proc/{entry}").st_uid == uid:

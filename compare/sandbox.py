@@ -177,10 +177,9 @@ def _engine_process(work: str, reads: list, limits: SandboxLimits, namespaces: b
                 os.chown(work, 0, 0)
             confine.give_up_root(uid, own_user)
             os.chdir(work)
-            who = (f"a user of its own ({uid}), without privileges" if own_user else
+            who = ("a user of its own without privileges" if own_user else
                    "root's file access without any capability (what it must read is readable only by root)")
-            level = (f"namespaces: its own processes, no network, every file read-only but a private "
-                     f"temporary folder; {who}")
+            level = f"namespaces: its own processes, no network, files read-only but a private folder; {who}"
             extra = 0
         else:
             confine.no_new_privileges()
@@ -239,7 +238,7 @@ def _reap() -> None:
 
 def _descendants(root: int) -> list:
     parents = {}
-    for entry in os.listdir("/proc"):
+    for entry in (os.listdir("/proc") if os.path.isdir("/proc") else ()):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as stat:
