@@ -129,6 +129,21 @@ def test_a_hostile_engine_ends_in_one_line_and_exit_1_and_changes_no_file(projec
     assert gone(marker)
 
 
+def test_a_module_a_training_script_imports_writes_nothing(project, tmp_path):
+    """A script without a main guard runs only its imports, definitions and constants, but
+    the module it imports runs whole: its write is refused, in one line."""
+    (tmp_path / "helper.py").write_text("from pathlib import Path\n"
+                                        "Path(__file__).with_name('written.txt').write_text('x')\n")
+    (tmp_path / "train.py").write_text((REPO / "tests" / "engines" / "local_gradients.py").read_text()
+                                       + "\nimport helper\nfor step in range(3):\n    print(step)\n")
+    result = subprocess.run([sys.executable, str(project / "scripts" / "certify.py"), "--engine", "train.py",
+                             *LIMITS, "--steps", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(project)})
+    assert result.returncode == 1
+    assert f"tried to write {tmp_path / 'written.txt'}" in one_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["helper.py", "train.py"]
+
+
 # --- attacks through the C library: the operating system refuses them -----------------------------
 
 @needs_namespaces
