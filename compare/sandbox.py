@@ -125,6 +125,10 @@ def keep(config_text: str) -> None:
 
     config = json.loads(config_text)
     limits = SandboxLimits(**config["limits"])
+    try:
+        confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGTERM)  # the parent killed: end everything (below)
+    except confine.SetupError:
+        pass
     namespaces = config["namespaces"] and confine.can_use_namespaces()
     why_not = "" if namespaces else ("MICROGPT_SANDBOX=no-namespaces" if not config["namespaces"] else
                                      "not run as root" if os.geteuid() != 0 else "no permission to make namespaces")

@@ -250,6 +250,18 @@ def test_a_limit_flag_out_of_range_is_one_line_and_exit_2(project):
     assert result.returncode == 2 and "--max-memory" in one_line(result)
 
 
+def test_the_report_cannot_replace_the_engines_own_file(tmp_path, capsys):
+    from compare.command import main
+
+    engine = tmp_path / "engine.py"
+    shutil.copy(REPO / "tests" / "engines" / "closures.py", engine)
+    before = engine.read_bytes()
+    assert main(["--engine", str(engine), "--json", str(engine)]) == 2
+    _, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "is an input of this run" in err
+    assert engine.read_bytes() == before
+
+
 # --- the protocol -------------------------------------------------------------------------------
 
 SHAPES = {"wte": (2, 3)}
