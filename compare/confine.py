@@ -242,7 +242,7 @@ PATH_EVENTS = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn", "os.system",
                   "subprocess.Popen", "os.startfile", "pty.spawn"}
 NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
-                  "socket.gethostbyname", "socket.gethostbyaddr", "urllib.Request", "ftplib.connect",
+                  "socket.gethostbyname", "socket.gethostbyaddr", "ftplib.connect",
                   "http.client.connect", "smtplib.connect", "telnetlib.Telnet.open"}
 CODE_ATTRIBUTES = {"__code__", "__defaults__", "__kwdefaults__"}
 
