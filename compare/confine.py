@@ -243,7 +243,7 @@ PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spaw
                   "subprocess.Popen", "os.startfile", "pty.spawn"}
 NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
                   "socket.gethostbyname", "socket.gethostbyaddr", "ftplib.connect",
-                  "http.client.connect", "smtplib.connect", "telnetlib.Telnet.open"}
+                  "smtplib.connect", "telnetlib.Telnet.open"}
 CODE_ATTRIBUTES = {"__code__", "__defaults__", "__kwdefaults__"}
 
 
