@@ -26,6 +26,7 @@ from compare.certify import (
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
+from compare.sandbox import add_limit_flags, limits_from
 from microgpt_scalar.cli import (OneLineParser, add_data_flag, add_size_flags, check_scalar_model_fits, command,
                                  print_error, seconds, size_overrides, step_count)
 from microgpt_scalar.config import get_config
@@ -48,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
     parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+    add_limit_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -64,11 +66,13 @@ def main(argv=None) -> int:
         elif isinstance(args.steps, bool) or args.steps < 1:
             raise GoldenError(f"steps must be a positive whole number, got {args.steps!r}")
         check_input(engine_file(args.engine), "--engine")
-        with EngineProcess(args.engine, timeout=args.timeout) as engine:  # starts while the rest loads
-            found = engine.engine()
+        with EngineProcess(args.engine, timeout=args.timeout, limits=limits_from(args, args.steps + 3)) as engine:
+            found = engine.engine()  # the process started at once, while the rest loads
             if found["missing"]:
                 raise EngineRefused(found["missing"])
             certificate, probes = run(engine, found, docs, golden, args.steps, overrides)
+            engine.check_own_files()
+            print(f"sandbox: {engine.sandbox}")
     except EngineFailure as error:
         print_error(error)
         return 1

@@ -20,11 +20,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 
+from compare.engines import parse_engine_spec  # noqa: E402
 from compare.faults import FAULTS, check_injection  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
+from compare.sandbox import add_limit_flags, limits_from  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
                                  command, non_negative_int, print_error, seconds, seed_number, size_overrides,
                                  step_count)
@@ -56,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_size_flags(parser, "a deeper model makes a deeper graph")
     parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+    add_limit_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -106,7 +109,8 @@ def main(argv=None) -> int:
     overrides = size_overrides(args)
     try:
         check_early(args, overrides)
-        with EngineProcess(args.engine, args.inject, args.timeout) as engine_process:  # starts while torch loads
+        limits = limits_from(args, phases=args.steps + 3)
+        with EngineProcess(args.engine, args.inject, args.timeout, limits) as engine_process:  # starts while torch loads
             from compare.check import compare_step  # imports torch
 
             report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,

@@ -224,7 +224,8 @@ def run_body(root: Path, run: Run) -> str:
 
 def run_body_of(run: Run, out: str) -> str:
     """The block of `run` when the command prints `out`."""
-    lines = out.rstrip().splitlines()
+    # the sandbox line says what this machine allows the checker; the guide shows what every machine prints
+    lines = [line for line in out.rstrip().splitlines() if not line.startswith("  sandbox  ")]
     start, end = narrow(lines, run.start, run.end, f"run {run.spec!r} (its output)")
     shown = (["..."] if start > 0 else []) + lines[start:end + 1] + (["..."] if end < len(lines) - 1 else [])
     return "```text\n$ " + run.command + "\n" + "\n".join(shown) + "\n```\n"
