@@ -8,7 +8,6 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from microgpt_scalar.data import default_data_path, load_docs
+from microgpt_scalar.files import FileError, claim_output, read_input, write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -242,20 +242,22 @@ def cpu_model() -> str | None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write `data` to `path` atomically: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as tmp:
-        tmp.write(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp.name, path)
+    """Write `data` to `path` through the project's one writer (microgpt_scalar.files): all or
+    nothing, never over a link, device or directory, nor over another run's file."""
+    write_atomically(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), "--out")
+
+
+def claim_out(path) -> None:
+    """Claim the --out file at the start, so a bad path fails before the benchmark runs."""
+    claim_output(path, "--out", overwrite=True)  # the figures of sections not run are kept, merged in
 
 
 def write_results(path: Path, new_sections: dict) -> None:
     """Merge the sections just run into the JSON file, keeping the others' figures (each
     section records the machine and date of its own run)."""
     try:
-        sections = json.loads(path.read_text())["sections"] if path.is_file() else {}
-    except (json.JSONDecodeError, KeyError, TypeError):
+        sections = json.loads(read_input(path, "--out"))["sections"] if Path(path).exists() else {}
+    except (FileError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError):
         sections = {}  # not a file of this benchmark's: start afresh
     sections.update(new_sections)
     write_json(path, {"sections": sections})

@@ -17,6 +17,8 @@ import re
 import statistics
 import sys
 
+from microgpt_scalar.cli import int_from
+
 from .common import compare_step_command, run_process
 
 TARGET_RATIO = 1.3  # at most this many times the wall time of `python -c "import torch"`
@@ -33,7 +35,7 @@ def imports_of(stderr: str) -> list[tuple[int, str, float]]:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("compare section")
-    group.add_argument("--compare-runs", type=int, default=5,
+    group.add_argument("--compare-runs", type=int_from(1, 1000), default=5,
                        help="runs of scripts/compare_step.py and of `python -c 'import torch'`, alternately")
 
 

@@ -21,6 +21,8 @@ import re
 import subprocess
 import sys
 
+from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, int_from, seconds
+
 from .common import (SEED, CheckFailed, child_env, default_data, read_docs, run_process, torch_start,
                      train_torch_batched_command)
 
@@ -87,11 +89,11 @@ def measure(args, data: str, setting: str) -> dict:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("contention section (preset: the first --preset)")
-    group.add_argument("--contention-batch-size", type=int, default=256)
-    group.add_argument("--contention-steps", type=int, default=300, help="training steps per run")
-    group.add_argument("--contention-every", type=int, default=50, help="steps between the trainer's progress lines")
-    group.add_argument("--contention-rounds", type=int, default=2, help="runs of each setting, in turn")
-    group.add_argument("--contention-timeout", type=float, default=120.0,
+    group.add_argument("--contention-batch-size", type=int_from(1, MAX_BATCH), default=256)
+    group.add_argument("--contention-steps", type=int_from(1, MAX_STEPS), default=300, help="training steps per run")
+    group.add_argument("--contention-every", type=int_from(1, MAX_STEPS), default=50, help="steps between the trainer's progress lines")
+    group.add_argument("--contention-rounds", type=int_from(1, 1000), default=2, help="runs of each setting, in turn")
+    group.add_argument("--contention-timeout", type=seconds, default=120.0,
                        help="seconds after which a run is stopped (its rate is then taken from the lines so far)")
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, int_from
+
 from .common import SEED, read_docs, torch_start
 
 METADATA_OPS = {  # operations that make a view or read metadata: no kernel on a GPU
@@ -165,10 +167,10 @@ def gpu_estimate(counted: dict, host_s: float, batch_size: int) -> dict:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("kernels section (preset: the first --preset)")
-    group.add_argument("--kernels-batch-size", type=int, default=2048, help="batch whose step is counted")
-    group.add_argument("--kernels-gpu-batch-sizes", type=int, nargs="+", default=[2048, 16384, 65536],
+    group.add_argument("--kernels-batch-size", type=int_from(1, MAX_BATCH), default=2048, help="batch whose step is counted")
+    group.add_argument("--kernels-gpu-batch-sizes", type=int_from(1, MAX_BATCH), nargs="+", default=[2048, 16384, 65536],
                        help="batch sizes of the GPU estimate")
-    group.add_argument("--kernels-host-steps", type=int, default=50, help="steps per host-time measurement")
+    group.add_argument("--kernels-host-steps", type=int_from(1, MAX_STEPS), default=50, help="steps per host-time measurement")
 
 
 def run(args) -> dict:

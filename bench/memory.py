@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from microgpt_scalar.cli import real_from, seconds
+
 from .common import (MIB, compare_step_command, default_data, read_docs, run_process, train_scalar_command,
                      train_torch_batched_command)
 
@@ -51,9 +53,9 @@ def programs(data: str, small: str) -> dict:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("memory section")
-    group.add_argument("--memory-file-mb", type=float, default=50.0, help="size of the generated names file")
-    group.add_argument("--memory-limit-mib", type=float, default=8000.0, help="a run is stopped above this")
-    group.add_argument("--memory-timeout", type=float, default=300.0, help="a run is stopped after this many seconds")
+    group.add_argument("--memory-file-mb", type=real_from(0.001, 1e6), default=50.0, help="size of the generated names file")
+    group.add_argument("--memory-limit-mib", type=real_from(1, 1e9), default=8000.0, help="a run is stopped above this")
+    group.add_argument("--memory-timeout", type=seconds, default=300.0, help="a run is stopped after this many seconds")
 
 
 def run(args) -> dict:

@@ -19,6 +19,7 @@ import gc
 import sys
 import tracemalloc
 
+from microgpt_scalar.cli import MAX_SAMPLES, MAX_STEPS, int_from
 from microgpt_scalar.config import get_config
 from microgpt_scalar.engine import Value, topological_order
 from microgpt_scalar.fused import FusedValue
@@ -176,12 +177,12 @@ def bench_job(data: str, steps: int, samples: int, rounds: int) -> dict:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("scalar section")
-    group.add_argument("--scalar-steps", type=int, default=40, help="timed training steps per engine and preset")
-    group.add_argument("--scalar-memory-steps", type=int, default=3,
+    group.add_argument("--scalar-steps", type=int_from(1, MAX_STEPS), default=40, help="timed training steps per engine and preset")
+    group.add_argument("--scalar-memory-steps", type=int_from(1, MAX_STEPS), default=3,
                        help="steps per engine profiled for nodes and memory (untimed)")
-    group.add_argument("--job-steps", type=int, default=100, help="training steps of the whole-process job")
-    group.add_argument("--job-samples", type=int, default=20, help="names the whole-process job samples")
-    group.add_argument("--job-rounds", type=int, default=2, help="runs of each engine's whole process")
+    group.add_argument("--job-steps", type=int_from(1, MAX_STEPS), default=100, help="training steps of the whole-process job")
+    group.add_argument("--job-samples", type=int_from(0, MAX_SAMPLES), default=20, help="names the whole-process job samples")
+    group.add_argument("--job-rounds", type=int_from(1, 1000), default=2, help="runs of each engine's whole process")
 
 
 def run(args) -> dict:

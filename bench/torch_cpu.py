@@ -23,6 +23,7 @@ import statistics
 import tempfile
 from contextlib import contextmanager
 
+from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, int_from, seconds
 from microgpt_scalar.config import get_config
 
 from .common import SEED, Clock, check_logs_identical, log_line, max_rss_mib, read_docs, torch_start
@@ -325,19 +326,19 @@ def time_budget_run(docs: list[str], preset: str, batch_size: int, compiled: boo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("torch section (preset: the first --preset, default microgpt)")
-    group.add_argument("--faithful-steps", type=int, help="steps of the faithful comparison (default: the preset's)")
-    group.add_argument("--plain-sample", type=int, default=20,
+    group.add_argument("--faithful-steps", type=int_from(1, MAX_STEPS), help="steps of the faithful comparison (default: the preset's)")
+    group.add_argument("--plain-sample", type=int_from(0, MAX_STEPS), default=20,
                        help="steps of the plain engine timed and extrapolated to the whole run (0: skip it)")
-    group.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512, 2048], metavar="B",
+    group.add_argument("--batch-sizes", type=int_from(1, MAX_BATCH), nargs="+", default=[32, 128, 512, 2048], metavar="B",
                        help="batch sizes of the throughput figures")
     group.add_argument("--no-compile", action="store_true",
                        help="skip torch.compile (10-20 s to compile per batch size and thread count)")
-    group.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N",
+    group.add_argument("--threads", type=int_from(1, os.cpu_count() or 1), nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N",
                        help="torch thread counts of the throughput figures (default: 1 and every CPU)")
-    group.add_argument("--windows", type=int, default=5, help="timed windows per throughput figure")
-    group.add_argument("--window-seconds", type=float, default=0.5, help="least length of a timed window")
-    group.add_argument("--train-seconds", type=float, default=10.0, help="wall time of the time-budgeted run")
-    group.add_argument("--train-batch-size", type=int, default=128,
+    group.add_argument("--windows", type=int_from(1, 1000), default=5, help="timed windows per throughput figure")
+    group.add_argument("--window-seconds", type=seconds, default=0.5, help="least length of a timed window")
+    group.add_argument("--train-seconds", type=seconds, default=10.0, help="wall time of the time-budgeted run")
+    group.add_argument("--train-batch-size", type=int_from(1, MAX_BATCH), default=128,
                        help="batch size of the time-budgeted run (128 reached the lowest loss in 10 s of 64 .. 2048)")
 
 

@@ -21,54 +21,66 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 from compare.certify import (
     GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, check_fit, golden_config, judge_run, load_golden,
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from microgpt_scalar.cli import (OneLineParser, add_data_flag, add_size_flags, positive_int, positive_real,
-                                 size_overrides)
+from compare.sandbox import add_limit_flags, limits_from
+from microgpt_scalar.cli import (OneLineParser, add_data_flag, add_size_flags, check_scalar_model_fits, command,
+                                 print_error, seconds, size_overrides, step_count)
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, load_docs
+from microgpt_scalar.files import check_input
+
+
+def engine_file(spec: str) -> str:
+    """The file of --engine FILE[:CLASS]."""
+    head, sep, tail = spec.rpartition(":")
+    return head if sep and tail.isidentifier() and head else spec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", required=True, help="FILE[:CLASS], the class defaulting to Value")
-    parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
+    parser.add_argument("--steps", type=step_count, default=20, help="training steps to check (default: 20)")
     add_data_flag(parser)
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
-    parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+    add_limit_flags(parser)
     return parser.parse_args(argv)
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     overrides = size_overrides(args)
     try:
-        get_config("microgpt", **overrides)  # a bad model size is bad usage
+        check_scalar_model_fits(get_config("microgpt", **overrides))  # a bad model size is bad usage
         docs = load_docs(args.data)
         golden = None if overrides else load_golden(args.golden)
         if golden is not None:
             check_fit(golden, docs, args.steps)
         elif isinstance(args.steps, bool) or args.steps < 1:
             raise GoldenError(f"steps must be a positive whole number, got {args.steps!r}")
-        with EngineProcess(args.engine, timeout=args.timeout) as engine:  # starts while the rest loads
-            found = engine.engine()
+        check_input(engine_file(args.engine), "--engine")
+        with EngineProcess(args.engine, timeout=args.timeout, limits=limits_from(args, args.steps + 3)) as engine:
+            found = engine.engine()  # the process started at once, while the rest loads
             if found["missing"]:
                 raise EngineRefused(found["missing"])
             certificate, probes = run(engine, found, docs, golden, args.steps, overrides)
+            engine.check_own_files()
+            print(f"sandbox: {engine.sandbox}")
     except EngineFailure as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted; nothing certified", file=sys.stderr)
+        print_error("interrupted; nothing certified")
         return 130
     except (EngineRefused, GoldenError, DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     return verdict(certificate, probes, args)
 

@@ -32,6 +32,7 @@ from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
 from .probes import run_probes
+from .protocol import Depth, FiniteDiffs, ProtocolError, Step
 from .report import Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, Report, Settings, StepLoss
 from .scalar_side import ScalarSide, StepResult
 from .suspects import RECURSION_ADVICE
@@ -89,8 +90,11 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
             from .probe_check import check_probes  # torch: the probes' oracle
 
             raise EngineRefused(found["missing"], check_probes(found["probes"]))
-        return run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd,
-                         found["probes"], found["notes"])
+        report = run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd,
+                           found["probes"], found["notes"])
+        process.check_own_files()
+        report.sandbox = process.sandbox
+        return report
     finally:
         if engine_process is None:
             process.close()
@@ -215,22 +219,24 @@ class ChildScalar:
 
     def step(self, batch, step: int, depth: DepthCheck) -> StepResult:
         if depth.graph is None:
-            found = self.process.next_message("setting up the model")
-            depth.graph, depth.per_layer = found["graph"], found["per_layer"]
+            found = self.process.next_message("setting up the model", Depth)
+            depth.graph, depth.per_layer = found.graph, found.per_layer
         try:
-            message = self.process.next_message(f"training step {step + 1}")
+            message = self.process.next_message(f"training step {step + 1}", Step)
         except EngineFailure as error:
             if error.recursion:
                 raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
                                     True) from None
             raise
-        return StepResult(**message["result"])
+        if message.step != step:
+            self.process._protocol_failure(ProtocolError(f"step {message.step + 1} where step {step + 1} was due"))
+        return StepResult(message.loss, message.grads, message.params, message.adam_m, message.adam_v, message.traces)
 
     def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
-        check = self.process.next_message("finite differences")["check"]
+        check = self.process.next_message("finite differences", FiniteDiffs)
         entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
-                                    _fd_agrees(e["autograd"], e["estimate"])) for e in check["entries"]]
-        return FiniteDifferenceCheck(check["step_size"], FD_TOLERANCE, entries)
+                                    _fd_agrees(e["autograd"], e["estimate"])) for e in check.entries]
+        return FiniteDifferenceCheck(check.step_size, FD_TOLERANCE, entries)
 
 
 def _fd_agrees(autograd: float, estimate: float) -> bool:

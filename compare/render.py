@@ -104,6 +104,7 @@ def settings_block(report: Report) -> str:
         batch = f"{s.per_step} of {total:,} documents per step, in the reference program's order (seed {s.seed})"
     return "\n".join([
         f"  engine   {s.engine}   vs   torch {s.dtype} on {s.device}",
+        *([f"  sandbox  {report.sandbox}"] if report.sandbox else []),
         f"  model    preset {s.preset}{_overrides(s)}, {s.num_params:,} parameters, weights {weights}{start}",
         f"  batch    {batch}",
     ])

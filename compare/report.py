@@ -136,6 +136,7 @@ class Report:
     probes: ProbeCheck | None = None  # the engine's operations one by one (a failing probe disagrees)
     depth: DepthCheck | None = None
     notes: list = field(default_factory=list)  # one line each: how the engine's file was loaded
+    sandbox: str = ""  # one line: what confined the engine's process ("" when it ran in this one)
 
     @property
     def agrees(self) -> bool:
@@ -183,6 +184,7 @@ def from_dict(data: dict) -> Report:
         probes=ProbeCheck([ProbeResult(**r) for r in data["probes"]["results"]]) if data.get("probes") else None,
         depth=DepthCheck(**data["depth"]) if data.get("depth") else None,
         notes=data.get("notes", []),
+        sandbox=data.get("sandbox", ""),
         **tables,
     )
 

@@ -168,7 +168,7 @@ def test_impossible_save_is_refused_before_any_training(capsys, tmp_path):
     (tmp_path / "taken").mkdir()
     code, out, err = run_main(train_script, capsys, "--data", DATA, "--steps", 2, "--save", tmp_path / "taken")
     assert (code, out) == (2, "")  # not a step was trained that could not be kept
-    assert err == f"error: --save {tmp_path / 'taken'}: is not a regular file (a directory or a device); not replacing it\n"
+    assert err == f"error: --save {tmp_path / 'taken'}: is not a regular file (a directory); not replacing it\n"
 
 
 def test_batch_larger_than_the_training_documents_draws_with_replacement_and_says_so(capsys, tmp_path):
