@@ -184,7 +184,12 @@ def check_names(what: str, tensors, names) -> None:
         raise CheckpointError(f"checkpoint {what} does not fit the config: missing {missing}, unexpected {extra}")
 
 
+NAMED_UP_TO = 10_000  # matrices: below this a mismatch names them; above, only counts are compared
+
+
 def check_tensors(what: str, tensors, config: GPTConfig) -> None:
+    if isinstance(tensors, dict) and num_param_matrices(config) <= NAMED_UP_TO and len(tensors) <= NAMED_UP_TO:
+        check_names(what, tensors, dict(param_shapes(config)))  # says which matrices are missing or extra
     check_count(what, tensors, config)
     shapes = dict(param_shapes(config))
     check_names(what, tensors, shapes)

@@ -161,10 +161,11 @@ ATTENTION = {"sdpa": sdpa_attention, "block-diagonal": block_diagonal_attention}
 # Where the block-diagonal product beats torch's kernel: the largest head size and sequence
 # length, by device type. Measured forward and backward, the two methods taking turns
 # (`python scripts/bench.py --only race`, its attention table): on the CPU at head size 4
-# and 8 positions it took half of scaled_dot_product_attention's time in eager mode and
-# under torch.compile; its work grows with T * nh, so long blocks and wide heads keep
-# torch's kernel. CUDA's fused kernels are not beaten by it: none there.
-BLOCK_DIAGONAL_UP_TO = {"cpu": {"head_dim": 8, "block": 16}}
+# and 8 positions it took between 1/1.6 and 1/4.7 of scaled_dot_product_attention's time,
+# eager and under torch.compile; at 16 positions it was 0.63-1.07x, so from there on torch's
+# kernel is kept (its work grows with T * nh). CUDA's fused kernels are not beaten by it:
+# none there.
+BLOCK_DIAGONAL_UP_TO = {"cpu": {"head_dim": 8, "block": 8}}
 
 
 def attention_method(q: torch.Tensor, n_head: int) -> str:

@@ -23,6 +23,7 @@ from microgpt_scalar.checkpoint import (
 )
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
+from microgpt_scalar.files import FileError
 from microgpt_scalar.model import GPT
 from microgpt_scalar.train import forward_loss, resume_run, sample, start_run, train_step
 
@@ -107,8 +108,8 @@ def interrupt_fsync(fd):
 
 
 @pytest.mark.parametrize("target, failure, error", [
-    (os, ("replace", fail_replace), OSError),
-    (os, ("fsync", fail_fsync), OSError),  # after the bytes are written, before the rename
+    (os, ("replace", fail_replace), FileError),  # an OSError, told in one line naming the file
+    (os, ("fsync", fail_fsync), FileError),  # after the bytes are written, before the rename
     (os, ("fsync", interrupt_fsync), KeyboardInterrupt),
     (json, ("dumps", fail_dumps), ValueError),
 ])
@@ -117,9 +118,11 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(target, failure, erro
     before = path.read_bytes()
     newer = make_checkpoint(steps=3)
     monkeypatch.setattr(target, *failure)
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         save_checkpoint(path, newer)
     monkeypatch.undo()
+    if error is FileError:
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]  # no temporary file left behind
     assert load_checkpoint(path).step == 2
