@@ -36,11 +36,13 @@ def env(repo_root) -> dict:
 def finish(child, seconds: float = 60):
     """(stdout, stderr) of `child` once it ends; if it has not after `seconds`, its stack
     (faulthandler, on SIGABRT) in a failure."""
-    try:
-        return child.communicate(timeout=seconds)
+    try:  # waits, then reads through the file objects: a readline() before may hold lines already read
+        child.wait(timeout=seconds)
+        return child.stdout.read(), child.stderr.read()
     except subprocess.TimeoutExpired:
         child.send_signal(signal.SIGABRT)
-        out, err = child.communicate()
+        child.wait()
+        out, err = child.stdout.read(), child.stderr.read()
         pytest.fail(f"no end {seconds} s after Ctrl-C; {out.count('step ')} steps logged; stack:\n{err[-3000:]}")
 
 
@@ -330,7 +332,7 @@ def batched_group(repo_root, data, save, port):
         processes.append(subprocess.Popen([*script(repo_root, "train_torch"), "--mode", "batched", "--data", str(data),
                                            "--steps", "100000", "--batch-size", "4", "--val-fraction", "0.25",
                                            "--eval-every", "0", "--samples", "0", "--threads", "1", "--save",
-                                           str(save)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                           str(save), "--save-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                           env=group_env))
     return processes
 
@@ -345,7 +347,10 @@ def test_ctrl_c_under_torchrun_saves_once_and_every_process_exits_130(repo_root,
         save = tmp_path / f"group{repeat}.pt"
         processes = batched_group(repo_root, data, save, free_port())
         try:
-            assert processes[0].stdout.readline().startswith("num params:")  # the group is training
+            assert processes[0].stdout.readline().startswith("num params:")
+            while not save.exists():  # the group is in its training loop (each step saved)
+                assert all(process.poll() is None for process in processes)
+                time.sleep(0.05)
             time.sleep(random.uniform(0, 0.5))
             for process in processes:
                 process.send_signal(signal.SIGINT)  # the terminal's Ctrl-C, to the whole group

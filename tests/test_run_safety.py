@@ -212,7 +212,8 @@ def test_ctrl_c_saves_a_checkpoint_of_the_steps_done_and_exits_in_one_line(scrip
             assert line, child.stderr.read()
             lines.append(line)
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=300)
+        child.wait(timeout=300)  # then read through the file objects: readline() may hold lines already read
+        out, err = child.stdout.read(), child.stderr.read()
     finally:
         if child.poll() is None:
             child.kill()
