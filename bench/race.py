@@ -39,6 +39,8 @@ import statistics
 import time
 from pathlib import Path
 
+from microgpt_scalar.cli import MAX_BATCH, int_from, seconds
+
 from .common import SEED, CheckFailed, read_docs, torch_start
 
 TRAINERS = ("project", "nanoGPT", "previous")
@@ -307,11 +309,11 @@ def attention_timings(batch_sizes: list, modes: list, rounds: int, seconds: floa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("race section (the project's batched step, a nanoGPT-style one, the previous one)")
-    group.add_argument("--race-batch-sizes", type=int, nargs="+", default=[512, 2048], metavar="B")
-    group.add_argument("--race-threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N")
+    group.add_argument("--race-batch-sizes", type=int_from(1, MAX_BATCH), nargs="+", default=[512, 2048], metavar="B")
+    group.add_argument("--race-threads", type=int_from(1, os.cpu_count() or 1), nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N")
     group.add_argument("--race-modes", nargs="+", choices=MODES, default=list(MODES))
-    group.add_argument("--race-rounds", type=int, default=5, help="windows of each trainer per cell")
-    group.add_argument("--race-window-seconds", type=float, default=0.5, help="least length of a window")
+    group.add_argument("--race-rounds", type=int_from(1, 1000), default=5, help="windows of each trainer per cell")
+    group.add_argument("--race-window-seconds", type=seconds, default=0.5, help="least length of a window")
 
 
 def run(args) -> dict:
