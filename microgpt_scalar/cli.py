@@ -197,10 +197,10 @@ def config_overrides(args) -> dict:
     return {field: getattr(args, field) for field in field_types() if field not in FIXED_BY_RUN}
 
 
-# The ranges of the float fields' flags: wide, past any setting that trains (a learning rate may be any
-# size: one too large ends the run with a non-finite loss); the config checks
-# the exact bounds (a rate > 0, a beta < 1).
-FLOAT_FIELD_RANGES = {"init_std": (0, 100), "proj_init_std": (0, 100), "learning_rate": (0, math.inf),
+# The ranges of the float fields' flags: wide, past any setting that trains (a learning rate or an
+# initial spread may be any finite size: one too large ends the run with one line naming the
+# non-finite loss or gradient); the config checks the exact bounds (a rate > 0, a beta < 1).
+FLOAT_FIELD_RANGES = {"init_std": (0, math.inf), "proj_init_std": (0, math.inf), "learning_rate": (0, math.inf),
                       "beta1": (0, 1), "beta2": (0, 1), "eps_adam": (0, 1)}
 
 
