@@ -2,8 +2,7 @@
 end the process with one line and exit code 130, not a traceback from inside an import.
 
     from microgpt_scalar.startup import quiet_while_starting
-    quiet_while_starting()          # before the imports that take time
-    import torch
+    quiet_while_starting()          # before the imports that take time (torch's, in the torch package)
     ...
     @command                        # microgpt_scalar.cli.command: Ctrl-C raises again in main()
     def main(argv=None): ...
