@@ -16,6 +16,7 @@ scalar engine under test raises, exits, crashes or hangs while it runs; never pr
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from microgpt_scalar.checkpoint import Checkpoint
@@ -30,8 +31,11 @@ from .faults import FAULTS
 from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from .probes import run_probes
-from .report import Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, Report, Settings, StepLoss
+from .diagnosis import StepOutcome, diagnose, engine_facts
+from .probes import PROBE_BUDGET, run_probes
+from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, ProbeCheck, Report, Settings,
+                     StepLoss)
+from .statements import SkippedLine, explain_name_error
 from .scalar_side import ScalarSide, StepResult
 from .suspects import RECURSION_ADVICE
 from .tolerances import Tolerances, tolerances_for
@@ -47,7 +51,7 @@ class DeviceError(ValueError):
 def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, data=None, seed: int = 42,
                  steps: int = 1, dtype: str = "float64", device: str = "cpu", engine=None, inject: str | None = None,
                  fd: int = 0, overrides: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 engine_process: EngineProcess | None = None) -> Report:
+                 engine_process: EngineProcess | None = None, on_probes=None) -> Report:
     """Compare `steps` training steps of the two engines and return the report.
 
     weights: "reference", "dense" or a checkpoint path. docs: documents to train on, all in
@@ -58,6 +62,10 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     fd: how many gradients to check against finite differences as well; overrides: config
     fields (n_layer, n_embd, n_head, block_size). engine_process: one already started for
     this engine (a script starts it before torch loads); it is not closed here.
+    on_probes(probes, skipped, notes): called with the judged probes, the file's skipped
+    lines and the loader's notes as soon as they are known, before the step starts (a
+    script prints them). An EngineFailure raised while the step runs carries them too
+    (`found`, `probes`) with the likely causes (`causes`).
     """
     overrides = {name: value for name, value in (overrides or {}).items() if value is not None}
     config = get_config(preset, **overrides)
@@ -82,20 +90,67 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
 
     if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
         settings = settings_for(f"{engine.__module__}.{engine.__qualname__}")
-        return run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings), fd,
-                         run_probes(engine))
+        from .probe_check import check_probes  # torch: the probes' oracle
+
+        probes, facts = check_probes(run_probes(engine)), engine_facts(engine)
+        if on_probes is not None:
+            on_probes(probes, [], [])
+        return _diagnosed(lambda: run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings),
+                                            fd, probes=probes), probes, facts, None)
     process = engine_process or EngineProcess(engine, inject, timeout)
     try:
         found = process.engine()
-        if found["missing"]:
-            from .probe_check import check_probes  # torch: the probes' oracle
+        from .probe_check import check_probes  # torch: the probes' oracle
 
-            raise EngineRefused(found["missing"], check_probes(found["probes"]))
-        return run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd,
-                         found["probes"], found["notes"])
+        skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
+        probes = explained(check_probes(found["probes"]), skipped)
+        if found["missing"]:
+            raise EngineRefused(found["missing"], probes, [dataclasses.asdict(line) for line in skipped])
+        if on_probes is not None:
+            on_probes(probes, skipped, found["notes"])
+        return _diagnosed(lambda: _run_child(process, found, start, documents, settings_for(found["label"]), fd,
+                                             probes, skipped),
+                          probes, found.get("facts", {}), found, skipped)
     finally:
         if engine_process is None:
             process.close()
+
+
+def _run_child(process, found, start, documents, settings, fd, probes, skipped) -> Report:
+    if found.get("hung"):
+        stuck = next(r for r in probes.faults if "did not finish within" in r.message)
+        raise EngineFailure(f"the scalar engine ({found['label']}) did not finish {stuck.expression} within "
+                            f"{PROBE_BUDGET:g} s, a graph of a few nodes, so the model's step was not started",
+                            kind="timeout")
+    report = run_sides(start, documents, settings, ChildScalar(process, found), fd, probes=probes,
+                       notes=found["notes"])
+    report.skipped_lines = [dataclasses.asdict(line) for line in skipped]
+    return report
+
+
+def explained(probes: ProbeCheck, skipped: list) -> ProbeCheck:
+    """The probes, each NameError about a name the loader skipped saying so."""
+    for result in probes.results:
+        result.message = explain_name_error(result.message, skipped)
+    return probes
+
+
+def _diagnosed(run, probes, facts: dict, found, skipped=()) -> Report:
+    """run() -> the report, with the likely causes; an EngineFailure gets them too, with
+    what was found before it (`found`, `probes`, `causes`)."""
+    try:
+        report = run()
+    except EngineFailure as error:
+        limited = bool(found and found.get("chain") and found["chain"][1] is not None)
+        step = StepOutcome(failure=error.kind, message=str(error), depth_limited=limited and error.recursion)
+        error.found, error.probes, error.causes = found, probes, diagnose(probes, facts, step)
+        error.args = (explain_name_error(str(error), list(skipped)),)
+        raise
+    later = report.settings.steps > 1 and report.focus_step > report.settings.start_step and \
+        report.losses[0].agrees and not report.step_agrees
+    step = StepOutcome(ran=True, agrees=report.step_agrees, first_step_agreed_later_not=later)
+    report.causes = diagnose(probes, facts, step)
+    return report
 
 
 def _check_choices(docs, data, steps, dtype, device, engine, inject, fd) -> None:
@@ -155,10 +210,10 @@ class StepComparison:
 
 
 def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, raw_probes=None,
-              notes=()) -> Report:
+              notes=(), probes: ProbeCheck | None = None) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end. `raw_probes`: what run_probes found, judged
-    here against torch."""
+    here against torch (or `probes`, judged already)."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
     batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
     depth = scalar.begin(start, batches, fd, settings.seed)  # a child starts training now, while torch loads here
@@ -167,7 +222,8 @@ def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scala
     from .probe_check import check_probes
     from .sides import TorchSide
 
-    probes = check_probes(raw_probes) if raw_probes is not None else None
+    if probes is None and raw_probes is not None:
+        probes = check_probes(raw_probes)
     with _tf32_off():
         return _step_both(start, settings, scalar, TorchSide(start, getattr(torch, settings.dtype), settings.device),
                           batches, depth, fd, probes, notes, tolerances, stages)
@@ -211,11 +267,17 @@ class InProcessScalar:
         return _guarded(finite_differences, self.settings, step, fd_side, batch, grads, k, self.settings.seed)
 
 
+STEP_FACTOR = 20  # a step may take this many times what the engine's speed predicts
+STEP_FLOOR = 15.0  # seconds: never stop a step sooner (a busy machine, a slow start)
+
+
 class ChildScalar:
     """The scalar side in the engine's own process: numbers come back, nothing else."""
 
     def __init__(self, process: EngineProcess, found: dict):
         self.process, self.chain = process, found["chain"]
+        self.speed = found.get("speed") or {}
+        self.nodes = None
 
     def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
         weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
@@ -228,8 +290,10 @@ class ChildScalar:
         if depth.graph is None:
             found = self.process.next_message("setting up the model")
             depth.graph, depth.per_layer = found["graph"], found["per_layer"]
+            self.nodes = found.get("nodes")
+        limit, why = self.limit(1.0)
         try:
-            message = self.process.next_message(f"training step {step + 1}")
+            message = self.process.next_message(f"training step {step + 1}", limit, why)
         except EngineFailure as error:
             if error.recursion:
                 raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
@@ -237,8 +301,21 @@ class ChildScalar:
             raise
         return StepResult(**message["result"])
 
+    def limit(self, passes: float) -> tuple:
+        """(seconds, why) for a phase of `passes` forward-and-backward passes of the model: 20
+        times what the engine's speed on the probes predicts, at least STEP_FLOOR; (None, "")
+        when its speed is unknown (then the process's own limit holds)."""
+        if not self.speed.get("per_node") or not self.nodes:
+            return None, ""
+        predicted = passes * self.nodes * self.speed["per_node"]
+        limit = max(STEP_FLOOR, STEP_FACTOR * predicted)
+        return limit, (f"{STEP_FACTOR}x the {predicted:.2g} s its speed on the probes predicts for a graph of about "
+                       f"{self.nodes:,} nodes: a backward that walks far more nodes than the graph has, or an "
+                       f"endless loop? --timeout sets a hard limit")
+
     def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
-        check = self.process.next_message("finite differences")["check"]
+        limit, why = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
+        check = self.process.next_message("finite differences", limit, why)["check"]
         entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
                                     _fd_agrees(e["autograd"], e["estimate"])) for e in check["entries"]]
         return FiniteDifferenceCheck(check["step_size"], FD_TOLERANCE, entries)

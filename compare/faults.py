@@ -21,6 +21,7 @@ not an engine's).
 from __future__ import annotations
 
 import inspect
+import linecache
 import types
 from dataclasses import dataclass
 
@@ -57,7 +58,7 @@ FAULTS = {fault.name: fault for fault in (
         "of the last path backward walks; the other paths' contributions are lost.",
         "engine", "child.grad += local_grad * node.grad", "child.grad = local_grad * node.grad",
         gradients_differ=ALL_TENSORS,
-        probes=("same node twice", "two paths", "backward twice"),
+        probes=("same node twice", "two paths", "many paths", "backward twice"),
     ),
     Fault(
         "no-topological-order",
@@ -84,8 +85,8 @@ def breadth_first_order(root):
         "d loss / d loss = 1 starts the chain rule; left at 0, every gradient comes out 0.",
         "engine", "self.grad = 1", "pass  # the seed self.grad = 1 is missing",
         gradients_differ=ALL_TENSORS,
-        probes=("+", "-", "*", "/", "neg", "**", "log", "exp", "relu", "same node twice", "two paths",
-                "backward twice"),
+        probes=("+", "-", "*", "/", "neg", "**", "log", "exp", "relu", "+=", "-=", "*=", "/=", "same node twice",
+                "two paths", "chain", "many paths", "equal values", "backward twice", "fresh node"),
     ),
     Fault(
         "mul-grad",
@@ -95,7 +96,8 @@ def breadth_first_order(root):
         "engine", "return Value(self.data * other.data, (self, other), (other.data, self.data))",
         "return Value(self.data * other.data, (self, other), (self.data, other.data))",
         gradients_differ=ALL_TENSORS,
-        probes=("-", "*", "/", "neg", "same node twice", "two paths", "backward twice"),
+        probes=("-", "*", "/", "neg", "+=", "-=", "*=", "/=", "same node twice", "two paths", "chain", "equal values",
+                "backward twice"),
     ),
     Fault(
         "pow-grad",
@@ -105,7 +107,7 @@ def breadth_first_order(root):
         "engine", "return Value(self.data**other, (self,), (other * self.data ** (other - 1),))",
         "return Value(self.data**other, (self,), (self.data ** (other - 1),))",
         gradients_differ=ALL_TENSORS,
-        probes=("/", "**", "relu", "same node twice"),
+        probes=("/", "**", "relu", "/=", "same node twice"),
     ),
     Fault(
         "exp-grad",
@@ -159,7 +161,7 @@ def breadth_first_order(root):
         "other = other if isinstance(other, Value) else Value(other)\n"
         "return Value(self.data / other.data, (self, other), (1 / other.data, self.data / other.data**2))",
         gradients_differ=ALL_TENSORS,
-        probes=("/", "same node twice"),
+        probes=("/", "/=", "same node twice"),
     ),
     Fault(
         "grad-not-reset",
@@ -257,7 +259,9 @@ def _patched_module(fault: Fault) -> types.ModuleType:
     source = _replace_line(inspect.getsource(original), fault) + fault.helper
     module = types.ModuleType(f"microgpt_scalar.{fault.module}_with_{fault.name.replace('-', '_')}")
     module.__package__ = "microgpt_scalar"  # optim.py imports .config
-    exec(compile(source, f"<microgpt_scalar/{fault.module}.py with fault {fault.name}>", "exec"), module.__dict__)
+    filename = f"<microgpt_scalar/{fault.module}.py with fault {fault.name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # its lines can be shown
+    exec(compile(source, filename, "exec"), module.__dict__)
     return module
 
 

@@ -26,20 +26,28 @@ _START = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from compare.worker im
 
 class EngineFailure(RuntimeError):
     """The scalar engine under test failed while it ran (raised, exited, crashed or hung);
-    the message is one line. `recursion` says whether it was a RecursionError."""
+    the message is one line. `recursion` says whether it was a RecursionError; `kind` is
+    "error", "recursion", "timeout", "exit" or "crash"; `where` the engine's line it raised
+    at ({"file", "line", "text"}), if known. The checker attaches what it had found before
+    the failure (`found`, `probes`) so that it can still be shown."""
 
-    def __init__(self, message: str, recursion: bool = False):
+    def __init__(self, message: str, recursion: bool = False, kind: str = "", where: dict | None = None):
         super().__init__(message)
         self.recursion = recursion
+        self.kind = kind or ("recursion" if recursion else "error")
+        self.where = where or {}
+        self.found, self.probes = None, None
 
 
 class EngineRefused(ValueError):
     """The engine could not be loaded, or lacks what the model needs; the message is one line.
-    `found` holds what the engine process reported (its probes), when it got that far."""
+    `found` holds what the engine process reported (its probes), when it got that far;
+    `skipped` the lines of its file the loader skipped (dicts of compare.statements.SkippedLine)."""
 
-    def __init__(self, message: str, found: dict | None = None):
+    def __init__(self, message: str, found=None, skipped: list | None = None):
         super().__init__(message)
         self.found = found
+        self.skipped = list(skipped or [])
 
 
 class EngineProcess:
@@ -78,7 +86,7 @@ class EngineProcess:
         if self._found is None:
             message = self._receive()
             if message["kind"] == "error":
-                raise EngineRefused(message["message"])
+                raise EngineRefused(message["message"], skipped=message.get("skipped", []))
             self._found = message
         return self._found
 
@@ -108,9 +116,11 @@ class EngineProcess:
                 self.close()
                 return records, []
 
-    def next_message(self, phase: str) -> dict:
+    def next_message(self, phase: str, timeout: float | None = None, why: str = "") -> dict:
+        """The next message, waiting at most `timeout` seconds (default: the process's own
+        limit); `why` explains a limit set for this phase, in the message if it passes."""
         self.phase = phase
-        return self._receive()
+        return self._receive(timeout, why)
 
     def _send(self, message: dict) -> None:
         try:
@@ -119,19 +129,23 @@ class EngineProcess:
         except (BrokenPipeError, OSError):
             pass  # the process ended; _receive says how
 
-    def _receive(self) -> dict:
+    def _receive(self, timeout: float | None = None, why: str = "") -> dict:
+        limit = self.timeout if timeout is None else min(timeout, self.timeout)
         try:
-            message = self._messages.get(timeout=self.timeout)
+            message = self._messages.get(timeout=limit)
         except queue.Empty:
             self.close()
+            because = why if why and limit < self.timeout else "an endless loop? --timeout sets the limit"
             raise EngineFailure(f"the scalar engine ({self.label}) did not finish {self.phase} within "
-                                f"{self.timeout:g} s and was stopped (an endless loop? --timeout sets the limit)") from None
+                                f"{limit:.3g} s and was stopped ({because})", kind="timeout") from None
         if message is None:
-            raise EngineFailure(self._ended())
+            ended = self._ended()
+            raise EngineFailure(ended, kind="crash" if "crashed" in ended else "exit")
         if message["kind"] == "failure":
             detail = f": {message['detail']}" if message.get("detail") else ""
+            kind = "exit" if message["message"].startswith("called sys.exit") else ""
             raise EngineFailure(f"the scalar engine ({self.label}) {message['message']} while {self.phase}{detail}",
-                                message.get("recursion", False))
+                                message.get("recursion", False), kind, message.get("where"))
         return message
 
     def _ended(self) -> str:

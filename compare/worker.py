@@ -22,6 +22,8 @@ import dataclasses
 import json
 import os
 import sys
+import traceback
+from pathlib import Path
 
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import GPTConfig
@@ -29,12 +31,16 @@ from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
 from .certify import record_run
-from .depth import deepest_chain, graph_depth
+from .depth import backward_speed, deepest_chain, graph_depth
+from .diagnosis import engine_facts
 from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
 from .faults import faulty_engine
 from .fd import finite_differences
-from .probes import run_probes
+from .probes import PROBE_BUDGET, run_probes
 from .scalar_side import ScalarSide, StepResult
+
+
+_PROJECT = tuple(str(Path(__file__).resolve().parents[1] / folder) + os.sep for folder in ("compare", "microgpt_scalar"))
 
 
 def as_message(result: StepResult) -> dict:
@@ -47,14 +53,14 @@ def as_message(result: StepResult) -> dict:
 
 
 def engine_classes(request: dict):
-    """(Value class, Adam class, label, notes) for the engine the parent asked for."""
+    """(Value class, Adam class, label, notes, skipped lines) for the engine the parent asked for."""
     if request.get("inject"):
         faulty = faulty_engine(request["inject"])
-        return faulty.value_cls, faulty.adam_cls, f"microgpt_scalar with fault {request['inject']}", []
+        return faulty.value_cls, faulty.adam_cls, f"microgpt_scalar with fault {request['inject']}", [], []
     if request.get("engine"):
         loaded = load_engine_file(request["engine"])
-        return loaded.value_cls, Adam, request["engine"], loaded.notes
-    return Value, Adam, "microgpt_scalar.engine.Value", []
+        return loaded.value_cls, Adam, request["engine"], loaded.notes, loaded.skipped
+    return Value, Adam, "microgpt_scalar.engine.Value", [], []
 
 
 def own_code() -> dict:
@@ -93,22 +99,26 @@ def guard_own_code(send) -> bool:
 def describe_engine(request: dict, send):
     """Load and probe the engine; send what was found. Returns (Value, Adam) or None."""
     try:
-        value_cls, adam_cls, label, notes = engine_classes(request)
+        value_cls, adam_cls, label, notes, skipped = engine_classes(request)
         missing = missing_operations(value_cls)
     except EngineError as error:
-        send({"kind": "error", "message": str(error)})
+        send({"kind": "error", "message": str(error), "skipped": [dataclasses.asdict(line) for line in error.skipped]})
         return None
     if not guard_own_code(send):
         return None
-    probes = run_probes(value_cls)
+    probes = run_probes(value_cls, budget=PROBE_BUDGET)
     if not guard_own_code(send):
         return None
+    hung = any(result.get("overran") for result in probes.values())
     try:
-        chain = deepest_chain(value_cls) if not missing else None
+        chain = deepest_chain(value_cls) if not (missing or hung) else None
     except Exception:  # the probes name what is wrong with backward
         chain = None
+    speed = backward_speed(value_cls) if not (missing or hung) else {}
     send({"kind": "engine", "label": label, "notes": notes, "probes": probes, "chain": list(chain) if chain else None,
-          "missing": missing_message(value_cls, request.get("engine") or label, missing) if missing else None})
+          "missing": missing_message(value_cls, request.get("engine") or label, missing) if missing else None,
+          "skipped": [dataclasses.asdict(line) for line in skipped], "facts": engine_facts(value_cls),
+          "speed": speed, "hung": hung})
     return None if missing else (value_cls, adam_cls)
 
 
@@ -143,10 +153,11 @@ def train(job: dict, value_cls, adam_cls, send) -> None:
 def model_depths(weights: Checkpoint, batch: list, limited: bool) -> dict:
     """The graph depth of the checked model and, for an engine whose backward has a depth
     limit, how much one more layer adds."""
-    tokens = max(batch, key=len)
-    depth = graph_depth(weights.config, weights.params, tokens)
+    tokens, counted = max(batch, key=len), []
+    depth = graph_depth(weights.config, weights.params, tokens, counted)
+    nodes = round(counted[0] * sum(len(doc) for doc in batch) / len(tokens))  # about: the longest document's, scaled
     if not limited:
-        return {"graph": depth, "per_layer": None, "n_layer": weights.config.n_layer}
+        return {"graph": depth, "per_layer": None, "n_layer": weights.config.n_layer, "nodes": nodes}
     deeper = dataclasses.replace(weights.config, n_layer=weights.config.n_layer + 1)
     deeper_params = dict(weights.params)
     for name in list(weights.params):
@@ -154,14 +165,18 @@ def model_depths(weights: Checkpoint, batch: list, limited: bool) -> dict:
             deeper_params[name.replace(f"layer{weights.config.n_layer - 1}.", f"layer{weights.config.n_layer}.")] = \
                 weights.params[name]
     return {"graph": depth, "per_layer": graph_depth(deeper, deeper_params, tokens) - depth,
-            "n_layer": weights.config.n_layer}
+            "n_layer": weights.config.n_layer, "nodes": nodes}
 
 
 def _what_happened(error: BaseException) -> dict:
     """{"message": what the engine did, "detail": its error's first line}."""
     if isinstance(error, SystemExit):
         return {"message": f"called sys.exit({error.code!r})", "detail": ""}
-    return {"message": f"raised {type(error).__name__}", "detail": first_line(error)}
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith(_PROJECT)]  # the engine's own line, not the model's
+    where = {"file": frames[-1].filename, "line": frames[-1].lineno, "text": (frames[-1].line or "").strip()} \
+        if frames else {}
+    return {"message": f"raised {type(error).__name__}", "detail": first_line(error), "where": where}
 
 
 def main() -> None:

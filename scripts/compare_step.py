@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare.faults import FAULTS  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
-from compare.render import fault_list, probe_table, render  # noqa: E402
+from compare.render import cause_block, early_block, fault_list, probe_table, render, skipped_block  # noqa: E402
 from compare.report import save_report  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_output_path,  # noqa: E402
                                  non_negative_int, positive_int, positive_real, seed_number, size_overrides)
@@ -89,16 +89,22 @@ def main(argv=None) -> int:
         with EngineProcess(args.engine, args.inject, args.timeout) as engine_process:  # starts while torch loads
             from compare.check import compare_step  # imports torch
 
+            def show_early(probes, skipped, notes):  # before the step starts: nothing is lost if it fails
+                print(early_block(probes, skipped, notes), end="", flush=True)
+
             report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
                                   seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
                                   engine=args.engine, inject=args.inject, fd=args.fd, overrides=overrides,
-                                  timeout=args.timeout, engine_process=engine_process)
+                                  timeout=args.timeout, engine_process=engine_process, on_probes=show_early)
     except EngineFailure as error:
+        causes = cause_block(getattr(error, "causes", None) or [])
+        if causes:
+            print(f"\n{causes}", flush=True)
         print(f"error: {error}", file=sys.stderr)
         return 1
     except EngineRefused as error:
-        if error.found is not None:
-            print(probe_table(error.found), end="")
+        shown = early_block(error.found if not isinstance(error.found, dict) else None, error.skipped, [])
+        print(shown, end="")
         print(f"error: {error}", file=sys.stderr)
         return 2
     except ValueError as error:
@@ -107,7 +113,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing written", file=sys.stderr)
         return 130
-    print(render(report), end="")
+    print("\n" + render(report, early_shown=True), end="")
     try:
         if args.json:
             save_report(args.json, report)
