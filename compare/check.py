@@ -32,7 +32,7 @@ from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
 from .diagnosis import StepOutcome, diagnose, engine_facts
-from .probes import PROBE_BUDGET, run_probes
+from .probes import run_probes
 from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, ProbeCheck, Report, Settings,
                      StepLoss)
 from .statements import SkippedLine, explain_name_error
@@ -118,10 +118,9 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
 
 def _run_child(process, found, start, documents, settings, fd, probes, skipped) -> Report:
     if found.get("hung"):
-        stuck = next(r for r in probes.faults if "did not finish within" in r.message)
-        raise EngineFailure(f"the scalar engine ({found['label']}) did not finish {stuck.expression} within "
-                            f"{PROBE_BUDGET:g} s, a graph of a few nodes, so the model's step was not started",
-                            kind="timeout")
+        from .probe_check import unfinished_message
+
+        raise EngineFailure(unfinished_message(found["label"], probes, "the model's step was"), kind="timeout")
     report = run_sides(start, documents, settings, ChildScalar(process, found), fd, probes=probes,
                        notes=found["notes"])
     report.skipped_lines = [dataclasses.asdict(line) for line in skipped]

@@ -45,6 +45,18 @@ DERIVATIVE_OF = {"+": "d(a + b)/da = 1, d(a + b)/db = 1", "-": "d(a - b)/da = 1,
                  "a ** b": "d(a ** b)/da = b * a ** (b - 1), d(a ** b)/db = log(a) * a ** b"}
 
 
+TITLES = {"accumulation": "accumulation", "topological-order": "topological order", "seed": "the seed grad = 1",
+          "visited-set": "no visited set", "graph-identity": "graph identity", "local-gradient": "the local gradient of {op}",
+          "forward": "the forward of {op}", "in-place": "in-place {op}", "precision": "precision",
+          "reset": "the gradient reset", "recursion-depth": "recursion depth", "slow-backward": "a slow backward"}
+
+
+def title(name: str) -> str:
+    """"local-gradient *" -> "the local gradient of *": a cause's name as the report prints it."""
+    key, _, operator = name.partition(" ")
+    return TITLES.get(key, key).format(op=operator)
+
+
 @dataclass
 class Cause:
     key: str  # one of the causes above
@@ -52,6 +64,11 @@ class Cause:
     where: str = ""  # "engine.py, line 42: self.grad = out.grad"
     operator: str = ""  # the operator it concerns, if one
     score: int = 0  # how well the evidence fits (higher first)
+
+    @property
+    def name(self) -> str:
+        """"accumulation", "local-gradient exp": what the fault catalogue's `cause` says."""
+        return f"{self.key} {self.operator}".strip()
 
 
 @dataclass
@@ -546,10 +563,12 @@ def cause_lines(causes: list, width: int = 100) -> list:
     import textwrap
 
     lines = []
-    for i, cause in enumerate(causes[:3]):
+    shown = [cause for i, cause in enumerate(causes) if i == 0 or cause.score >= 60][:3]
+    for i, cause in enumerate(shown):
         label = "cause    " if i == 0 else "or       "
-        rank = "most likely: " if i == 0 and len(causes) > 1 else ""
-        lines += textwrap.wrap(f"{rank}{cause.text}.", width, initial_indent=f"  {label}", subsequent_indent=" " * 11)
+        rank = "most likely " if i == 0 and len(shown) > 1 else ""
+        lines += textwrap.wrap(f"{rank}{title(cause.name)}: {cause.text}.", width, initial_indent=f"  {label}",
+                               subsequent_indent=" " * 11)
         if cause.where:
             lines.append(f"{' ' * 11}look at {cause.where}")
     return lines

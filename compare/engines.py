@@ -100,8 +100,9 @@ def load_engine_file(spec: str) -> LoadedEngine:
         found = sorted(name for name, obj in vars(module).items() if isinstance(obj, type) and obj.__module__ == module.__name__)
         own = next((line for line in skipped if class_name in line.names), None)
         if own is not None:
-            raise EngineError(f"cannot import {path}, line {own.line}: {own.reason} (the statement that defines "
-                              f"{class_name}; skipped while loading: {skipped_summary(skipped)})", skipped)
+            others = [line for line in skipped if line is not own]
+            also = f"; also skipped while loading: {skipped_summary(others)}" if others else ""
+            raise EngineError(f"cannot import {path}, line {own.raised_at or own.line}: {own.reason}{also}", skipped)
         hint = f" (classes there: {', '.join(found)})" if found else " (it defines no class)"
         also = f"; skipped while loading: {skipped_summary(skipped)}" if skipped else ""
         raise EngineError(f"{path} has no class {class_name}{hint}; name one with --engine {path}:CLASS{also}", skipped)

@@ -9,6 +9,7 @@ import torch
 
 from .diff import entry_difference
 from .report import ProbeCheck, ProbeResult
+from .probes import PROBE_BUDGET
 from .probes import FRESH_GRAPH, FRESH_NODE, PROBES, fresh_graph_rounds, fresh_graph_sequence, probe_key
 from .tolerances import Tolerance
 
@@ -43,6 +44,8 @@ def _judge_one(probe, got: dict) -> ProbeResult:
     if "missing" in got:
         return ProbeResult(probe.operator, expression, "absent" if probe.optional else "missing",
                            f"needs {', '.join(got['missing'])}")
+    if "not_run" in got:
+        return ProbeResult(probe.operator, expression, "not run", f"not run: {got['not_run']}")
     if "error" in got and probe.extension and got.get("type") in UNSUPPORTED:
         return ProbeResult(probe.operator, expression, "absent", f"not supported: {got['error']}")
     if "error" in got:
@@ -71,6 +74,8 @@ def _expected(probe) -> tuple[float, list]:
 
 def _check_fresh_graph(got: dict) -> ProbeResult:
     expression = f"a * a + a, then a * 3.0 after a.grad = 0, then a * 2.0, at a = {1.5:g}"
+    if "not_run" in got:
+        return ProbeResult(FRESH_GRAPH, expression, "not run", f"not run: {got['not_run']}")
     if "missing" in got:
         return ProbeResult(FRESH_GRAPH, expression, "missing", f"needs {', '.join(got['missing'])}")
     if "error" in got:
@@ -107,6 +112,8 @@ def _check_fresh_graph(got: dict) -> ProbeResult:
 
 def _check_fresh_node(got: dict) -> ProbeResult:
     expression = "backward on y = a * b + a, then on a new node c = Value(0.3)"
+    if "not_run" in got:
+        return ProbeResult(FRESH_NODE, expression, "not run", f"not run: {got['not_run']}")
     if "missing" in got:
         return ProbeResult(FRESH_NODE, expression, "missing", f"needs {', '.join(got['missing'])}")
     if "error" in got:
@@ -131,3 +138,11 @@ def _close(have: float, want: float) -> bool:
 
 def _ordinal(n: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def unfinished_message(label: str, probes: ProbeCheck, what: str) -> str:
+    """The one line for an engine whose probe never finished: `what` was not started."""
+    stuck = next((r for r in probes.faults if "did not finish within" in r.message), None)
+    expression = stuck.expression if stuck is not None else "a probe"
+    return (f"the scalar engine ({label}) did not finish {expression} within {PROBE_BUDGET:g} s, a graph of a few "
+            f"nodes, so {what} not started")

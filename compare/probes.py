@@ -204,7 +204,7 @@ def run_probes(value_cls, budget: float | None = None, on_result=None) -> dict:
     runs += [(FRESH_GRAPH, lambda: _run_fresh_graph(value_cls)), (FRESH_NODE, lambda: _run_fresh_node(value_cls))]
     for key, run in runs:
         if stopped is not None:
-            results[key] = {"error": f"not run: {stopped} did not finish"}
+            results[key] = {"not_run": f"{stopped} did not finish"}
         else:
             results[key] = _timed(run, budget)
             if results[key].get("overran"):

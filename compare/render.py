@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from .diagnosis import cause_lines
+from .diagnosis import cause_lines, title
 from .diff import TensorDiff
 from .engines import DERIVATIVES, template
 from .faults import ALL_TENSORS
@@ -133,10 +133,12 @@ def probe_table(probes: ProbeCheck | None) -> str:
     for op, results in by_operator.items():
         missing = [r for r in results if r.status == "missing"]
         if missing:
-            names = sorted({name for r in missing for name in r.uses} or {r.message for r in missing})
+            names = sorted({name.strip() for r in missing for name in r.message.replace("needs ", "").split(",")})
             templates = "; ".join(template(name, "", "Value") for name in names if name in DERIVATIVES)
             lines.append(f"    NOT CHECKED  {op}: {', '.join(r.expression.split(' at ')[0] for r in missing)} (no "
                          f"{', '.join(names)}{'; ' + templates if templates else ''})")
+    if probes.not_run:
+        lines.append(f"    NOT RUN      {len(probes.not_run)} probes: {probes.not_run[0].message.split(': ', 1)[1]}")
     for note in probes.notes:
         lines.append(f"    note         {note.operator}: {note.message}")
     absent = [op for op, results in by_operator.items() if all(r.status == "absent" for r in results)
@@ -376,16 +378,21 @@ def fault_list(faults: dict) -> str:
         lines += [f"{fault.name}: {fault.summary}", f"    project:  {fault.correct}"]
         lines += [f"    learner:  {line}" for line in fault.faulty.split("\n")]
         lines += [f"    {line}" for line in textwrap.wrap(fault.why, 92)]
-        lines += [f"    caught:   {_where_caught(fault)}", ""]
+        lines += [f"    caught:   {_where_caught(fault)}", f"    cause:    the report names {title(fault.cause)} first", ""]
     return "\n".join(lines)
 
 
 def _where_caught(fault) -> str:
+    probes = f"; the probes of {', '.join(fault.probes)} fail" if fault.probes else ""
     if fault.forward_stage is not None:
         where = f"the forward pass parts at {fault.forward_stage}, position {fault.forward_position}"
     elif set(fault.gradients_differ) == set(ALL_TENSORS):
         where = "the forward agrees; every tensor's gradient differs"
-    else:
+    elif fault.gradients_differ:
         where = (f"the forward agrees; the gradients of {', '.join(fault.gradients_differ)} differ, "
                  f"those of {', '.join(fault.gradients_agree)} agree")
-    return where + (f" (from step {fault.min_steps} on)" if fault.min_steps > 1 else "")
+    elif fault.flags:
+        return f"only on a model deep enough: {' '.join(fault.flags)} (the default model agrees)"
+    else:
+        return f"the model step agrees; only the probes see it{probes}"
+    return where + (f" (from step {fault.min_steps} on)" if fault.min_steps > 1 else "") + probes

@@ -83,7 +83,8 @@ class FiniteDifferenceCheck:
 class ProbeResult:
     operator: str  # the table's line: "+", "/", "relu", ...
     expression: str  # e.g. "2.0 / a at a = 1.5"
-    status: str  # "ok", "fault", "note", "missing" (a needed operation is absent), "absent" (optional)
+    status: str  # "ok", "fault", "note", "missing" (an operation a learner may call is absent), "absent"
+    #              (optional), "not run" (an earlier probe never finished)
     message: str = ""  # for anything but ok: expected and got, and the derivative it should have
     expected: list = field(default_factory=list)  # torch's [value, d/da, d/db ...] (a probe that ran)
     got: list = field(default_factory=list)  # the engine's, in the same order
@@ -118,8 +119,13 @@ class ProbeCheck:
         return [r for r in self.results if r.status == "absent"]
 
     @property
+    def not_run(self) -> list:
+        """Probes not run because an earlier one never finished."""
+        return [r for r in self.results if r.status == "not run"]
+
+    @property
     def agrees(self) -> bool:
-        return not self.faults
+        return not self.faults and not self.not_run
 
 
 @dataclass

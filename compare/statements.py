@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 
 STATEMENT_BUDGET = 1.0  # seconds one statement may run: a definition takes microseconds, training takes minutes
@@ -35,6 +36,7 @@ class SkippedLine:
     text: str  # its first line, as written
     reason: str  # what it tried, or how it failed
     names: list = field(default_factory=list)  # the names it would have defined
+    raised_at: int | None = None  # the line it raised at, when it failed (a class body's line, say)
 
     def describe(self) -> str:
         return f"line {self.line}: {self.text}  ({self.reason})"
@@ -170,34 +172,44 @@ def run_statements(tree: ast.Module, path, namespace: dict, budget: float = STAT
     for node in tree.body:
         code = compile(ast.Module([node], type_ignores=[]), str(path), "exec", flags=flags, dont_inherit=True)
         before = dict(namespace)
-        reason = _run_one(code, namespace, import_budget if _is_import(node) else budget, skipped)
+        reason, raised_at = _run_one(code, namespace, import_budget if _is_import(node) else budget, skipped, path)
         if reason is None:
             continue
         namespace.clear()
         namespace.update(before)  # a skipped statement defines nothing
         text = lines[node.lineno - 1].strip() if 0 < node.lineno <= len(lines) else ast.unparse(node).split("\n")[0]
         skipped.append(SkippedLine(node.lineno, text if len(text) <= 100 else text[:97] + "...", reason,
-                                   bound_names(node)))
+                                   bound_names(node), raised_at))
     return skipped
 
 
-def _run_one(code, namespace: dict, budget: float, skipped: list) -> str | None:
-    """None if the statement ran; else why it was stopped or how it failed."""
+def _run_one(code, namespace: dict, budget: float, skipped: list, path) -> tuple:
+    """(None, None) if the statement ran; else (why it was stopped or how it failed, the line
+    of the file it raised at)."""
     outcome = guarded(budget)
     try:
         with outcome:
             exec(code, namespace)
     except Overran:
-        return f"still running after {budget:g} s: training or sampling?"
+        return f"still running after {budget:g} s: training or sampling?", None
     except (Exception, SystemExit, KeyboardInterrupt) as error:
+        at = _raised_at(error, path)
         if outcome.refused:
-            return outcome.refused[0]
+            return outcome.refused[0], at
         if isinstance(error, SystemExit):
-            return f"calls sys.exit({error.code!r})"
-        return f"{type(error).__name__}: {_first_line(error)}{_skipped_name_hint(error, skipped)}"
+            return f"calls sys.exit({error.code!r})", at
+        return f"{type(error).__name__}: {_first_line(error)}{_skipped_name_hint(error, skipped)}", at
     if outcome.refused:  # it caught the refusal itself and carried on
-        return outcome.refused[0]
-    return None
+        return outcome.refused[0], None
+    return None, None
+
+
+def _raised_at(error: BaseException, path) -> int | None:
+    line = None
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        if frame.f_code.co_filename == str(path):
+            line = lineno
+    return line
 
 
 def _is_import(node) -> bool:
