@@ -10,6 +10,8 @@ with the module that uses it (the check itself), and the engine's own process
 """
 from importlib import import_module
 
+from microgpt_scalar import __version__  # noqa: F401  (one version for the whole distribution)
+
 _WHERE = {
     "compare_step": "check", "DeviceError": "check", "EngineFailure": "isolation", "EngineRefused": "isolation",
     "EngineError": "engines", "load_engine": "engines", "FAULTS": "faults", "faulty_engine": "faults",

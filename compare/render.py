@@ -54,7 +54,7 @@ def cause_block(causes: list) -> str:
 def verdict(report: Report) -> str:
     s = report.settings
     steps = "one training step" if s.steps == 1 else f"{s.steps} training steps in lockstep"
-    missing = _not_checked(report.probes)
+    missing = not_checked_text(report.probes)
     if report.agrees:
         caveat = "" if not report.coverage.zero_tensors else " (but see the coverage WARNING below)"
         if missing:
@@ -66,7 +66,7 @@ def verdict(report: Report) -> str:
     return f"DISAGREE: the scalar engine and torch disagree{where}: {_reason(report)}{also}."
 
 
-def _not_checked(probes: ProbeCheck | None) -> str:
+def not_checked_text(probes: ProbeCheck | None) -> str:
     """"2.0 / a (no __rtruediv__), ..." for the probes of operations the engine lacks."""
     if probes is None:
         return ""

@@ -20,6 +20,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from . import __version__
 from .config import field_types
 from .data import default_data_path
 
@@ -36,7 +37,11 @@ class UsageError(ValueError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, with its usage errors as one line and exit code 2."""
+    """argparse, with its usage errors as one line and exit code 2, and --version."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s (microgpt-bridge) {__version__}")
 
     def error(self, message):
         self.exit(2, f"error: {message}\n")

@@ -12,8 +12,20 @@ REPO = Path(__file__).resolve().parents[1]
 LEARNER_ENGINE = REPO / "tests" / "fixtures" / "learner_engine.py"  # a correct engine, micrograd's style
 
 
+COMMAND_MODULES = {  # scripts/{name}.py is a thin wrapper over the package module that holds its code
+    "compare_step": "compare.command",
+    "certify": "compare.certify_command",
+    "train_scalar": "microgpt_scalar.train_command",
+    "train_torch": "microgpt_torch.train_command",
+    "sample": "microgpt_torch.sample_command",
+}
+
+
 def load_script(name: str):
-    """scripts/{name}.py as a module, to call its functions in this process."""
+    """The code of scripts/{name}.py as a module, to call its functions in this process: the
+    package module a command's wrapper runs, or the script itself."""
+    if name in COMMAND_MODULES:
+        return importlib.import_module(COMMAND_MODULES[name])
     spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while it executes

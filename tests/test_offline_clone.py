@@ -104,5 +104,15 @@ def test_a_wheel_built_offline_carries_the_names_file(offline, clone, tmp_path):
                      "-w", str(tmp_path), str(clone))
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("microgpt_bridge-*.whl")
-    names = zipfile.ZipFile(wheel).read("microgpt_scalar/names.txt")
+    archive = zipfile.ZipFile(wheel)
+    names = archive.read("microgpt_scalar/names.txt")
     assert names == (clone / "microgpt_scalar" / "names.txt").read_bytes()
+    files = archive.namelist()
+    assert "compare/golden/microgpt.json" in files and "compare/__main__.py" in files
+    assert {name.split("/")[0] for name in files if not name.split("/")[0].endswith(".dist-info")} == \
+        {"microgpt_scalar", "microgpt_torch", "compare"}  # the benchmarks are not installed
+    (entry_points,) = [name for name in files if name.endswith(".dist-info/entry_points.txt")]
+    commands = archive.read(entry_points).decode()
+    for command in ("microgpt-compare", "microgpt-certify", "microgpt-train", "microgpt-sample"):
+        assert f"\n{command} = " in commands, commands
+    assert any(name.endswith("LICENSE") for name in files)

@@ -102,14 +102,34 @@ def test_harness_fails_a_package_that_imports_numpy(tmp_path):
 
 
 def imported_roots(source: str) -> set[str]:
-    """The top-level names of every absolute import in `source`, at any depth of the file."""
+    """The top-level names of every absolute import in `source`, at any depth of the file, but
+    for those inside a `try` that catches ImportError (optional: the harness above runs the
+    code without them)."""
+    tree = ast.parse(source)
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(_catches_import_error(handler) for handler in node.handlers):
+            optional.update(id(inner) for statement in node.body for inner in ast.walk(statement))
     roots = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             roots.add(node.module.split(".")[0])
     return roots
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(name, ast.Name) and name.id in ("ImportError", "ModuleNotFoundError") for name in names)
+
+
+def test_import_scan_skips_only_imports_guarded_by_import_error():
+    source = ("try:\n    from tqdm import tqdm\nexcept ImportError:\n    tqdm = None\n"
+              "try:\n    import numpy\nexcept ValueError:\n    pass\n")
+    assert imported_roots(source) - set(sys.stdlib_module_names) == {"numpy"}
 
 
 def test_every_import_in_the_package_is_standard_library_or_its_own(repo_root):

@@ -1,0 +1,293 @@
+"""Train microgpt with PyTorch.
+
+    python scripts/train_torch.py                       # faithful: the reference run, float64
+    python scripts/train_torch.py --mode batched --batch-size 32 --save out/model.pt
+    torchrun --nproc_per_node 2 scripts/train_torch.py --mode batched   # data parallel
+    python scripts/train_torch.py --mode batched --batch-size 2048 --compile-mode reduce-overhead --log-every 100
+
+Faithful mode starts from the scalar engine's initial weights for the seed, trains on one
+document per step in the reference order and prints the reference program's lines.
+Batched mode trains on shuffled, padded mini-batches with a held-out validation split; the
+documents are moved to the device once and each batch is gathered there.
+The documents are the names file shipped with the package unless --data names another.
+Exit codes: 0 done, 1 the loss stopped being finite, 2 bad input, 130 Ctrl-C (which
+finishes the step and saves the checkpoint --save names).
+
+OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless the environment sets it):
+a thread spinning while it waits takes a core another process may need, and training on
+two threads then slows down many times over whenever the other core is busy.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+WAIT_POLICY_CHOSEN = "OMP_WAIT_POLICY" not in os.environ
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, UsageError, add_config_flags,  # noqa: E402
+                                 check_output_path, check_same_run, config_overrides, cpu_threads, data_path,
+                                 file_sha256, fraction, inference_header, non_negative_int, positive_int,
+                                 positive_real, seed_number)
+from microgpt_scalar.config import PRESETS, num_params  # noqa: E402
+from microgpt_scalar.data import Corpus, DataError  # noqa: E402
+from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
+from microgpt_torch.device import cpu_threads_for_batches, init_distributed, pick_device  # noqa: E402
+from microgpt_torch.model import GPT  # noqa: E402
+from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
+from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
+                                  evaluate, faithful_steps, generate, loss_value, reference_start, sample,
+                                  split_docs)
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped training after `step` steps; the checkpoint, if any, is saved."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("faithful", "batched"), default="faithful")
+    parser.add_argument("--preset", choices=list(PRESETS), default="microgpt")
+    add_config_flags(parser)  # --n-layer ..., and --steps for num_steps
+    parser.add_argument("--data", default=None, help="names file (default: the one shipped with the package)")
+    parser.add_argument("--seed", type=seed_number, default=42)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA if there is one, except for faithful mode and float64 runs (CPU)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                        help="default: float64 in faithful mode, float32 in batched mode")
+    parser.add_argument("--threads", type=cpu_threads, default=None,
+                        help="torch CPU threads (default: 1 in faithful mode, whose tensors are tiny; torch's choice in batched mode)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=None,
+                        help="torch.compile mode (implies --compile); reduce-overhead replays each step as CUDA "
+                             "graphs: batches padded to block_size, Adam capturable with its rate on the device")
+    parser.add_argument("--log-every", type=positive_int, default=1,
+                        help="read the loss back from the device every N steps (batched), and at evaluations, "
+                             "checkpoints and the end; the loss is checked finite at these read-backs only, so a "
+                             "run may go up to N - 1 steps past a non-finite loss before it stops")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, batched mode only)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="batch documents of one length together: less padding, more tokens per second "
+                             "(batched; give it again on --resume to continue the same batch order)")
+    parser.add_argument("--val-fraction", type=fraction, default=0.1)
+    parser.add_argument("--eval-every", type=non_negative_int, default=100,
+                        help="validation loss every N steps (batched)")
+    parser.add_argument("--save", default=None, help="checkpoint file, written at the end (and on Ctrl-C)")
+    parser.add_argument("--save-every", type=non_negative_int, default=0, help="also write the checkpoint every N steps")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --save replace an existing file that is not the --resume checkpoint")
+    parser.add_argument("--resume", default=None, help="torch or scalar checkpoint to continue from")
+    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw after training")
+    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    return parser.parse_args(argv)
+
+
+def check_args(args, device: torch.device, world_size: int) -> None:
+    if args.bf16 and (device.type != "cuda" or args.mode != "batched" or args.dtype == "float64"):
+        raise UsageError("--bf16 needs --device cuda, --mode batched and float32 weights")
+    if args.group_by_length and args.mode != "batched":
+        raise UsageError("--group-by-length needs --mode batched (faithful mode trains one document a step)")
+    if world_size > 1 and args.mode != "batched":
+        raise UsageError("faithful mode trains one document per step in one process; use --mode batched")
+    if args.batch_size < world_size:
+        raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world_size} processes")
+    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.resume],
+                      overwrite=args.overwrite)
+
+
+def run_settings(args, dtype: torch.dtype) -> dict:
+    """What a checkpoint records of the run, beyond its config and seed, for --resume to check."""
+    settings = {"data_sha256": file_sha256(data_path(args.data)), "mode": args.mode,
+                "dtype": str(dtype).removeprefix("torch.")}
+    if args.mode == "batched":
+        settings.update(batch_size=args.batch_size, val_fraction=args.val_fraction,
+                        group_by_length=args.group_by_length)
+    return settings
+
+
+def start(args, docs, device, dtype):
+    """(docs, tokenizer, rng, model, optimizer, first step), fresh or resumed; rng is where
+    the reference program's sampling continues it. The model runs torch's fused kernels."""
+    overrides = config_overrides(args)
+    docs, tokenizer, config, params, rng = reference_start(docs, args.seed, args.preset, **overrides)
+    if args.resume is None:
+        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True)
+        return docs, tokenizer, rng, model, make_optimizer(model, config), 0
+    checkpoint = load_any_checkpoint(args.resume, args.preset)
+    check_config(checkpoint, **overrides)
+    if checkpoint.chars != tokenizer.chars:
+        raise CheckpointError(f"checkpoint {args.resume} has another vocabulary than the data file")
+    if checkpoint.seed is not None and checkpoint.seed != args.seed:
+        raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
+    check_same_run(checkpoint.run, args.run, args.resume)
+    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True)
+    return docs, tokenizer, rng, model, optimizer, checkpoint.step
+
+
+def save(args, model, tokenizer, optimizer, step, rank: int = 0) -> None:
+    """Stop on a weight at inf or nan (nothing after this point could use it: not a checkpoint,
+    not sampling), then write the checkpoint if --save asks for one. Every process calls it,
+    so all stop together; the first writes."""
+    check_finite_params(model, step)
+    if args.save and rank == 0:
+        try:
+            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed, args.run))
+        except OSError as error:
+            raise CheckpointError(f"could not save the checkpoint to {args.save}: {error.strerror}") from None
+
+
+def run_faithful(args, docs, device, dtype) -> None:
+    docs, tokenizer, rng, model, optimizer, first = start(args, docs, device, dtype)
+    print(thread_policy(args), file=sys.stderr)
+    step_model = torch.compile(model, mode=compile_mode(args)) if args.compile else model
+    num_steps = model.config.num_steps
+    print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
+    print(f"vocab size: {tokenizer.vocab_size}")
+    print(f"num params: {num_params(model.config)}")
+    with StopOnInterrupt() as stop:
+        for step, loss in faithful_steps(step_model, optimizer, docs, tokenizer, first):
+            print(f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}", flush=True)
+            if stop.requested and step + 1 < num_steps:
+                save(args, model, tokenizer, optimizer, step + 1)
+                raise Interrupted(step + 1)
+            if args.save_every and (step + 1) % args.save_every == 0:
+                save(args, model, tokenizer, optimizer, step + 1)
+    save(args, model, tokenizer, optimizer, num_steps)
+    if args.samples:
+        print(f"\n{inference_header(model.config.preset)}")
+    for i in range(args.samples):
+        print(f"sample {i + 1:2d}: {sample(model, tokenizer, rng, args.temperature)}")
+
+
+def compile_mode(args):
+    return None if args.compile_mode in (None, "default") else args.compile_mode
+
+
+def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
+    docs, tokenizer, _, model, optimizer, first = start(args, docs, device, dtype)
+    config = model.config
+    packed = PackedDocuments.of_corpus(docs, config.block_size, device)  # on the device, once
+    del docs  # its document order: the packed copy is all training needs
+    train, val = split_docs(packed, args.val_fraction)
+    if rank == 0:
+        print(thread_policy(args), file=sys.stderr)
+    if args.group_by_length and args.batch_size > len(train):
+        raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
+    step_model = model
+    if world_size > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    graphs = args.compile_mode == "reduce-overhead"
+    if args.compile:
+        step_model = torch.compile(step_model, mode=compile_mode(args))
+    if graphs:
+        make_graph_ready(optimizer)
+        optimizer.step = torch.compile(optimizer.step, mode=compile_mode(args))
+    autocast_dtype = torch.bfloat16 if args.bf16 else None
+    if rank == 0:
+        print(f"num params: {num_params(config)} | train docs {len(train)} | val docs {len(val)}")
+        if args.batch_size > len(train):
+            print(f"batch size {args.batch_size} is more than the {len(train)} training documents: "
+                  f"each batch draws its documents at random, with replacement")
+    steps = batched_steps(step_model, optimizer, train, args.batch_size, torch.Generator().manual_seed(args.seed),
+                          first, rank, world_size, autocast_dtype, args.group_by_length,
+                          check_each_step=args.log_every == 1, fixed_width=graphs)
+    progress = tqdm(steps, file=sys.stderr, disable=rank != 0, initial=first, total=config.num_steps, desc="train")
+    with StopOnInterrupt() as stop:
+        for step, loss in progress:
+            done = step + 1
+            evaluating = args.eval_every and (done % args.eval_every == 0 or done == config.num_steps)
+            saving = args.save_every and done % args.save_every == 0
+            if done % args.log_every == 0 or evaluating or saving or done == config.num_steps:
+                loss = loss_value(loss, step)  # the same in every process, so all stop together
+                progress.set_postfix(loss=f"{loss:.4f}")
+            if rank == 0 and evaluating:
+                val_loss = evaluate(model, val)
+                tqdm.write(f"step {done:4d} / {config.num_steps:4d} | loss {loss:.4f} | val loss {val_loss:.4f}",
+                           file=sys.stdout)
+            if stop.requested and done < config.num_steps:
+                progress.close()
+                save(args, model, tokenizer, optimizer, done, rank)
+                raise Interrupted(done)
+            if saving:
+                save(args, model, tokenizer, optimizer, done, rank)
+    save(args, model, tokenizer, optimizer, config.num_steps, rank)
+    if rank == 0:
+        generator = torch.Generator().manual_seed(args.seed)
+        for i, name in enumerate(generate(model, tokenizer, generator, args.temperature, args.samples)):
+            print(f"sample {i + 1:2d}: {name}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    try:
+        args.compile = args.compile or args.compile_mode is not None
+        dtype = getattr(torch, args.dtype or ("float64" if args.mode == "faithful" else "float32"))
+        device = pick_device(args.device, local_rank, keep_on_cpu=args.mode == "faithful" or dtype == torch.float64)
+        check_args(args, device, world_size)
+        docs = Corpus.from_file(data_path(args.data))  # compact: ids, not strings
+        args.run = run_settings(args, dtype)
+        args.threads_why = "--threads" if args.threads else "faithful mode: tiny tensors, one document a step"
+        threads = args.threads or (1 if args.mode == "faithful" else None)
+        if threads is None and device.type == "cpu":
+            threads, args.threads_why = cpu_threads_for_batches()
+        if threads:
+            torch.set_num_threads(threads)
+        if world_size > 1:
+            init_distributed(device)
+        if args.mode == "faithful":
+            run_faithful(args, docs, device, dtype)
+        else:
+            run_batched(args, docs, device, dtype, rank, world_size)
+    except Interrupted as stopped:
+        if rank == 0:
+            saved = f"checkpoint of step {stopped.step} saved to {args.save}" if args.save else "nothing saved (no --save)"
+            print(f"error: interrupted after step {stopped.step}; {saved}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing saved", file=sys.stderr)
+        return 130
+    except NonFiniteLossError as error:
+        if rank == 0:
+            kept = f"; the last good checkpoint {args.save} is kept" if args.save and Path(args.save).exists() else ""
+            print(f"error: {error}{kept}", file=sys.stderr)
+        return 1
+    except (DataError, CheckpointError, UsageError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # torch failing mid-run (out of memory, an overflowing step size)
+        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def thread_policy(args) -> str:
+    """One line saying how torch uses the CPU's threads in this run, and why."""
+    policy = os.environ["OMP_WAIT_POLICY"]
+    why = "waiting threads sleep, so a busy core elsewhere does not stall them" if policy.upper() == "PASSIVE" \
+        else "as the environment sets it"
+    source = "" if WAIT_POLICY_CHOSEN else " (from the environment)"
+    count = torch.get_num_threads()
+    return (f"threads: {count} torch thread{'s' * (count != 1)} ({getattr(args, 'threads_why', 'torch default')}), "
+            f"OMP_WAIT_POLICY={policy}{source}: {why}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
