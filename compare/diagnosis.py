@@ -167,8 +167,10 @@ def diagnose(probes, facts: dict | None = None, step: StepOutcome | None = None)
                  _operators):
         causes += rule(evidence)
     causes += _from_step(evidence, step, causes)
-    if any(c.key in ("seed", "precision") for c in causes):  # one cause makes every operator look wrong
-        causes = [c for c in causes if c.key in ("seed", "precision") or c.score >= 90]
+    if any(c.key == "precision" for c in causes):  # rounding makes every probe look a little wrong
+        causes = [c for c in causes if c.key == "precision" or c.key in ("slow-backward", "recursion-depth")]
+    if any(c.key == "seed" for c in causes):  # one cause makes every operator look wrong
+        causes = [c for c in causes if c.key == "seed" or c.score >= 90]
     best = {}
     for cause in sorted(causes, key=lambda c: -c.score):
         best.setdefault((cause.key, cause.operator), cause)
@@ -334,7 +336,8 @@ def _visited_set(evidence) -> list:
 def _graph_identity(evidence) -> list:
     causes = []
     equal = evidence.find("u + w")
-    if equal is not None and equal.status == "fault" and evidence.passed("a + b") and evidence.passed("a * 2.0"):
+    if equal is not None and equal.status == "fault" and evidence.passed("a + b") and evidence.passed("a * 2.0") \
+            and (evidence.facts.get("eq") or evidence.passed("a * 2.0 * 3.0 * 4.0")):
         if evidence.facts.get("eq") or not evidence.facts:
             where = evidence.where("__eq__") or evidence.where("__hash__")
             causes.append(Cause("graph-identity", "two different nodes that hold the same number (u = a * 2.0 and "
@@ -349,7 +352,7 @@ def _graph_identity(evidence) -> list:
     fresh = evidence.find("backward on y = a * b + a, then on a new node")
     recursion_on_tiny = [r for r in evidence.faults if "RecursionError" in r.error]
     shared = [d for d in evidence.facts.get("mutable_defaults", []) if d.get("filled")]
-    if (fresh is not None and fresh.status == "fault") or recursion_on_tiny:
+    if (fresh is not None and fresh.status == "fault") or recursion_on_tiny or (shared and evidence.faults):
         if shared or evidence.facts.get("mutable_defaults"):
             name = (shared or evidence.facts["mutable_defaults"])[0]["name"]
             causes.append(Cause("graph-identity", f"a node made without children reaches other nodes: the default "
@@ -463,10 +466,16 @@ def _operators(evidence) -> list:
             continue
         failing.setdefault(r.operator, []).append(r)
     failing_methods = {m for wrong in failing.values() for r in wrong if len(r.uses) == 1 for m in r.uses}
+    for operator, wrong in list(failing.items()):  # an error raised inside another operator's method is that one's
+        raised_in = [_method_at(evidence, r.where) for r in wrong if r.error and r.where]
+        owner = METHOD_OPERATOR.get(raised_in[0], "") if raised_in else ""
+        if owner and owner != operator:
+            failing.setdefault(owner, []).extend(wrong)
+            del failing[operator]
     for operator, wrong in failing.items():
         if all(len(r.uses) > 1 for r in wrong) and any(set(r.uses) & failing_methods for r in wrong):
             continue  # relu(a) ** 2 fails for **'s sake; relu alone is right
-        total = len(evidence.by_operator[operator])
+        total = max(len(evidence.by_operator.get(operator, [])), len(wrong))
         first = wrong[0]
         method = next((m for m in first.uses if m not in ("__pow__",) or operator in ("**", "a ** b")), "") \
             if first.uses else ""
@@ -511,6 +520,22 @@ def _built_on(evidence, method: str, others: set) -> list:
         if any(re.search(pattern, body) for pattern in patterns):
             found.append(operator)
     return found
+
+
+METHOD_OPERATOR = {"__add__": "+", "__radd__": "+", "__sub__": "-", "__rsub__": "-", "__mul__": "*", "__rmul__": "*",
+                   "__truediv__": "/", "__rtruediv__": "/", "__neg__": "neg", "__pow__": "**", "__rpow__": "2.0 ** a",
+                   "log": "log", "exp": "exp", "relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "sqrt": "sqrt",
+                   "sin": "sin", "cos": "cos", "__abs__": "abs", "__iadd__": "+=", "__isub__": "-=",
+                   "__imul__": "*=", "__itruediv__": "/="}
+
+
+def _method_at(evidence, where: dict) -> str:
+    """The engine's method whose source holds the line an error was raised at, or ""."""
+    for name, method in evidence.facts.get("methods", {}).items():
+        if method.get("file") == where.get("file") and \
+                method["line"] <= where.get("line", -1) < method["line"] + len(method["lines"]):
+            return name
+    return ""
 
 
 def _where_raised(result) -> str:
