@@ -32,7 +32,7 @@ from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
 from .diagnosis import StepOutcome, diagnose, engine_facts
-from .probes import run_probes
+from .probes import probe_keys, run_probes
 from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, ProbeCheck, Report, Settings,
                      StepLoss)
 from .statements import SkippedLine, explain_name_error
@@ -99,7 +99,7 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
                                             fd, probes=probes), probes, facts, None)
     process = engine_process or EngineProcess(engine, inject, timeout)
     try:
-        found = process.engine()
+        found = _found_or_what_came(process)
         from .probe_check import check_probes  # torch: the probes' oracle
 
         skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
@@ -114,6 +114,22 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     finally:
         if engine_process is None:
             process.close()
+
+
+def _found_or_what_came(process: EngineProcess) -> dict:
+    """What the engine's process found; if it fails while loading or probing, the
+    EngineFailure carries the probes that had ended (the rest "not run") and their causes."""
+    try:
+        return process.engine()
+    except EngineFailure as error:
+        if process.probes_so_far:
+            from .probe_check import check_probes
+
+            so_far = {key: process.probes_so_far.get(key, {"not_run": "the engine's process stopped first"})
+                      for key in probe_keys()}
+            error.probes = check_probes(so_far)
+            error.causes = diagnose(error.probes, process.facts, StepOutcome(failure=error.kind, message=str(error)))
+        raise
 
 
 def _run_child(process, found, start, documents, settings, fd, probes, skipped) -> Report:

@@ -97,6 +97,8 @@ def main(argv=None) -> int:
                                   engine=args.engine, inject=args.inject, fd=args.fd, overrides=overrides,
                                   timeout=args.timeout, engine_process=engine_process, on_probes=show_early)
     except EngineFailure as error:
+        if error.probes is not None and error.found is None:  # it failed while probing: what had ended
+            print(early_block(error.probes, [], []), end="")
         causes = cause_block(getattr(error, "causes", None) or [])
         if causes:
             print(f"\n{causes}", flush=True)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,8 @@ class EngineProcess:
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._send({"engine": engine, "inject": inject})
         self._found = None
+        self.probes_so_far: dict = {}  # the probe results streamed as each ends: kept if the process then fails
+        self.facts: dict = {}  # what the engine's code looks like (compare.diagnosis.engine_facts), once loaded
 
     def __enter__(self):
         return self
@@ -131,8 +134,15 @@ class EngineProcess:
 
     def _receive(self, timeout: float | None = None, why: str = "") -> dict:
         limit = self.timeout if timeout is None else min(timeout, self.timeout)
+        deadline = time.monotonic() + limit
         try:
             message = self._messages.get(timeout=limit)
+            while message is not None and message.get("kind") in ("probe", "facts"):  # kept as they come
+                if message["kind"] == "facts":
+                    self.facts = message["facts"]
+                else:
+                    self.probes_so_far[message["key"]] = message["result"]
+                message = self._messages.get(timeout=max(deadline - time.monotonic(), 0.001))
         except queue.Empty:
             self.close()
             because = why if why and limit < self.timeout else "an endless loop? --timeout sets the limit"

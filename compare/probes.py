@@ -227,6 +227,11 @@ def _timed(run, budget):
                          f"backward that walks far more nodes than the graph has)", "overran": True}
 
 
+def probe_keys() -> list:
+    """Every key run_probes returns, in order."""
+    return [probe_key(number) for number in range(len(PROBES))] + [FRESH_GRAPH, FRESH_NODE]
+
+
 def probe_key(number: int) -> str:
     return f"{number}:{PROBES[number].expression}"
 

@@ -37,6 +37,7 @@ from .engines import EngineError, first_line, load_engine_file, missing_message,
 from .faults import faulty_engine
 from .fd import finite_differences
 from .probes import PROBE_BUDGET, run_probes
+from .statements import Overran, guarded
 from .scalar_side import ScalarSide, StepResult
 
 
@@ -106,13 +107,16 @@ def describe_engine(request: dict, send):
         return None
     if not guard_own_code(send):
         return None
-    probes = run_probes(value_cls, budget=PROBE_BUDGET)
+    send({"kind": "facts", "facts": engine_facts(value_cls)})  # its lines, for the diagnosis, should it fail later
+    probes = run_probes(value_cls, budget=PROBE_BUDGET,
+                        on_result=lambda key, result: send({"kind": "probe", "key": key, "result": result}))
     if not guard_own_code(send):
         return None
     hung = any(result.get("overran") for result in probes.values())
     try:
-        chain = deepest_chain(value_cls) if not (missing or hung) else None
-    except Exception:  # the probes name what is wrong with backward
+        with guarded(3 * PROBE_BUDGET, audit=False):
+            chain = deepest_chain(value_cls) if not (missing or hung) else None
+    except (Exception, Overran):  # the probes name what is wrong with backward
         chain = None
     speed = backward_speed(value_cls) if not (missing or hung) else {}
     send({"kind": "engine", "label": label, "notes": notes, "probes": probes, "chain": list(chain) if chain else None,
