@@ -306,9 +306,9 @@ class ChildScalar:
             found = self.process.next_message("setting up the model")
             depth.graph, depth.per_layer = found["graph"], found["per_layer"]
             self.nodes = found.get("nodes")
-        limit, why = self.limit(1.0)
+        limit, why, expected = self.limit(1.0)
         try:
-            message = self.process.next_message(f"training step {step + 1}", limit, why)
+            message = self.process.next_message(f"training step {step + 1}", limit, why, expected)
         except EngineFailure as error:
             if error.recursion:
                 raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
@@ -317,20 +317,20 @@ class ChildScalar:
         return StepResult(**message["result"])
 
     def limit(self, passes: float) -> tuple:
-        """(seconds, why) for a phase of `passes` forward-and-backward passes of the model: 20
-        times what the engine's speed on the probes predicts, at least STEP_FLOOR; (None, "")
-        when its speed is unknown (then the process's own limit holds)."""
+        """(seconds, why, predicted seconds) for a phase of `passes` forward-and-backward passes
+        of the model: 20 times what the engine's speed on the probes predicts, at least
+        STEP_FLOOR; (None, "", None) when its speed is unknown (the process's own limit holds)."""
         if not self.speed.get("per_node") or not self.nodes:
-            return None, ""
+            return None, "", None
         predicted = passes * self.nodes * self.speed["per_node"]
         limit = max(STEP_FLOOR, STEP_FACTOR * predicted)
         return limit, (f"{STEP_FACTOR}x the {predicted:.2g} s its speed on the probes predicts for a graph of about "
                        f"{self.nodes:,} nodes: a backward that walks far more nodes than the graph has, or an "
-                       f"endless loop? --timeout sets a hard limit")
+                       f"endless loop? --timeout sets a hard limit"), predicted
 
     def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
-        limit, why = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
-        check = self.process.next_message("finite differences", limit, why)["check"]
+        limit, why, expected = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
+        check = self.process.next_message("finite differences", limit, why, expected and expected / 2)["check"]
         entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
                                     _fd_agrees(e["autograd"], e["estimate"])) for e in check["entries"]]
         return FiniteDifferenceCheck(check["step_size"], FD_TOLERANCE, entries)

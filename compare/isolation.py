@@ -11,6 +11,7 @@ Starting it imports no torch, so a script can start it before importing torch it
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import signal
@@ -119,11 +120,14 @@ class EngineProcess:
                 self.close()
                 return records, []
 
-    def next_message(self, phase: str, timeout: float | None = None, why: str = "") -> dict:
+    def next_message(self, phase: str, timeout: float | None = None, why: str = "",
+                     expected: float | None = None) -> dict:
         """The next message, waiting at most `timeout` seconds (default: the process's own
-        limit); `why` explains a limit set for this phase, in the message if it passes."""
+        limit); `why` explains a limit set for this phase, in the message if it passes.
+        `expected`: the seconds the phase should take; a phase still running after 2 s shows
+        a progress bar on stderr (tqdm, on a terminal) against it."""
         self.phase = phase
-        return self._receive(timeout, why)
+        return self._receive(timeout, why, expected)
 
     def _send(self, message: dict) -> None:
         try:
@@ -132,17 +136,18 @@ class EngineProcess:
         except (BrokenPipeError, OSError):
             pass  # the process ended; _receive says how
 
-    def _receive(self, timeout: float | None = None, why: str = "") -> dict:
+    def _receive(self, timeout: float | None = None, why: str = "", expected: float | None = None) -> dict:
         limit = self.timeout if timeout is None else min(timeout, self.timeout)
         deadline = time.monotonic() + limit
         try:
-            message = self._messages.get(timeout=limit)
-            while message is not None and message.get("kind") in ("probe", "facts"):  # kept as they come
-                if message["kind"] == "facts":
-                    self.facts = message["facts"]
-                else:
-                    self.probes_so_far[message["key"]] = message["result"]
-                message = self._messages.get(timeout=max(deadline - time.monotonic(), 0.001))
+            with _progress(self.phase, expected) as tick:
+                message = self._next(deadline, tick)
+                while message is not None and message.get("kind") in ("probe", "facts"):  # kept as they come
+                    if message["kind"] == "facts":
+                        self.facts = message["facts"]
+                    else:
+                        self.probes_so_far[message["key"]] = message["result"]
+                    message = self._next(deadline, tick)
         except queue.Empty:
             self.close()
             because = why if why and limit < self.timeout else "an endless loop? --timeout sets the limit"
@@ -157,6 +162,17 @@ class EngineProcess:
             raise EngineFailure(f"the scalar engine ({self.label}) {message['message']} while {self.phase}{detail}",
                                 message.get("recursion", False), kind, message.get("where"))
         return message
+
+    def _next(self, deadline: float, tick):
+        """The next message before `deadline`, calling tick() twice a second meanwhile."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise queue.Empty
+            try:
+                return self._messages.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                tick()
 
     def _ended(self) -> str:
         """One line saying how the process ended without finishing."""
@@ -192,3 +208,31 @@ _SIGNAL_MEANING = {
     "SIGKILL": " (killed, perhaps for using too much memory)",
     "SIGFPE": " (a floating-point exception in C code)",
 }
+
+
+@contextlib.contextmanager
+def _progress(phase: str, expected: float | None):
+    """tick() -> a bar of the seconds spent against `expected`, shown on stderr once the phase
+    has run 2 s and when stderr is a terminal (tqdm's disable=None); a no-op without `expected`."""
+    if not expected:
+        yield lambda: None
+        return
+    from tqdm import tqdm
+
+    start, bars = time.monotonic(), []
+
+    def tick():
+        spent = time.monotonic() - start
+        if spent < 2:
+            return
+        if not bars:
+            bars.append(tqdm(total=max(round(expected), 1), desc=phase, disable=None, file=sys.stderr,
+                             bar_format="{desc}: {n:.0f} s of about {total:.0f} s expected |{bar}|"))
+        bars[0].n = min(round(spent, 1), bars[0].total)
+        bars[0].refresh()
+
+    try:
+        yield tick
+    finally:
+        for bar in bars:
+            bar.close()
