@@ -211,6 +211,16 @@ class _Evidence:
             index = next((i for i, line in enumerate(lines) if re.search(pattern, line)), 0)
         return f"{_short_file(method['file'])}, line {method['line'] + index}: {lines[index].strip()}"
 
+    def where_first(self, name: str, patterns: tuple) -> str:
+        """where() of the first of `patterns` that a line of method `name` (after its def) matches."""
+        lines = self.method(name).get("lines", [])[1:]
+        for pattern in patterns:
+            if any(re.search(pattern, line) for line in lines):
+                method = self.method(name)
+                index = 1 + next(i for i, line in enumerate(lines) if re.search(pattern, line))
+                return f"{_short_file(method['file'])}, line {method['line'] + index}: {method['lines'][index].strip()}"
+        return ""
+
     def backward_where(self, pattern: str | None = None) -> str:
         """The line in backward or the sort it calls."""
         names = ["backward"] + [name for name in self.facts.get("methods", {}) if name.endswith("(called by backward)")]
@@ -290,7 +300,7 @@ def _accumulation(evidence) -> list:
     exprs = ", ".join(expr for expr, _ in shared)
     return [Cause("accumulation", f"a gradient is overwritten where it must be added: {exprs} (one node used twice) "
                                   f"is wrong while the same operator on two different nodes is right, so a node "
-                                  f"keeps only the last path's share. Write child.grad += ..., not child.grad = ...",
+                                  f"keeps only the last path's share. Write child.grad += ... where it says child.grad = ...",
                   where, score=92)]
 
 
@@ -491,13 +501,15 @@ def _operators(evidence) -> list:
                          "the model); write it without the division, e.g. n * a ** (n - 1)")
             causes.append(Cause("local-gradient", text, where, operator, score))
         elif first.got and not _close(first.got[0], first.expected[0]):
-            causes.append(Cause("forward", f"{operator} computes the wrong number: {first.message}{also}",
-                                evidence.where(method), operator, score + 2))
+            causes.append(Cause("forward", f"{method or operator} computes the wrong number: {first.message}{also}",
+                                evidence.where_first(method, (r"return", r"Value\(")) or evidence.where(method),
+                                operator, score + 2))
         else:
             derivative = DERIVATIVE_OF.get(operator, "")
-            causes.append(Cause("local-gradient", f"the local gradient of {operator} is wrong ({derivative}): "
-                                                  f"{first.message}{also}",
-                                evidence.where(method, r"grad|Value\(") or evidence.where(method), operator, score))
+            should = f"it must be {derivative}; " if derivative else ""
+            causes.append(Cause("local-gradient", f"{should}{first.message}{also}",
+                                evidence.where_first(method, (r"\.grad\s*[-+]?=", r"Value\(.*\(", r"return"))
+                                or evidence.where(method), operator, score))
     return causes
 
 
@@ -592,7 +604,8 @@ def cause_lines(causes: list, width: int = 100) -> list:
     for i, cause in enumerate(shown):
         label = "cause    " if i == 0 else "or       "
         rank = "most likely " if i == 0 and len(shown) > 1 else ""
-        lines += textwrap.wrap(f"{rank}{title(cause.name)}: {cause.text}.", width, initial_indent=f"  {label}",
+        text = cause.text if cause.text.endswith(".") else cause.text + "."
+        lines += textwrap.wrap(f"{rank}{title(cause.name)}: {text}", width, initial_indent=f"  {label}",
                                subsequent_indent=" " * 11)
         if cause.where:
             lines.append(f"{' ' * 11}look at {cause.where}")

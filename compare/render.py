@@ -122,8 +122,8 @@ def probe_table(probes: ProbeCheck | None) -> str:
         by_operator.setdefault(result.operator, []).append(result)
     ok = [op for op, results in by_operator.items()
           if any(r.status in ("ok", "note") for r in results) and not any(r.status == "fault" for r in results)]
-    lines = ["  operators, each alone against torch float64 (value and every input's gradient)",
-             f"    ok           {'  '.join(ok) if ok else 'none'}"]
+    lines = ["  operators, each alone against torch float64 (value and every input's gradient)"]
+    lines += _wrapped_names(ok or ["none"], "    ok           ")
     for op, results in by_operator.items():
         wrong = [r for r in results if r.status == "fault"]
         if wrong:
@@ -150,8 +150,21 @@ def probe_table(probes: ProbeCheck | None) -> str:
     optional += [f"{r.expression.split(' at ')[0]}: not supported (raised "
                  f"{r.message.split('raised ', 1)[-1].split(':')[0]})" for r in unsupported]
     if optional:
-        lines.append(f"    optional     {'; '.join(optional)}")
+        lines += textwrap.wrap("; ".join(optional), 100, initial_indent="    optional     ", subsequent_indent=" " * 17)
     return "\n".join(lines) + "\n"
+
+
+def _wrapped_names(names: list, first: str, width: int = 100) -> list:
+    """Names two spaces apart, on lines of at most `width`, never breaking a name ("same node twice")."""
+    lines, line = [], first
+    for name in names:
+        candidate = f"{line}{'  ' if line.strip() and line != first else ''}{name}"
+        if len(candidate) > width and line.strip() and line != first:
+            lines.append(line)
+            line = " " * len(first) + name
+        else:
+            line = candidate
+    return lines + [line]
 
 
 def notes_block(report: Report) -> str:
