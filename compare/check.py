@@ -137,8 +137,8 @@ def _run_child(process, found, start, documents, settings, fd, probes, skipped) 
         from .probe_check import unfinished_message
 
         raise EngineFailure(unfinished_message(found["label"], probes, "the model's step was"), kind="timeout")
-    report = run_sides(start, documents, settings, ChildScalar(process, found), fd, probes=probes,
-                       notes=found["notes"])
+    report = run_sides(start, documents, settings, ChildScalar(process, found, walks_every_path(probes)), fd,
+                       probes=probes, notes=found["notes"])
     report.skipped_lines = [dataclasses.asdict(line) for line in skipped]
     return report
 
@@ -284,15 +284,24 @@ class InProcessScalar:
 
 STEP_FACTOR = 20  # a step may take this many times what the engine's speed predicts
 STEP_FLOOR = 15.0  # seconds: never stop a step sooner (a busy machine, a slow start)
+EVERY_PATH_FLOOR = 5.0  # ... unless the probes showed a backward that takes every path (it never ends)
+
+
+def walks_every_path(probes: ProbeCheck) -> bool:
+    """Whether the probe of y = y + y ten times (1,024 paths) came out far above 1,024: a
+    backward that walks every path, whose time on the model's graph grows without bound."""
+    many = next((r for r in probes.results if r.operator == "many paths"), None)
+    return bool(many and many.status == "fault" and many.got and abs(many.got[1]) > 10 * abs(many.expected[1]))
 
 
 class ChildScalar:
     """The scalar side in the engine's own process: numbers come back, nothing else."""
 
-    def __init__(self, process: EngineProcess, found: dict):
+    def __init__(self, process: EngineProcess, found: dict, every_path: bool = False):
         self.process, self.chain = process, found["chain"]
         self.speed = found.get("speed") or {}
         self.nodes = None
+        self.every_path = every_path  # the probes showed a walk that takes every path: the step cannot end
 
     def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
         weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
@@ -323,6 +332,10 @@ class ChildScalar:
         if not self.speed.get("per_node") or not self.nodes:
             return None, "", None
         predicted = passes * self.nodes * self.speed["per_node"]
+        if self.every_path:  # a walk over every path of a graph this size does not end: no need to wait long
+            return max(EVERY_PATH_FLOOR, 3 * predicted), (
+                f"3x the {predicted:.2g} s its speed on the probes predicts for a graph of about {self.nodes:,} "
+                f"nodes; its backward walks every path, not every node, as the probe of many paths showed"), predicted
         limit = max(STEP_FLOOR, STEP_FACTOR * predicted)
         return limit, (f"{STEP_FACTOR}x the {predicted:.2g} s its speed on the probes predicts for a graph of about "
                        f"{self.nodes:,} nodes: a backward that walks far more nodes than the graph has, or an "

@@ -61,6 +61,9 @@ def test_each_engine_gets_its_exit_code_and_a_wrong_one_its_cause(name, capsys, 
     assert out.startswith(("  operators, each alone", "  skipped  ")), out  # the probes are shown, whatever follows
     if code == 0:
         assert verdict_of(out).startswith("AGREE") and err == "" and "  cause    " not in out
+        report = __import__("compare").load_report(tmp_path / "report.json")
+        if report.probes.missing:  # what it lacks is named, never counted as agreeing
+            assert verdict_of(out).startswith("AGREE on everything it has: ")
         return
     first = next(line for line in out.splitlines() if line.startswith("  cause    "))
     assert title(cause) in first.split(":")[0], (first, cause)
@@ -89,3 +92,12 @@ def test_a_training_script_with_its_data_loads_without_training_or_writing(tmp_p
     assert "writes a file (losses.csv)" in skipped[78]
     assert "still running after 1 s" in skipped[93]  # 1,000 training steps
     assert set(skipped) <= {78, 93, 105}  # the sampling loop too, if it takes a second
+
+
+def test_an_engine_without_the_reflected_forms_agrees_on_what_it_has_and_names_the_rest(capsys):
+    assert main(["--engine", str(ENGINES / "without_reflected.py"), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert verdict_of(out).endswith("; not checked: 2.0 - a (no __rsub__), 2.0 / a (no __rtruediv__).")
+    assert "NOT CHECKED  -: 2.0 - a (no __rsub__; 2.0 - a is 2.0 + (-a): d/da = -1; e.g. def __rsub__(self, other): " \
+           "return other + (-self))" in out
+    assert "NOT CHECKED  /: 2.0 / a (no __rtruediv__; " in out
