@@ -11,6 +11,17 @@
 Exit code 0 when everything agrees, 1 when anything disagrees (or the engine under test
 fails, exits, crashes or hangs), 2 for bad usage or input, with a one-line error on stderr.
 """
+
+EPILOG = ("--engine FILE runs every top-level statement of FILE, one at a time, in a process of its own; "
+          "a statement that reaches the network, starts a process, writes a file, waits for input, runs "
+          "for more than a second or fails is skipped, and every skipped line is listed with its reason. "
+          "Every operation the class defines that torch has (in-place and reflected forms, 2.0 ** a, tanh, "
+          "sqrt, ...) is probed on its own, and the table is printed before the step starts; an operation "
+          "it lacks is named as not checked. A wrong engine gets its likely cause and the line to look at. "
+          "A step is stopped once it takes 20 times what the engine's speed on the probes predicts "
+          "(--timeout is a hard limit). Exit 0: everything agrees; 1: anything disagrees, or the engine "
+          "fails, exits, crashes or hangs; 2: bad usage or input, or the engine lacks an operation the "
+          "model needs.")
 from __future__ import annotations
 
 import argparse
@@ -31,7 +42,7 @@ from microgpt_scalar.config import get_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0], epilog=EPILOG)
     parser.add_argument("--preset", default="microgpt", help="microgpt (default) or microgpt-v2")
     parser.add_argument("--weights", default="dense",
                         help="dense: every matrix drawn, none zero (default); reference: microgpt's own "
@@ -52,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
     add_size_flags(parser, "a deeper model makes a deeper graph")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+                        help=f"hard limit on the time the engine under test may take to load and for each step (default "
+                             f"{DEFAULT_TIMEOUT:g}); a step is stopped sooner, at 20x what its measured speed predicts")
     return parser.parse_args(argv)
 
 
