@@ -11,17 +11,6 @@
 Exit code 0 when everything agrees, 1 when anything disagrees (or the engine under test
 fails, exits, crashes or hangs), 2 for bad usage or input, with a one-line error on stderr.
 """
-
-EPILOG = ("--engine FILE runs every top-level statement of FILE, one at a time, in a process of its own; "
-          "a statement that reaches the network, starts a process, writes a file, waits for input, runs "
-          "for more than a second or fails is skipped, and every skipped line is listed with its reason. "
-          "Every operation the class defines that torch has (in-place and reflected forms, 2.0 ** a, tanh, "
-          "sqrt, ...) is probed on its own, and the table is printed before the step starts; an operation "
-          "it lacks is named as not checked. A wrong engine gets its likely cause and the line to look at. "
-          "A step is stopped once it takes 20 times what the engine's speed on the probes predicts "
-          "(--timeout is a hard limit). Exit 0: everything agrees; 1: anything disagrees, or the engine "
-          "fails, exits, crashes or hangs; 2: bad usage or input, or the engine lacks an operation the "
-          "model needs.")
 from __future__ import annotations
 
 import argparse
@@ -39,6 +28,18 @@ from compare.report import save_report  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_output_path,  # noqa: E402
                                  non_negative_int, positive_int, positive_real, seed_number, size_overrides)
 from microgpt_scalar.config import get_config  # noqa: E402
+
+
+EPILOG = ("--engine FILE runs every top-level statement of FILE, one at a time, in a process of its own; "
+          "a statement that reaches the network, starts a process, writes a file, waits for input, runs "
+          "for more than a second or fails is skipped, and every skipped line is listed with its reason. "
+          "Every operation the class defines that torch has (in-place and reflected forms, 2.0 ** a, tanh, "
+          "sqrt, ...) is probed on its own, and the table is printed before the step starts; an operation "
+          "it lacks is named as not checked. A wrong engine gets its likely cause and the line to look at. "
+          "A step is stopped once it takes 20 times what the engine's speed on the probes predicts "
+          "(--timeout is a hard limit). Exit 0: everything agrees; 1: anything disagrees, or the engine "
+          "fails, exits, crashes or hangs; 2: bad usage or input, or the engine lacks an operation the "
+          "model needs.")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
