@@ -101,3 +101,20 @@ def test_an_engine_without_the_reflected_forms_agrees_on_what_it_has_and_names_t
     assert "NOT CHECKED  -: 2.0 - a (no __rsub__; 2.0 - a is 2.0 + (-a): d/da = -1; e.g. def __rsub__(self, other): " \
            "return other + (-self))" in out
     assert "NOT CHECKED  /: 2.0 / a (no __rtruediv__; " in out
+
+
+def test_a_name_error_for_a_name_the_loader_skipped_says_which_line_and_why(tmp_path, capsys):
+    """exp reads a constant its file computes from a file that is not there: the probes of exp
+    fail with NameError, and the report says which skipped line defines the name."""
+    source = (ENGINES / "local_gradients.py").read_text()
+    source = source.replace("import math\n", "import math\n\nE_SCALE = float(open('scale.txt').read())\n", 1)
+    source = source.replace("return Value(math.exp(self.data), (self,), (math.exp(self.data),))",
+                            "return Value(E_SCALE * math.exp(self.data), (self,), (math.exp(self.data),))")
+    assert "E_SCALE * math.exp" in source
+    (tmp_path / "engine.py").write_text(source)
+    assert main(["--engine", str(tmp_path / "engine.py"), *SMALL]) == 1
+    out = capsys.readouterr().out
+    assert "line 6: E_SCALE = float(open('scale.txt').read())  (FileNotFoundError" in out
+    wrong = next(line for line in out.splitlines() if line.startswith("    WRONG        exp: "))
+    assert "raised NameError: name 'E_SCALE' is not defined (line 6, which defines it, was skipped while " \
+           "loading: FileNotFoundError" in wrong
