@@ -10,7 +10,7 @@ library) and a timer. A skipped statement's names are taken back out of the modu
 every skipped line is listed with its reason:
 
     skipped = run_statements(tree, path, module.__dict__)
-    [SkippedLine(9, 'urllib.request.urlretrieve(url, "input.txt")', "reaches the network (socket.getaddrinfo)", [])]
+    [SkippedLine(9, 'fetch(url, "input.txt")', "reaches the network (socket.getaddrinfo)", [])]
 
 The statements are compiled with the file's own `from __future__` imports only.
 """
@@ -63,7 +63,7 @@ _FILE_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", 
 
 def refusal(event: str, args: tuple) -> str | None:
     """Why the guard stops audit event `event`, or None to let it happen."""
-    if event.startswith("socket.") or event == "urllib.Request":
+    if event.startswith("socket."):  # every download opens a socket
         return f"reaches the network ({event})"
     if event in _PROCESS_EVENTS:
         return f"starts or signals a process ({event})"

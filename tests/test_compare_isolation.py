@@ -74,7 +74,7 @@ def test_a_training_script_without_a_main_guard_is_loaded_without_running_it(rep
     lines = done.stdout.splitlines()
     assert lines[0].startswith("  skipped  ") and '`if __name__ == "__main__":`' in lines[0]
     skipped = {int(line.split(":")[0].split()[-1]): line for line in lines[1:] if line.startswith("           line ")}
-    assert skipped[9] == '           line 9: if not os.path.exists("input.txt"):  (reaches the network (urllib.Request))'
+    assert skipped[9].startswith('           line 9: if not os.path.exists("input.txt"):  (reaches the network (socket.')
     assert skipped[11].startswith('           line 11: docs = [line.strip() for line in open("input.txt") if '
                                   'line.strip()]  (FileNotFoundError')
     assert skipped[78] == '           line 78: with open("trained.txt", "w") as f:  (writes a file (trained.txt))'
