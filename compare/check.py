@@ -96,21 +96,27 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
         if on_probes is not None:
             on_probes(probes, [], [])
         return _diagnosed(lambda: run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings),
-                                            fd, probes=probes), probes, facts, None)
+                                            fd, probes=probes), {"probes": probes}, facts, None)
     process = engine_process or EngineProcess(engine, inject, timeout)
     try:
         found = _found_or_what_came(process)
-        from .probe_check import check_probes  # torch: the probes' oracle
-
         skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
-        probes = explained(check_probes(found["probes"]), skipped)
-        if found["missing"]:
-            raise EngineRefused(found["missing"], probes, [dataclasses.asdict(line) for line in skipped])
-        if on_probes is not None:
-            on_probes(probes, skipped, found["notes"])
+        if found["missing"] or found.get("hung"):
+            from .probe_check import check_probes, unfinished_message  # torch: the probes' oracle
+
+            probes = explained(check_probes(found["probes"]), skipped)
+            if found["missing"]:
+                raise EngineRefused(found["missing"], probes, [dataclasses.asdict(line) for line in skipped])
+            if on_probes is not None:
+                on_probes(probes, skipped, found["notes"])
+            error = EngineFailure(unfinished_message(found["label"], probes, "the model's step was"), kind="timeout")
+            error.found, error.probes = found, probes
+            error.causes = diagnose(probes, found.get("facts", {}), StepOutcome(failure="timeout"))
+            raise error
+        judged = {}  # the probes, once judged: run_sides judges them while the engine's step runs
         return _diagnosed(lambda: _run_child(process, found, start, documents, settings_for(found["label"]), fd,
-                                             probes, skipped),
-                          probes, found.get("facts", {}), found, skipped)
+                                             skipped, on_probes, judged),
+                          judged, found.get("facts", {}), found, skipped)
     finally:
         if engine_process is None:
             process.close()
@@ -132,13 +138,9 @@ def _found_or_what_came(process: EngineProcess) -> dict:
         raise
 
 
-def _run_child(process, found, start, documents, settings, fd, probes, skipped) -> Report:
-    if found.get("hung"):
-        from .probe_check import unfinished_message
-
-        raise EngineFailure(unfinished_message(found["label"], probes, "the model's step was"), kind="timeout")
-    report = run_sides(start, documents, settings, ChildScalar(process, found, walks_every_path(probes)), fd,
-                       probes=probes, notes=found["notes"])
+def _run_child(process, found, start, documents, settings, fd, skipped, on_probes, judged) -> Report:
+    report = run_sides(start, documents, settings, ChildScalar(process, found), fd, raw_probes=found["probes"],
+                       notes=found["notes"], skipped=skipped, on_probes=on_probes, judged=judged)
     report.skipped_lines = [dataclasses.asdict(line) for line in skipped]
     return report
 
@@ -150,12 +152,14 @@ def explained(probes: ProbeCheck, skipped: list) -> ProbeCheck:
     return probes
 
 
-def _diagnosed(run, probes, facts: dict, found, skipped=()) -> Report:
+def _diagnosed(run, judged: dict, facts: dict, found, skipped=()) -> Report:
     """run() -> the report, with the likely causes; an EngineFailure gets them too, with
-    what was found before it (`found`, `probes`, `causes`)."""
+    what was found before it (`found`, `probes`, `causes`). judged["probes"]: the judged
+    probes, once they are."""
     try:
         report = run()
     except EngineFailure as error:
+        probes = judged.get("probes")
         limited = bool(found and found.get("chain") and found["chain"][1] is not None)
         step = StepOutcome(failure=error.kind, message=str(error), depth_limited=limited and error.recursion)
         error.found, error.probes, error.causes = found, probes, diagnose(probes, facts, step)
@@ -164,7 +168,7 @@ def _diagnosed(run, probes, facts: dict, found, skipped=()) -> Report:
     later = report.settings.steps > 1 and report.focus_step > report.settings.start_step and \
         report.losses[0].agrees and not report.step_agrees
     step = StepOutcome(ran=True, agrees=report.step_agrees, first_step_agreed_later_not=later)
-    report.causes = diagnose(probes, facts, step)
+    report.causes = diagnose(judged.get("probes"), facts, step)
     return report
 
 
@@ -225,10 +229,11 @@ class StepComparison:
 
 
 def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, raw_probes=None,
-              notes=(), probes: ProbeCheck | None = None) -> Report:
+              notes=(), probes: ProbeCheck | None = None, skipped=(), on_probes=None, judged=None) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end. `raw_probes`: what run_probes found, judged
-    here against torch (or `probes`, judged already)."""
+    here against torch while the engine's process takes its step (or `probes`, judged
+    already); then on_probes(probes, skipped, notes) and judged["probes"] = probes."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
     batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
     depth = scalar.begin(start, batches, fd, settings.seed)  # a child starts training now, while torch loads here
@@ -238,7 +243,13 @@ def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scala
     from .sides import TorchSide
 
     if probes is None and raw_probes is not None:
-        probes = check_probes(raw_probes)
+        probes = explained(check_probes(raw_probes), list(skipped))
+        if on_probes is not None:
+            on_probes(probes, list(skipped), list(notes))
+    if judged is not None:
+        judged["probes"] = probes
+    if isinstance(scalar, ChildScalar) and probes is not None:
+        scalar.every_path = walks_every_path(probes)
     with _tf32_off():
         return _step_both(start, settings, scalar, TorchSide(start, getattr(torch, settings.dtype), settings.device),
                           batches, depth, fd, probes, notes, tolerances, stages)
