@@ -116,7 +116,7 @@ def test_interpreter_state_is_put_back_and_printing_is_kept_out(tmp_path, capsys
 
 def test_sys_exit_at_import_is_a_refusal_not_an_exit(tmp_path):
     path = write(tmp_path, "import sys\nclass Value:\n    sys.exit(3)\n")
-    with pytest.raises(EngineError, match=rf"cannot import {path}, line 2: calls sys.exit\(3\)"):
+    with pytest.raises(EngineError, match=rf"cannot import {path}, line 3: calls sys.exit\(3\)"):
         load_engine_file(str(path))
 
 
