@@ -27,7 +27,7 @@ from compare.certify import (
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from microgpt_scalar.cli import (OneLineParser, add_size_flags, data_path, positive_int, positive_real,
+from microgpt_scalar.cli import (OneLineParser, add_data_flag, add_size_flags, positive_int, positive_real,
                                  size_overrides)
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, load_docs
@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", required=True, help="FILE[:CLASS], the class defaulting to Value")
     parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
-    parser.add_argument("--data", help="the names file (default: the one shipped with the package)")
+    add_data_flag(parser)
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     overrides = size_overrides(args)
     try:
         get_config("microgpt", **overrides)  # a bad model size is bad usage
-        docs = load_docs(data_path(args.data))
+        docs = load_docs(args.data)
         golden = None if overrides else load_golden(args.golden)
         if golden is not None:
             check_fit(golden, docs, args.steps)

@@ -21,6 +21,8 @@ from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
 from microgpt_torch.checkpoint import load_any_checkpoint, restore, to_scalar_checkpoint
+from microgpt_torch.device import pick_device
+from microgpt_torch.device_names import DEVICE_NAMES
 from microgpt_torch.train import generate, sample
 
 
@@ -34,15 +36,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=non_negative_int, default=20)
     parser.add_argument("--temperature", type=positive_real, default=0.5)
     parser.add_argument("--seed", type=seed_number, default=42)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", default="cpu", help=f"{DEVICE_NAMES} (default cpu)")
     return parser.parse_args(argv)
 
 
 def draw(args) -> list[str]:
     if args.engine == "scalar" and args.sampler == "torch":
         raise ValueError("--sampler torch needs --from torch")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine (try --device cpu)")
+    device = pick_device(args.device, keep_on_cpu=True)  # DeviceError for a device that is not there
     checkpoint = load_any_checkpoint(args.checkpoint)
     tokenizer = Tokenizer(checkpoint.chars)
     if args.engine == "scalar":
@@ -50,7 +51,7 @@ def draw(args) -> list[str]:
         model = ScalarGPT(scalar.config, params=scalar.params)
         rng = random.Random(args.seed)
         return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
-    model, _ = restore(checkpoint, dtype=torch.float64, device=torch.device(args.device))
+    model, _ = restore(checkpoint, dtype=torch.float64, device=device)
     if args.sampler == "torch":
         return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.num_samples)
     rng = random.Random(args.seed)
