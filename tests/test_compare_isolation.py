@@ -166,8 +166,11 @@ def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_compare
     code, out, err = run(compare_main, capsys, "--engine", path, "--timeout", 3)
     assert code == 1
     assert err.count("\n") == 1 and err.startswith(f"error: the scalar engine ({path}) ")
-    assert MISBEHAVING[engine][2] in err
-    if MISBEHAVING[engine][3]:  # what the probes found is printed all the same
+    said = MISBEHAVING[engine][2]
+    if engine == "endless_loop":  # on a busy machine the 3 s limit can pass before the 2 s probe's stop comes back
+        said = said if said in err else "did not finish loading and probing its operations within 3 s"
+    assert said in err
+    if MISBEHAVING[engine][3] and (out or engine != "endless_loop"):  # what the probes found is printed all the same
         assert out.startswith("  operators, each alone against torch float64")
     else:
         assert out == ""
@@ -180,7 +183,10 @@ def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_certify
     code, out, err = run(certify_main, capsys, *certify_argv(names_path, path, "--timeout", 3))
     assert code == 1
     assert "PASS" not in out
-    assert err.count("\n") == 1 and MISBEHAVING[engine][2].replace("training step 1", "training step") in err
+    said = MISBEHAVING[engine][2].replace("training step 1", "training step")
+    if engine == "endless_loop":  # on a busy machine the 3 s limit can pass before the 2 s probe's stop comes back
+        said = said if said in err else "did not finish loading and probing its operations within 3 s"
+    assert err.count("\n") == 1 and said in err
 
 
 @pytest.mark.parametrize("engine, changed", [
