@@ -69,13 +69,20 @@ def main(argv=None) -> int:
         with EngineProcess(args.engine, timeout=args.timeout, limits=limits_from(args, args.steps + 3)) as engine:
             found = engine.engine()  # the process started at once, while the rest loads
             if found["missing"]:
-                raise EngineRefused(found["missing"])
+                raise EngineRefused(found["missing"], skipped=found.get("skipped", []))
             certificate, probes = run(engine, found, docs, golden, args.steps, overrides)
             engine.check_own_files()
             print(f"sandbox: {engine.sandbox}")
     except EngineFailure as error:
         print_error(error)
         return 1
+    except EngineRefused as error:
+        from compare.render import skipped_block
+
+        if error.skipped:
+            print(skipped_block(error.skipped))
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print_error("interrupted; nothing certified")
         return 130
@@ -94,33 +101,46 @@ def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, over
         print(f"making the golden trace of this model ({', '.join(f'{k} {v}' for k, v in overrides.items())}) "
               f"with the project's engine", file=sys.stderr)
         golden = make_golden(docs, steps, num_samples, "microgpt", 42, overrides)
-    num_steps = golden["num_steps"]
-
-    def show(record):
-        print(f"step {record.step:4d} / {num_steps:4d} | loss {record.printed}", flush=True)
-
-    from compare.probe_check import check_probes  # torch: the oracle of the probes
+    from compare.probe_check import check_probes, unfinished_message  # torch: the oracle of the probes
+    from compare.render import early_block
 
     probes = check_probes(found["probes"])
+    print(early_block(probes, found.get("skipped", []), found["notes"]), flush=True)  # before training: kept if it fails
+    if found.get("hung"):
+        raise EngineFailure(unfinished_message(found["label"], probes, "the training steps were"), kind="timeout")
+    print(f"the first {steps} of the run's {golden['num_steps']} steps (its learning-rate schedule):", flush=True)
+
+    def show(record):
+        print(f"step {record.step:4d} / {steps:4d} | loss {record.printed}", flush=True)
+
     return judge_run(engine.record_run, golden, steps, on_step=show, passthrough=(EngineFailure,)), probes
 
 
 def verdict(certificate, probes, args) -> int:
-    from compare.render import probe_table
+    """The last line: PASS only if the log matches and no probe fails; what was not probed
+    (an operation the engine lacks) is named, never counted as agreeing."""
+    from compare.render import not_checked_text
 
-    if not probes.agrees or probes.notes:
-        print(probe_table(probes), end="")
+    missing = not_checked_text(probes)
+    not_checked = f"; not checked: {missing}" if missing else ""
     if not certificate.passed:
         print(f"FAIL: {certificate.difference.message}")
         return 1
     if not probes.agrees:
-        wrong = "; ".join(r.message for r in probes.faults)
-        print(f"FAIL: the training log matches, but {len(probes.faults)} operator probe(s) fail: {wrong}")
+        counts = {}
+        for r in probes.faults + probes.not_run:
+            counts[r.operator] = counts.get(r.operator, 0) + 1
+        n = sum(counts.values())
+        wrong = "; ".join(r.message for r in probes.faults + probes.not_run[:1])
+        print(f"FAIL: the training log matches, but {n} operator probe{'s' * (n > 1)} fail{'s' * (n == 1)} "
+              f"({', '.join(counts)}): {wrong}{not_checked}")
         return 1
     samples = ", then the sampled names" if certificate.samples_compared else ""
+    probed = "every operator probe of what it has agrees with torch" if missing else \
+        "every operator probe agrees with torch"
     print(f"PASS: {args.engine} matches the golden trace for {args.steps} steps: each loss within "
           f"{LOSS_TOLERANCE.rtol:g} relative and as printed, each tensor's gradient norm within "
-          f"{GRAD_NORM_TOLERANCE.rtol:g} relative{samples}; every operator probe agrees with torch")
+          f"{GRAD_NORM_TOLERANCE.rtol:g} relative{samples}; {probed}{not_checked}")
     return 0
 
 

@@ -24,7 +24,7 @@ from compare.engines import parse_engine_spec  # noqa: E402
 from compare.faults import FAULTS, check_injection  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
-from compare.render import fault_list, probe_table, render  # noqa: E402
+from compare.render import cause_block, early_block, fault_list, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
 from compare.sandbox import add_limit_flags, limits_from  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
@@ -35,8 +35,20 @@ from microgpt_scalar.files import check_input, claim_output  # noqa: E402
 from microgpt_torch.device_names import DEVICE_NAMES, parse_device  # noqa: E402
 
 
+EPILOG = ("--engine FILE runs every top-level statement of FILE, one at a time, in a process of its own; "
+          "a statement that reaches the network, starts a process, writes a file, waits for input, runs "
+          "for more than a second or fails is skipped, and every skipped line is listed with its reason. "
+          "Every operation the class defines that torch has (in-place and reflected forms, 2.0 ** a, tanh, "
+          "sqrt, ...) is probed on its own, and the table is printed before the step starts; an operation "
+          "it lacks is named as not checked. A wrong engine gets its likely cause and the line to look at. "
+          "A step is stopped once it takes 20 times what the engine's speed on the probes predicts "
+          "(--timeout is a hard limit). Exit 0: everything agrees; 1: anything disagrees, or the engine "
+          "fails, exits, crashes or hangs; 2: bad usage or input, or the engine lacks an operation the "
+          "model needs.")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0], epilog=EPILOG)
     parser.add_argument("--preset", default="microgpt", help="microgpt (default) or microgpt-v2")
     parser.add_argument("--weights", default="dense",
                         help="dense: every matrix drawn, none zero (default); reference: microgpt's own "
@@ -57,7 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
     add_size_flags(parser, "a deeper model makes a deeper graph")
     parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+                        help=f"hard limit on the time the engine under test may take to load and for each step (default "
+                             f"{DEFAULT_TIMEOUT:g}); a step is stopped sooner, at 20x what its measured speed predicts")
     add_limit_flags(parser)
     return parser.parse_args(argv)
 
@@ -113,16 +126,23 @@ def main(argv=None) -> int:
         with EngineProcess(args.engine, args.inject, args.timeout, limits) as engine_process:  # starts while torch loads
             from compare.check import compare_step  # imports torch
 
+            def show_early(probes, skipped, notes):  # before the step starts: nothing is lost if it fails
+                print(early_block(probes, skipped, notes), end="", flush=True)
+
             report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
                                   seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
                                   engine=args.engine, inject=args.inject, fd=args.fd, overrides=overrides,
-                                  timeout=args.timeout, engine_process=engine_process)
+                                  timeout=args.timeout, engine_process=engine_process, on_probes=show_early)
     except EngineFailure as error:
+        if error.probes is not None and error.found is None:  # it failed while probing: what had ended
+            print(early_block(error.probes, [], []), end="")
+        causes = cause_block(getattr(error, "causes", None) or [])
+        if causes:
+            print(f"\n{causes}", flush=True)
         print_error(error)
         return 1
     except EngineRefused as error:
-        if error.found is not None:
-            print(probe_table(error.found), end="")
+        print(early_block(error.found if not isinstance(error.found, dict) else None, error.skipped, []), end="")
         print_error(error)
         return 2
     except ValueError as error:
@@ -131,7 +151,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print_error("interrupted; nothing written")
         return 130
-    print(render(report), end="")
+    print("\n" + render(report, early_shown=True), end="")
     try:
         if args.json:
             save_report(args.json, report)

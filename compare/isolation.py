@@ -17,19 +17,23 @@ control characters escaped.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from . import protocol
 from .own_files import OwnFiles
-from .protocol import (CertifyRequest, Depth, Done, EngineFound, Failure, FiniteDiffs, LoadError, LoadRequest,
-                       ProtocolError, Record, Samples, SandboxReport, Step, Stop, TrainRequest, shown)
+from .protocol import (CertifyRequest, Depth, Done, EngineFacts, EngineFound, Failure, FiniteDiffs, LoadError,
+                       LoadRequest, ProbeResult, ProtocolError, Record, Samples, SandboxReport, Step, Stop,
+                       TrainRequest, shown)
 from .sandbox import SandboxLimits, end_engine_process, start_engine_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,20 +42,28 @@ DEFAULT_TIMEOUT = 300.0  # seconds the engine may take for any one thing: loadin
 
 class EngineFailure(RuntimeError):
     """The scalar engine under test failed while it ran (raised, exited, crashed or hung);
-    the message is one line. `recursion` says whether it was a RecursionError."""
+    the message is one line. `recursion` says whether it was a RecursionError; `kind` is
+    "error", "recursion", "timeout", "exit" or "crash"; `where` the engine's line it raised
+    at ({"file", "line", "text"}), if known. The checker attaches what it had found before
+    the failure (`found`, `probes`) so that it can still be shown."""
 
-    def __init__(self, message: str, recursion: bool = False):
+    def __init__(self, message: str, recursion: bool = False, kind: str = "", where: dict | None = None):
         super().__init__(message)
         self.recursion = recursion
+        self.kind = kind or ("recursion" if recursion else "error")
+        self.where = where or {}
+        self.found, self.probes = None, None
 
 
 class EngineRefused(ValueError):
     """The engine could not be loaded, or lacks what the model needs; the message is one line.
-    `found` holds what the engine process reported (its probes), when it got that far."""
+    `found` holds what the engine process reported (its probes), when it got that far;
+    `skipped` the lines of its file the loader skipped (dicts of compare.statements.SkippedLine)."""
 
-    def __init__(self, message: str, found: dict | None = None):
+    def __init__(self, message: str, found=None, skipped: list | None = None):
         super().__init__(message)
         self.found = found
+        self.skipped = list(skipped or [])
 
 
 class EngineProcess:
@@ -81,6 +93,8 @@ class EngineProcess:
         threading.Thread(target=self._read_messages, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._send(LoadRequest(engine, inject, os.getcwd()))
+        self.probes_so_far: dict = {}  # the probe results streamed as each ends: kept if the process then fails
+        self.facts: dict = {}  # what the engine's code looks like (compare.diagnosis.engine_facts), once loaded
 
     def __enter__(self):
         return self
@@ -106,9 +120,10 @@ class EngineProcess:
                 self.sandbox = self._receive(SandboxReport).level
             message = self._receive(EngineFound, LoadError)
             if isinstance(message, LoadError):
-                raise EngineRefused(message.message)
+                raise EngineRefused(message.message, skipped=message.skipped)
             self._found = {"label": self.label, "notes": message.notes, "probes": message.probes,
-                           "chain": message.chain, "missing": message.missing}
+                           "chain": message.chain, "missing": message.missing, "skipped": message.skipped,
+                           "facts": message.facts, "speed": message.speed, "hung": message.hung}
         return self._found
 
     def start_training(self, weights: dict, batches: list, fd: int, seed: int) -> None:
@@ -148,9 +163,14 @@ class EngineProcess:
                 self.close()
                 return records, []
 
-    def next_message(self, phase: str, *expected) -> protocol.Message:
+    def next_message(self, phase: str, *expected, timeout: float | None = None, why: str = "",
+                     predicted: float | None = None) -> protocol.Message:
+        """The next message, one of the `expected` classes, waiting at most `timeout` seconds
+        (default: the process's own limit); `why` explains a limit set for this phase, in the
+        message if it passes. `predicted`: the seconds the phase should take; a phase still
+        running after 2 s shows a progress bar on stderr (tqdm, on a terminal) against it."""
         self.phase = phase
-        return self._receive(*expected)
+        return self._receive(*expected, timeout=timeout, why=why, predicted=predicted)
 
     def stop(self) -> None:
         self._send(Stop())
@@ -170,25 +190,58 @@ class EngineProcess:
         except (BrokenPipeError, OSError, ValueError):
             pass  # the process ended; _receive says how
 
-    def _receive(self, *expected) -> protocol.Message:
+    def _receive(self, *expected, timeout: float | None = None, why: str = "",
+                 predicted: float | None = None) -> protocol.Message:
+        limit = self.timeout if timeout is None else min(timeout, self.timeout)
+        deadline = time.monotonic() + limit
+        streamed = (EngineFacts, ProbeResult) if self._found is None else ()  # only while it loads and probes
         try:
-            line = self._messages.get(timeout=self.timeout)
+            with _progress(self.phase, predicted) as tick:
+                while True:
+                    line = self._next(deadline, tick)
+                    if line is None:
+                        break
+                    message = self._decoded(line, *expected, *streamed)
+                    if isinstance(message, EngineFacts):  # kept as they come, for a failure later
+                        self.facts = message.facts
+                    elif isinstance(message, ProbeResult):
+                        self.probes_so_far[message.key] = message.result
+                    else:
+                        break
         except queue.Empty:
             self.close()
+            because = why if why and limit < self.timeout else "an endless loop? --timeout sets the limit"
             raise EngineFailure(f"the scalar engine ({self.label}) did not finish {self.phase} within "
-                                f"{self.timeout:g} s and was stopped (an endless loop? --timeout sets the limit)") from None
+                                f"{limit:.3g} s and was stopped ({because})", kind="timeout") from None
         if line is None:
-            raise EngineFailure(self._ended())
-        try:
-            message = protocol.decode(line, *expected, Failure, shapes=self.shapes)
-        except ProtocolError as error:
-            self._protocol_failure(error)
+            ended = self._ended()
+            raise EngineFailure(ended, kind="crash" if "crashed" in ended else "exit")
         if isinstance(message, Failure):
             self.close()
             detail = f": {message.detail}" if message.detail else ""
+            kind = "exit" if message.message.startswith("called sys.exit") else ""
             raise EngineFailure(f"the scalar engine ({self.label}) {message.message} while {self.phase}{detail}",
-                                message.recursion)
+                                message.recursion, kind, message.where)
         return message
+
+    def _decoded(self, line: str, *expected) -> protocol.Message:
+        """The message on `line`: one of `expected`, or a Failure; anything else ends the run."""
+        try:
+            return protocol.decode(line, *expected, Failure, shapes=self.shapes)
+        except ProtocolError as error:
+            self._protocol_failure(error)
+
+    def _next(self, deadline: float, tick):
+        """The next line before `deadline` (None: the process closed its end), calling tick()
+        twice a second meanwhile; queue.Empty at the deadline."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise queue.Empty
+            try:
+                return self._messages.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                tick()
 
     def _protocol_failure(self, error: ProtocolError):
         self.close()
@@ -252,3 +305,31 @@ _SIGNAL_MEANING = {
     "SIGXFSZ": " (it wrote a file larger than --max-file-size allows)",
     "SIGFPE": " (a floating-point exception in C code)",
 }
+
+
+@contextlib.contextmanager
+def _progress(phase: str, predicted: float | None):
+    """tick() -> a bar of the seconds spent against `predicted`, shown on stderr once the phase
+    has run 2 s and when stderr is a terminal (tqdm's disable=None); a no-op without `predicted`."""
+    if not predicted:
+        yield lambda: None
+        return
+    from tqdm import tqdm
+
+    start, bars = time.monotonic(), []
+
+    def tick():
+        spent = time.monotonic() - start
+        if spent < 2:
+            return
+        if not bars:
+            bars.append(tqdm(total=max(round(predicted), 1), desc=phase, disable=None, file=sys.stderr,
+                             bar_format="{desc}: {n:.0f} s of about {total:.0f} s expected |{bar}|"))
+        bars[0].n = min(round(spent, 1), bars[0].total)
+        bars[0].refresh()
+
+    try:
+        yield tick
+    finally:
+        for bar in bars:
+            bar.close()

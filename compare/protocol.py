@@ -9,6 +9,7 @@ the run, and every string is shown with its control characters escaped (`shown`)
 
     parent -> engine   LoadRequest, then TrainRequest, CertifyRequest or Stop
     engine -> parent   SandboxReport (before any of the engine's code runs),
+                       EngineFacts and one ProbeResult per probe, as each ends,
                        EngineFound or LoadError,
                        then Depth, Step per step, FiniteDiffs, Done   (training)
                        or Record per step, Samples                   (a certificate)
@@ -101,6 +102,76 @@ def _tables(value, name: str, shapes: dict | None) -> dict:
     return tables
 
 
+def _where(value, name: str) -> dict:
+    """A line of the engine's code: {"file", "line", "text"}, or {} when unknown."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{name} is not a place in a file")
+    return {"file": _string(value.get("file"), f"{name}.file"), "line": _whole(value.get("line"), f"{name}.line"),
+            "text": _string(value.get("text"), f"{name}.text")}
+
+
+def _skipped_lines(value, name: str = "skipped") -> list:
+    """The lines the loader skipped: dicts of compare.statements.SkippedLine's fields."""
+    if not isinstance(value, list):
+        raise ProtocolError(f"{name} is not a list")
+    lines = []
+    for i, line in enumerate(value):
+        if not isinstance(line, dict):
+            raise ProtocolError(f"{name}[{i}] is not a skipped line")
+        raised_at = line.get("raised_at")
+        lines.append({"line": _whole(line.get("line"), f"{name}[{i}].line"),
+                      "text": _string(line.get("text"), f"{name}[{i}].text"),
+                      "reason": _string(line.get("reason"), f"{name}[{i}].reason"),
+                      "names": _strings(line.get("names", []), f"{name}[{i}].names"),
+                      "raised_at": None if raised_at is None else _whole(raised_at, f"{name}[{i}].raised_at")})
+    return lines
+
+
+def _facts(value) -> dict:
+    """compare.diagnosis.engine_facts: the engine's methods' source lines and a few flags."""
+    if not isinstance(value, dict):
+        raise ProtocolError("facts is not a table")
+    methods = value.get("methods", {})
+    if not isinstance(methods, dict):
+        raise ProtocolError("facts.methods is not a table")
+    checked = {}
+    for method, source in methods.items():
+        name = f"facts.methods[{shown(method, 40)}]"
+        if not isinstance(source, dict):
+            raise ProtocolError(f"{name} is not a table")
+        checked[shown(method)] = {"file": _string(source.get("file"), f"{name}.file"),
+                                  "line": _whole(source.get("line"), f"{name}.line"),
+                                  "lines": _strings(source.get("lines"), f"{name}.lines")}
+
+    def counted(key: str, size: str) -> list:
+        items = value.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ProtocolError(f"facts.{key} is not a list of tables")
+        return [{"name": _string(item.get("name"), f"facts.{key}"), size: _whole(item.get(size), f"facts.{key}")}
+                for item in items]
+
+    return {"methods": checked, "data_type": _string(value.get("data_type", ""), "facts.data_type"),
+            "mutable_defaults": counted("mutable_defaults", "filled"),
+            "class_containers": counted("class_containers", "size"),
+            "eq": _flag(value.get("eq", False), "facts.eq"), "hash": _flag(value.get("hash", True), "facts.hash")}
+
+
+def _speed(value) -> dict:
+    """compare.depth.backward_speed: {} or {"per_node", "growth", "nodes"}."""
+    if not isinstance(value, dict):
+        raise ProtocolError("speed is not a table")
+    if not value:
+        return {}
+    speed = {"per_node": _number(value.get("per_node"), "speed.per_node"),
+             "growth": _number(value.get("growth"), "speed.growth"),
+             "nodes": _whole(value.get("nodes"), "speed.nodes")}
+    if not speed["per_node"] >= 0 or not speed["growth"] >= 0:  # NaN fails both
+        raise ProtocolError("speed holds a negative or undefined time")
+    return speed
+
+
 def _fields(data, cls) -> dict:
     if not isinstance(data, dict):
         raise ProtocolError("the message is not a JSON object")
@@ -188,12 +259,43 @@ class SandboxReport(Message):
 
 
 @dataclass
+class EngineFacts(Message):
+    """What the engine's code looks like, for the diagnosis: sent once loaded, before the probes."""
+
+    kind = "facts"
+    facts: dict
+
+    @classmethod
+    def from_dict(cls, data, shapes=None):
+        data = _fields(data, cls)
+        return cls(_facts(data["facts"]))
+
+
+@dataclass
+class ProbeResult(Message):
+    """One probe's raw result, sent as it ends, so that it is kept if the process then fails."""
+
+    kind = "probe"
+    key: str
+    result: dict
+
+    @classmethod
+    def from_dict(cls, data, shapes=None):
+        data = _fields(data, cls)
+        return cls(_string(data["key"], "key"), _probe(data["key"], data["result"]))
+
+
+@dataclass
 class EngineFound(Message):
     kind = "engine"
     notes: list  # one line each: what the loader did that the learner should know
     probes: dict  # compare.probes' raw numbers, judged by the parent
     chain: list | None  # [longest chain backward survived, shortest it failed on or None]
     missing: str | None  # the refusal, when the engine lacks an operation
+    skipped: list = field(default_factory=list)  # the file's lines the loader skipped (SkippedLine fields)
+    facts: dict = field(default_factory=dict)  # compare.diagnosis.engine_facts
+    speed: dict = field(default_factory=dict)  # compare.depth.backward_speed
+    hung: bool = False  # a probe did not finish in its budget
 
     @classmethod
     def from_dict(cls, data, shapes=None):
@@ -203,42 +305,51 @@ class EngineFound(Message):
             if not isinstance(chain, list) or len(chain) != 2:
                 raise ProtocolError("chain is not [survived, failed]")
             chain = [_whole(chain[0], "chain"), None if chain[1] is None else _whole(chain[1], "chain")]
-        return cls(_strings(data["notes"], "notes"), _probes(data["probes"]), chain,
-                   _optional_string(data["missing"], "missing"))
+        if not isinstance(data["probes"], dict):
+            raise ProtocolError("probes is not a table")
+        probes = {shown(key): _probe(key, got) for key, got in data["probes"].items()}
+        return cls(_strings(data["notes"], "notes"), probes, chain, _optional_string(data["missing"], "missing"),
+                   _skipped_lines(data["skipped"]), _facts(data["facts"]), _speed(data["speed"]),
+                   _flag(data["hung"], "hung"))
 
 
-def _probes(value) -> dict:
-    """expression -> {"value", "grads"[, "rounds"]} or {"error"} or {"missing"}."""
-    if not isinstance(value, dict):
-        raise ProtocolError("probes is not a table")
-    probes = {}
-    for key, got in value.items():
-        name = f"probe {shown(key)}"
-        if not isinstance(got, dict):
-            raise ProtocolError(f"{name} is not a table")
-        if "missing" in got:
-            probes[shown(key)] = {"missing": _strings(got["missing"], name)}
-        elif "error" in got:
-            probes[shown(key)] = {"error": _string(got["error"], name)}
-        else:
-            if "value" not in got or "grads" not in got:
-                raise ProtocolError(f"{name} has neither numbers nor an error")
-            probe = {"value": _number(got["value"], name), "grads": _numbers(got["grads"], name)}
-            if "rounds" in got:
-                probe["rounds"] = _numbers(got["rounds"], name)
-            probes[shown(key)] = probe
-    return probes
+def _probe(key, got) -> dict:
+    """One probe's result: {"value", "grads"[, "rounds"]}, {"error"[, "type", "where",
+    "overran"]}, {"missing": [names]} or {"not_run": why}."""
+    name = f"probe {shown(key, 80)}"
+    if not isinstance(got, dict):
+        raise ProtocolError(f"{name} is not a table")
+    if "missing" in got:
+        return {"missing": _strings(got["missing"], name)}
+    if "not_run" in got:
+        return {"not_run": _string(got["not_run"], name)}
+    if "error" in got:
+        probe = {"error": _string(got["error"], name)}
+        if "type" in got:
+            probe["type"] = _string(got["type"], name)
+        if got.get("where"):
+            probe["where"] = _where(got["where"], f"{name} where")
+        if "overran" in got:
+            probe["overran"] = _flag(got["overran"], name)
+        return probe
+    if "value" not in got or "grads" not in got:
+        raise ProtocolError(f"{name} has neither numbers nor an error")
+    probe = {"value": _number(got["value"], name), "grads": _numbers(got["grads"], name)}
+    if "rounds" in got:
+        probe["rounds"] = _numbers(got["rounds"], name)
+    return probe
 
 
 @dataclass
 class LoadError(Message):
     kind = "error"
     message: str  # why the engine could not be loaded
+    skipped: list = field(default_factory=list)  # the file's lines the loader skipped, when it got that far
 
     @classmethod
     def from_dict(cls, data, shapes=None):
         data = _fields(data, cls)
-        return cls(_string(data["message"], "message"))
+        return cls(_string(data["message"], "message"), _skipped_lines(data["skipped"]))
 
 
 @dataclass
@@ -248,13 +359,14 @@ class Failure(Message):
     detail: str = ""  # its error's first line
     step: int | None = None
     recursion: bool = False
+    where: dict = field(default_factory=dict)  # the engine's line it raised at: {"file", "line", "text"}
 
     @classmethod
     def from_dict(cls, data, shapes=None):
         data = _fields(data, cls)
         step = None if data["step"] is None else _whole(data["step"], "step")
         return cls(_string(data["message"], "message"), _string(data["detail"], "detail"), step,
-                   _flag(data["recursion"], "recursion"))
+                   _flag(data["recursion"], "recursion"), _where(data["where"], "where"))
 
 
 @dataclass
@@ -263,12 +375,14 @@ class Depth(Message):
     graph: int
     per_layer: int | None
     n_layer: int
+    nodes: int | None = None  # about how many nodes one step's graph has
 
     @classmethod
     def from_dict(cls, data, shapes=None):
         data = _fields(data, cls)
         per_layer = None if data["per_layer"] is None else _whole(data["per_layer"], "per_layer")
-        return cls(_whole(data["graph"], "graph"), per_layer, _whole(data["n_layer"], "n_layer"))
+        nodes = None if data["nodes"] is None else _whole(data["nodes"], "nodes")
+        return cls(_whole(data["graph"], "graph"), per_layer, _whole(data["n_layer"], "n_layer"), nodes)
 
 
 @dataclass
@@ -358,8 +472,8 @@ class Samples(Message):
         return cls(_strings(data["names"], "names"))
 
 
-KINDS = {cls.kind: cls for cls in (LoadRequest, TrainRequest, CertifyRequest, Stop, SandboxReport, EngineFound,
-                                    LoadError, Failure, Depth, Step, FiniteDiffs, Done, Record, Samples)}
+KINDS = {cls.kind: cls for cls in (LoadRequest, TrainRequest, CertifyRequest, Stop, SandboxReport, EngineFacts,
+                                    ProbeResult, EngineFound, LoadError, Failure, Depth, Step, FiniteDiffs, Done, Record, Samples)}
 
 
 def encode(message: Message) -> str:

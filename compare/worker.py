@@ -22,6 +22,8 @@ import dataclasses
 import json
 import os
 import sys
+import traceback
+from pathlib import Path
 
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import GPTConfig
@@ -31,15 +33,19 @@ from microgpt_scalar.optim import Adam
 from . import protocol
 from .certify import record_run
 from .confine import install_tripwire
-from .depth import deepest_chain, graph_depth
+from .depth import backward_speed, deepest_chain, graph_depth
+from .diagnosis import engine_facts
 from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
 from .faults import faulty_engine
 from .fd import finite_differences
-from .probes import run_probes
-from .protocol import (CertifyRequest, Depth, Done, EngineFound, Failure, FiniteDiffs, LoadError, LoadRequest,
-                       Record, Samples, SandboxReport, Step, Stop, TrainRequest)
+from .probes import PROBE_BUDGET, run_probes
+from .protocol import (CertifyRequest, Depth, Done, EngineFacts, EngineFound, Failure, FiniteDiffs, LoadError,
+                       LoadRequest, ProbeResult, Record, Samples, SandboxReport, Step, Stop, TrainRequest)
 from .sandbox import OWN_PACKAGES
 from .scalar_side import ScalarSide, StepResult
+from .statements import Overran, guarded, install_guard
+
+_PROJECT = tuple(str(Path(__file__).resolve().parents[1] / folder) + os.sep for folder in ("compare", "microgpt_scalar"))
 
 
 def as_step(step: int, result: StepResult) -> Step:
@@ -52,12 +58,12 @@ def as_step(step: int, result: StepResult) -> Step:
 
 
 def engine_classes(request: LoadRequest, arm, home: str):
-    """(Value class, Adam class, notes) for the engine the parent asked for; `arm()` sets the
-    tripwire just before any code not the project's runs."""
+    """(Value class, Adam class, notes, skipped lines) for the engine the parent asked for;
+    `arm()` sets the tripwire just before any code not the project's runs."""
     if request.inject:
         faulty = faulty_engine(request.inject)
         arm()
-        return faulty.value_cls, faulty.adam_cls, []
+        return faulty.value_cls, faulty.adam_cls, [], []
     arm()
     if request.engine:
         os.chdir(request.cwd)  # the path as the user gave it, from where they gave it (read-only here)
@@ -65,8 +71,8 @@ def engine_classes(request: LoadRequest, arm, home: str):
             loaded = load_engine_file(request.engine)
         finally:
             os.chdir(home)
-        return loaded.value_cls, Adam, loaded.notes
-    return Value, Adam, []
+        return loaded.value_cls, Adam, loaded.notes, loaded.skipped
+    return Value, Adam, [], []
 
 
 def own_code() -> dict:
@@ -121,23 +127,29 @@ def guard_own_code(send) -> bool:
 def describe_engine(request: LoadRequest, send, arm):
     """Load and probe the engine; send what was found. Returns (Value, Adam) or None."""
     try:
-        value_cls, adam_cls, notes = engine_classes(request, arm, os.getcwd())
+        value_cls, adam_cls, notes, skipped = engine_classes(request, arm, os.getcwd())
         missing = missing_operations(value_cls)
     except EngineError as error:
-        send(LoadError(str(error)))
+        send(LoadError(str(error), [dataclasses.asdict(line) for line in error.skipped]))
         return None
     if not guard_own_code(send):
         return None
-    probes = run_probes(value_cls)
+    send(EngineFacts(engine_facts(value_cls)))  # its lines, for the diagnosis, should it fail later
+    probes = run_probes(value_cls, budget=PROBE_BUDGET, on_result=lambda key, result: send(ProbeResult(key, result)))
     if not guard_own_code(send):
         return None
+    hung = any(result.get("overran") for result in probes.values())
     try:
-        chain = deepest_chain(value_cls) if not missing else None
-    except Exception:  # the probes name what is wrong with backward
+        with guarded(3 * PROBE_BUDGET, audit=False):
+            chain = deepest_chain(value_cls) if not (missing or hung) else None
+    except (Exception, Overran):  # the probes name what is wrong with backward
         chain = None
+    speed = backward_speed(value_cls) if not (missing or hung) else {}
     label = request.engine or f"microgpt_scalar with fault {request.inject}"
+    # the facts again, after the probes: what a container on the class kept from them counts
     send(EngineFound(notes, probes, list(chain) if chain else None,
-                     missing_message(value_cls, label, missing) if missing else None))
+                     missing_message(value_cls, label, missing) if missing else None,
+                     [dataclasses.asdict(line) for line in skipped], engine_facts(value_cls), speed, hung))
     return None if missing else (value_cls, adam_cls)
 
 
@@ -174,17 +186,18 @@ def train(job: TrainRequest, value_cls, adam_cls, send) -> None:
 def model_depths(weights: Checkpoint, batch: list, limited: bool) -> Depth:
     """The graph depth of the checked model and, for an engine whose backward has a depth
     limit, how much one more layer adds."""
-    tokens = max(batch, key=len)
-    depth = graph_depth(weights.config, weights.params, tokens)
+    tokens, counted = max(batch, key=len), []
+    depth = graph_depth(weights.config, weights.params, tokens, counted)
+    nodes = round(counted[0] * sum(len(doc) for doc in batch) / len(tokens))  # about: the longest document's, scaled
     if not limited:
-        return Depth(depth, None, weights.config.n_layer)
+        return Depth(depth, None, weights.config.n_layer, nodes)
     deeper = dataclasses.replace(weights.config, n_layer=weights.config.n_layer + 1)
     deeper_params = dict(weights.params)
     for name in list(weights.params):
         if name.startswith(f"layer{weights.config.n_layer - 1}."):  # the last layer's weights, again
             deeper_params[name.replace(f"layer{weights.config.n_layer - 1}.", f"layer{weights.config.n_layer}.")] = \
                 weights.params[name]
-    return Depth(depth, graph_depth(deeper, deeper_params, tokens) - depth, weights.config.n_layer)
+    return Depth(depth, graph_depth(deeper, deeper_params, tokens) - depth, weights.config.n_layer, nodes)
 
 
 def _what_happened(error: BaseException, step: int | None, recursion: bool | None = None) -> Failure:
@@ -195,7 +208,11 @@ def _what_happened(error: BaseException, step: int | None, recursion: bool | Non
     detail = first_line(error)
     if isinstance(error, MemoryError):
         detail = (detail + "; " if detail else "") + "its process may use the memory --max-memory sets"
-    return Failure(f"raised {type(error).__name__}", detail, step, recursion)
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith(_PROJECT)]  # the engine's own line, not the model's
+    where = {"file": frames[-1].filename, "line": frames[-1].lineno, "text": (frames[-1].line or "").strip()} \
+        if frames else {}
+    return Failure(f"raised {type(error).__name__}", detail, step, recursion, where)
 
 
 def main(sandbox_level: str = "none", work: str | None = None) -> None:
@@ -221,6 +238,7 @@ def main(sandbox_level: str = "none", work: str | None = None) -> None:
     OWN_CODE.update(own_code())
 
     def arm():
+        install_guard()  # first: while the file loads, its statements' refused actions are skipped, not fatal
         install_tripwire(work or os.getcwd(), OWN_PACKAGES, fail)
 
     try:

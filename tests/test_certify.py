@@ -153,9 +153,12 @@ def test_certify_script_passes_the_project_engine_on_the_full_trace(repo_root, n
     done = run_script(repo_root, "--engine", "microgpt_scalar/engine.py", "--data", names_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:2] == [f"step    1 /  500 | loss {PUBLISHED_FIRST_LOSSES[0]}",
-                         f"step    2 /  500 | loss {PUBLISHED_FIRST_LOSSES[1]}"]
+    start = lines.index("the first 20 of the run's 500 steps (its learning-rate schedule):")
+    assert lines[start + 1:start + 3] == [f"step    1 /   20 | loss {PUBLISHED_FIRST_LOSSES[0]}",
+                                          f"step    2 /   20 | loss {PUBLISHED_FIRST_LOSSES[1]}"]
+    assert lines[0].startswith("  operators, each alone") and start < lines.index(lines[-1])  # probes first
     assert lines[-1].startswith("PASS") and "sampled names" in lines[-1]
+    assert "every operator probe agrees with torch" in lines[-1] and "not checked" not in lines[-1]
 
 
 def test_certify_script_passes_a_correct_engine_written_another_way(repo_root, names_path):

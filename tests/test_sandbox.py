@@ -129,9 +129,35 @@ def test_a_hostile_engine_ends_in_one_line_and_exit_1_and_changes_no_file(projec
     assert gone(marker)
 
 
+# The same attacks while the file loads: the loader's guard (compare.statements) refuses the
+# action and skips the statement, so the class is never made; what only the tripwire or the
+# protocol's schema sees ends the run as above.
+AT_IMPORT = {
+    "rewrites_checker.py": (2, "writes a file ("),
+    "writes_terminal.py": (2, "writes a file ("),
+    "kills_parent.py": (2, "starts or signals a process (os.kill)"),
+    "daemon.py": (2, "starts or signals a process (os.fork)"),
+    "swaps_code.py": (1, PLAIN["swaps_code.py"]),
+    "forges_protocol.py": (1, PLAIN["forges_protocol.py"]),
+}
+
+
+@pytest.mark.parametrize("engine", AT_IMPORT)
+def test_a_hostile_engine_attacking_while_it_loads_gets_no_verdict_and_changes_no_file(project, engine):
+    before = digests(project)
+    result, marker = run_checker(project, "certify", engine, env={"HOSTILE_AT": "import"})
+    code, words = AT_IMPORT[engine]
+    assert result.returncode == code, result.stdout + result.stderr
+    assert words in one_line(result)
+    assert "PASS" not in result.stdout and "AGREE" not in result.stdout + result.stderr
+    assert digests(project) == before
+    assert gone(marker)
+
+
 def test_a_module_a_training_script_imports_writes_nothing(project, tmp_path):
-    """A script without a main guard runs only its imports, definitions and constants, but
-    the module it imports runs whole: its write is refused, in one line."""
+    """Every top-level statement of a script without a main guard runs, and the module it
+    imports runs whole: the import that writes a file is refused, skipped and listed, and the
+    engine is checked without it."""
     (tmp_path / "helper.py").write_text("from pathlib import Path\n"
                                         "Path(__file__).with_name('written.txt').write_text('x')\n")
     (tmp_path / "train.py").write_text((REPO / "tests" / "engines" / "local_gradients.py").read_text()
@@ -139,8 +165,8 @@ def test_a_module_a_training_script_imports_writes_nothing(project, tmp_path):
     result = subprocess.run([sys.executable, str(project / "scripts" / "certify.py"), "--engine", "train.py",
                              *LIMITS, "--steps", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(project)})
-    assert result.returncode == 1
-    assert f"tried to write {tmp_path / 'written.txt'}" in one_line(result)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "import helper" in result.stdout and f"writes a file ({tmp_path / 'written.txt'})" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["helper.py", "train.py"]
 
 

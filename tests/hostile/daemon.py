@@ -1,5 +1,6 @@
-"""At import, starts a detached grandchild that outlives the check and rewrites its --json
-report (the path in the environment's HOSTILE_REPORT) once the checker has written it."""
+"""At its first backward (with HOSTILE_AT=import, at import), starts a detached grandchild that
+outlives the check and rewrites its --json report (the path in the environment's
+HOSTILE_REPORT) once the checker has written it."""
 import os
 import time
 
@@ -21,6 +22,11 @@ def _attack():
         os._exit(0)
 
 
-class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+class Value(wrong_exp.Value):
     __slots__ = ()
-    _attack()
+    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
+        _attack()
+
+    def backward(self):  # otherwise once loaded: at the first backward, in the probes
+        _attack()
+        super().backward()

@@ -1,5 +1,5 @@
-"""At import, writes its own lines on the checker's pipe (every descriptor that is a pipe):
-a malformed 'engine' message."""
+"""At its first backward (with HOSTILE_AT=import, at import), writes its own lines on the
+checker's pipe (every descriptor that is a pipe): a malformed 'engine' message."""
 import os
 
 import wrong_exp
@@ -14,6 +14,11 @@ def _attack():
             pass
 
 
-class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+class Value(wrong_exp.Value):
     __slots__ = ()
-    _attack()
+    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
+        _attack()
+
+    def backward(self):  # otherwise once loaded: at the first backward, in the probes
+        _attack()
+        super().backward()

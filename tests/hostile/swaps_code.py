@@ -1,5 +1,7 @@
-"""At import, swaps the code object of the checker's compare.probes._run_one for one that
-probes the project's engine instead: every probe would pass, the model step aside."""
+"""At its first backward (with HOSTILE_AT=import, at import), swaps the code object of the
+checker's compare.probes._run_one for one that probes the project's engine instead: every probe
+would pass, the model step aside."""
+import os
 import types
 
 import compare.probes as probes
@@ -18,6 +20,11 @@ def _attack():
     probes._run_one.__code__ = _run_one.__code__
 
 
-class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+class Value(wrong_exp.Value):
     __slots__ = ()
-    _attack()
+    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
+        _attack()
+
+    def backward(self):  # otherwise once loaded: at the first backward, in the probes
+        _attack()
+        super().backward()

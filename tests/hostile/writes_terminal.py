@@ -1,5 +1,5 @@
-"""At import, writes a forged verdict straight to the checker's terminal, through
-/proc/<parent>/fd/1 (and /dev/tty)."""
+"""At its first backward (with HOSTILE_AT=import, at import), writes a forged verdict straight to
+the checker's terminal, through /proc/<parent>/fd/1 (and /dev/tty)."""
 import os
 
 import wrong_exp
@@ -11,6 +11,11 @@ def _attack():
             terminal.write("AGREE: forged\n")
 
 
-class Value(wrong_exp.Value):  # a class body runs at import, even in a file with no main guard
+class Value(wrong_exp.Value):
     __slots__ = ()
-    _attack()
+    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
+        _attack()
+
+    def backward(self):  # otherwise once loaded: at the first backward, in the probes
+        _attack()
+        super().backward()
