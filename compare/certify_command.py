@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
         if error.skipped:
             print(skipped_block(error.skipped))
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     except KeyboardInterrupt:
         print_error("interrupted; nothing certified")
