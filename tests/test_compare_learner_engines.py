@@ -127,7 +127,7 @@ def test_a_name_error_for_a_name_the_loader_skipped_says_which_line_and_why(tmp_
     line = source.splitlines().index("E_SCALE = float(open('scale.txt').read())") + 1
     assert f"line {line}: E_SCALE = float(open('scale.txt').read())  (FileNotFoundError" in out
     wrong = next(line for line in out.splitlines() if line.startswith("    WRONG        exp: "))
-    assert "raised NameError: name 'E_SCALE' is not defined (line 6, which defines it, was skipped while " \
+    assert f"raised NameError: name 'E_SCALE' is not defined (line {line}, which defines it, was skipped while " \
            "loading: FileNotFoundError" in wrong
 
 
