@@ -51,6 +51,16 @@ MORE_WRONG = [  # the attention mistakes a learner makes most, each named
     ("linear", [("x @ self.weight.T", "x @ self.weight"), ("torch.randn(n_out, n_in)", "torch.randn(n_in, n_out)")],
      ["Linear(16, 64)'s weight has shape (16, 64), the project's has (64, 16)", "(n_out, n_in)"]),
     ("loss", [("ignore_index=-1", "ignore_index=-100")], ["raised", "ignore_index=-1"]),
+    # a wrong transpose in attention: k not transposed, or transposed on the wrong axes
+    ("attention", [("q @ k.transpose(-2, -1)", "q @ k")],
+     ["attention_head(q, k, v) raised", "line 9: scores = q @ k /", "q @ k.transpose(-2, -1)"]),
+    ("attention", [("q @ k.transpose(-2, -1)", "q @ k.transpose(0, 1)")],
+     ["Attention(x) raised", "transpose only k's last two axes"]),
+    # the causal mask in the head but not in the multi-head module (torch's fused attention, is_causal left out)
+    ("attention", [("x = attention_head(q, k, v)", "x = F.scaled_dot_product_attention(q, k, v)")],
+     ["Attention(x) differs", "no causal mask"]),
+    ("train", [("        optimizer.zero_grad()\n", ""), ("loss.backward()\n", "loss.backward()\n        optimizer.zero_grad()\n")],
+     ["loss of step 2 differs", "optimizer.zero_grad() comes between backward() and step()"]),
 ]
 
 
@@ -99,7 +109,9 @@ def wrong_answer(repo_root, tmp_path, name, edits):
 
 
 @pytest.mark.parametrize("name, edits, words", [(name, *WRONG[name]) for name in NAMES] + MORE_WRONG,
-                         ids=[*NAMES, "attention-split", "attention-merge", "linear-layout", "loss-ignore-index"])
+                         ids=[*NAMES, "attention-split", "attention-merge", "linear-layout", "loss-ignore-index",
+                              "attention-k-not-transposed", "attention-k-transposed-on-wrong-axes",
+                              "attention-multi-head-without-mask", "train-zero-grad-after-backward"])
 def test_a_typical_wrong_answer_is_named(name, edits, words, repo_root, tmp_path):
     passed, lines = run(name, wrong_answer(repo_root, tmp_path, name, edits))
     report = "\n".join(lines)
