@@ -72,8 +72,7 @@ def check_in_own_process(name: str, path: Path, limits: ProcessLimits) -> Outcom
         token = secrets.token_hex(16)
         config = {"name": name, "path": str(path), "token": token, "limits": asdict(limits),
                   "dump": str(folder / "traceback.txt")}
-        environment = {**os.environ, "TMPDIR": str(work), "PYTHONDONTWRITEBYTECODE": "1",
-                       "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        environment = {**os.environ, "TMPDIR": str(work), "PYTHONDONTWRITEBYTECODE": "1"}  # its temporary files here
         boot = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tutorial.own_process import child; child()"
         with open(folder / "verdict", "wb") as verdict, open(folder / "printed", "wb") as printed:
             process = subprocess.Popen([sys.executable, "-B", "-c", boot], stdin=subprocess.PIPE, stdout=verdict,
