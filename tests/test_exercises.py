@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 
@@ -283,3 +284,21 @@ def test_the_learners_output_is_shown_apart_and_does_not_change_the_verdict(repo
     report, printed = done.stdout.split(f"what {path} printed (its own output, not the check's):\n")
     assert report.splitlines()[1] == "OK: it agrees with the scalar engine" and "forged" not in report
     assert printed.splitlines() == ["  | WRONG: forged", "  | step 2, rmsnorm on a batch"]
+
+
+def test_a_process_the_file_starts_and_detaches_is_ended_with_the_check(repo_root, tmp_path):
+    """A child that leaves the check's session (setsid) comes to the keeper as an orphan and is ended."""
+    pid_file = tmp_path / "pid"
+    path = tmp_path / "detaches.py"
+    path.write_text("import os, time\n"
+                    "pid = os.fork()\n"
+                    "if pid == 0:\n"
+                    "    os.setsid()\n"
+                    "    time.sleep(60)\n"
+                    "    os._exit(0)\n"
+                    f"open({str(pid_file)!r}, 'w').write(str(pid))\n")
+    done = command(repo_root, "mlp", "--file", path)
+    assert done.returncode == 1 and f"WRONG: {path} has no MLP" in done.stdout, done.stdout + done.stderr
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -6,7 +6,7 @@
     outcome.printed                  # what the learner's code printed, kept apart from the verdict
 
 The child process runs `run` (the check and the learner's code together), in a session of its
-own, under resource limits (address space, CPU time, file size, no core files; the
+own below a keeper that ends whatever it leaves behind (as `compare.sandbox` does), under resource limits (address space, CPU time, file size, no core files; the
 `compare.sandbox` limits and `compare.confine.set_limits`), with a time limit on the check.
 Whatever the learner's code prints goes to a file of its own; the verdict goes on the child's
 original standard output as one JSON line carrying a token only the parent and the child know.
@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = 90  # the child's own start (torch's import) before the check's time limit begins
 CHECKER_PACKAGES = ("tutorial", "microgpt_scalar", "microgpt_torch")
-PRINTED_LINES = 20  # the learner's printed output shown: its last lines
+PRINTED_LINES = 20  # the learner's printed output shown: its last lines,
+PRINTED_WIDTH = 300  # each cut to this many characters
 TAIL_BYTES = 64 << 10
 
 
@@ -73,7 +74,7 @@ def check_in_own_process(name: str, path: Path, limits: ProcessLimits) -> Outcom
         config = {"name": name, "path": str(path), "token": token, "limits": asdict(limits),
                   "dump": str(folder / "traceback.txt")}
         environment = {**os.environ, "TMPDIR": str(work), "PYTHONDONTWRITEBYTECODE": "1"}  # its temporary files here
-        boot = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tutorial.own_process import child; child()"
+        boot = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tutorial.own_process import keeper; keeper()"
         with open(folder / "verdict", "wb") as verdict, open(folder / "printed", "wb") as printed:
             process = subprocess.Popen([sys.executable, "-B", "-c", boot], stdin=subprocess.PIPE, stdout=verdict,
                                        stderr=printed, env=environment, start_new_session=True, close_fds=True)
@@ -99,7 +100,14 @@ def check_in_own_process(name: str, path: Path, limits: ProcessLimits) -> Outcom
 
 
 def end_process_group(process: subprocess.Popen) -> None:
-    """End the child and everything it started (its session's process group), then reap it."""
+    """Ask the keeper to end everything below it, then end its session's process group by force
+    and reap it."""
+    if process.poll() is None:
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=5)
+        except (subprocess.TimeoutExpired, OSError):
+            pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -127,6 +135,7 @@ def last_lines(path: Path) -> list[str]:
         return []
     if size > TAIL_BYTES:
         lines = lines[1:]  # the first may be cut
+    lines = [line if len(line) <= PRINTED_WIDTH else line[:PRINTED_WIDTH] + " ..." for line in lines]
     if len(lines) > PRINTED_LINES or size > TAIL_BYTES:
         return [f"(its last {PRINTED_LINES} lines)"] + lines[-PRINTED_LINES:]
     return lines
@@ -182,7 +191,84 @@ def learner_line(dump: str, path: Path) -> str:
     return ""
 
 
-# --- the child's side ---
+# --- the keeper: the parent's child, the check's parent ---
+
+def keeper() -> None:
+    """Fork the check's process and wait for it; then end whatever it left behind (a process it
+    started that left the session comes to the keeper, its "subreaper", as an orphan), and exit
+    as the check's process exited. SIGTERM (from the parent, or when the parent dies) ends all."""
+    import resource
+
+    from compare import confine
+
+    try:
+        confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGTERM)
+    except confine.SetupError:
+        pass
+    confine.become_subreaper()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child()
+        finally:
+            os._exit(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # the job's pipe and the output files are the check's alone
+        os.dup2(devnull, fd)
+
+    def stop(signum, frame):
+        end_descendants()
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    _, status = os.waitpid(pid, 0)
+    end_descendants()
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def end_descendants() -> None:
+    """SIGKILL every process below this one, again until none is left, reaping them."""
+    for _ in range(100):
+        below = descendants(os.getpid())
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        if not below:
+            return
+
+
+def descendants(root: int) -> list:
+    """The processes below `root`, from each process's parent in /proc."""
+    parent_of = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    parent_of[int(entry)] = int(stat.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parent_of.items() if ppid == parent and pid not in found]
+        found += children
+        frontier += children
+    return found
+
+
+# --- the check's process ---
 
 def child() -> None:
     """Read the job from stdin, shut the process in, run the check, send the verdict, end."""
