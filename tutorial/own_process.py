@@ -6,8 +6,9 @@
     outcome.printed                  # what the learner's code printed, kept apart from the verdict
 
 The child process runs `run` (the check and the learner's code together), in a session of its
-own below a keeper that ends whatever it leaves behind (as `compare.sandbox` does), under resource limits (address space, CPU time, file size, no core files; the
-`compare.sandbox` limits and `compare.confine.set_limits`), with a time limit on the check.
+own below a keeper that ends whatever it leaves behind (as `compare.sandbox` does), under
+resource limits (address space, CPU time, file size, no core files; the `compare.sandbox`
+limits and `compare.confine.set_limits`), with a time limit on the check.
 Whatever the learner's code prints goes to a file of its own; the verdict goes on the child's
 original standard output as one JSON line carrying a token only the parent and the child know.
 So a file that hangs, exits, crashes or allocates without bound ends in one line naming it, and
@@ -146,11 +147,10 @@ def verdict_of(text: str, token: str) -> Outcome | None:
     if not text:
         return None
     try:
-        message = json.loads(text)
-        assert isinstance(message, dict) and text.count("\n") == 1 and text.endswith("\n")
-    except (ValueError, AssertionError):
+        message = json.loads(text) if text.count("\n") == 1 and text.endswith("\n") else None
+    except ValueError:
         message = None
-    if message is None or message.get("token") != token:
+    if not isinstance(message, dict) or message.get("token") != token:
         return Outcome(error="the checker's verdict channel holds something else than the check's verdict: "
                              "the exercise wrote into it, so no verdict can be given")
     if message.get("error"):
