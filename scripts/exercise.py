@@ -4,7 +4,10 @@
     python scripts/exercise.py mlp                                        # your docs/exercises/mlp.py
     python scripts/exercise.py mlp --file docs/exercises/answers/mlp.py   # ours
 
-Exit status 0 when your piece agrees with the scalar engine, 1 with what differs, 2 on bad input.
+The check runs your file in a process of its own (--timeout, --max-memory set its limits).
+Exit status 0 when your piece agrees with the scalar engine, 1 with what differs, 2 with one
+line on stderr when it cannot be checked: a bad command line, a missing or empty file, a file
+that does not parse, raises or exits while it loads, hangs, or runs out of memory.
 """
 import os
 import sys

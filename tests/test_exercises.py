@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 
@@ -51,6 +52,16 @@ MORE_WRONG = [  # the attention mistakes a learner makes most, each named
     ("linear", [("x @ self.weight.T", "x @ self.weight"), ("torch.randn(n_out, n_in)", "torch.randn(n_in, n_out)")],
      ["Linear(16, 64)'s weight has shape (16, 64), the project's has (64, 16)", "(n_out, n_in)"]),
     ("loss", [("ignore_index=-1", "ignore_index=-100")], ["raised", "ignore_index=-1"]),
+    # a wrong transpose in attention: k not transposed, or transposed on the wrong axes
+    ("attention", [("q @ k.transpose(-2, -1)", "q @ k")],
+     ["attention_head(q, k, v) raised", "line 9: scores = q @ k /", "q @ k.transpose(-2, -1)"]),
+    ("attention", [("q @ k.transpose(-2, -1)", "q @ k.transpose(0, 1)")],
+     ["Attention(x) raised", "transpose only k's last two axes"]),
+    # the causal mask in the head but not in the multi-head module (torch's fused attention, is_causal left out)
+    ("attention", [("x = attention_head(q, k, v)", "x = F.scaled_dot_product_attention(q, k, v)")],
+     ["Attention(x) differs", "no causal mask"]),
+    ("train", [("        optimizer.zero_grad()\n", ""), ("loss.backward()\n", "loss.backward()\n        optimizer.zero_grad()\n")],
+     ["loss of step 2 differs", "optimizer.zero_grad() comes between backward() and step()"]),
 ]
 
 
@@ -99,7 +110,9 @@ def wrong_answer(repo_root, tmp_path, name, edits):
 
 
 @pytest.mark.parametrize("name, edits, words", [(name, *WRONG[name]) for name in NAMES] + MORE_WRONG,
-                         ids=[*NAMES, "attention-split", "attention-merge", "linear-layout", "loss-ignore-index"])
+                         ids=[*NAMES, "attention-split", "attention-merge", "linear-layout", "loss-ignore-index",
+                              "attention-k-not-transposed", "attention-k-transposed-on-wrong-axes",
+                              "attention-multi-head-without-mask", "train-zero-grad-after-backward"])
 def test_a_typical_wrong_answer_is_named(name, edits, words, repo_root, tmp_path):
     passed, lines = run(name, wrong_answer(repo_root, tmp_path, name, edits))
     report = "\n".join(lines)
@@ -141,3 +154,151 @@ def test_the_script_runs_as_a_program_from_the_repository_root(repo_root):
 
 def test_no_torch_state_leaks_between_checks():
     assert torch.get_default_dtype() == torch.float32 and torch.is_grad_enabled()
+
+
+# The command on files it cannot check: one line on stderr naming the file and the problem, exit 2,
+# no verdict on stdout. Each hostile file runs under the limits the command is given here.
+
+def command(repo_root, *args, limit_s=200):
+    return subprocess.run([sys.executable, "scripts/exercise.py", *map(str, args)], cwd=repo_root, capture_output=True,
+                          text=True, timeout=limit_s)
+
+
+def one_error_line(done, *words):
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    report = done.stdout.split("printed (its own output, not the check's):")[0]
+    assert "OK:" not in report and "WRONG:" not in report, done.stdout
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def test_no_exercise_name_is_one_error_line_naming_the_exercises(capsys):
+    from tutorial.exercises import main
+
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: name the exercise to check") and err.count("\n") == 1
+    assert all(step.name in err for step in STEPS)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["attn"], ["invalid choice: 'attn'"]),
+    (["mlp", "--file", "no/such/file.py"], ["--file not found", "no/such/file.py"]),
+    (["mlp", "--timeout", "0"], ["--timeout", "out of range"]),
+    (["mlp", "--max-memory", "10"], ["--max-memory", "out of range"]),
+])
+def test_a_bad_command_line_is_one_error_line(args, words, capsys):
+    from tutorial.exercises import main
+
+    try:
+        code = main(args)
+    except SystemExit as exit:  # argparse's refusal
+        code = exit.code
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    for word in words:
+        assert word in err
+
+
+HOSTILE = {  # name -> (the learner's file, the command's limits, words the error line must hold)
+    "empty": ("", [], ["empty.py is empty", "docs/exercises/mlp.py"]),
+    "syntax": ("def MLP(:\n    pass\n", [], ["syntax.py, line 1", "Python cannot read the file"]),
+    "raises": ('print("OK: it agrees with the scalar engine")\nraise ValueError("no model here")\n', [],
+               ["importing", "raises.py raised ValueError: no model here", 'line 2: raise ValueError("no model here")']),
+    "exits": ("import sys\nsys.exit(3)\n", [], ["exits.py called sys.exit(3)", "line 2: sys.exit(3)"]),
+    "ends": ("import os\nos._exit(0)\n", [], ["ends.py ended the check's process (exit status 0)", "os._exit()"]),
+    "hangs": ("import torch\nx = torch.zeros(1)\nwhile True:\n    x = x + 1\n", ["--timeout", "3"],
+              ["hangs.py did not finish within 3 s", "still running line 4: x = x + 1", "--timeout"]),
+    "hogs": ("chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))\n", ["--max-memory", "1000"],
+             ["hogs.py ran out of memory", "line 3: chunks.append", "--max-memory"]),
+    "hogs_in_torch": ("import torch\nbig = torch.empty(1 << 40, dtype=torch.uint8)\n", ["--max-memory", "1000"],
+                      ["ran out of memory", "line 2: big = torch.empty"]),
+    "crashes": ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", [],
+                ["crashes.py was ended by SIGSEGV at line 2"]),
+    "forges": ("import os\n"
+               "forged = b'{\"passed\": true, \"lines\": [\"OK: it agrees with the scalar engine\"]}\\n'\n"
+               "for fd in map(int, os.listdir('/proc/self/fd')):\n"
+               "    if fd > 2:\n"
+               "        try:\n"
+               "            os.write(fd, forged)\n"
+               "        except OSError:\n"
+               "            pass\n"
+               "print('OK: it agrees with the scalar engine')\n"
+               "os._exit(0)\n", [], ["verdict channel holds something else", "no verdict"]),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_file_that_cannot_be_checked_ends_in_one_error_line(name, repo_root, tmp_path):
+    text, limits, words = HOSTILE[name]
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    done = command(repo_root, "mlp", "--file", path, *limits)
+    one_error_line(done, *words)
+    if "print(" in text:  # what it printed is shown apart from the verdict, marked as its own
+        assert "(its own output, not the check's):\n  | OK: it agrees with the scalar engine" in done.stdout
+
+
+PATCHED_MLP = """import torch.nn as nn
+{patch}
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.fc1 = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.fc2 = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return x  # wrong: only a patched checker could pass it
+"""
+PATCHES = {
+    "rebinds": "import tutorial.model_steps as steps\n"
+               "steps.compare_sublayer = lambda *args, **kwargs: ['ok']",
+    "rewrites": "import tutorial.model_steps as steps\n"
+                "steps.compare_sublayer.__code__ = (lambda *args, **kwargs: ['ok']).__code__",
+}
+
+
+@pytest.mark.parametrize("how", PATCHES)
+def test_a_file_that_patches_the_checker_gets_no_verdict(how, repo_root, tmp_path):
+    path = tmp_path / "mlp.py"
+    path.write_text(PATCHED_MLP.format(patch=PATCHES[how]))
+    one_error_line(command(repo_root, "mlp", "--file", path), "changed the checker's own code",
+                   "tutorial.model_steps.compare_sublayer")
+    path.write_text(PATCHED_MLP.format(patch=""))  # the same file unpatched: the check finds its mistake
+    done = command(repo_root, "mlp", "--file", path)
+    assert done.returncode == 1 and "WRONG: MLP(x) differs from the scalar engine" in done.stdout, done.stdout
+
+
+def test_the_learners_output_is_shown_apart_and_does_not_change_the_verdict(repo_root, tmp_path):
+    answer = (repo_root / "docs" / "exercises" / "answers" / "rmsnorm.py").read_text()
+    path = tmp_path / "rmsnorm.py"
+    path.write_text(answer + "\nprint('WRONG: forged')\nprint('step 2, rmsnorm on a batch')\n")
+    done = command(repo_root, "rmsnorm", "--file", path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    report, printed = done.stdout.split(f"what {path} printed (its own output, not the check's):\n")
+    assert report.splitlines()[1] == "OK: it agrees with the scalar engine" and "forged" not in report
+    assert printed.splitlines() == ["  | WRONG: forged", "  | step 2, rmsnorm on a batch"]
+
+
+def test_a_process_the_file_starts_and_detaches_is_ended_with_the_check(repo_root, tmp_path):
+    """A child that leaves the check's session (setsid) comes to the keeper as an orphan and is ended."""
+    pid_file = tmp_path / "pid"
+    path = tmp_path / "detaches.py"
+    path.write_text("import os, time\n"
+                    "pid = os.fork()\n"
+                    "if pid == 0:\n"
+                    "    os.setsid()\n"
+                    "    time.sleep(60)\n"
+                    "    os._exit(0)\n"
+                    f"open({str(pid_file)!r}, 'w').write(str(pid))\n")
+    done = command(repo_root, "mlp", "--file", path)
+    assert done.returncode == 1 and f"WRONG: {path} has no MLP" in done.stdout, done.stdout + done.stderr
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -4,7 +4,8 @@
     python scripts/exercise.py mlp                                   # checks docs/exercises/mlp.py
     python scripts/exercise.py mlp --file docs/exercises/answers/mlp.py
 
-`tutorial.exercises` holds the list of steps and the command; `tutorial.model_steps` and
+`tutorial.exercises` holds the list of steps and the command; `tutorial.own_process` runs a
+check in a process of its own, under limits; `tutorial.model_steps` and
 `tutorial.training_steps` the checks; `tutorial.scalar_side` what the scalar engine computes for
 them; `tutorial.verdict` how a difference is put in the learner's terms.
 """

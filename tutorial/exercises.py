@@ -1,20 +1,24 @@
 """The thirteen exercises and the command that checks one: `python scripts/exercise.py NAME`.
 
 Each exercise is a file under docs/exercises/ with a TODO (its answer is in docs/exercises/answers/);
-its check runs the learner's code and the scalar engine on the same inputs and weights.
+its check runs the learner's code and the scalar engine on the same inputs and weights. The
+command runs the check in a process of its own (`tutorial.own_process`); `run` is the check itself.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import model_steps, training_steps
-from .verdict import Learner, Wrong
-
 REPO = Path(__file__).resolve().parents[1]
 EXERCISES = Path("docs") / "exercises"
+DEFAULT_TIMEOUT_S = 120  # the slowest check (the training loop) takes a few seconds
+
+
+class Unusable(Exception):
+    """A learner's file that cannot be checked at all (empty, does not parse, raises or exits
+    while it is imported): one line, naming the file, the line and the problem."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Step:
     number: int
     name: str
     title: str
-    check: object  # Learner -> report lines; raises Wrong
+    check_name: str  # "module:function" in this package: Learner -> report lines; raises Wrong
 
     @property
     def stub(self) -> Path:
@@ -32,42 +36,69 @@ class Step:
     def answer(self) -> Path:
         return EXERCISES / "answers" / f"{self.name}.py"
 
+    def check(self, learner) -> list[str]:
+        """The check, imported when first used (the checks import torch; the command does not)."""
+        module, function = self.check_name.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), function)(learner)
+
 
 STEPS = [
-    Step(1, "gradient", "a tensor expression and its gradient", model_steps.check_gradient),
-    Step(2, "rmsnorm", "rmsnorm on a batch", model_steps.check_rmsnorm),
-    Step(3, "linear", "a Linear without bias, as an nn.Module", model_steps.check_linear),
-    Step(4, "mlp", "the MLP as an nn.Module", model_steps.check_mlp),
-    Step(5, "attention", "one attention head, then multi-head with the causal mask", model_steps.check_attention),
-    Step(6, "block", "the Block: two sublayers added to the stream", model_steps.check_block),
-    Step(7, "gpt", "the GPT, with the project's parameter names", model_steps.check_gpt),
-    Step(8, "loss", "the loss with F.cross_entropy on a padded batch", training_steps.check_loss),
-    Step(9, "train", "the training loop: zero_grad, backward, step, LambdaLR", training_steps.check_train),
-    Step(10, "data", "a Dataset and a DataLoader that pads", training_steps.check_data),
-    Step(11, "checkpoint", "state_dict: save, load and resume", training_steps.check_checkpoint),
-    Step(12, "sample", "model.eval() and torch.no_grad() for sampling", training_steps.check_sample),
-    Step(13, "device", "the device: CPU, CUDA or MPS", training_steps.check_device),
+    Step(1, "gradient", "a tensor expression and its gradient", "model_steps:check_gradient"),
+    Step(2, "rmsnorm", "rmsnorm on a batch", "model_steps:check_rmsnorm"),
+    Step(3, "linear", "a Linear without bias, as an nn.Module", "model_steps:check_linear"),
+    Step(4, "mlp", "the MLP as an nn.Module", "model_steps:check_mlp"),
+    Step(5, "attention", "one attention head, then multi-head with the causal mask", "model_steps:check_attention"),
+    Step(6, "block", "the Block: two sublayers added to the stream", "model_steps:check_block"),
+    Step(7, "gpt", "the GPT, with the project's parameter names", "model_steps:check_gpt"),
+    Step(8, "loss", "the loss with F.cross_entropy on a padded batch", "training_steps:check_loss"),
+    Step(9, "train", "the training loop: zero_grad, backward, step, LambdaLR", "training_steps:check_train"),
+    Step(10, "data", "a Dataset and a DataLoader that pads", "training_steps:check_data"),
+    Step(11, "checkpoint", "state_dict: save, load and resume", "training_steps:check_checkpoint"),
+    Step(12, "sample", "model.eval() and torch.no_grad() for sampling", "training_steps:check_sample"),
+    Step(13, "device", "the device: CPU, CUDA or MPS", "training_steps:check_device"),
 ]
 BY_NAME = {step.name: step for step in STEPS}
 
 
-def load_learner(path: Path, shown: str | None = None) -> Learner:
-    """The learner's file as a module; a file that does not even import becomes a Wrong."""
-    spec = importlib.util.spec_from_file_location(f"exercise_{path.stem}", path)
+def load_learner(path: Path, shown: str | None = None, stub: Path | None = None):
+    """The learner's file as a module; Unusable if it is empty, does not parse or raises."""
+    from .verdict import Learner, Wrong
+
+    shown = shown or str(path)
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise Unusable(f"cannot read {shown}: {getattr(error, 'strerror', None) or error}") from None
+    if not source.strip():
+        start = f"copy the stub {stub}" if stub else "start from the exercise's stub in docs/exercises/"
+        raise Unusable(f"{shown} is empty: {start} and write where its TODO is")
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as error:
+        raise Unusable(f"{shown}, line {error.lineno}: {error.msg} (Python cannot read the file)") from None
+    except ValueError as error:  # a NUL byte
+        raise Unusable(f"{shown}: {error}") from None
+    spec = importlib.util.spec_from_file_location(f"exercise_{Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
     learner = Learner(module, path, shown)
-    learner.call(f"importing {path}", spec.loader.exec_module, module)
+    try:
+        learner.call(f"importing {shown}", spec.loader.exec_module, module)
+    except Wrong as wrong:
+        raise Unusable(f"{wrong.headline} ({'; '.join(d.removeprefix('at ') for d in wrong.details)})") from None
     return learner
 
 
 def run(name: str, path: Path | None = None) -> tuple[bool, list[str]]:
-    """(passed, report lines) of exercise `name` on the file at `path` (default: its stub)."""
+    """(passed, report lines) of exercise `name` on the file at `path` (default: its stub), run
+    in this process; Unusable if the file cannot be checked at all."""
+    from .verdict import Wrong
+
     step = BY_NAME[name]
     path = Path(path) if path is not None else REPO / step.stub
     shown = shown_path(path)
     head = f"step {step.number}, {step.title}: {shown}"
+    learner = load_learner(path, shown, step.stub)
     try:
-        learner = load_learner(path, shown)
         lines = step.check(learner)
     except Wrong as wrong:
         return False, [head, f"WRONG: {wrong.headline}"] + [f"  {detail}" for detail in wrong.details]
@@ -85,23 +116,44 @@ def listing() -> list[str]:
 
 
 def main(argv=None) -> int:
-    from microgpt_scalar.cli import OneLineParser, print_error
-    from microgpt_scalar.files import FileError, check_input
+    from microgpt_scalar.cli import OneLineParser, int_from, print_error
+    from microgpt_scalar.files import FileError, check_input, escape_controls
 
-    parser = OneLineParser(description="Check one exercise of the tutorial against the scalar engine.")
+    from .own_process import ProcessLimits, check_in_own_process
+
+    names = ", ".join(step.name for step in STEPS)
+    parser = OneLineParser(description="Check one exercise of the tutorial against the scalar engine, in a process "
+                                       "of its own. Exit 0: it agrees; 1: it differs (the report says where); "
+                                       "2: it could not be checked (one line on stderr says why).")
     parser.add_argument("name", nargs="?", choices=[step.name for step in STEPS], metavar="NAME",
-                        help="the exercise: " + ", ".join(step.name for step in STEPS))
+                        help="the exercise: " + names)
     parser.add_argument("--file", help="check this file instead of docs/exercises/NAME.py")
     parser.add_argument("--list", action="store_true", help="list the exercises")
+    parser.add_argument("--timeout", type=int_from(1, 24 * 3600), default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"time the check of your file may take (default {DEFAULT_TIMEOUT_S})")
+    parser.add_argument("--max-memory", type=int_from(256, 1 << 24), default=ProcessLimits().memory_mb, metavar="MB",
+                        help=f"memory (address space) the check's process may use (default {ProcessLimits().memory_mb})")
     args = parser.parse_args(argv)
-    if args.list or args.name is None:
+    if args.list:
         print("\n".join(listing()))
-        return 0 if args.list else 2
+        return 0
+    if args.name is None:
+        print_error(f"name the exercise to check, one of: {names} (python scripts/exercise.py --list)")
+        return 2
+    step = BY_NAME[args.name]
     try:
-        path = check_input(args.file, "--file") if args.file is not None else None
+        path = check_input(args.file if args.file is not None else REPO / step.stub,
+                           "--file" if args.file is not None else "the exercise file")
     except FileError as error:  # no such file, a directory, a FIFO, a name no file can have
         print_error(error)
         return 2
-    passed, lines = run(args.name, path.resolve() if path else None)
-    print("\n".join(lines))
-    return 0 if passed else 1
+    outcome = check_in_own_process(args.name, path.resolve(), ProcessLimits(args.timeout, args.max_memory))
+    if outcome.lines:
+        print("\n".join(escape_controls(line) for line in outcome.lines))
+    if outcome.printed:
+        print(f"what {shown_path(path)} printed (its own output, not the check's):")
+        print("\n".join(f"  | {escape_controls(line)}" for line in outcome.printed))
+    if outcome.error:
+        print_error(outcome.error)
+        return 2
+    return 0 if outcome.passed else 1

@@ -221,14 +221,19 @@ def wo_of(x, wo):
     return x @ wo.T
 
 
+WHICH_TRANSPOSE = ("a transpose on the wrong axes: q and k are (..., T, hd), the scores q @ k.transpose(-2, -1) are "
+                   "(..., T, T), and the output weights @ v is (..., T, hd); transpose only k's last two axes "
+                   "(k.T and k.transpose(0, 1) move the document and head axes too)")
+ATTENTION_SHAPES = [("cannot be multiplied", WHICH_TRANSPOSE), ("must match the size of tensor", WHICH_TRANSPOSE)]
+
+
 def check_attention_head(learner: Learner) -> list[str]:
     rng = random.Random(SEED + 5)
     T, hd = 6, 4
     q_rows, k_rows, v_rows, coef = (random_rows(rng, T, hd, low=-2.0, high=2.0) for _ in range(4))
     out, q_grad, k_grad, v_grad = scalar_side.attention_head(q_rows, k_rows, v_rows, coef)
     q, k, v = leaf(q_rows), leaf(k_rows), leaf(v_rows)
-    got = learner.call("attention_head(q, k, v)", learner.get("attention_head"), q, k, v, hints=[
-        ("cannot be multiplied", "q is (T, hd) and k (T, hd): the scores are q @ k.transpose(-2, -1), (T, T)")])
+    got = learner.call("attention_head(q, k, v)", learner.get("attention_head"), q, k, v, hints=ATTENTION_SHAPES)
     plain = [t.detach() for t in (q, k, v)]
     mistakes = [
         ("no causal mask: every position also reads the positions after it (masked_fill the scores above "
@@ -265,7 +270,7 @@ def check_attention(learner: Learner) -> list[str]:
         learner, "Attention", module, params, x_rows, coef, scalar_side.attention(config, params, x_rows, coef),
         layer_state_dict(params, "attn_", ("wq", "wk", "wv", "wo")), mistakes,
         "the project names them wq, wk, wv and wo, each an nn.Linear(n_embd, n_embd, bias=False)",
-        hints=[("cannot be multiplied", "scores are q @ k.transpose(-2, -1): (B, nh, T, hd) @ (B, nh, hd, T)"),
+        hints=[*ATTENTION_SHAPES,
                ("view size is not compatible", "after transpose(1, 2) the tensor is not contiguous: use reshape")])
 
 

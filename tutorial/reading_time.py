@@ -1,7 +1,10 @@
 """How long the guide takes, estimated from what it holds: its prose read at a pace for technical
-text, its code read line by line, its printed output skimmed, and each exercise written and checked.
+text, its code read line by line, its printed output skimmed, and an allowance for writing each
+exercise. The rates and the allowance are assumptions stated here, not measurements of readers;
+what is measured is the page (`measure`) and, with --checks, how long each exercise's check runs.
 
-    python -m tutorial.reading_time          # the measures of docs/bridge.md and the estimate
+    python -m tutorial.reading_time            # the measures of docs/bridge.md and the estimate
+    python -m tutorial.reading_time --checks   # and the time of checking each answer, as a learner runs it
 
 The README states the result and these rates; a test keeps its figures in step with the page.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,7 @@ class Measures:
     prose_words: int
     code_lines: int
     output_lines: int
+    check_seconds: float = 0.0  # every exercise's check run once (measured; 0 when not)
 
     def minutes(self) -> dict:
         return {
@@ -35,6 +40,7 @@ class Measures:
             "code": self.code_lines / CODE_LINES_PER_MINUTE,
             "output": self.output_lines / OUTPUT_LINES_PER_MINUTE,
             "exercises": FIRST_EXERCISE_MINUTES + (EXERCISES - 1) * EXERCISE_MINUTES,
+            "checks": self.check_seconds / 60,
         }
 
     def total_minutes(self) -> float:
@@ -55,11 +61,32 @@ def measure(page: str) -> Measures:
     return Measures(len(re.findall(r"[A-Za-z0-9`'_.-]+", prose)), code, output)
 
 
+def check_seconds() -> dict:
+    """name -> seconds that checking the exercise's answer takes, as `python scripts/exercise.py
+    NAME` runs it (a process of its own, torch's import included)."""
+    from .exercises import REPO, STEPS
+    from .own_process import ProcessLimits, check_in_own_process
+
+    seconds = {}
+    for step in STEPS:
+        start = time.perf_counter()
+        outcome = check_in_own_process(step.name, REPO / step.answer, ProcessLimits())
+        seconds[step.name] = time.perf_counter() - start
+        if not outcome.passed:
+            raise SystemExit(f"error: the answer to {step.name} does not pass its check: {outcome.error or outcome.lines}")
+    return seconds
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     page = Path(__file__).resolve().parents[1] / "docs" / "bridge.md"
     measures = measure(page.read_text(encoding="utf-8"))
+    if "--checks" in argv:
+        seconds = check_seconds()
+        print("  ".join(f"{name} {s:.1f} s" for name, s in seconds.items()))
+        measures = Measures(measures.prose_words, measures.code_lines, measures.output_lines, sum(seconds.values()))
     for part, minutes in measures.minutes().items():
-        print(f"{part:10} {minutes:6.0f} min")
+        print(f"{part:10} {minutes:6.1f} min")
     print(f"{'total':10} {measures.total_minutes():6.0f} min   ({measures})")
     return 0
 

@@ -75,15 +75,18 @@ def reference_model():
 
 
 def faithful_losses(model, optimizer, scheduler, token_lists, steps, zero_grad=True, schedule=True):
-    """The loop done right, or with one mistake (no zero_grad, no scheduler.step)."""
+    """The loop done right, or with one mistake (no zero_grad, zero_grad="after backward", no
+    scheduler.step)."""
     losses = []
     for step in range(steps):
         tokens = token_lists[step % len(token_lists)]
         n = min(model.config.block_size, len(tokens) - 1)
-        if zero_grad:
+        if zero_grad is True:
             optimizer.zero_grad()
         _, loss = model(torch.tensor([tokens[:n]]), torch.tensor([tokens[1:n + 1]]))
         loss.backward()
+        if zero_grad == "after backward":
+            optimizer.zero_grad()
         optimizer.step()
         if schedule:
             scheduler.step()
@@ -107,6 +110,8 @@ def loop_mistakes(steps: int):
 
     return [("optimizer.zero_grad() is missing: each backward adds to the gradients of the steps before",
              lambda: run(zero_grad=False)),
+            ("optimizer.zero_grad() comes between backward() and step(): it clears the gradients step() needs; "
+             "call it before the forward (or before backward)", lambda: run(zero_grad="after backward")),
             ("scheduler.step() is missing: the learning rate stays at its first value", lambda: run(schedule=False)),
             ("the LambdaLR factor is the learning rate itself, not learning_rate_at(step) / config.learning_rate",
              lambda: run(lr_lambda=lambda step, c=get_config(): learning_rate_at(step, c)))]

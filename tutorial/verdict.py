@@ -20,6 +20,15 @@ class Wrong(Exception):
         self.headline, self.details = headline, [d for d in details if d]
 
 
+class OutOfMemory(Exception):
+    """The learner's code ran out of the memory its process may use (it is not a wrong answer)."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Python's MemoryError, or torch's allocator refusing ("can't allocate memory")."""
+    return isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
 class Learner:
     """The learner's file, loaded as a module, and calls into it that report failures by line."""
 
@@ -43,6 +52,8 @@ class Learner:
             raise Wrong(f"{what} is not written yet ({error or 'NotImplementedError'})",
                         f"write it where the TODO is: {self.where(error)}") from None
         except Exception as error:  # the learner's code may raise anything
+            if is_out_of_memory(error):
+                raise OutOfMemory(f"{what} ran out of memory at {self.where(error)}") from None
             message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             advice = [tip for text, tip in hints if text in str(error)]
             raise Wrong(f"{what} raised {message}", f"at {self.where(error)}", *advice) from None
