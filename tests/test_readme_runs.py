@@ -1,0 +1,48 @@
+"""The verdicts the README shows are what the checker prints: each verdict line of its text
+blocks, and each cause block under one, comes out of a real run of a command the README
+names beside it.
+
+Oracle: the program itself, run now; a README edited by hand, or a checker whose wording
+changed since, fails here.
+"""
+from __future__ import annotations
+
+import re
+
+from helpers import REPO, load_script
+
+main = load_script("compare_step").main
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+# the runs the README's verdicts come from, as its text says, from the project's folder
+RUNS = (
+    [],  # the defaults
+    ["--inject", "relu-grad-one"],  # a relu gradient of 1 at 0, which squaring hides
+    ["--engine", "tests/engines/without_reflected.py"],  # no __rsub__, no __rtruediv__
+    ["--engine", "tests/engines/assign_in_closure.py"],  # `=` for `+=`
+)
+
+
+def shown_blocks() -> list[str]:
+    """The README's text blocks that hold a verdict."""
+    blocks = re.findall(r"```text\n(.*?)```", README, re.DOTALL)
+    return [block for block in blocks if re.search(r"^(AGREE|DISAGREE)", block, re.MULTILINE)]
+
+
+def verdicts_and_causes(text: str) -> list[str]:
+    """Each verdict line, and each cause block (its lines joined), of `text`."""
+    found = [line for line in text.splitlines() if line.startswith(("AGREE", "DISAGREE"))]
+    found += [block.strip() for block in re.findall(r"^(  cause    .*?)(?:\n\n|\Z)", text, re.DOTALL | re.MULTILINE)]
+    return found
+
+
+def test_every_verdict_and_cause_the_readme_shows_is_printed_by_a_run_it_names(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    printed = ""
+    for argv in RUNS:
+        main(argv)
+        printed += capsys.readouterr().out
+    shown = [item for block in shown_blocks() for item in verdicts_and_causes(block)]
+    assert len(shown) >= 5, shown  # the four verdicts and a cause, at least
+    for item in shown:
+        assert item in printed, item
