@@ -1,8 +1,10 @@
-"""Shared fixtures: where the repository and the names file shipped with the package are, and the
-guide's notebook, run once per test session."""
+"""Shared fixtures: where the repository and the names file shipped with the package are, the
+guide's notebook, run once per test session, and the processes a test starts."""
 from pathlib import Path
 
 import pytest
+
+from helpers import Children
 
 from microgpt_scalar.data import default_data_path
 
@@ -30,3 +32,12 @@ def guide_notebook_outputs(repo_root):
 
     page = (repo_root / "docs" / "bridge.md").read_text(encoding="utf-8")
     return cell_outputs(execute(make_notebook(page), repo_root))
+
+
+@pytest.fixture()
+def children():
+    """Starts a test's processes (`children.start(args, **popen_arguments)`), and kills and reaps
+    each, with everything it started, once the test ends, whether it passed or failed."""
+    started = Children()
+    yield started
+    started.end_all()
