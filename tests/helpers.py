@@ -71,7 +71,7 @@ class Children:
         self.started: list[subprocess.Popen] = []
 
     def start(self, args, **popen_arguments) -> subprocess.Popen:
-        child = subprocess.Popen(args, start_new_session=True, preexec_fn=_dies_with(os.getpid()),
+        child = subprocess.Popen(args, start_new_session=True, preexec_fn=dies_with(os.getpid()),
                                  **popen_arguments)
         self.started.append(child)
         return child
@@ -117,7 +117,7 @@ def _kill(kill, pid: int) -> None:
         pass
 
 
-def _dies_with(parent: int):
+def dies_with(parent: int):
     """What a child runs between fork and exec: the kernel sends it SIGKILL when its parent
     ends (Linux's PR_SET_PDEATHSIG), and it ends at once if the parent has already."""
     prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)

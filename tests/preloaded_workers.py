@@ -22,6 +22,8 @@ import signal
 import sys
 import time
 
+from helpers import dies_with
+
 
 class PreloadedWorkers:
     """The client: starts the server and sends it requests."""
@@ -70,11 +72,13 @@ def answer(message: dict) -> None:
 
 
 def fork_worker(argv: list, env: dict, out: str) -> int:
+    server = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
+        dies_with(server)()  # pytest killed: the server dies with it, and its workers with the server
         os.environ.update(env)
         for fd, suffix in ((0, None), (1, ".out"), (2, ".err")):
             target = os.open(os.devnull if suffix is None else out + suffix,
