@@ -1,10 +1,13 @@
 """Shared fixtures: where the repository and the names file shipped with the package are, the
 guide's notebook, run once per test session, and the processes a test starts."""
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import Children
+from helpers import Children, descendants
 
 from microgpt_scalar.data import default_data_path
 
@@ -41,3 +44,20 @@ def children():
     started = Children()
     yield started
     started.end_all()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Nothing a test started outlives the run: a process started from this one and still
+    running now (a test left it) is killed, and named on stderr."""
+    left = descendants(os.getpid())
+    for pid in left:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                if stat.read().rpartition(b")")[2].split()[0] == b"Z":  # ended, not yet reaped
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):  # ended meanwhile
+            continue
+        print(f"\nkilled process {pid}, left running by a test: {command[:200]}", file=sys.stderr)
