@@ -290,7 +290,7 @@ def test_ctrl_c_while_torch_loads_is_one_line(repo_root, tmp_path, children):
             assert child.returncode == 130 and line in (
                 "error: interrupted while starting; nothing done", "error: interrupted; nothing saved"), err
             outcomes["while starting" if "while starting" in line else "after starting"] += 1
-    assert outcomes["while starting"] >= REPEATS // 2, outcomes  # the moments fell within the import
+    assert outcomes["while starting"] >= REPEATS // 3, outcomes  # the moments fell within the import
 
 
 # --- the commands' outputs ---
