@@ -6,6 +6,7 @@ once per worker.
 
     workers = PreloadedWorkers(children, env)       # children: the conftest fixture
     pid = workers.start(argv, {"RANK": "0", ...}, out_prefix)   # stdout, stderr: out_prefix.out/.err
+    workers.running(pid)                            # True until it ends
     code = workers.wait(pid, seconds=60)            # exit code; -N if killed by signal N
 
 Run as a script, it is the server: one JSON request a line on stdin, one JSON answer a line
@@ -35,6 +36,9 @@ class PreloadedWorkers:
     def start(self, argv: list, env: dict, out_prefix) -> int:
         return self._ask({"start": [str(arg) for arg in argv], "env": env, "out": str(out_prefix)})["pid"]
 
+    def running(self, pid: int) -> bool:
+        return self._ask({"poll": pid})["running"]
+
     def wait(self, pid: int, seconds: float) -> int | None:
         """The exit code of worker `pid`; None if it did not end in `seconds` (it is then killed)."""
         return self._ask({"wait": pid, "seconds": seconds}, seconds + 30)["code"]
@@ -62,6 +66,8 @@ def serve() -> None:
         request = json.loads(line)
         if "start" in request:
             answer({"pid": fork_worker(request["start"], request["env"], request["out"])})
+        elif "poll" in request:  # a worker that ended stays a zombie until its wait
+            answer({"running": os.waitid(os.P_PID, request["poll"], os.WEXITED | os.WNOHANG | os.WNOWAIT) is None})
         else:
             answer({"code": wait_for(request["wait"], request["seconds"])})
 

@@ -384,7 +384,8 @@ def test_ctrl_c_under_torchrun_saves_once_and_every_process_exits_130(repo_root,
         save, port = tmp_path / f"group{repeat}.pt", free_port()
         outs = [tmp_path / f"group{repeat}.{rank}" for rank in range(2)]
         pids = [workers.start(batched_group_argv(data, save), worker_env(rank, port), outs[rank]) for rank in range(2)]
-        wait_for_file(save, 120, lambda: [out.with_suffix(out.suffix + ".err").read_text()[-2000:] for out in outs])
+        wait_for_file(save, 120, lambda: [Path(f"{out}.err").read_text()[-2000:] for out in outs],
+                      lambda: all(workers.running(pid) for pid in pids))
         time.sleep(random.uniform(0, 0.25))  # the group is in its training loop, a step (and save) in ~30 ms
         for pid in pids:
             os.kill(pid, signal.SIGINT)  # the terminal's Ctrl-C, to the whole group
