@@ -78,9 +78,17 @@ def answer(message: dict) -> None:
 
 
 def fork_worker(argv: list, env: dict, out: str) -> int:
+    """A worker running main(argv), its stdout and stderr in out.out and out.err. From the fork
+    on, a Ctrl-C is handled as scripts/train_torch.py's first lines handle it (one line, exit
+    130), until main() takes it over; it waits, blocked, until that handler is in place."""
+    from microgpt_scalar.startup import quiet_while_starting
+    from microgpt_torch.train_command import main
+
     server = os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         return pid
     code = 1
     try:
@@ -91,10 +99,9 @@ def fork_worker(argv: list, env: dict, out: str) -> int:
                              os.O_RDONLY if suffix is None else os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(target, fd)
             os.close(target)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
+        quiet_while_starting()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         sys.argv = ["train_torch.py", *argv]
-        from microgpt_torch.train_command import main
-
         code = main(argv)
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else 1

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import Children, load_script
 from preloaded_workers import PreloadedWorkers
 
 from microgpt_scalar.checkpoint import load_checkpoint
@@ -327,6 +327,109 @@ def test_compare_step_never_writes_its_report_over_an_input(compare_step, tmp_pa
     assert code == 2 and "this run already writes it as --json" in one_error_line(err)
 
 
+# --- the torch trainer, its processes forked from one that loaded torch once ---
+
+@pytest.fixture(scope="module")
+def torch_workers(repo_root):
+    """Workers running train_torch.py's main, each forked from a process that imported torch
+    once (tests/preloaded_workers.py): a repetition costs its own work, not an import of torch."""
+    started = Children()
+    yield PreloadedWorkers(started, env(repo_root))
+    started.end_all()
+
+
+TORCH_TINY = ["--n-embd", "8", "--n-head", "2", "--samples", "0"]  # faithful steps of a few milliseconds
+
+
+def wait_for_file(path, seconds: float, why, running=lambda: True) -> None:
+    """Until `path` exists; fails with `why()` after `seconds`, or once `running()` is false."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline and running(), why()
+        time.sleep(0.02)
+
+
+def worker_output(out) -> tuple:
+    return tuple(Path(f"{out}{suffix}").read_text() for suffix in (".out", ".err"))
+
+
+def test_two_torch_trainers_saving_to_one_file_never_both_write_it(torch_workers, tmp_path):
+    """Started together, aiming at one --save file: one run writes it, the other is refused at
+    its start in one line, before its first step."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    refusals = set()
+    for repeat in range(REPEATS):
+        save = tmp_path / f"run{repeat}.pt"
+        outs = [tmp_path / f"run{repeat}.{i}" for i in range(2)]
+        pids = []
+        for out in outs:
+            pids.append(torch_workers.start(["--data", data, "--steps", "30", *TORCH_TINY, "--save", save], {}, out))
+            time.sleep(random.uniform(0, 0.05))
+        results = [(torch_workers.wait(pid, 120), *worker_output(out)) for pid, out in zip(pids, outs)]
+        assert sorted(code for code, _, _ in results) == [0, 2], results
+        code, out, err = next(result for result in results if result[0] == 2)
+        line = one_error_line(err)
+        assert out == "" and f"--save {save}" in line, line  # refused before the first step
+        refusals.add("another run" if "another run" in line else "exists" if "--overwrite" in line else line)
+        assert load_any_checkpoint(save).step == 30
+        assert temporary_files(tmp_path) == []
+    assert refusals <= {"another run", "exists"}
+
+
+def test_kill_9_during_torch_training_leaves_a_whole_checkpoint(torch_workers, tmp_path):
+    """A torch run saving every step is killed at a random moment: its checkpoint loads whole,
+    of a step the log showed; a temporary file left behind carries the dead run's id, and the
+    next write to the file removes it."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    strays = 0
+    for repeat in range(REPEATS):
+        save, out = tmp_path / f"run{repeat}.pt", tmp_path / f"run{repeat}"
+        pid = torch_workers.start(["--data", data, "--steps", "100000", *TORCH_TINY, "--save", save,
+                                   "--save-every", "1"], {}, out)
+        wait_for_file(save, 120, lambda: worker_output(out), lambda: torch_workers.running(pid))
+        time.sleep(random.uniform(0, 0.2))
+        os.kill(pid, signal.SIGKILL)
+        assert torch_workers.wait(pid, 60) == -signal.SIGKILL
+        steps = sum(line.startswith("step ") for line in worker_output(out)[0].splitlines())
+        assert 1 <= load_any_checkpoint(save).step <= steps  # each step's line is printed before its save
+        left = temporary_files(tmp_path)
+        strays += len(left)
+        assert all(f"-{pid}-" in name for name in left), left
+        write_atomically(save, b"next")  # the next write removes what the dead one left
+        assert temporary_files(tmp_path) == []
+    assert strays <= REPEATS // 10  # nameless temporary files: a name exists only for the rename itself
+
+
+def test_ctrl_c_at_a_random_moment_of_a_torch_run_saves_the_steps_shown_or_nothing(torch_workers, tmp_path):
+    """Ctrl-C at a random moment from the process's start (the modules loaded), through setting
+    up, into training: exit 130 and one line; a checkpoint, when one is saved, holds exactly the steps the log
+    shows, and no temporary file is left."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    outcomes = {"saved": 0, "nothing saved": 0, "nothing done": 0}
+    for repeat in range(REPEATS):
+        save, out = tmp_path / f"run{repeat}.pt", tmp_path / f"run{repeat}"
+        pid = torch_workers.start(["--data", data, "--steps", "100000", *TORCH_TINY, "--save", save], {}, out)
+        time.sleep(random.uniform(0, 0.4))
+        os.kill(pid, signal.SIGINT)
+        code = torch_workers.wait(pid, 60)
+        stdout, err = worker_output(out)
+        line = one_error_line(err)
+        assert code == 130, (code, err)
+        steps = sum(line.startswith("step ") for line in stdout.splitlines())
+        if save.exists():
+            outcomes["saved"] += 1
+            assert load_any_checkpoint(save).step == steps and line.endswith(f"checkpoint of step {steps} saved to {save}")
+        else:
+            outcomes["nothing done" if "nothing done" in line else "nothing saved"] += 1
+            assert line in ("error: interrupted while starting; nothing done", "error: interrupted; nothing saved") \
+                and steps == 0, line
+        assert temporary_files(tmp_path) == []
+    assert outcomes["saved"] >= REPEATS // 3, outcomes  # most moments fell within training
+
+
 # --- Ctrl-C under torchrun ---
 
 def free_port() -> int:
@@ -349,14 +452,6 @@ def worker_env(rank: int, port: int) -> dict:
             "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
 
 
-def wait_for_file(path, seconds: float, why, running=lambda: True) -> None:
-    """Until `path` exists; fails with `why()` after `seconds`, or once `running()` is false."""
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert time.monotonic() < deadline and running(), why()
-        time.sleep(0.02)
-
-
 def assert_group_stopped_together(codes, outputs, save, folder) -> None:
     """Every process exited 130 after the same step; the first saved that step and said so in
     one line, the other said nothing; the checkpoint is whole and no temporary file is left."""
@@ -370,7 +465,7 @@ def assert_group_stopped_together(codes, outputs, save, folder) -> None:
     assert temporary_files(folder) == []
 
 
-def test_ctrl_c_under_torchrun_saves_once_and_every_process_exits_130(repo_root, tmp_path, children):
+def test_ctrl_c_under_torchrun_saves_once_and_every_process_exits_130(torch_workers, tmp_path):
     """Ctrl-C reaches every process of a group twice at random moments (the terminal's, where
     the workers share its process group, then the launcher's passing it on): every process
     stops after the same step and exits 130, the first saves that step and says so in one
@@ -379,7 +474,7 @@ def test_ctrl_c_under_torchrun_saves_once_and_every_process_exits_130(repo_root,
     costs a group's start and a few steps, not two imports of torch."""
     data = tmp_path / "names.txt"
     data.write_text(NAMES)
-    workers = PreloadedWorkers(children, env(repo_root))
+    workers = torch_workers
     for repeat in range(REPEATS):
         save, port = tmp_path / f"group{repeat}.pt", free_port()
         outs = [tmp_path / f"group{repeat}.{rank}" for rank in range(2)]
