@@ -4,9 +4,11 @@ old file or the new one whole, and temporary files are removed only by their own
 once their writer is gone.
 
 Where the timing is random (two runs started together, a kill -9 during a save, Ctrl-C at
-any moment, under torchrun too) each test repeats REPEATS times, 30 unless MICROGPT_REPEATS
-says otherwise. Every process a test starts is killed with what it started when the test
-ends (the `children` fixture).
+any moment; for the scalar and the torch trainer, and under torchrun) each test repeats
+REPEATS times, 30 unless MICROGPT_REPEATS says otherwise. The torch trainer's runs are
+processes forked from one that loaded torch once, so that a repetition costs its own work
+and not seconds of imports; torchrun's launcher itself is tried once. Every process a test
+starts is killed with what it started when the test ends (the `children` fixture).
 
     pytest tests/test_output_claims.py
 """
