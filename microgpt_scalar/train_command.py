@@ -27,6 +27,7 @@ from microgpt_scalar.config import PRESETS, get_config
 from microgpt_scalar.data import Corpus, DataError
 from microgpt_scalar.engine import Value
 from microgpt_scalar.files import claim_output
+from microgpt_scalar.progress import Progress
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -150,7 +151,7 @@ def check_args(args) -> None:
 def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int, stop) -> int:
     """Steps first_step .. last_step - 1 of the run, each printing the reference program's line,
     until `stop.requested`; returns the number of steps done."""
-    progress = progress_bar(first_step, last_step)
+    progress = Progress(first_step, last_step)  # on stderr, when it is a terminal
     step = first_step
     try:
         while step < last_step and not stop.requested:
@@ -161,33 +162,6 @@ def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_st
     finally:
         progress.close()
     return step
-
-
-class progress_bar:
-    """tqdm on stderr when it is a terminal; otherwise lines go straight to stdout."""
-
-    def __init__(self, start: int, total: int):
-        self.bar = None
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
-            self.bar = tqdm(total=total, initial=start, file=sys.stderr, unit="step", leave=False)
-
-    def write(self, line: str) -> None:
-        if self.bar is None:
-            print(line, flush=True)
-        else:
-            self.bar.write(line, file=sys.stdout)
-
-    def update(self) -> None:
-        if self.bar is not None:
-            self.bar.update()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 if __name__ == "__main__":

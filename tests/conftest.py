@@ -1,8 +1,13 @@
-"""Shared fixtures: where the repository and the names file shipped with the package are, and the
-guide's notebook, run once per test session."""
+"""Shared fixtures: where the repository and the names file shipped with the package are, the
+guide's notebook, run once per test session, and the processes a test starts."""
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import Children, descendants
 
 from microgpt_scalar.data import default_data_path
 
@@ -30,3 +35,29 @@ def guide_notebook_outputs(repo_root):
 
     page = (repo_root / "docs" / "bridge.md").read_text(encoding="utf-8")
     return cell_outputs(execute(make_notebook(page), repo_root))
+
+
+@pytest.fixture()
+def children():
+    """Starts a test's processes (`children.start(args, **popen_arguments)`), and kills and reaps
+    each, with everything it started, once the test ends, whether it passed or failed."""
+    started = Children()
+    yield started
+    started.end_all()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Nothing a test started outlives the run: a process started from this one and still
+    running now (a test left it) is killed, and named on stderr."""
+    left = descendants(os.getpid())
+    for pid in left:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                if stat.read().rpartition(b")")[2].split()[0] == b"Z":  # ended, not yet reaped
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):  # ended meanwhile
+            continue
+        print(f"\nkilled process {pid}, left running by a test: {command[:200]}", file=sys.stderr)

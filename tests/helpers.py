@@ -1,8 +1,12 @@
 """Helpers the test files share: loading a script as a module, editing a copy of a source file,
-checking a one-line error."""
+checking a one-line error, starting processes that never outlive their test."""
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,3 +63,77 @@ def assert_one_line_error(error_type, call, words) -> None:
 def verdict_of(out: str) -> str:
     """The verdict line of a report (the probe table and the skipped lines come before it)."""
     return next((line for line in out.splitlines() if line.startswith(("AGREE", "DISAGREE"))), "")
+
+
+class Children:
+    """The processes a test starts: `start(args, **popen_arguments)` is subprocess.Popen, each
+    child leading a process group of its own; `end_all()` kills every child with everything
+    it started and reaps it (the `children` fixture calls it when the test ends, passed or
+    failed). Each child is also killed by the kernel if the thread that started it ends first
+    (pytest killed mid-test): start children from the test's own thread."""
+
+    def __init__(self):
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, args, **popen_arguments) -> subprocess.Popen:
+        child = subprocess.Popen(args, start_new_session=True, preexec_fn=dies_with(os.getpid()),
+                                 **popen_arguments)
+        self.started.append(child)
+        return child
+
+    def end_all(self) -> None:
+        for child in self.started:
+            # Found while the child still runs (once it ends they belong to init): processes
+            # it started in sessions of their own, as torchrun does its workers.
+            started_by_it = descendants(child.pid) if child.poll() is None else []
+            for pid in [child.pid, *started_by_it]:
+                _kill(os.kill, pid)
+            _kill(os.killpg, child.pid)  # its process group: what it started and did not move
+        for child in self.started:
+            child.wait()
+            for stream in (child.stdin, child.stdout, child.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, in turn (from /proc: Linux)."""
+    children_of: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()  # after the name, which may hold spaces
+            except OSError:  # ended meanwhile
+                continue
+            children_of.setdefault(int(fields[1]), []).append(int(entry))
+    found, waiting = [], [pid]
+    while waiting:
+        started = children_of.get(waiting.pop(), [])
+        found += started
+        waiting += started
+    return found
+
+
+def _kill(kill, pid: int) -> None:
+    try:
+        kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # ended already
+        pass
+
+
+def dies_with(parent: int):
+    """What a child runs between fork and exec: the kernel sends it SIGKILL when its parent
+    ends (Linux's PR_SET_PDEATHSIG), and it ends at once if the parent has already."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+
+    def set_up():
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return set_up
+
+
+PR_SET_PDEATHSIG = 1

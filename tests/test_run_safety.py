@@ -139,11 +139,11 @@ def test_read_only_directory_fails_before_step_1(script, args, flag, repo_root, 
     assert list(folder.iterdir()) == []
 
 
-def test_a_write_removes_only_leftovers_of_its_own_id_or_of_dead_writers(tmp_path, monkeypatch):
+def test_a_write_removes_only_leftovers_of_its_own_id_or_of_dead_writers(tmp_path, monkeypatch, children):
     target = tmp_path / "run.json"
     target.write_bytes(b"old")
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    sleeper = children.start([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = children.start([sys.executable, "-c", "pass"])
     gone.wait()
     host = writer_id().rsplit("-", 1)[0]
     names = {
@@ -198,13 +198,14 @@ def test_json_report_is_written_atomically(tmp_path, monkeypatch):
     ("train_scalar.py", "num docs:"),
     ("train_torch.py", "num docs:"),
 ])
-def test_ctrl_c_saves_a_checkpoint_of_the_steps_done_and_exits_in_one_line(script, first_line, repo_root, tmp_path):
+def test_ctrl_c_saves_a_checkpoint_of_the_steps_done_and_exits_in_one_line(script, first_line, repo_root, tmp_path,
+                                                                            children):
     data = names_file(tmp_path)
     save = tmp_path / "run.json"
-    child = subprocess.Popen([sys.executable, str(repo_root / "scripts" / script), "--data", str(data),
-                              "--steps", "1000000", "--samples", "0", "--save", str(save)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                             env={**os.environ, "PYTHONPATH": str(repo_root)})
+    child = children.start([sys.executable, str(repo_root / "scripts" / script), "--data", str(data),
+                            "--steps", "1000000", "--samples", "0", "--save", str(save)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(repo_root)})
     lines = []
     try:
         while len(lines) < 6:  # the header, then some steps
@@ -226,11 +227,11 @@ def test_ctrl_c_saves_a_checkpoint_of_the_steps_done_and_exits_in_one_line(scrip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["names.txt", "run.json"]
 
 
-def test_ctrl_c_without_save_says_nothing_was_saved(repo_root, tmp_path):
+def test_ctrl_c_without_save_says_nothing_was_saved(repo_root, tmp_path, children):
     data = names_file(tmp_path)
-    child = subprocess.Popen([sys.executable, str(repo_root / "scripts" / "train_scalar.py"), "--data", str(data),
-                              "--steps", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(repo_root)})
+    child = children.start([sys.executable, str(repo_root / "scripts" / "train_scalar.py"), "--data", str(data),
+                            "--steps", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(repo_root)})
     try:
         while not child.stdout.readline().startswith("step "):
             pass

@@ -23,17 +23,21 @@ import pytest
 from compare import protocol
 from compare.protocol import ProtocolError, decode, shown
 from compare.sandbox import SandboxLimits
-from helpers import REPO
+from helpers import REPO, edited_copy
 
 LIMITS = ["--timeout", "20", "--max-memory", "1024", "--max-processes", "32", "--max-cpu", "120"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A copy of the project, its hostile engines beside it; returns its root."""
+    """A copy of the project, its hostile engines beside it, and the wrong engine they all
+    import (wrong_exp.py: tests/engines/local_gradients.py with exp's local gradient 1% off);
+    returns its root."""
     root = tmp_path_factory.mktemp("project")
     for part in ("compare", "microgpt_scalar", "microgpt_torch", "scripts", "tests/hostile"):
         shutil.copytree(REPO / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    edited_copy(REPO / "tests" / "engines" / "local_gradients.py", root / "tests" / "hostile" / "wrong_exp.py",
+                "(self,), (math.exp(self.data),))", "(self,), (1.01 * math.exp(self.data),))")
     root.chmod(0o755)  # as a project usually is: any user may read it (pytest makes its folders 0700)
     return root
 

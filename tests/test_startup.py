@@ -95,10 +95,10 @@ def test_batched_training_takes_one_thread_per_idle_core(monkeypatch, seen, thre
     assert chosen == threads and why in reason
 
 
-def test_a_core_kept_busy_by_another_process_is_seen_as_busy():
-    """The oracle is the scheduler: a spinning process pinned to one core fills it."""
+def test_a_core_kept_busy_by_another_process_is_seen_as_busy(children):
+    """The oracle is the scheduler: a spinning process pinned to one core fills it (and is
+    killed when the test ends, however it ends)."""
     import os
-    import subprocess
     import sys
 
     import microgpt_torch.device as device
@@ -106,11 +106,7 @@ def test_a_core_kept_busy_by_another_process_is_seen_as_busy():
     if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two cores and CPU affinity")
     cpu = max(os.sched_getaffinity(0))
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        os.sched_setaffinity(busy.pid, {cpu})
-        idle, allowed = device.idle_cpus(0.5)
-    finally:
-        busy.kill()
-        busy.wait()
+    busy = children.start([sys.executable, "-c", "while True: pass"])
+    os.sched_setaffinity(busy.pid, {cpu})
+    idle, allowed = device.idle_cpus(0.5)
     assert idle <= allowed - 1

@@ -159,12 +159,12 @@ dist.destroy_process_group()
 '''
 
 
-def test_a_non_finite_weight_in_one_process_stops_every_process(tmp_path):
+def test_a_non_finite_weight_in_one_process_stops_every_process(tmp_path, children):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    workers = [subprocess.Popen([sys.executable, script, str(rank), str(tmp_path / "rendezvous")], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
+    workers = [children.start([sys.executable, script, str(rank), str(tmp_path / "rendezvous")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(2)]
     outputs = [worker.communicate(timeout=120) for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], [err[-1000:] for _, err in outputs]
     assert [out for out, _ in outputs] == ["a parameter in another process is not finite after step 7\n",

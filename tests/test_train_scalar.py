@@ -116,11 +116,10 @@ def test_short_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_t
 
 
 def test_progress_bar_goes_to_a_terminal_stderr_and_leaves_stdout_unchanged(repo_root, names_path, tmp_path):
-    pytest.importorskip("tqdm")
     args = ["--data", str(names_path), "--value-class", "per-op", "--steps", "3", "--samples", "2"]
     plain = run_script(repo_root, args, cwd=tmp_path)
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # tqdm draws nothing in 0 columns
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal of 80 columns
     try:
         with_tty = subprocess.run([sys.executable, str(repo_root / "scripts" / "train_scalar.py"), *args], cwd=tmp_path,
                                   stdout=subprocess.PIPE, stderr=slave, text=True, timeout=300)
@@ -138,7 +137,8 @@ def test_progress_bar_goes_to_a_terminal_stderr_and_leaves_stdout_unchanged(repo
         os.close(master)
     assert with_tty.returncode == 0
     assert with_tty.stdout == plain.stdout
-    assert b"step" in terminal and b"\r" in terminal  # the bar was drawn, on the terminal only
+    assert b"3/3 steps (100%)" in terminal and b"\r" in terminal  # the bar was drawn, on the terminal only
+    assert b"loss" not in terminal
 
 
 def test_check_of_the_log_format_rejects_progress_bar_junk():
