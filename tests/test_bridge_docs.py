@@ -3,6 +3,8 @@ snippets, command output. The tests regenerate every block and fail on any that 
 show that a stale or broken block is caught, and check the exercises' answers."""
 from __future__ import annotations
 
+import difflib
+
 import re
 import shutil
 import subprocess
@@ -177,8 +179,11 @@ def test_every_snippet_and_run_prints_in_the_notebook_what_the_guide_shows(shown
     assert all(errors == [] for _, _, errors in guide_notebook_outputs), \
         [(origin, errors) for origin, _, errors in guide_notebook_outputs if errors]
     stale = [spec for spec, (shown, now) in shown_and_printed.items() if shown != now]
+    differences = ["".join(difflib.unified_diff(shown_and_printed[spec][0].splitlines(True),
+                                                shown_and_printed[spec][1].splitlines(True), "page", "notebook"))
+                   for spec in stale]
     assert stale == [], f"docs/bridge.md shows other output than its notebook for {stale}: " \
-                        "run python scripts/bridge_docs.py"
+                        f"run python scripts/bridge_docs.py\n" + "\n".join(differences)
 
 
 def test_the_notebook_is_made_from_the_page(guide, repo_root):
