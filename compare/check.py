@@ -274,8 +274,13 @@ class InProcessScalar:
         self.start, self.value_cls, self.adam_cls, self.settings = start, value_cls, adam_cls, settings
         self.side = ScalarSide(start, value_cls, adam_cls)
 
-    def begin(self, start, batches, fd, seed):
-        return None
+    def begin(self, start, batches, fd, seed) -> DepthCheck:
+        """The depth checks the engine's process makes too (compare.worker), here."""
+        from .depth import deepest_chain, model_depth
+
+        survived, failed = deepest_chain(self.value_cls)
+        graph, per_layer, _ = model_depth(start.config, start.params, batches[0], limited=failed is not None)
+        return DepthCheck(survived, failed, graph, per_layer, start.config.n_layer)
 
     def step(self, batch, step: int, depth) -> StepResult:
         return _guarded(self.side.step, self.settings, step, batch, step)

@@ -10,11 +10,12 @@ from a parameter to the loss, counted in the project's engine's nodes.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 import time
 
 CHAIN_LENGTHS = (1_500, 5_000)  # tried in turn: past the recursion limit, then a model of about 25 layers
-TIME_LIMIT = 1.0  # seconds the measurement may take, for a slow engine
 
 
 def chain_survives(value_cls, length: int) -> bool:
@@ -30,19 +31,38 @@ def chain_survives(value_cls, length: int) -> bool:
 
 
 def deepest_chain(value_cls) -> tuple[int, int | None]:
-    """(the longest chain backward survived, the shortest it failed on or None)."""
-    start, survived = time.perf_counter(), 0
+    """(the longest chain backward survived, the shortest it failed on or None), measured in
+    a thread of its own: Python counts recursion per thread, so the chains start from an
+    empty stack whoever asks (a test runner deep in its own calls, the engine's process),
+    and the same chains are tried whatever the machine's speed. An error of the engine's
+    other than RecursionError is raised here."""
+    found = {}
+
+    def measure():
+        try:
+            found["chain"] = _deepest_chain(value_cls)
+        except BaseException as error:  # handed to the caller's thread
+            found["error"] = error
+
+    thread = threading.Thread(target=measure, name="deepest-chain", daemon=True)
+    thread.start()
+    thread.join()  # the engine's process bounds it with its timer (compare.statements.guarded)
+    if "error" in found:
+        raise found["error"]
+    return found["chain"]
+
+
+def _deepest_chain(value_cls) -> tuple[int, int | None]:
+    survived = 0
     for length in CHAIN_LENGTHS:
         if not chain_survives(value_cls, length):
-            return _bisect(value_cls, survived, length, start)
+            return _bisect(value_cls, survived, length)
         survived = length
-        if time.perf_counter() - start > TIME_LIMIT:
-            break
     return survived, None
 
 
-def _bisect(value_cls, good: int, bad: int, start: float) -> tuple[int, int]:
-    while bad - good > max(10, good // 50) and time.perf_counter() - start < TIME_LIMIT:
+def _bisect(value_cls, good: int, bad: int) -> tuple[int, int]:
+    while bad - good > max(10, good // 50):
         middle = (good + bad) // 2
         if chain_survives(value_cls, middle):
             good = middle
@@ -155,3 +175,21 @@ def _time_tree(value_cls, leaves: int) -> float:
         level = [level[i] + level[i + 1] if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
     level[0].backward()
     return time.perf_counter() - start
+
+
+def model_depth(config, params: dict, batch: list, limited: bool) -> tuple:
+    """(graph depth, what one more layer adds or None, about how many nodes a step's graph
+    has) for the model: the depth of the longest document's graph; for an engine whose
+    backward has a depth limit (`limited`), also what one more layer adds."""
+    tokens, counted = max(batch, key=len), []
+    depth = graph_depth(config, params, tokens, counted)
+    nodes = round(counted[0] * sum(len(doc) for doc in batch) / len(tokens))  # about: the longest document's, scaled
+    if not limited:
+        return depth, None, nodes
+    last = f"layer{config.n_layer - 1}."
+    deeper_params = dict(params)
+    for name in params:
+        if name.startswith(last):  # the last layer's weights, again
+            deeper_params[name.replace(last, f"layer{config.n_layer}.")] = params[name]
+    deeper = dataclasses.replace(config, n_layer=config.n_layer + 1)
+    return depth, graph_depth(deeper, deeper_params, tokens) - depth, nodes

@@ -33,7 +33,7 @@ from microgpt_scalar.optim import Adam
 from . import protocol
 from .certify import record_run
 from .confine import install_tripwire
-from .depth import backward_speed, deepest_chain, graph_depth
+from .depth import backward_speed, deepest_chain, model_depth
 from .diagnosis import engine_facts
 from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
 from .faults import faulty_engine
@@ -184,20 +184,8 @@ def train(job: TrainRequest, value_cls, adam_cls, send) -> None:
 
 
 def model_depths(weights: Checkpoint, batch: list, limited: bool) -> Depth:
-    """The graph depth of the checked model and, for an engine whose backward has a depth
-    limit, how much one more layer adds."""
-    tokens, counted = max(batch, key=len), []
-    depth = graph_depth(weights.config, weights.params, tokens, counted)
-    nodes = round(counted[0] * sum(len(doc) for doc in batch) / len(tokens))  # about: the longest document's, scaled
-    if not limited:
-        return Depth(depth, None, weights.config.n_layer, nodes)
-    deeper = dataclasses.replace(weights.config, n_layer=weights.config.n_layer + 1)
-    deeper_params = dict(weights.params)
-    for name in list(weights.params):
-        if name.startswith(f"layer{weights.config.n_layer - 1}."):  # the last layer's weights, again
-            deeper_params[name.replace(f"layer{weights.config.n_layer - 1}.", f"layer{weights.config.n_layer}.")] = \
-                weights.params[name]
-    return Depth(depth, graph_depth(deeper, deeper_params, tokens) - depth, weights.config.n_layer, nodes)
+    """The model's graph depth and size (compare.depth.model_depth), as a message."""
+    return Depth(*model_depth(weights.config, weights.params, batch, limited), weights.config.n_layer)
 
 
 def _what_happened(error: BaseException, step: int | None, recursion: bool | None = None) -> Failure:

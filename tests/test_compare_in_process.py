@@ -1,0 +1,44 @@
+"""One engine checked in this process (a class handed in by code) and in a process of its own
+(a file, in the sandbox) gives the same report: the same code measures it in both, and the
+child only carries the numbers back.
+
+Oracle: each run against the other, number for number. The engine keeps its graph in tuples,
+so its sums are added in the same order in any process (an engine that keeps a node's
+children in a set walks them in an order set by memory addresses, which differ between
+processes, and rounds differently in the last bit).
+"""
+from __future__ import annotations
+
+from helpers import REPO
+
+from compare.check import compare_step
+from compare.engines import load_engine
+from compare.report import to_dict
+
+ENGINE = REPO / "tests" / "engines" / "local_gradients.py"
+
+
+def without_where_it_ran(report) -> dict:
+    found = to_dict(report)
+    found.pop("sandbox")  # the child's own sandbox, or "" here
+    found["settings"].pop("engine")  # the file's path, or the class's name
+    return found
+
+
+def test_the_same_engine_in_this_process_and_in_its_own_gives_the_same_report():
+    here = compare_step(engine=load_engine(str(ENGINE)), steps=2, fd=3)
+    there = compare_step(engine=str(ENGINE), steps=2, fd=3)
+    assert here.sandbox == "" and there.sandbox != ""
+    assert here.depth is not None and here.depth.failed is not None  # measured here too: it recurses
+    assert without_where_it_ran(here) == without_where_it_ran(there)
+
+
+def test_the_comparison_of_the_two_sees_a_different_engine():
+    """Not vacuous: one gradient a little off in the class run here makes the reports differ."""
+    source = ENGINE.read_text().replace("(1 / self.data,)", "(1.0000001 / self.data,)")
+    assert "1.0000001" in source
+    namespace = {}
+    exec(compile(source, str(ENGINE), "exec"), namespace)
+    here = compare_step(engine=namespace["Value"], steps=1)
+    there = compare_step(engine=str(ENGINE), steps=1)
+    assert without_where_it_ran(here) != without_where_it_ran(there)
