@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from microgpt_scalar.checkpoint import Checkpoint
-from microgpt_scalar.config import get_config, num_params
+from microgpt_scalar.config import num_params
 from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
 from microgpt_scalar.optim import Adam
 from microgpt_torch.device_names import DeviceError, parse_device  # noqa: F401 (DeviceError: compare.DeviceError)
@@ -28,13 +28,14 @@ from microgpt_torch.device_names import DeviceError, parse_device  # noqa: F401 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
 from .engines import first_line
-from .faults import FAULTS, check_injection
+from .faults import FAULTS
 from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
-from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
+from .isolation import EngineFailure, EngineProcess, EngineRefused
 from .diagnosis import StepOutcome, diagnose, engine_facts
 from .probes import probe_keys, run_probes
 from .protocol import Depth, FiniteDiffs, ProtocolError, Step
+from .request import CompareRequest
 from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, ProbeCheck, Report, Settings,
                      StepLoss)
 from .statements import SkippedLine, explain_name_error
@@ -46,37 +47,31 @@ from .weights import load_weights
 
 
 
-def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, data=None, seed: int = 42,
-                 steps: int = 1, dtype: str = "float64", device: str = "cpu", engine=None, inject: str | None = None,
-                 fd: int = 0, overrides: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 engine_process: EngineProcess | None = None, on_probes=None) -> Report:
-    """Compare `steps` training steps of the two engines and return the report.
+def compare_step(request: CompareRequest | None = None, *, engine_process: EngineProcess | None = None,
+                 on_probes=None, **fields) -> Report:
+    """Compare the training steps `request` asks for (compare.request.CompareRequest; or its
+    fields given here by name) of the two engines and return the report.
 
-    weights: "reference", "dense" or a checkpoint path. docs: documents to train on, all in
-    every step (default: the built-in ones); data: a data file instead, one document per
-    step as the reference program takes them. engine: a learner's "FILE[:CLASS]" (run in a
-    child process, `timeout` seconds allowed for loading and for each step) or a class (run
-    in this process); inject: a fault from compare.faults (at least its min_steps are run);
-    fd: how many gradients to check against finite differences as well; overrides: config
-    fields (n_layer, n_embd, n_head, block_size). engine_process: one already started for
-    this engine (a script starts it before torch loads); it is not closed here.
-    on_probes(probes, skipped, notes): called with the judged probes, the file's skipped
-    lines and the loader's notes as soon as they are known, before the step starts (a
-    script prints them). An EngineFailure raised while the step runs carries them too
-    (`found`, `probes`) with the likely causes (`causes`).
+    engine_process: one already started for the request's engine (a script starts it before
+    torch loads); it is not closed here. on_probes(probes, skipped, notes): called with the
+    judged probes, the file's skipped lines and the loader's notes as soon as they are known,
+    before the step starts (a script prints them). An EngineFailure raised while the step
+    runs carries them too (`found`, `probes`) with the likely causes (`causes`).
     """
-    overrides = {name: value for name, value in (overrides or {}).items() if value is not None}
-    config = get_config(preset, **overrides)
-    _check_choices(docs, data, steps, dtype, engine, inject, fd)
-    device = device_of(device)
+    if request is None:
+        request = CompareRequest(**fields)
+    elif fields:
+        raise TypeError(f"give a request or its fields, not both ({', '.join(fields)})")
+    r = request
+    preset, weights, seed, dtype, engine, inject, fd = r.preset, r.weights, r.seed, r.dtype, r.engine, r.inject, r.fd
+    overrides, data, steps = r.overrides, r.data, r.steps
+    config = r.config
+    device = device_of(r.device)
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
-    raw_docs = Corpus.from_file(data) if data is not None else list(docs or BUILTIN_DOCS)
+    raw_docs = Corpus.from_file(data) if data is not None else list(r.docs or BUILTIN_DOCS)
     shuffled, rng = shuffle_docs(raw_docs, seed)  # once: a data file's step order, and the reference's generator
     chars = Tokenizer.from_docs(raw_docs).chars if data is not None else ALPHABET
-    if overrides and weights not in ("reference", "dense"):
-        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in overrides)} cannot change a checkpoint's model; "
-                         f"use them with --weights dense or reference")
     start = load_weights(weights, config, chars, seed, rng)
     documents = file_documents(shuffled, start.chars) if data is not None else given_documents(raw_docs, start.chars)
     if fd > num_params(start.config):
@@ -96,7 +91,7 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
             on_probes(probes, [], [])
         return _diagnosed(lambda: run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings),
                                             fd, probes=probes), {"probes": probes}, facts, None)
-    process = engine_process or EngineProcess(engine, inject, timeout)
+    process = engine_process or EngineProcess(engine, inject, r.timeout)
     try:
         found = _found_or_what_came(process)
         skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
@@ -171,17 +166,6 @@ def _diagnosed(run, judged: dict, facts: dict, found, skipped=()) -> Report:
     step = StepOutcome(ran=True, agrees=report.step_agrees, first_step_agreed_later_not=later)
     report.causes = diagnose(judged.get("probes"), facts, step)
     return report
-
-
-def _check_choices(docs, data, steps, dtype, engine, inject, fd) -> None:
-    if docs and data is not None:
-        raise ValueError("give documents (--doc) or a data file (--data), not both")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
-    if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
-        raise ValueError(f"fd must be a whole number >= 0, got {fd!r}")
-    tolerances_for(dtype)  # raises for an unknown dtype
-    check_injection(inject, engine)
 
 
 def device_of(name: str) -> str:

@@ -21,16 +21,16 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 
 from compare.engines import parse_engine_spec  # noqa: E402
-from compare.faults import FAULTS, check_injection  # noqa: E402
+from compare.faults import FAULTS  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import cause_block, early_block, fault_list, render  # noqa: E402
 from compare.report import save_report  # noqa: E402
+from compare.request import CompareRequest  # noqa: E402
 from compare.sandbox import add_limit_flags, limits_from  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
-                                 command, non_negative_int, print_error, seconds, seed_number, size_overrides,
+                                 command, non_negative_int, print_error, seconds, seed_number,
                                  step_count)
-from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.files import check_input, claim_output  # noqa: E402
 from microgpt_torch.device_names import DEVICE_NAMES, parse_device  # noqa: E402
 
@@ -100,17 +100,19 @@ def claim_outputs(args) -> None:
         claim_output(path, flag, inputs=inputs, overwrite=True)
 
 
-def check_early(args, overrides: dict) -> None:
-    """The mistakes in the flags that need no engine: found before one is started."""
-    check_injection(args.inject, args.engine)
+def check_early(args) -> CompareRequest:
+    """The request of the flags, and the mistakes in them that need no engine: found before
+    one is started."""
     if args.doc is not None and any(not doc.strip() for doc in args.doc):
         raise UsageError("--doc: a document needs at least one character other than spaces")
+    request = CompareRequest.from_args(args)  # ValueError for a wrong combination, a bad preset or fault
     parse_device(args.device)
-    check_scalar_model_fits(get_config(args.preset, **overrides))  # a bad preset or model size
+    check_scalar_model_fits(request.config)  # a model too big for the scalar engine
     check_inputs(args)
     if args.plot:
         require_matplotlib(args.plot)
     claim_outputs(args)
+    return request
 
 
 @command
@@ -119,9 +121,8 @@ def main(argv=None) -> int:
     if args.list_faults:
         print(fault_list(FAULTS), end="")
         return 0
-    overrides = size_overrides(args)
     try:
-        check_early(args, overrides)
+        request = check_early(args)
         limits = limits_from(args, phases=args.steps + 3)
         with EngineProcess(args.engine, args.inject, args.timeout, limits) as engine_process:  # starts while torch loads
             from compare.check import compare_step  # imports torch
@@ -129,10 +130,7 @@ def main(argv=None) -> int:
             def show_early(probes, skipped, notes):  # before the step starts: nothing is lost if it fails
                 print(early_block(probes, skipped, notes), end="", flush=True)
 
-            report = compare_step(preset=args.preset, weights=args.weights, docs=args.doc, data=args.data,
-                                  seed=args.seed, steps=args.steps, dtype=args.dtype, device=args.device,
-                                  engine=args.engine, inject=args.inject, fd=args.fd, overrides=overrides,
-                                  timeout=args.timeout, engine_process=engine_process, on_probes=show_early)
+            report = compare_step(request, engine_process=engine_process, on_probes=show_early)
     except EngineFailure as error:
         if error.probes is not None and error.found is None:  # it failed while probing: what had ended
             print(early_block(error.probes, [], []), end="")
