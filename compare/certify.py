@@ -26,7 +26,7 @@ from pathlib import Path
 
 from compare.engines import EngineError, first_line, missing_operations
 from compare.gradients import GradientRecorder
-from compare.tolerances import Tolerance
+from compare.tolerances import GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, close
 from microgpt_scalar.config import GPTConfig, get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.files import FileError, read_input, shown
@@ -36,19 +36,6 @@ GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "microgpt.json"
 FORMAT = "microgpt-golden"
 VERSION = 1
 
-# The learner's losses may differ from the project engine's in the last bits (another order
-# of adding up gradients, a / b instead of a * b ** -1), and training carries the differences
-# forward.
-# Measured against tests/fixtures/learner_engine.py (micrograd's style) over 20 steps, four
-# runs (its set of parents changes the order of the sums from run to run): losses differ by
-# at most 6e-16 relative, gradient norms by at most 8e-15. The tolerances sit more than
-# four orders of magnitude above that; tests/test_certify.py shows that a loss 1e-9 off and
-# a local gradient 1e-6 off both fail. The rule is compare's: |got - expected| <= atol +
-# rtol * |expected|, the golden trace expected. Losses (about 1 to 4) need no absolute part,
-# and a norm that is zero in the golden trace must be exactly zero: those gradients are zero
-# in any correct engine (see the module docstring), so atol is 0 for both.
-LOSS_TOLERANCE = Tolerance(atol=0.0, rtol=1e-11)
-GRAD_NORM_TOLERANCE = Tolerance(atol=0.0, rtol=1e-10)
 
 
 class GoldenError(ValueError):
@@ -221,7 +208,7 @@ def check_fit(golden: dict, docs: list[str], steps: int) -> None:
 def compare_record(record: StepRecord, expected: dict) -> Difference | None:
     """The first way one step differs from the golden one: loss, printed loss, gradients."""
     step, want = record.step, expected["loss"]
-    if not _close(record.loss, want, LOSS_TOLERANCE):
+    if not close(record.loss, want, LOSS_TOLERANCE):
         return Difference(step, "loss", f"step {step}: loss {record.loss!r}, expected {want!r} "
                                         f"(relative difference {_relative(record.loss, want):.3g}, "
                                         f"tolerance {LOSS_TOLERANCE.rtol:g})")
@@ -229,7 +216,7 @@ def compare_record(record: StepRecord, expected: dict) -> Difference | None:
         return Difference(step, "printed loss", f"step {step}: printed loss {record.printed}, "
                                                 f"expected {expected['printed']}")
     wrong = [name for name, want in expected["grad_norms"].items()
-             if not _close(record.grad_norms.get(name, math.nan), want, GRAD_NORM_TOLERANCE)]
+             if not close(record.grad_norms.get(name, math.nan), want, GRAD_NORM_TOLERANCE)]
     if not wrong:
         return None
     name, want = wrong[0], expected["grad_norms"][wrong[0]]
@@ -241,10 +228,6 @@ def compare_record(record: StepRecord, expected: dict) -> Difference | None:
                       f"step {step}: gradient of {name} has norm {got!r}, expected {want!r} (relative "
                       f"difference {_relative(got, want):.3g}, tolerance {GRAD_NORM_TOLERANCE.rtol:g}){others}{fine}",
                       wrong[1:])
-
-
-def _close(got: float, expected: float, tolerance: Tolerance) -> bool:
-    return abs(got - expected) <= tolerance.allowed(abs(expected))  # False for a nan
 
 
 def _relative(got: float, want: float) -> float:

@@ -29,7 +29,6 @@ from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
 from .engines import first_line
 from .faults import FAULTS
-from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import EngineFailure, EngineProcess, EngineRefused
 from .diagnosis import StepOutcome, diagnose, engine_facts
@@ -41,7 +40,7 @@ from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceChe
 from .statements import SkippedLine, explain_name_error
 from .scalar_side import ScalarSide, StepResult
 from .suspects import RECURSION_ADVICE
-from .tolerances import Tolerances, tolerances_for
+from .tolerances import FD_TOLERANCE, Tolerances, fd_agrees, tolerances_for
 from .trace import Divergence, first_divergence, trace_stage_names
 from .weights import load_weights
 
@@ -341,12 +340,8 @@ class ChildScalar:
         check = self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
                                           predicted=predicted and predicted / 2)
         entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
-                                    _fd_agrees(e["autograd"], e["estimate"])) for e in check.entries]
+                                    fd_agrees(e["autograd"], e["estimate"])) for e in check.entries]
         return FiniteDifferenceCheck(check.step_size, FD_TOLERANCE, entries)
-
-
-def _fd_agrees(autograd: float, estimate: float) -> bool:
-    return abs(estimate - autograd) <= FD_TOLERANCE.allowed(abs(autograd))  # as compare.fd judges it
 
 
 def _guarded(function, settings: Settings, step: int, *args):

@@ -19,40 +19,36 @@ CHAIN_LENGTHS = (1_500, 5_000)  # tried in turn: past the recursion limit, then 
 
 
 def chain_survives(value_cls, length: int) -> bool:
-    x = value_cls(0.5)
-    y = x
-    for _ in range(length):
-        y = y * 1.0
-    try:
-        y.backward()
-    except RecursionError:
-        return False
-    return True
-
-
-def deepest_chain(value_cls) -> tuple[int, int | None]:
-    """(the longest chain backward survived, the shortest it failed on or None), measured in
-    a thread of its own: Python counts recursion per thread, so the chains start from an
-    empty stack whoever asks (a test runner deep in its own calls, the engine's process),
-    and the same chains are tried whatever the machine's speed. An error of the engine's
-    other than RecursionError is raised here."""
+    """Whether backward walks a chain of `length` nodes without RecursionError, measured in a
+    thread of its own: Python counts recursion per thread, so the walk starts from an empty
+    stack whoever asks (a test runner deep in its own calls, the engine's process). An error
+    of the engine's other than RecursionError is raised here."""
     found = {}
 
-    def measure():
+    def walk():
         try:
-            found["chain"] = _deepest_chain(value_cls)
+            x = value_cls(0.5)
+            y = x
+            for _ in range(length):
+                y = y * 1.0
+            y.backward()
+            found["survived"] = True
+        except RecursionError:
+            found["survived"] = False
         except BaseException as error:  # handed to the caller's thread
             found["error"] = error
 
-    thread = threading.Thread(target=measure, name="deepest-chain", daemon=True)
+    thread = threading.Thread(target=walk, name="chain", daemon=True)
     thread.start()
     thread.join()  # the engine's process bounds it with its timer (compare.statements.guarded)
     if "error" in found:
         raise found["error"]
-    return found["chain"]
+    return found["survived"]
 
 
-def _deepest_chain(value_cls) -> tuple[int, int | None]:
+def deepest_chain(value_cls) -> tuple[int, int | None]:
+    """(the longest chain backward survived, the shortest it failed on or None): the same
+    chains whatever the machine's speed."""
     survived = 0
     for length in CHAIN_LENGTHS:
         if not chain_survives(value_cls, length):

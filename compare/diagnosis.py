@@ -29,6 +29,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from .tolerances import PROBE_TOLERANCE, close
+
 STRUCTURE = ("same node twice", "two paths", "chain", "many paths", "equal values", "backward twice", "fresh node")
 IN_PLACE = {"+=": ("__iadd__", "+", "__add__"), "-=": ("__isub__", "-", "__sub__"),
             "*=": ("__imul__", "*", "__mul__"), "/=": ("__itruediv__", "/", "__truediv__")}
@@ -588,7 +590,7 @@ def _from_step(evidence, step: StepOutcome, found: list) -> list:
 
 
 def _close(have: float, want: float) -> bool:
-    return abs(have - want) <= 1e-12 + 1e-9 * abs(want)
+    return close(have, want, PROBE_TOLERANCE)  # as the probes are judged
 
 
 def _relative(have: float, want: float) -> float:

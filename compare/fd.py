@@ -8,8 +8,7 @@ built-in documents with dense weights, 36 gradients (4 per tensor, magnitudes 2e
 against torch's float64 autograd, the worst absolute error of the estimate was
     h = 1e-3: 2.3e-6   h = 1e-4: 2.4e-8   h = 1e-5: 2.3e-10   h = 1e-6: 5.3e-10   h = 1e-7: 5e-9
 so h = 1e-5 sits at the bottom of the U. Its error is absolute, not relative (2.3e-10 on a
-gradient of 0.04, and up to 0.1% on gradients near 1e-7), so the tolerance is mostly
-absolute: 1e-8 leaves a margin of 40, and still sees a gradient that is off by 1e-8.
+gradient of 0.04, and up to 0.1% on gradients near 1e-7): compare.tolerances.FD_TOLERANCE.
 """
 from __future__ import annotations
 
@@ -17,10 +16,9 @@ import itertools
 import random
 
 from .report import FiniteDifference, FiniteDifferenceCheck
-from .tolerances import Tolerance
+from .tolerances import FD_TOLERANCE, fd_agrees
 
 STEP_SIZE = 1e-5
-TOLERANCE = Tolerance(atol=1e-8, rtol=1e-6)
 
 
 def sample_entries(shapes: dict, k: int, rng: random.Random) -> list[tuple[str, int, int]]:
@@ -51,6 +49,6 @@ def finite_differences(side, batch, grads: dict, k: int, seed: int) -> FiniteDif
         p.data = original
         estimate = (loss_up - loss_down) / (2 * STEP_SIZE)
         autograd = grads[name][r][c]
-        agrees = abs(estimate - autograd) <= TOLERANCE.allowed(abs(autograd))  # the engine's gradient is expected
+        agrees = fd_agrees(autograd, estimate)
         entries.append(FiniteDifference(name, [r, c], autograd, estimate, agrees))
-    return FiniteDifferenceCheck(STEP_SIZE, TOLERANCE, entries)
+    return FiniteDifferenceCheck(STEP_SIZE, FD_TOLERANCE, entries)

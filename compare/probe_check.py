@@ -11,12 +11,7 @@ from .diff import entry_difference
 from .report import ProbeCheck, ProbeResult
 from .probes import PROBE_BUDGET
 from .probes import FRESH_GRAPH, FRESH_NODE, PROBES, fresh_graph_rounds, fresh_graph_sequence, probe_key
-from .tolerances import Tolerance
-
-# A probe is one or two operations on numbers near 1, so the engine and torch differ by an
-# ulp or two at most (numpy's exp against math's, a / b against a * b ** -1: about 2e-16
-# relative). The mistakes the probes look for move a number by 10% or more.
-PROBE_TOLERANCE = Tolerance(atol=1e-12, rtol=1e-9)
+from .tolerances import PROBE_TOLERANCE
 NO_RESULT = {"error": "gave no result (nothing came back from the engine's process)"}
 # How an engine says an operation does not take an input (micrograd's `assert isinstance(other, (int, float))`)
 UNSUPPORTED = ("TypeError", "AssertionError", "NotImplementedError", "AttributeError")

@@ -1,5 +1,9 @@
-"""How close the two engines must come, per torch dtype: one tolerance for values (the loss,
-the traced intermediates, parameters and Adam moments after the update) and one for gradients.
+"""Every limit of closeness the checker judges by, each with the measurement it came from,
+and the one rule they are judged with (`close`): how close the two engines must come per
+torch dtype (one tolerance for values: the loss, the traced intermediates, parameters and
+Adam moments after the update; one for gradients), an operator probe against torch, a
+finite-difference estimate against autograd, and a certificate's losses and gradient norms
+against the golden trace.
 
 The scalar engine computes in Python floats (IEEE float64). Torch in float64 does the same
 maths in another order (a matrix product adds its terms in blocks, the scalar model one by
@@ -16,6 +20,7 @@ step the training script's own (`train_step` on the fused kernels). Listed is th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -49,6 +54,42 @@ TOLERANCES = {
     # drift, not a check of an engine.
     "float32": Tolerances(values=Tolerance(atol=1e-4, rtol=1e-3), gradients=Tolerance(atol=1e-5, rtol=1e-3)),
 }
+
+
+# An operator probe is one or two operations on numbers near 1, so the engine and torch
+# differ by an ulp or two at most (numpy's exp against math's, a / b against a * b ** -1:
+# about 2e-16 relative). The mistakes the probes look for move a number by 10% or more.
+PROBE_TOLERANCE = Tolerance(atol=1e-12, rtol=1e-9)
+
+# A central finite difference with step h = 1e-5 (compare.fd says how h was chosen) was off
+# from torch's float64 autograd by at most 2.3e-10, absolutely, over 36 gradients of
+# magnitudes 2e-8 .. 0.04 on the built-in documents with dense weights (up to 0.1% on the
+# smallest): the tolerance is mostly absolute, 1e-8, a margin of 40 that still sees a
+# gradient off by 1e-8.
+FD_TOLERANCE = Tolerance(atol=1e-8, rtol=1e-6)
+
+# A certificate (compare.certify): a learner's losses may differ from the project engine's
+# in the last bits (another order of adding up gradients, a / b instead of a * b ** -1), and
+# training carries the differences forward. Measured against tests/fixtures/learner_engine.py
+# (micrograd's style) over 20 steps, four runs (its set of parents changes the order of the
+# sums from run to run): losses differ by at most 6e-16 relative, gradient norms by at most
+# 8e-15. The tolerances sit more than four orders of magnitude above that; tests/test_certify.py
+# shows that a loss 1e-9 off and a local gradient 1e-6 off both fail. Losses (about 1 to 4)
+# need no absolute part, and a norm that is zero in the golden trace must be exactly zero
+# (those gradients are zero in any correct engine), so atol is 0 for both.
+LOSS_TOLERANCE = Tolerance(atol=0.0, rtol=1e-11)
+GRAD_NORM_TOLERANCE = Tolerance(atol=0.0, rtol=1e-10)
+
+
+def close(got: float, expected: float, tolerance: Tolerance) -> bool:
+    """|got - expected| <= atol + rtol * |expected|; False for a nan or an inf in either."""
+    gap = abs(got - expected)
+    return math.isfinite(gap) and gap <= tolerance.allowed(abs(expected))
+
+
+def fd_agrees(autograd: float, estimate: float) -> bool:
+    """A finite-difference estimate agrees with the engine's own gradient (the expected one)."""
+    return close(estimate, autograd, FD_TOLERANCE)
 
 
 def tolerances_for(dtype: str) -> Tolerances:

@@ -11,7 +11,8 @@ import torch
 
 from compare import compare_step
 from compare.documents import ALPHABET, given_documents
-from compare.fd import STEP_SIZE, TOLERANCE, finite_differences, sample_entries
+from compare.fd import STEP_SIZE, finite_differences, sample_entries
+from compare.tolerances import FD_TOLERANCE as TOLERANCE
 from compare.sides import ScalarSide, TorchSide
 from compare.weights import dense_weights
 from microgpt_scalar.config import get_config, param_shapes

@@ -15,7 +15,8 @@ from compare.depth import chain_survives, deepest_chain, graph_depth
 from compare.documents import ALPHABET, BUILTIN_DOCS, given_documents
 from compare.engines import load_engine_file
 from compare.faults import FAULTS, faulty_engine
-from compare.probe_check import PROBE_TOLERANCE, check_probes
+from compare.probe_check import check_probes
+from compare.tolerances import PROBE_TOLERANCE
 from compare.probes import PROBES, run_probes
 from compare.weights import dense_weights
 from microgpt_scalar import train as scalar_train
