@@ -14,6 +14,7 @@ fails, exits, crashes or hangs), 2 for bad usage or input, with a one-line error
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -24,9 +25,11 @@ from compare.faults import FAULTS  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
-from compare.report import save_report  # noqa: E402
+from compare.report import FORMAT, VERSION, save_report  # noqa: E402
+from compare.summary import failure_summary, refusal_summary  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_output_path,  # noqa: E402
                                  non_negative_int, positive_int, positive_real, seed_number, size_overrides)
+from microgpt_scalar.checkpoint import write_atomically  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
 
 
@@ -47,7 +50,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--inject", metavar="FAULT", help="put a known fault into the scalar engine (see --list-faults)")
     parser.add_argument("--fd", type=non_negative_int, default=0, metavar="K",
                         help="also check K gradients against finite differences of the scalar engine's loss")
-    parser.add_argument("--json", metavar="FILE", help="write the whole report as JSON")
+    parser.add_argument("--json", metavar="FILE",
+                        help="write the report as JSON: verdict, agrees, exit_code, probes, missing, skipped_lines, "
+                             "cause, tensors, and the whole report under \"report\" (also for an engine refused or "
+                             "failing)")
+    parser.add_argument("--json-values", action="store_true",
+                        help="keep every gradient's value in both engines in the JSON (a few hundred KB)")
     parser.add_argument("--plot", metavar="FILE", help="scatter plot of scalar against torch gradients (needs matplotlib)")
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
     add_size_flags(parser, "a deeper model makes a deeper graph")
@@ -95,12 +103,12 @@ def main(argv=None) -> int:
                                   timeout=args.timeout, engine_process=engine_process)
     except EngineFailure as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return save_summary(args.json, failure_summary(error), 1)
     except EngineRefused as error:
         if error.found is not None:
             print(probe_table(error.found), end="")
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return save_summary(args.json, refusal_summary(error), 2)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -110,13 +118,25 @@ def main(argv=None) -> int:
     print(render(report), end="")
     try:
         if args.json:
-            save_report(args.json, report)
+            save_report(args.json, report, values=args.json_values)
         if args.plot:
             plot_gradients(report, args.plot)
     except OSError as error:
         print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
     return 0 if report.agrees else 1
+
+
+def save_summary(path, summary: dict, code: int) -> int:
+    """--json for an engine that ended without a report: the summary alone; returns `code`."""
+    if path:
+        try:
+            write_atomically(path, (json.dumps({"format": FORMAT, "version": VERSION, **summary}, indent=1)
+                                    + "\n").encode("utf-8"))
+        except OSError as error:
+            print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+            return 2
+    return code
 
 
 def run(argv=None) -> None:
