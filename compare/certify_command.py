@@ -3,6 +3,7 @@
     python scripts/certify.py --engine my_engine.py               # the class named Value
     python scripts/certify.py --engine my_engine.py:Scalar --steps 5
     python scripts/certify.py --engine my_engine.py --n-layer 8 --steps 3   # a deeper model
+    python scripts/certify.py --engines submissions/ --jobs 2 --out results/   # a whole class
 
 The run is the published one (preset microgpt, seed 42, the names file shipped with the
 package unless --data names another): the first --steps steps,
@@ -12,30 +13,52 @@ tensor's gradient norm must match the golden trace (compare/golden/microgpt.json
 trained here on the same model. Every operation of the engine is also probed on its own
 against torch. Prints the log, then PASS or the first step and tensor that differ.
 
---engine runs the code of the file it is given (in a separate process, with a time limit).
-Exit 0 on PASS, 1 on a difference (or an engine that fails, exits, crashes or hangs), 2 on
-bad usage or input (an engine that lacks an operation, the wrong data).
+--engines checks many engines (files, globs, or a folder of submissions: one engine file each,
+or one folder each with engine.py), --jobs at a time: each is compared with torch on one
+step (probes, worst tensor, gradient plot), then certified as above. It prints one row per
+engine and writes class.csv, class.json, index.html (the table, each report, each plot) and
+reports/*.txt into --out.
+
+--engine runs the code of the file it is given (in a separate process, with a time limit,
+--memory and --cpu-time). Exit 0 on PASS (every engine's, with --engines), 1 on a
+difference (or an engine that fails, exits, crashes or hangs), 2 on bad usage or input (an
+engine that lacks an operation, the wrong data).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-
+from pathlib import Path
 
 from compare.certify import (
     GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, check_fit, golden_config, judge_run, load_golden,
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from microgpt_scalar.cli import (OneLineParser, add_size_flags, data_path, positive_int, positive_real,
-                                 size_overrides)
+from compare.limits import ResourceLimits
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, available_cores, check_output_path,
+                                 data_path, int_from, positive_int, positive_real, size_overrides)
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, load_docs
 
 
+DEFAULT_MEMORY_MB = 2048  # two engines at a time stay well under a few GB
+DEFAULT_CPU_SECONDS = 900
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", required=True, help="FILE[:CLASS], the class defaulting to Value")
+    parser.add_argument("--engine", help="FILE[:CLASS], the class defaulting to Value")
+    parser.add_argument("--engines", nargs="+", metavar="PATH",
+                        help="many engines: files (FILE[:CLASS]), globs, or folders of submissions")
+    parser.add_argument("--jobs", type=int_from(1, 256), default=available_cores(),
+                        help=f"engines checked at a time (default: the cores, here {available_cores()})")
+    parser.add_argument("--out", default="certify-class", metavar="DIR",
+                        help="where --engines writes class.csv, class.json, index.html (default: certify-class)")
+    parser.add_argument("--memory", type=positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
+                        help=f"memory each engine's process may use (default {DEFAULT_MEMORY_MB})")
+    parser.add_argument("--cpu-time", type=positive_int, default=DEFAULT_CPU_SECONDS, metavar="SECONDS",
+                        help=f"CPU time each engine's process may use (default {DEFAULT_CPU_SECONDS})")
     parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
     parser.add_argument("--data", help="the names file (default: the one shipped with the package)")
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
@@ -47,6 +70,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if (args.engine is None) == (args.engines is None):
+        print("error: name one engine with --engine FILE, or many with --engines PATH ...", file=sys.stderr)
+        return 2
+    if args.engines is not None:
+        return check_class_command(args)
     overrides = size_overrides(args)
     try:
         get_config("microgpt", **overrides)  # a bad model size is bad usage
@@ -56,7 +84,7 @@ def main(argv=None) -> int:
             check_fit(golden, docs, args.steps)
         elif isinstance(args.steps, bool) or args.steps < 1:
             raise GoldenError(f"steps must be a positive whole number, got {args.steps!r}")
-        with EngineProcess(args.engine, timeout=args.timeout) as engine:  # starts while the rest loads
+        with EngineProcess(args.engine, timeout=args.timeout, limits=limits_of(args)) as engine:  # starts at once
             found = engine.engine()
             if found["missing"]:
                 raise EngineRefused(found["missing"])
@@ -71,6 +99,55 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return verdict(certificate, probes, args)
+
+
+def limits_of(args) -> ResourceLimits:
+    return ResourceLimits(memory_bytes=args.memory * 2**20, cpu_seconds=args.cpu_time)
+
+
+def check_class_command(args) -> int:
+    """--engines: every engine, --jobs at a time; one table, the files in --out."""
+    from compare.class_report import counts_line, table_text, write_class_files
+    from compare.classroom import ClassOptions, SubmissionError, check_class, find_submissions
+
+    try:
+        if size_overrides(args) or args.data or args.golden != str(GOLDEN_PATH):
+            raise UsageError("--engines checks against the shipped golden trace and names file; "
+                             "--data, --golden and the model-size flags need --engine")
+        check_fit(load_golden(), load_docs(data_path(None)), args.steps)
+        submissions = find_submissions(args.engines)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: not a folder")
+        for name in ("class.csv", "class.json", "index.html"):
+            check_output_path(str(out / name), "--out", overwrite=True)
+    except (SubmissionError, GoldenError, DataError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    options = ClassOptions(steps=args.steps, timeout=args.timeout, limits=limits_of(args), jobs=args.jobs)
+    print(f"checking {len(submissions)} engines, {args.jobs} at a time, each with {options.limits.describe()} "
+          f"and {args.timeout:g} s for any one step", file=sys.stderr)
+    from tqdm import tqdm
+
+    progress = tqdm(total=len(submissions), file=sys.stderr, unit="engine", disable=None)
+    try:
+        rows = check_class(submissions, options, out, on_row=lambda row: progress.update())
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing written", file=sys.stderr)
+        return 130
+    finally:
+        progress.close()
+    meta = {"steps": args.steps, "jobs": args.jobs, "memory_mb": args.memory, "cpu_seconds": args.cpu_time,
+            "timeout": args.timeout}
+    print(table_text(rows), end="")
+    print(counts_line(rows))
+    try:
+        files = write_class_files(out, rows, meta)
+    except OSError as error:
+        print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
+    print(f"wrote {files['csv']}, {files['json']} and {files['html']}", file=sys.stderr)
+    return 0 if all(row["agrees"] for row in rows) else 1
 
 
 def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, overrides: dict):

@@ -12,12 +12,15 @@ Starting it imports no torch, so a script can start it before importing torch it
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+from .limits import ResourceLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TIMEOUT = 300.0  # seconds the engine may take for any one thing: loading, a step
@@ -43,14 +46,18 @@ class EngineRefused(ValueError):
 
 
 class EngineProcess:
-    def __init__(self, engine: str | None = None, inject: str | None = None, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, engine: str | None = None, inject: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 limits: ResourceLimits | None = None):
+        """`limits`: memory and CPU time the process (and all it starts) may use; it runs in a
+        process group of its own, which close() ends whole."""
         self.label = engine or (f"microgpt_scalar with fault {inject}" if inject else "microgpt_scalar.engine.Value")
         self.timeout = timeout
         self.phase = "loading and probing its operations"
         self._messages: queue.Queue = queue.Queue()
         self._stderr: list = []
         self._process = subprocess.Popen([sys.executable, "-c", _START], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         start_new_session=True, preexec_fn=limits.apply if limits else None)
         threading.Thread(target=self._read_messages, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._send({"engine": engine, "inject": inject})
@@ -63,10 +70,15 @@ class EngineProcess:
         self.close()
 
     def close(self) -> None:
-        """Stop the process if it still runs (only this one, by its id)."""
+        """Stop the process if it still runs, and any process it started (its process group,
+        by the group's id)."""
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)  # what the engine forked, if it lingers
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone: nothing lingers
         try:
             self._process.stdin.close()
         except OSError:
@@ -165,6 +177,7 @@ class EngineProcess:
 _SIGNAL_MEANING = {
     "SIGSEGV": " (a segmentation fault: memory the process may not touch, e.g. C code recursing too deep)",
     "SIGABRT": " (the interpreter aborted)",
-    "SIGKILL": " (killed, perhaps for using too much memory)",
+    "SIGKILL": " (killed, perhaps for using too much memory or CPU time)",
+    "SIGXCPU": " (it used up its CPU-time limit)",
     "SIGFPE": " (a floating-point exception in C code)",
 }
