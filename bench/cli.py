@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import compare_wall, contention, kernels, memory, scalar, torch_cpu
+from . import classroom, compare_wall, contention, kernels, memory, scalar, torch_cpu
 from .common import REPO, CheckFailed, OneLineParser, Section, machine, machine_line, write_results
 from .library import PRESETS, DataError
 
@@ -24,6 +24,7 @@ SECTIONS = [
     Section("contention", contention.add_arguments, contention.run, contention.table, contention.targets_missed),
     Section("memory", memory.add_arguments, memory.run, memory.table, memory.targets_missed),
     Section("kernels", kernels.add_arguments, kernels.run, kernels.table),
+    Section("classroom", classroom.add_arguments, classroom.run, classroom.table, classroom.targets_missed),
 ]
 
 

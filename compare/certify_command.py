@@ -36,7 +36,7 @@ from compare.certify import (
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
 from compare.limits import ResourceLimits
-from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, available_cores, check_output_path,
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_quiet_flag, add_size_flags, available_cores, check_output_path,
                                  data_path, int_from, positive_int, positive_real, size_overrides)
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, load_docs
@@ -47,9 +47,11 @@ DEFAULT_CPU_SECONDS = 900
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engine", help="FILE[:CLASS], the class defaulting to Value")
-    parser.add_argument("--engines", nargs="+", metavar="PATH",
+    parser = OneLineParser(description=__doc__)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--engine", help="FILE[:CLASS], the class defaulting to Value")
+    add_quiet_flag(parser, "only the PASS or FAIL line (with --engines: only the table)")
+    which.add_argument("--engines", nargs="+", metavar="PATH",
                         help="many engines: files (FILE[:CLASS]), globs, or folders of submissions")
     parser.add_argument("--jobs", type=int_from(1, 256), default=available_cores(),
                         help=f"engines checked at a time (default: the cores, here {available_cores()})")
@@ -70,9 +72,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if (args.engine is None) == (args.engines is None):
-        print("error: name one engine with --engine FILE, or many with --engines PATH ...", file=sys.stderr)
-        return 2
     if args.engines is not None:
         return check_class_command(args)
     overrides = size_overrides(args)
@@ -88,7 +87,7 @@ def main(argv=None) -> int:
             found = engine.engine()
             if found["missing"]:
                 raise EngineRefused(found["missing"])
-            certificate, probes = run(engine, found, docs, golden, args.steps, overrides)
+            certificate, probes = run(engine, found, docs, golden, args.steps, overrides, args.quiet)
     except EngineFailure as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -125,11 +124,12 @@ def check_class_command(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     options = ClassOptions(steps=args.steps, timeout=args.timeout, limits=limits_of(args), jobs=args.jobs)
-    print(f"checking {len(submissions)} engines, {args.jobs} at a time, each with {options.limits.describe()} "
-          f"and {args.timeout:g} s for any one step", file=sys.stderr)
+    if not args.quiet:
+        print(f"checking {len(submissions)} engines, {args.jobs} at a time, each with {options.limits.describe()} "
+              f"and {args.timeout:g} s for any one step", file=sys.stderr)
     from tqdm import tqdm
 
-    progress = tqdm(total=len(submissions), file=sys.stderr, unit="engine", disable=None)
+    progress = tqdm(total=len(submissions), file=sys.stderr, unit="engine", disable=True if args.quiet else None)
     try:
         rows = check_class(submissions, options, out, on_row=lambda row: progress.update())
     except KeyboardInterrupt:
@@ -146,11 +146,12 @@ def check_class_command(args) -> int:
     except OSError as error:
         print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
         return 2
-    print(f"wrote {files['csv']}, {files['json']} and {files['html']}", file=sys.stderr)
+    if not args.quiet:
+        print(f"wrote {files['csv']}, {files['json']} and {files['html']}", file=sys.stderr)
     return 0 if all(row["agrees"] for row in rows) else 1
 
 
-def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, overrides: dict):
+def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, overrides: dict, quiet: bool = False):
     """Train the engine in its process; meanwhile make the golden trace if it is made here."""
     num_samples = len(wanted_samples(golden, steps)) if golden is not None else 3
     config = golden_config(golden) if golden is not None else get_config("microgpt", **overrides)
@@ -162,7 +163,8 @@ def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, over
     num_steps = golden["num_steps"]
 
     def show(record):
-        print(f"step {record.step:4d} / {num_steps:4d} | loss {record.printed}", flush=True)
+        if not quiet:
+            print(f"step {record.step:4d} / {num_steps:4d} | loss {record.printed}", flush=True)
 
     from compare.probe_check import check_probes  # torch: the oracle of the probes
 
@@ -173,7 +175,7 @@ def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, over
 def verdict(certificate, probes, args) -> int:
     from compare.render import probe_table
 
-    if not probes.agrees or probes.notes:
+    if (not probes.agrees or probes.notes) and not args.quiet:
         print(probe_table(probes), end="")
     if not certificate.passed:
         print(f"FAIL: {certificate.difference.message}")

@@ -62,6 +62,10 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     overrides = {name: value for name, value in (overrides or {}).items() if value is not None}
     config = get_config(preset, **overrides)
     _check_choices(docs, data, steps, dtype, device, engine, inject, fd)
+    if device == "auto":  # CUDA if there is one
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
     raw_docs = Corpus.from_file(data) if data is not None else list(docs or BUILTIN_DOCS)
@@ -114,10 +118,18 @@ def _check_choices(docs, data, steps, dtype, device, engine, inject, fd) -> None
 
 
 def _check_device(device: str) -> None:
-    if device == "cpu":
+    if device in ("cpu", "auto"):
+        return
+    if device == "mps":
+        from microgpt_torch.device import pick_device
+
+        try:
+            pick_device("mps")
+        except ValueError as error:
+            raise DeviceError(str(error)) from None
         return
     if device != "cuda" and not device.startswith("cuda:"):
-        raise DeviceError(f"unknown device {device!r}; choose cpu or cuda")
+        raise DeviceError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps")
     import torch
 
     if not torch.cuda.is_available():

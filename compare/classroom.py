@@ -281,7 +281,9 @@ def _row(submission: Submission, summary: dict, text: str, seconds: float, cpu_s
     from .summary import worst_tensor
 
     worst = worst_tensor(summary) if summary.get("tensors") else None
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
     return {"engine": submission.name, "path": str(submission.path), **summary,
+            "engine_peak_mib": round(peak, 1),  # the largest engine process this checker process has run so far
             "worst_tensor": (f"{worst['kind']} {worst['name']}" if worst else ""),
             "worst_excess": worst["excess"] if worst else None,
             "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2), "report": text}

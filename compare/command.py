@@ -6,10 +6,14 @@
     python scripts/compare_step.py --weights reference --steps 20 --fd 20 --json report.json
     python scripts/compare_step.py --engine my_engine.py --n-layer 8   # a deeper model
     python scripts/compare_step.py --list-faults
+    microgpt-compare --engine my_engine.py -q --json report.json   # installed: the same command
+    python -m compare --engine my_engine.py                        # the same again
 
 --engine runs the code of the file it is given (in a separate process, with a time limit).
-Exit code 0 when everything agrees, 1 when anything disagrees (or the engine under test
-fails, exits, crashes or hangs), 2 for bad usage or input, with a one-line error on stderr.
+
+Exit codes: 0 everything agrees; 1 anything disagrees (or the engine under test fails,
+exits, crashes or hangs); 2 bad usage or input (an engine that lacks an operation among
+them), with a one-line error on stderr; 130 Ctrl-C. --json's "exit_code" is the same.
 """
 from __future__ import annotations
 
@@ -27,14 +31,15 @@ from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
 from compare.report import FORMAT, VERSION, save_report  # noqa: E402
 from compare.summary import failure_summary, refusal_summary  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_output_path,  # noqa: E402
+from microgpt_scalar.cli import (DEVICES, OneLineParser, UsageError, add_quiet_flag, add_size_flags,  # noqa: E402
+                                 check_output_path, device_name,
                                  non_negative_int, positive_int, positive_real, seed_number, size_overrides)
 from microgpt_scalar.checkpoint import write_atomically  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--preset", default="microgpt", help="microgpt (default) or microgpt-v2")
     parser.add_argument("--weights", default="dense",
                         help="dense: every matrix drawn, none zero (default); reference: microgpt's own "
@@ -44,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", help="a data file instead: one document per step, in the reference program's order")
     parser.add_argument("--seed", type=seed_number, default=42, help="seed of the weights and the document order (default 42)")
     parser.add_argument("--steps", type=positive_int, default=1, help="train both engines in lockstep this many steps")
-    parser.add_argument("--device", default="cpu", help="the torch side's device: cpu (default) or cuda")
+    parser.add_argument("--device", type=device_name, default="cpu", help=f"the torch side's device: {DEVICES} "
+                                                                          f"(default cpu; auto: CUDA if there is one)")
+    add_quiet_flag(parser, "only the verdict's line on stdout")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the torch side's dtype")
     parser.add_argument("--engine", metavar="FILE[:CLASS]", help="your own Value class (default class name Value)")
     parser.add_argument("--inject", metavar="FAULT", help="put a known fault into the scalar engine (see --list-faults)")
@@ -115,7 +122,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing written", file=sys.stderr)
         return 130
-    print(render(report), end="")
+    print(render(report).splitlines()[0] if args.quiet else render(report), end="\n" if args.quiet else "")
     try:
         if args.json:
             save_report(args.json, report, values=args.json_values)

@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,14 +38,53 @@ class UsageError(ValueError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, with its usage errors as one line and exit code 2, and --version."""
+    """argparse, with its usage errors as one line and exit code 2, --version, and the
+    description printed as written (a command's docstring: its examples and exit codes)."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--version", action="version", version=f"%(prog)s (microgpt-bridge) {__version__}")
 
     def error(self, message):
         self.exit(2, f"error: {message}\n")
+
+
+def add_quiet_flag(parser, what: str) -> None:
+    """-q/--quiet, the same in every command; `what` says what is left."""
+    parser.add_argument("-q", "--quiet", action="store_true", help=f"no progress bars or notes on stderr; {what}")
+
+
+class Deprecated(argparse.Action):
+    """An old spelling of a flag: works for one more version, with a one-line note on stderr.
+
+        parser.add_argument("--load", action=Deprecated, new="--resume", dest="resume")
+    """
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        kwargs.setdefault("help", f"old spelling of {new} (kept for one version)")
+        kwargs.setdefault("default", argparse.SUPPRESS)  # the new flag's default stands
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated and goes in the next version; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def device_name(text: str) -> str:
+    """--device: auto, cpu, cuda, cuda:N (N a whole number) or mps; whether the machine has
+    it is checked where torch is loaded (microgpt_torch.device.pick_device)."""
+    kind, colon, index = text.partition(":")
+    if text in ("auto", "cpu", "cuda", "mps") or (kind == "cuda" and colon and index.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; choose {DEVICES}")
+
+
+device_name.__name__ = "device"
 
 
 # --- flag types: argparse calls them on the text and reports their ArgumentTypeError in one line ---

@@ -3,12 +3,16 @@
     python scripts/train_scalar.py                          # the original program: 500 steps, 20 samples
     python scripts/train_scalar.py --preset microgpt-v2     # the later revision
     python scripts/train_scalar.py --stop-after 200 --save run.json   # steps 1-200 of 500, saved
-    python scripts/train_scalar.py --load run.json                    # steps 201-500, then samples
+    python scripts/train_scalar.py --resume run.json                  # steps 201-500, then samples
+    microgpt-train scalar --steps 2 --samples 3 -q                    # installed: the same command
 
 The documents are the names file shipped with the package unless --data names another.
 stdout carries the original program's log, line for line; a progress bar goes to stderr
-when stderr is a terminal. Bad input ends with a one-line error and exit code 2; Ctrl-C
-finishes the step, saves the checkpoint --save names and exits with code 130.
+when stderr is a terminal (never with -q).
+
+Exit codes: 0 done; 1 the loss stopped being finite, or the checkpoint could not be saved;
+2 bad input, with a one-line error; 130 Ctrl-C, which finishes the step and saves the
+checkpoint --save names. (--load is the old spelling of --resume.)
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import sys
 
 from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoint_of, load_checkpoint,
                                         save_checkpoint)
-from microgpt_scalar.cli import (OneLineParser, StopOnInterrupt, add_config_flags,
+from microgpt_scalar.cli import (Deprecated, OneLineParser, StopOnInterrupt, add_config_flags, add_quiet_flag,
                                  check_output_path, check_same_run, config_overrides, data_path, file_sha256,
                                  inference_header, non_negative_int, positive_int, positive_real, seed_number)
 from microgpt_scalar.config import PRESETS, get_config
@@ -28,19 +32,21 @@ from microgpt_scalar.engine import Value
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="microgpt (default) or microgpt-v2; with --load, the checkpoint must match it")
+                        help="microgpt (default) or microgpt-v2; with --resume, the checkpoint must match it")
     parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
     parser.add_argument("--stop-after", type=positive_int, metavar="K",
-                        help="stop after step K of the run (save it with --save, go on later with --load)")
+                        help="stop after step K of the run (save it with --save, go on later with --resume)")
     parser.add_argument("--seed", type=seed_number, help="seed of random.Random (default: 42, or the checkpoint's)")
     parser.add_argument("--samples", type=non_negative_int, default=20, help="names to sample after training")
     parser.add_argument("--temperature", type=positive_real, default=0.5)
     parser.add_argument("--save", help="write a JSON checkpoint here after training (and on Ctrl-C)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="let --save replace an existing file that is not the --load checkpoint")
-    parser.add_argument("--load", help="start from this JSON checkpoint (its config; flags may only repeat it, "
+                        help="let --save replace an existing file that is not the --resume checkpoint")
+    parser.add_argument("--load", action=Deprecated, new="--resume", dest="resume")
+    add_quiet_flag(parser, "the log on stdout is unchanged")
+    parser.add_argument("--resume", help="continue from this JSON checkpoint (its config; flags may only repeat it, "
                                        "but --steps may lengthen the run)")
     parser.add_argument("--value-class", choices=["fused", "per-op"], default="fused",
                         help="fused dot products (faster, same results) or one node per operation")
@@ -62,7 +68,7 @@ def setup(args):
     args.run = run_settings(args)
     value_cls = value_class(args.value_class)
     overrides = config_overrides(args)
-    if args.load:
+    if args.resume:
         return resume(args, docs, value_cls, overrides)
     config = get_config(args.preset or "microgpt", **overrides)
     seed = 42 if args.seed is None else args.seed
@@ -71,23 +77,23 @@ def setup(args):
 
 def resume(args, docs, value_cls, overrides):
     """setup() from a checkpoint: config flags may repeat its config, --steps may lengthen the run."""
-    checkpoint = load_checkpoint(args.load, preset=args.preset)
+    checkpoint = load_checkpoint(args.resume, preset=args.preset)
     num_steps = overrides.pop("num_steps")
     check_config(checkpoint, **overrides)
-    check_same_run(checkpoint.run, args.run, args.load)
+    check_same_run(checkpoint.run, args.run, args.resume)
     for flag, step in (("--steps", num_steps), ("--stop-after", args.stop_after)):
         if step is not None and step < checkpoint.step:
-            raise CheckpointError(f"{flag} {step}: checkpoint {args.load} has already taken {checkpoint.step} steps")
+            raise CheckpointError(f"{flag} {step}: checkpoint {args.resume} has already taken {checkpoint.step} steps")
     if num_steps is not None:
         checkpoint.config = dataclasses.replace(checkpoint.config, num_steps=num_steps)
     if args.seed is not None and checkpoint.seed is not None and args.seed != checkpoint.seed:
-        raise CheckpointError(f"checkpoint {args.load} was trained with --seed {checkpoint.seed}, not {args.seed}")
+        raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
     seed = args.seed if args.seed is not None else (checkpoint.seed if checkpoint.seed is not None else 42)
     return (*resume_run(docs, checkpoint, seed, value_cls), checkpoint.step, seed)
 
 
 def run_settings(args) -> dict:
-    """What a checkpoint records of the run, beyond its config and seed, for --load to check:
+    """What a checkpoint records of the run, beyond its config and seed, for --resume to check:
     the data file (by content) and the mode (one document per step, as torch's faithful mode)."""
     return {"data_sha256": file_sha256(data_path(args.data)), "mode": "faithful"}
 
@@ -114,7 +120,7 @@ def main(argv=None) -> int:
 
     try:
         with StopOnInterrupt() as stop:
-            done = train(model, optimizer, tokenizer, docs, first_step, last_step, stop)
+            done = train(model, optimizer, tokenizer, docs, first_step, last_step, stop, args.quiet)
         save(done)
         if done < last_step:
             saved = f"; checkpoint of step {done} saved to {args.save}" if args.save else "; nothing saved (no --save)"
@@ -138,14 +144,15 @@ def main(argv=None) -> int:
 
 def check_args(args) -> None:
     """Raise ValueError for files no run can use, before any work is done."""
-    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.load],
+    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.resume],
                       overwrite=args.overwrite)
 
 
-def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int, stop) -> int:
+def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int, stop,
+          quiet: bool = False) -> int:
     """Steps first_step .. last_step - 1 of the run, each printing the reference program's line,
     until `stop.requested`; returns the number of steps done."""
-    progress = progress_bar(first_step, last_step)
+    progress = progress_bar(first_step, last_step, quiet)
     step = first_step
     try:
         while step < last_step and not stop.requested:
@@ -161,9 +168,9 @@ def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_st
 class progress_bar:
     """tqdm on stderr when it is a terminal; otherwise lines go straight to stdout."""
 
-    def __init__(self, start: int, total: int):
+    def __init__(self, start: int, total: int, quiet: bool = False):
         self.bar = None
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and not quiet:
             try:
                 from tqdm import tqdm
             except ImportError:

@@ -19,15 +19,28 @@ class DeviceError(ValueError):
 
 
 def pick_device(name: str, local_rank: int = 0, keep_on_cpu: bool = False) -> torch.device:
-    """The device for `--device name` ("auto", "cpu" or "cuda") in the process of `local_rank`.
+    """The device for `--device name` (auto, cpu, cuda, cuda:N or mps) in the process of
+    `local_rank`; DeviceError, in one line, for a device the machine does not have.
 
     "auto" takes CUDA when there is one, except with `keep_on_cpu`: one-document steps in
     float64 are quicker on the CPU, where the tests and the reference figures were made too.
+    "cuda" is GPU `local_rank` (one per process under torchrun); "cuda:N" is GPU N.
     """
-    if name not in ("auto", "cpu", "cuda"):
-        raise DeviceError(f"unknown device {name!r}; choose auto, cpu or cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("--device cuda: CUDA is not available on this machine (try --device cpu)")
+    kind, _, index = name.partition(":")
+    if name not in ("auto", "cpu", "cuda", "mps") and not (kind == "cuda" and index.isdigit()):
+        raise DeviceError(f"unknown device {name!r}; choose auto, cpu, cuda, cuda:N or mps")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError("--device mps: Apple's Metal (MPS) is not available on this machine (try --device cpu)")
+        return torch.device("mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {name}: CUDA is not available on this machine (try --device cpu)")
+    if index:
+        if int(index) >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"numbered from 0")
+        return torch.device("cuda", int(index))
     if name == "cpu" or not torch.cuda.is_available() or (name == "auto" and keep_on_cpu):
         return torch.device("cpu")
     count = torch.cuda.device_count()

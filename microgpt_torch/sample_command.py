@@ -3,9 +3,13 @@
     python scripts/sample.py out/model.pt                       # torch engine, random.Random(seed)
     python scripts/sample.py out/model.json --from scalar       # the same names, scalar engine
     python scripts/sample.py out/model.pt --sampler torch       # torch.multinomial, batched
+    microgpt-sample out/model.pt --samples 5 --device auto      # installed: the same command
 
 With the default sampler both engines make the same draws from random.Random(--seed), so
-the same checkpoint and seed print the same names. Exit codes: 0 done, 2 bad input.
+the same checkpoint and seed print the same names.
+
+Exit codes: 0 done; 2 bad input (a checkpoint that cannot be read, a device this machine
+does not have), with a one-line error. (--num-samples is the old spelling of --samples.)
 """
 from __future__ import annotations
 
@@ -16,45 +20,48 @@ import sys
 import torch
 
 from microgpt_scalar.checkpoint import CheckpointError
-from microgpt_scalar.cli import OneLineParser, non_negative_int, positive_real, seed_number
+from microgpt_scalar.cli import (DEVICES, Deprecated, OneLineParser, add_quiet_flag, device_name, non_negative_int,
+                                 positive_real, seed_number)
 from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
 from microgpt_torch.checkpoint import load_any_checkpoint, restore, to_scalar_checkpoint
+from microgpt_torch.device import pick_device
 from microgpt_torch.train import generate, sample
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("checkpoint", help="a torch (.pt) or scalar (JSON) checkpoint")
     parser.add_argument("--from", dest="engine", choices=("torch", "scalar"), default="torch",
                         help="the engine that samples: torch (default) or the scalar one")
     parser.add_argument("--sampler", choices=("python", "torch"), default="python",
                         help="python: random.Random(seed) as the scalar engine draws; torch: torch.Generator (torch engine)")
-    parser.add_argument("--num-samples", type=non_negative_int, default=20)
+    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw (default 20)")
+    parser.add_argument("--num-samples", action=Deprecated, new="--samples", dest="samples", type=non_negative_int)
     parser.add_argument("--temperature", type=positive_real, default=0.5)
     parser.add_argument("--seed", type=seed_number, default=42)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", type=device_name, default="cpu", help=f"{DEVICES} (default cpu)")
+    add_quiet_flag(parser, "the names are printed as ever")
     return parser.parse_args(argv)
 
 
 def draw(args) -> list[str]:
     if args.engine == "scalar" and args.sampler == "torch":
         raise ValueError("--sampler torch needs --from torch")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine (try --device cpu)")
+    device = pick_device(args.device)
     checkpoint = load_any_checkpoint(args.checkpoint)
     tokenizer = Tokenizer(checkpoint.chars)
     if args.engine == "scalar":
         scalar = to_scalar_checkpoint(checkpoint)
         model = ScalarGPT(scalar.config, params=scalar.params)
         rng = random.Random(args.seed)
-        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
-    model, _ = restore(checkpoint, dtype=torch.float64, device=torch.device(args.device))
+        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
+    model, _ = restore(checkpoint, dtype=torch.float64, device=device)
     if args.sampler == "torch":
-        return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.num_samples)
+        return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.samples)
     rng = random.Random(args.seed)
-    return [sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
+    return [sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
 
 
 def main(argv=None) -> int:
