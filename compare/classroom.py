@@ -119,6 +119,7 @@ def check_class(submissions: list[Submission], options: ClassOptions, out_dir: P
     checker process's care. `on_row(row)` sees each row as it is done."""
     import multiprocessing
 
+    out_dir = Path(out_dir).resolve()  # the checks run from the engines' own folders
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     rows: dict = {}
     with tempfile.TemporaryDirectory(prefix="microgpt-class-") as work:

@@ -80,8 +80,13 @@ def class_run(tmp_path_factory):
     expected.update(bad_hog="ERROR", bad_forks="AGREE", bad_sleeps="ERROR", bad_writer="AGREE")
     assert len(expected) == 20
     main = load_script("certify").main
-    code = main(["--engines", str(subs), "--jobs", "2", "--steps", "1", "--timeout", "30", "--cpu-time", "60",
-                 "--memory", "768", "--out", str(out)])
+    here = os.getcwd()
+    os.chdir(root)  # --out relative to where the command runs, as an instructor types it
+    try:
+        code = main(["--engines", "submissions", "--jobs", "2", "--steps", "1", "--timeout", "30", "--cpu-time", "60",
+                     "--memory", "768", "--out", "results"])
+    finally:
+        os.chdir(here)
     return code, out, expected, pid_file, outside
 
 
@@ -117,6 +122,10 @@ def test_the_table_the_csv_and_the_reports(class_run, capsys):
     for name in expected:
         assert (out / "reports" / f"{name}.txt").read_text().strip()
     assert (out / "plots" / "right_01_closures.png").stat().st_size > 10_000  # a gradient plot
+    import re
+
+    images = re.findall(r'<img src="([^"]+)"', (out / "index.html").read_text())
+    assert len(images) >= 13 and all((out / image).is_file() for image in images)  # the page finds its plots
 
 
 def find_chromium():
