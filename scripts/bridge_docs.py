@@ -1,6 +1,6 @@
 """Fill the generated parts of docs/bridge.md (code quotes, snippets, command output), or check them.
 
-    python scripts/bridge_docs.py            # rewrite the generated parts of docs/bridge.md
+    python scripts/bridge_docs.py            # rewrite the generated parts of docs/bridge.md, and docs/bridge.ipynb
     python scripts/bridge_docs.py --check    # exit 1 if one no longer matches what it is made from
 
 The guide's prose is written by hand; three kinds of block between markers are generated, so
@@ -22,6 +22,9 @@ A snippet is run as `python -m` of its dotted path (`docs.snippets.NAME`) from t
 root, as a reader runs it. A run's options follow a `|`: `from=` and `to=` keep a stretch of
 the output, `exit=N` is the exit status the command must end with (default 0). Snippets and
 runs that end otherwise are errors.
+
+The notebook docs/bridge.ipynb is made from the page (tutorial/notebook.py): the snippets and runs
+become its code cells, the rest Markdown.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ GUIDE = REPO / "docs" / "bridge.md"
 sys.path.insert(0, str(REPO))
 
 from microgpt_scalar.cli import OneLineParser  # noqa: E402
+from tutorial.notebook import notebook_text  # noqa: E402
 
 BLOCK = re.compile(r"^<!-- (?P<kind>quote|snippet|run) (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /(?P=kind) -->$",
                    re.M | re.S)
@@ -186,12 +190,20 @@ def snippet_body(root: Path, path: str) -> str:
     file = root / path
     if not path.endswith(".py") or not file.is_file():
         raise QuoteError(f"snippet {path!r}: no file {path}")
-    command = f"python -m {snippet_module(path)}"
-    status, out, err = _run(root, command, f"snippet {path!r}")
+    status, out, err = _run(root, snippet_command(path), f"snippet {path!r}")
     if status != 0:
         raise QuoteError(f"snippet {path!r}: exited {status}: {last_line(err)}")
-    code = file.read_text(encoding="utf-8").rstrip("\n")
-    return f"*`{path}`*\n\n```python\n{code}\n```\n\n```text\n$ {command}\n{out.rstrip()}\n```\n"
+    return snippet_body_of(root, path, out)
+
+
+def snippet_command(path: str) -> str:
+    return f"python -m {snippet_module(path)}"
+
+
+def snippet_body_of(root: Path, path: str, out: str) -> str:
+    """The block of snippet `path` that prints `out`: its code, the command and the output."""
+    code = (root / path).read_text(encoding="utf-8").rstrip("\n")
+    return f"*`{path}`*\n\n```python\n{code}\n```\n\n```text\n$ {snippet_command(path)}\n{out.rstrip()}\n```\n"
 
 
 def run_body(root: Path, run: Run) -> str:
@@ -199,6 +211,11 @@ def run_body(root: Path, run: Run) -> str:
     status, out, err = _run(root, run.command, f"run {run.spec!r}")
     if status != run.exit:
         raise QuoteError(f"run {run.spec!r}: exited {status}, expected {run.exit}: {last_line(err)}")
+    return run_body_of(run, out)
+
+
+def run_body_of(run: Run, out: str) -> str:
+    """The block of `run` when the command prints `out`."""
     lines = out.rstrip().splitlines()
     start, end = narrow(lines, run.start, run.end, f"run {run.spec!r} (its output)")
     shown = (["..."] if start > 0 else []) + lines[start:end + 1] + (["..."] if end < len(lines) - 1 else [])
@@ -285,6 +302,9 @@ def main(argv=None) -> int:
             print(f"error: {guide}: {message}", file=sys.stderr)
         for spec in stale:
             print(f"stale: {spec}", file=sys.stderr)
+        notebook = notebook_path(guide)
+        if not broken and (not notebook.is_file() or notebook.read_text(encoding="utf-8") != notebook_text(text)):
+            stale.append(str(notebook))
         if stale:
             print(f"{guide} is stale: run python scripts/bridge_docs.py", file=sys.stderr)
         return 1 if stale or broken else 0
@@ -298,14 +318,31 @@ def main(argv=None) -> int:
     except QuoteError as error:
         print(f"error: {guide}: {error}", file=sys.stderr)
         return 1
-    if new != text:
-        partial = guide.with_name(guide.name + ".partial")
-        partial.write_text(new, encoding="utf-8")
-        partial.replace(guide)  # all or nothing: the old guide stays whole until the new one is
+    try:
+        notebook = notebook_text(new)
+    except ValueError as error:
+        print(f"error: {guide}: {error}", file=sys.stderr)
+        return 1
+    write_whole(guide, new)
+    write_whole(notebook_path(guide), notebook)
     counts = {kind: len(blocks(new, (kind,))) for kind in ("quote", "snippet", "run")}
     print(f"{guide}: {counts['quote']} quotes, {counts['snippet']} snippets, {counts['run']} runs, "
-          f"{'updated' if new != text else 'already current'}")
+          f"{'updated' if new != text else 'already current'}; its notebook {notebook_path(guide)}")
     return 0
+
+
+def notebook_path(guide: Path) -> Path:
+    """docs/bridge.md -> docs/bridge.ipynb, the guide's notebook form."""
+    return guide.with_suffix(".ipynb")
+
+
+def write_whole(path: Path, text: str) -> None:
+    """All or nothing: the old file stays whole until the new one is."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from microgpt_torch.checkpoint import save_checkpoint as save_torch_checkpoint
 
 DOCS = ["anna", "bob", "cab", "dan", "ada"]
 SCRIPT_NAMES = ("train_scalar", "train_torch", "sample", "compare_step", "certify", "make_golden", "precision_table",
-                "bridge_docs")
+                "bridge_docs", "exercise")
 SCRIPTS = {name: load_script(name) for name in SCRIPT_NAMES}
 
 
@@ -105,6 +105,9 @@ CASES = [  # (script, arguments, words the one line must contain)
     ("make_golden", ["--steps"], ["--steps", "expected one argument"]),
     ("precision_table", ["--bogus"], ["unrecognized arguments"]),
     ("bridge_docs", ["--bogus"], ["unrecognized arguments"]),
+    ("exercise", ["--bogus"], ["unrecognized arguments"]),
+    ("exercise", ["attn"], ["invalid choice", "attn"]),
+    ("exercise", ["mlp", "--file", "no/such/file.py"], ["--file", "no/such/file.py"]),
     ("train_scalar", ["--value-class", "turbo"], ["--value-class", "invalid choice"]),
     ("train_torch", ["--mode", "fast"], ["--mode", "invalid choice"]),
     ("sample", ["{good_checkpoint}", "--from", "jax"], ["--from", "invalid choice"]),

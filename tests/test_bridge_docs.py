@@ -3,7 +3,7 @@ snippets, command output. The tests regenerate every block and fail on any that 
 show that a stale or broken block is caught, and check the exercises' answers."""
 from __future__ import annotations
 
-import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -25,10 +25,16 @@ def guide(repo_root):
 
 
 @pytest.fixture(scope="module")
-def fresh_outputs(bridge, guide, repo_root):
-    """spec -> (shown body, body made now) for every snippet and run of the guide; run once."""
-    return {spec: (body, bridge.block_body(repo_root, kind, spec))
-            for kind, spec, body, _ in bridge.blocks(guide, ("snippet", "run"))}
+def shown_and_printed(bridge, guide, repo_root, guide_notebook_outputs):
+    """spec -> (the body the page shows, the body made from what the notebook's cell printed) for
+    every snippet and run of the guide: the notebook is run once per test session."""
+    made = {}
+    for origin, stdout, _ in guide_notebook_outputs:
+        if origin.get("kind") == "snippet":
+            made[origin["spec"]] = bridge.snippet_body_of(repo_root, origin["spec"], stdout)
+        elif origin.get("kind") == "run":
+            made[origin["spec"]] = bridge.run_body_of(bridge.parse_run(origin["spec"]), stdout)
+    return {spec: (body, made.get(spec)) for kind, spec, body, _ in bridge.blocks(guide, ("snippet", "run"))}
 
 
 @pytest.fixture
@@ -64,14 +70,14 @@ def test_a_changed_quoted_function_makes_exactly_its_quote_stale(bridge, guide, 
 
 
 def test_a_changed_line_inside_a_narrowed_quote_makes_it_stale(bridge, guide, source_copy):
-    edit(source_copy / "microgpt_torch" / "model.py", "x = self.norm(self.wte(idx) + self.wpe(pos))  # (B, T, C)",
-         "x = self.norm(self.wte(idx) + self.wpe(pos))  # (B, T, n_embd)")
-    assert bridge.stale_quotes(guide, source_copy) == [
-        'microgpt_torch/model.py:GPT.forward from="pos = torch.arange" to="self.wpe(pos)"']
+    edit(source_copy / "microgpt_torch" / "optim.py", "    lr = learning_rate_at(step, config)\n",
+         "    lr = learning_rate_at(step + 1, config)\n")
+    assert bridge.stale_quotes(guide, source_copy) == ["microgpt_torch/optim.py:set_learning_rate nodoc"]
 
 
 def test_a_line_outside_a_narrowed_quote_leaves_it_current(bridge, guide, source_copy):
-    edit(source_copy / "microgpt_torch" / "model.py", "exceeds block_size", "is longer than block_size")
+    edit(source_copy / "microgpt_torch" / "optim.py", "Give every parameter group the learning rate",
+         "Set every parameter group's learning rate to that")  # the docstring, which nodoc drops
     assert bridge.stale_quotes(guide, source_copy) == []
 
 
@@ -96,7 +102,7 @@ def test_every_missing_symbol_is_reported_at_once_and_nothing_is_written(repo_ro
     """The rendering script lists each quote whose symbol is gone, exits non-zero, and leaves
     the guide as it was."""
     text = guide.replace("microgpt_scalar/model.py:rmsnorm -->", "microgpt_scalar/model.py:rms_norm -->", 1) \
-        .replace("microgpt_torch/model.py:softmax -->", "microgpt_torch/model.py:soft_max -->", 1)
+        .replace("microgpt_torch/model.py:MLP -->", "microgpt_torch/model.py:Mlp -->", 1)
     broken_guide = tmp_path / "bridge.md"
     broken_guide.write_text(text)
     done = subprocess.run([sys.executable, str(repo_root / "scripts" / "bridge_docs.py"), "--guide", str(broken_guide)],
@@ -105,7 +111,7 @@ def test_every_missing_symbol_is_reported_at_once_and_nothing_is_written(repo_ro
     errors = done.stderr.splitlines()
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
     assert "microgpt_scalar/model.py has no rms_norm" in errors[0]
-    assert "microgpt_torch/model.py has no soft_max" in errors[1]
+    assert "microgpt_torch/model.py has no Mlp" in errors[1]
     assert broken_guide.read_text() == text
 
 
@@ -150,30 +156,73 @@ def test_options_narrow_the_span_drop_lines_and_the_docstring(bridge, tmp_path):
             bridge.quote_body(tmp_path, bridge.parse_spec(spec))
 
 
-def test_check_flag_exits_1_on_a_stale_quote_and_writes_nothing(repo_root, guide, tmp_path):
+def test_check_flag_exits_1_on_a_stale_quote_and_writes_nothing(bridge, repo_root, guide, tmp_path):
+    """On a guide of one quote (so that --check has nothing slow to run), made stale by an edit."""
+    kind, spec, body, _ = next(b for b in bridge.blocks(guide, ("quote",)) if b[1] == "microgpt_scalar/model.py:rmsnorm")
     stale_guide = tmp_path / "bridge.md"
-    wrong = guide.replace("scale = (ms + 1e-5) ** -0.5", "scale = (ms + 1e-5) ** 0.5", 1)
+    wrong = f"<!-- {kind} {spec} -->\n{body.replace('scale = (ms + 1e-5) ** -0.5', 'scale = (ms + 1e-5) ** 0.5')}<!-- /{kind} -->\n"
     stale_guide.write_text(wrong)
     done = subprocess.run([sys.executable, str(repo_root / "scripts" / "bridge_docs.py"), "--check", "--guide",
                            str(stale_guide)], capture_output=True, text=True)
     assert done.returncode == 1
     assert "stale: microgpt_scalar/model.py:rmsnorm" in done.stderr
     assert stale_guide.read_text() == wrong  # --check writes nothing
+    assert not (tmp_path / "bridge.ipynb").exists()
 
 
 # Snippets and runs: executed, and their output compared with the guide's.
 
-def test_every_snippet_and_run_prints_what_the_guide_shows(fresh_outputs):
-    assert len(fresh_outputs) >= 10
-    stale = [spec for spec, (shown, now) in fresh_outputs.items() if shown != now]
-    assert stale == [], f"docs/bridge.md shows old output for {stale}: run python scripts/bridge_docs.py"
+def test_every_snippet_and_run_prints_in_the_notebook_what_the_guide_shows(shown_and_printed, guide_notebook_outputs):
+    assert len(shown_and_printed) >= 15
+    assert all(errors == [] for _, _, errors in guide_notebook_outputs), \
+        [(origin, errors) for origin, _, errors in guide_notebook_outputs if errors]
+    stale = [spec for spec, (shown, now) in shown_and_printed.items() if shown != now]
+    assert stale == [], f"docs/bridge.md shows other output than its notebook for {stale}: " \
+                        "run python scripts/bridge_docs.py"
+
+
+def test_the_notebook_is_made_from_the_page(guide, repo_root):
+    from tutorial.notebook import notebook_text
+
+    assert (repo_root / "docs" / "bridge.ipynb").read_text() == notebook_text(guide), \
+        "docs/bridge.ipynb is stale: run python scripts/bridge_docs.py"
+
+
+def test_the_notebook_starts_in_the_repository_root_and_has_a_cell_per_snippet_and_run(bridge, guide,
+                                                                                    guide_notebook_outputs):
+    from tutorial.notebook import SETUP_OUTPUT
+
+    origins = [origin for origin, _, _ in guide_notebook_outputs]
+    assert origins[0] == {"kind": "setup", "spec": "setup"}
+    assert guide_notebook_outputs[0][1].strip() == SETUP_OUTPUT
+    assert [(o["kind"], o["spec"]) for o in origins[1:]] == [(kind, spec) for kind, spec, _, _ in
+                                                              bridge.blocks(guide, ("snippet", "run"))]
+
+
+def test_a_snippet_in_the_notebook_that_prints_otherwise_is_caught(bridge, repo_root):
+    """The comparison above is not vacuous: a changed output no longer makes the page's block."""
+    _, spec, body, _ = next(b for b in bridge.blocks((repo_root / "docs" / "bridge.md").read_text(), ("snippet",)))
+    printed = body.split("```text\n", 1)[1].split("\n", 1)[1].removesuffix("\n```\n")
+    assert bridge.snippet_body_of(repo_root, spec, printed + "\n") == body
+    assert bridge.snippet_body_of(repo_root, spec, printed.replace("0", "1", 1)) != body
+
+
+def test_the_page_teaches_the_day_two_idioms_each_with_a_runnable_cell(bridge, guide):
+    snippet_code = "".join(body.split("```text")[0] for _, _, body, _ in bridge.blocks(guide, ("snippet",)))
+    for idiom in ("DataLoader", "state_dict", "eval()", "no_grad"):
+        assert guide.count(idiom) >= 3, idiom
+        assert idiom in snippet_code, f"{idiom} is not in any snippet (a runnable cell)"
 
 
 def test_every_snippet_and_exercise_file_is_in_the_guide(bridge, guide, repo_root):
+    """Each snippet is run on the page; each exercise is named there, and its answer (if it has one)
+    is the file of the same name under answers/, or is named itself."""
     snippets = {spec for kind, spec, _, _ in bridge.blocks(guide, ("snippet",))}
     assert snippets == {f"docs/snippets/{p.name}" for p in (repo_root / "docs" / "snippets").glob("*.py")}
     for path in (repo_root / EXERCISES).rglob("*.py"):
-        assert str(path.relative_to(repo_root)) in guide, path
+        relative = str(path.relative_to(repo_root))
+        exercise = relative.replace("/answers/", "/")
+        assert relative in guide or (exercise != relative and exercise in guide), relative
 
 
 def _snippet_guide(bridge, root, code, shown_output):
@@ -225,25 +274,27 @@ def test_the_first_screen_runs_the_checker_on_an_engine_and_an_injected_fault(gu
 
 
 def test_the_guide_pairs_scalar_and_torch_code_for_every_piece_in_forward_order(bridge, guide):
-    specs = [spec.split()[0] for spec in bridge.quote_specs(guide)]
+    """Whole functions and classes, as the files hold them, the scalar one first."""
+    specs = bridge.quote_specs(guide)
     pieces = [
-        ("embedding and position", "microgpt_scalar/model.py:GPT.forward", "microgpt_torch/model.py:GPT.forward"),
         ("rmsnorm", "microgpt_scalar/model.py:rmsnorm", "microgpt_torch/model.py:rmsnorm"),
-        ("layer", "microgpt_scalar/model.py:GPT.block", "microgpt_torch/model.py:Block"),
-        ("q, k, v and attention", "microgpt_scalar/model.py:GPT.attention", "microgpt_torch/model.py:Attention.forward"),
         ("mlp", "microgpt_scalar/model.py:GPT.mlp", "microgpt_torch/model.py:MLP"),
-        ("softmax", "microgpt_scalar/model.py:softmax", "microgpt_torch/model.py:softmax"),
+        ("attention", "microgpt_scalar/model.py:GPT.attention", "microgpt_torch/model.py:Attention"),
+        ("layer", "microgpt_scalar/model.py:GPT.block", "microgpt_torch/model.py:Block"),
+        ("embedding to logits", "microgpt_scalar/model.py:GPT.forward", "microgpt_torch/model.py:GPT.forward"),
         ("cross-entropy", "microgpt_scalar/train.py:forward_loss", "microgpt_torch/model.py:cross_entropy"),
-        ("backward", "microgpt_scalar/engine.py:Value.backward", "microgpt_torch/train.py:train_step"),
-        ("adam", "microgpt_scalar/optim.py:Adam.step", "microgpt_torch/optim.py:make_optimizer"),
-        ("schedule", "microgpt_scalar/optim.py:learning_rate_at", "microgpt_torch/optim.py:set_learning_rate"),
-        ("sampling", "microgpt_scalar/train.py:sample", "microgpt_torch/train.py:sample"),
     ]
-    first_seen = []
+    seen = []
     for piece, scalar, torch_twin in pieces:
         assert scalar in specs and torch_twin in specs, piece
-        first_seen.append(specs.index(scalar))
-    assert first_seen == sorted(first_seen), "the pieces are not in forward order"
+        assert specs.index(scalar) < specs.index(torch_twin), piece
+        seen.append(specs.index(scalar))
+    assert seen == sorted(seen), "the pieces are not in the guide's order"
+    for scalar in ("microgpt_scalar/optim.py:Adam.step", "microgpt_scalar/optim.py:learning_rate_at",
+                   "microgpt_scalar/train.py:sample"):
+        assert scalar in specs, scalar
+    model_quotes = [spec for spec in specs if spec.startswith(("microgpt_scalar/model.py", "microgpt_torch/model.py"))]
+    assert all(" " not in spec for spec in model_quotes), "section 3 quotes whole functions, as the files hold them"
 
 
 def test_the_guide_covers_the_autograd_vocabulary_in_snippets(bridge, guide):
@@ -254,11 +305,15 @@ def test_the_guide_covers_the_autograd_vocabulary_in_snippets(bridge, guide):
         assert term in snippet_text, term
 
 
-def test_the_guide_keeps_maintainer_detail_out(guide):
-    shown = "\n".join(line for line in guide.splitlines() if not line.startswith("<!-- "))  # markers aside
-    for detail in ("record(", "on_stage", "graph_scope", "trace.setdefault", "trace=", "ms over", " ms)", "LambdaLR",
-                   "scheduler"):
-        assert detail not in shown, detail
+def test_what_only_the_project_needs_is_told_in_the_last_section(guide):
+    """Outside the quotes and snippets, the trainer's machinery (fused paths, CUDA graphs, DDP wrappers, loading the
+    scalar weights) is explained once, in "How the project's trainer differs", and nowhere before it."""
+    last = guide.index("## 8. How the project's trainer differs")
+    before = re.sub(r"<!-- (quote|snippet) .*?<!-- /(quote|snippet) -->", "", guide[:last], flags=re.S)
+    for detail in ("from_scalar_params", "CUDA graph", 'getattr(model, "module"', "DistributedDataParallel",
+                   "set_learning_rate", "scaled_dot_product_attention"):
+        assert detail not in before, detail
+        assert detail in guide[last:], detail
 
 
 def test_the_precision_table_is_in_the_guide_for_its_script(guide):
@@ -304,24 +359,6 @@ def test_exercise_answers_are_the_starting_engine_with_one_edit(repo_root):
                                                                 "self.grad += self.data * out.grad")
 
 
-def test_a_wrong_mlp_port_disagrees_and_names_what_differs(repo_root):
-    import torch.nn.functional as F
-
-    spec = importlib.util.spec_from_file_location("port_mlp", repo_root / EXERCISES / "port_mlp.py")
-    port_mlp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(port_mlp)
-
-    agree, _ = port_mlp.compare(port_mlp.torch_mlp)
-    assert agree
-    agree, lines = port_mlp.compare(lambda x, fc1, fc2: F.relu(x @ fc1.T) @ fc2.T)  # relu without the square
-    assert not agree and lines[0].startswith("DISAGREE") and all("DIFFERS" in line for line in lines[1:])
-    agree, lines = port_mlp.compare(lambda x, fc1, fc2: (F.relu(x @ fc1.T) ** 2).detach() @ fc2.T)
-    assert not agree
-    assert [line.split()[0] for line in lines[1:] if "missing" in line] == ["x.grad", "fc1.grad"]
-    agree, lines = port_mlp.compare(lambda x, fc1, fc2: (F.relu(x @ fc1.T) ** 2) @ fc2.T @ fc2)
-    assert not agree and "shape (64,)" in lines[0]
-
-
 def probe_status(report: str, op: str):
     """How the report's operator-probe table files `op`: "ok" (named on the ok line), "WRONG"
     or "MISSING" (a line of its own), or None when the table does not name it."""
@@ -335,9 +372,9 @@ def probe_status(report: str, op: str):
     return None
 
 
-def test_the_tanh_answer_passes_its_probe(fresh_outputs):
-    """The guide's run of the answer (which must exit 0) shows the top of the report."""
-    _, report = fresh_outputs[f"python scripts/compare_step.py --engine {EXERCISES}/answers/engine_tanh.py | to=\"loss\""]
+def test_the_tanh_answer_passes_its_probe(shown_and_printed):
+    """The guide's run of the answer shows the top of the report."""
+    _, report = shown_and_printed[f"python scripts/compare_step.py --engine {EXERCISES}/answers/engine_tanh.py | to=\"loss\""]
     assert probe_status(report, "tanh") == "ok"
 
 
@@ -348,3 +385,18 @@ def test_a_wrong_tanh_derivative_fails_its_probe(repo_root, tmp_path):
     done = run_compare(repo_root, "--engine", str(wrong))
     assert done.returncode == 1
     assert probe_status(done.stdout, "tanh") == "WRONG"
+
+
+def test_the_readme_links_both_forms_and_states_the_time_the_page_measures(repo_root, guide):
+    from tutorial.reading_time import measure
+
+    readme = (repo_root / "README.md").read_text()
+    assert "](docs/bridge.md)" in readme and "](docs/bridge.ipynb)" in readme
+    measures = measure(guide)
+    words = int(re.search(r"holds ([\d,]+) words of prose", readme)[1].replace(",", ""))
+    code = int(re.search(r"([\d,]+) lines of code", readme)[1].replace(",", ""))
+    assert abs(words - measures.prose_words) <= 0.1 * measures.prose_words, (words, measures)
+    assert abs(code - measures.code_lines) <= 0.1 * measures.code_lines, (code, measures)
+    hours = {"three and a half": 3.5, "three": 3, "four": 4, "four and a half": 4.5}
+    stated = hours[re.search(r"about (\w+(?: and a half)?) hours", readme)[1]]
+    assert abs(stated * 60 - measures.total_minutes()) <= 20, (stated, measures.total_minutes())
