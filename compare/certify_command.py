@@ -27,6 +27,7 @@ engine that lacks an operation, the wrong data).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,15 +36,19 @@ from compare.certify import (
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from compare.limits import ResourceLimits
-from microgpt_scalar.cli import (OneLineParser, UsageError, add_quiet_flag, add_size_flags, available_cores, check_output_path,
-                                 data_path, int_from, positive_int, positive_real, size_overrides)
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_data_flag, add_quiet_flag, add_size_flags,
+                                 check_output_path, data_path, int_from, positive_int,
+                                 positive_real, size_overrides)
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, load_docs
 
 
 DEFAULT_MEMORY_MB = 2048  # two engines at a time stay well under a few GB
 DEFAULT_CPU_SECONDS = 900
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cpu-time", type=positive_int, default=DEFAULT_CPU_SECONDS, metavar="SECONDS",
                         help=f"CPU time each engine's process may use (default {DEFAULT_CPU_SECONDS})")
     parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
-    parser.add_argument("--data", help="the names file (default: the one shipped with the package)")
+    add_data_flag(parser)
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
     overrides = size_overrides(args)
     try:
         get_config("microgpt", **overrides)  # a bad model size is bad usage
-        docs = load_docs(data_path(args.data))
+        docs = load_docs(args.data)
         golden = None if overrides else load_golden(args.golden)
         if golden is not None:
             check_fit(golden, docs, args.steps)

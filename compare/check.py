@@ -22,11 +22,12 @@ from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import get_config, num_params
 from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
 from microgpt_scalar.optim import Adam
+from microgpt_torch.device_names import DeviceError, parse_device  # noqa: F401 (DeviceError: compare.DeviceError)
 
 from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
 from .engines import first_line
-from .faults import FAULTS
+from .faults import FAULTS, check_injection
 from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
@@ -38,10 +39,6 @@ from .tolerances import Tolerances, tolerances_for
 from .trace import Divergence, first_divergence, trace_stage_names
 from .weights import load_weights
 
-
-
-class DeviceError(ValueError):
-    """A torch device that is not there; the message is one line."""
 
 
 def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, data=None, seed: int = 42,
@@ -61,11 +58,8 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     """
     overrides = {name: value for name, value in (overrides or {}).items() if value is not None}
     config = get_config(preset, **overrides)
-    _check_choices(docs, data, steps, dtype, device, engine, inject, fd)
-    if device == "auto":  # CUDA if there is one
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    _check_choices(docs, data, steps, dtype, engine, inject, fd)
+    device = device_of(device)
     if inject is not None:
         steps = max(steps, FAULTS[inject].min_steps)
     raw_docs = Corpus.from_file(data) if data is not None else list(docs or BUILTIN_DOCS)
@@ -102,7 +96,7 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
             process.close()
 
 
-def _check_choices(docs, data, steps, dtype, device, engine, inject, fd) -> None:
+def _check_choices(docs, data, steps, dtype, engine, inject, fd) -> None:
     if docs and data is not None:
         raise ValueError("give documents (--doc) or a data file (--data), not both")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -110,36 +104,19 @@ def _check_choices(docs, data, steps, dtype, device, engine, inject, fd) -> None
     if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
         raise ValueError(f"fd must be a whole number >= 0, got {fd!r}")
     tolerances_for(dtype)  # raises for an unknown dtype
-    if engine is not None and inject is not None:
-        raise ValueError("--inject writes a fault into the project's engine; it cannot be combined with --engine")
-    if inject is not None and inject not in FAULTS:
-        raise ValueError(f"unknown fault {inject!r}; choose one of {', '.join(FAULTS)} (see --list-faults)")
-    _check_device(device)
+    check_injection(inject, engine)
 
 
-def _check_device(device: str) -> None:
-    if device in ("cpu", "auto"):
-        return
-    if device == "mps":
-        from microgpt_torch.device import pick_device
+def device_of(name: str) -> str:
+    """The torch side's device for `--device name`, read as training reads the flag; "auto"
+    is the CPU (a one-document float64 step is quicker there)."""
+    kind, _ = parse_device(name)
+    if kind == "cpu":
+        return name  # without loading torch
+    from microgpt_torch.device import pick_device
 
-        try:
-            pick_device("mps")
-        except ValueError as error:
-            raise DeviceError(str(error)) from None
-        return
-    if device != "cuda" and not device.startswith("cuda:"):
-        raise DeviceError(f"unknown device {device!r}; choose auto, cpu, cuda, cuda:N or mps")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise DeviceError(f"--device {device}: no CUDA device is available to this torch ({torch.__version__})")
-    try:
-        index = torch.device(device).index
-    except RuntimeError:
-        raise DeviceError(f"malformed device {device!r}; write cuda or cuda:N") from None
-    if index is not None and index >= torch.cuda.device_count():
-        raise DeviceError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    device = pick_device(name, keep_on_cpu=True)  # DeviceError for a CUDA device that is not there
+    return name if kind == "cuda" else str(device)
 
 
 def _tf32_off():

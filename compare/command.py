@@ -25,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 
-from compare.faults import FAULTS  # noqa: E402
+from compare.faults import FAULTS, check_injection  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
 from compare.render import fault_list, probe_table, render  # noqa: E402
@@ -36,6 +36,7 @@ from microgpt_scalar.cli import (DEVICES, OneLineParser, UsageError, add_quiet_f
                                  non_negative_int, positive_int, positive_real, seed_number, size_overrides)
 from microgpt_scalar.checkpoint import write_atomically  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
+from microgpt_torch.device_names import DEVICE_NAMES, parse_device  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,9 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", help="a data file instead: one document per step, in the reference program's order")
     parser.add_argument("--seed", type=seed_number, default=42, help="seed of the weights and the document order (default 42)")
     parser.add_argument("--steps", type=positive_int, default=1, help="train both engines in lockstep this many steps")
-    parser.add_argument("--device", type=device_name, default="cpu", help=f"the torch side's device: {DEVICES} "
-                                                                          f"(default cpu; auto: CUDA if there is one)")
-    add_quiet_flag(parser, "only the verdict's line on stdout")
+    parser.add_argument("--device", default="cpu", help=f"the torch side's device: {DEVICE_NAMES} (default cpu)")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="the torch side's dtype")
     parser.add_argument("--engine", metavar="FILE[:CLASS]", help="your own Value class (default class name Value)")
     parser.add_argument("--inject", metavar="FAULT", help="put a known fault into the scalar engine (see --list-faults)")
@@ -68,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_size_flags(parser, "a deeper model makes a deeper graph")
     parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine under test may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+    add_quiet_flag(parser, "only the verdict's line on stdout")
     return parser.parse_args(argv)
 
 
@@ -83,10 +83,8 @@ def check_outputs(args) -> None:
 
 def check_early(args, overrides: dict) -> None:
     """The mistakes in the flags that need no engine: found before one is started."""
-    if args.engine is not None and args.inject is not None:
-        raise UsageError("--inject writes a fault into the project's engine; it cannot be combined with --engine")
-    if args.inject is not None and args.inject not in FAULTS:
-        raise UsageError(f"unknown fault {args.inject!r}; choose one of {', '.join(FAULTS)} (see --list-faults)")
+    check_injection(args.inject, args.engine)
+    parse_device(args.device)
     get_config(args.preset, **overrides)  # a bad preset or model size
     if args.plot:
         require_matplotlib(args.plot)

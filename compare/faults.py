@@ -241,10 +241,20 @@ class FaultyEngine:
     adam_cls: type  # the broken (or intact) Adam
 
 
-def faulty_engine(name: str) -> FaultyEngine:
-    """The project's Value and Adam with fault `name` written in."""
+def check_injection(name: str | None, engine=None) -> None:
+    """ValueError unless `name` is None or a fault of the catalogue to write into the
+    project's engine, with no learner's `engine` beside it."""
+    if name is None:
+        return
+    if engine is not None:
+        raise ValueError("--inject writes a fault into the project's engine; it cannot be combined with --engine")
     if name not in FAULTS:
         raise ValueError(f"unknown fault {name!r}; choose one of {', '.join(FAULTS)} (see --list-faults)")
+
+
+def faulty_engine(name: str) -> FaultyEngine:
+    """The project's Value and Adam with fault `name` written in."""
+    check_injection(name)
     fault = FAULTS[name]
     patched = _patched_module(fault)
     if fault.module == "engine":

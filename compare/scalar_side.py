@@ -4,9 +4,9 @@ while the parent process is still loading torch.
 
 `ScalarSide.step` runs `microgpt_scalar.train.train_step` (the function
 `scripts/train_scalar.py` calls) on a batch: the mean of the documents' losses, backward, one
-Adam update at the rate of the schedule. The traced intermediates come from the model's
-`on_stage` callback, the gradients from a stand-in optimizer that copies them before Adam
-resets them, the moments from `adam_moments` in `optim.py`; everything comes back as plain
+Adam update at the rate of the schedule. The traced intermediates come from a `ScalarTracer`
+wrapped around the model's pieces, the gradients from a stand-in optimizer that copies them
+before Adam resets them, the moments from `adam_moments` in `optim.py`; everything comes back as plain
 Python floats in the scalar layout, name -> rows.
 """
 from __future__ import annotations
@@ -49,16 +49,14 @@ class ScalarSide:
             return float(scalar_train.batch_loss(self.model, batch).data)
 
     def step(self, batch, step: int) -> StepResult:
-        tracer, recorder = ScalarTracer(), GradientRecorder(self.optimizer, self.model)
-        self.model.on_stage = tracer
+        recorder = GradientRecorder(self.optimizer, self.model)
         try:
-            loss = scalar_train.train_step(self.model, recorder, batch, step)
+            with ScalarTracer(self.model) as tracer:
+                loss = scalar_train.train_step(self.model, recorder, batch, step)
         except scalar_train.NonFiniteLossError as error:
             if error.__cause__ is None:
                 raise
             raise error.__cause__ from None  # what the engine itself raised (1 / 0 in exp is a fault, not a loss)
-        finally:
-            self.model.on_stage = None
         m, v = (unflatten(moment, self.config) for moment in scalar_adam_moments(self.optimizer))
         lengths = [min(self.config.block_size, len(tokens) - 1) for tokens in batch]
         return StepResult(float(loss), recorder.grads, self.model.params_as_floats(), m, v,

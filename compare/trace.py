@@ -1,9 +1,10 @@
 """The named intermediates of both forward passes, and where they part.
 
 A trace holds every stage of `trace_stage_names(config)` for one document, one flat list of
-numbers per position. The scalar model shows each stage to its `on_stage` callback
-(`ScalarTracer`); the torch model's readable path is read with forward hooks on its modules
-(`torch_trace`), so neither forward carries any tracing code of its own.
+numbers per position. Both models are read from outside, so neither forward carries any
+tracing code of its own: the scalar model's pieces (its methods `rmsnorm`, `linear`,
+`attention`, ...) are wrapped on the instance (`ScalarTracer`), the torch model's readable
+path is read with forward hooks on its modules (`torch_trace`).
 
 The scalar model computes position by position and stage by stage, so walking documents,
 then positions, then stages in that order finds the earliest computation that went wrong;
@@ -33,14 +34,128 @@ def trace_stage_names(config) -> list[str]:
 
 
 class ScalarTracer:
-    """The scalar model's `on_stage` callback: keeps every stage's numbers, position after
-    position, across the documents of a step (`by_document` cuts them apart)."""
+    """Every stage of the scalar model's forward passes, read by wrapping the model's pieces.
 
-    def __init__(self):
-        self.trace = {}
+        with ScalarTracer(model) as tracer:
+            forward_loss(model, tokens)
+        tracer.trace  # stage -> one list of numbers per position, across the documents
 
-    def __call__(self, name: str, values) -> None:
-        self.trace.setdefault(name, []).append([float(v.data) for v in values])
+    While the block is open, the instance's pieces are wrappers that pass every call on
+    unchanged and keep what the stages need: the input and output of `rmsnorm` (the embedding,
+    its norm, the stream after attention), of `linear` (told apart by the weight matrix it
+    multiplies), of `softmax` (the heads' attention inside `attention`, else the
+    probabilities), the inputs of `attention` and `mlp`, and the outputs of `block` and
+    `loss`. The numbers kept are the engine's own, so a wrong operator shows where it acts.
+    """
+
+    LINEAR_STAGES = {"attn_wq": ("q", "out"), "attn_wk": ("k", "out"), "attn_wv": ("v", "out"),
+                     "attn_wo": ("attn_out", "in"), "mlp_fc1": ("mlp_hidden", "out"), "mlp_fc2": ("mlp_act", "in")}
+    PIECES = ("rmsnorm", "linear", "softmax", "attention", "mlp", "block", "loss")
+
+    def __init__(self, model):
+        self.model = model
+        self.trace = {name: [] for name in trace_stage_names(model.config)}
+        self.linear_stages = {id(matrix): self._linear_stage(name) for name, matrix in model.state_dict.items()}
+        self.layer = None  # the block running, if any
+        self.attention_done = False  # within the block: the next rmsnorm reads the stream after attention
+        self.heads = None  # within attention: the logits and weights of the heads so far
+
+    @classmethod
+    def _linear_stage(cls, name: str):
+        """(stage, "in" or "out") for the weight matrix `name`: which side of its product a stage is."""
+        if name == "lm_head":
+            return "logits", "out"
+        layer, _, matrix = name.partition(".")
+        if matrix not in cls.LINEAR_STAGES:
+            return None
+        stage, side = cls.LINEAR_STAGES[matrix]
+        return f"{layer}.{stage}", side
+
+    def __enter__(self):
+        own = vars(self.model)
+        self.replaced = {piece: own[piece] for piece in self.PIECES if piece in own}  # put back on exit
+        for piece in self.PIECES:
+            setattr(self.model, piece, getattr(self, "_" + piece)(getattr(self.model, piece)))
+        return self
+
+    def __exit__(self, *exc_info):
+        for piece in self.PIECES:
+            delattr(self.model, piece)
+        for piece, original in self.replaced.items():
+            setattr(self.model, piece, original)
+
+    def keep(self, stage: str, values) -> None:
+        self.trace[stage].append([float(v.data) for v in values])
+
+    def _rmsnorm(self, rmsnorm):
+        def traced(x):
+            out = rmsnorm(x)
+            if self.layer is None:
+                self.keep("embed", x)
+                self.keep("embed_norm", out)
+            elif self.attention_done:
+                self.keep(f"layer{self.layer}.attn_residual", x)
+            return out
+        return traced
+
+    def _linear(self, linear):
+        def traced(x, w):
+            out = linear(x, w)
+            found = self.linear_stages.get(id(w))
+            if found is not None:
+                stage, side = found
+                self.keep(stage, out if side == "out" else x)
+            return out
+        return traced
+
+    def _softmax(self, softmax):
+        def traced(logits):
+            out = softmax(logits)
+            if self.heads is None:
+                self.keep("probs", out)
+            else:
+                self.heads[0].extend(logits)
+                self.heads[1].extend(out)
+            return out
+        return traced
+
+    def _attention(self, attention):
+        def traced(x, i, keys, values):
+            self.keep(f"layer{i}.attn_norm", x)
+            self.heads = ([], [])
+            try:
+                out = attention(x, i, keys, values)
+                self.keep(f"layer{i}.attn_logits", self.heads[0])
+                self.keep(f"layer{i}.attn_weights", self.heads[1])
+            finally:
+                self.heads = None
+            self.attention_done = True
+            return out
+        return traced
+
+    def _mlp(self, mlp):
+        def traced(x, i):
+            self.keep(f"layer{i}.mlp_norm", x)
+            return mlp(x, i)
+        return traced
+
+    def _block(self, block):
+        def traced(x, i, keys, values):
+            self.layer, self.attention_done = i, False
+            try:
+                out = block(x, i, keys, values)
+            finally:
+                self.layer = None
+            self.keep(f"layer{i}.mlp_residual", out)
+            return out
+        return traced
+
+    def _loss(self, loss):
+        def traced(logits, target_id):
+            out = loss(logits, target_id)
+            self.keep("loss", [out])
+            return out
+        return traced
 
     def by_document(self, lengths: list[int]) -> list[dict]:
         """One trace per document, the document of `lengths[d]` positions taking the next ones."""

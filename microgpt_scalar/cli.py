@@ -6,9 +6,10 @@ Standard library only, so the scalar scripts never import torch.
 
     parser = OneLineParser(description="...")
     parser.add_argument("--seed", type=seed_number, default=42)
+    add_data_flag(parser)  # args.data: the file to read
     add_config_flags(parser)
     args = parser.parse_args()
-    check_output_path(args.save, "--save", inputs=[data_path(args.data)], overwrite=args.overwrite)
+    check_output_path(args.save, "--save", inputs=[args.data], overwrite=args.overwrite)
 """
 from __future__ import annotations
 
@@ -111,18 +112,6 @@ non_negative_int = int_from(0)
 seed_number = int_from(0, MAX_SEED)
 
 
-def cpu_threads(text: str) -> int:
-    """--threads: from 1 to the cores this process may run on."""
-    return int_from(1, available_cores())(text)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _real(text: str) -> float:
     try:
         value = float(text)
@@ -194,6 +183,13 @@ def inference_header(preset: str) -> str:
 
 
 # --- files ---
+
+def add_data_flag(parser: argparse.ArgumentParser) -> None:
+    """--data FILE. `args.data` is the file to read, resolved once here: the file the flag
+    names, else the names file shipped with the package."""
+    parser.add_argument("--data", type=data_path, default="", metavar="FILE",  # a str default goes through type
+                        help="one document per line (default: the names file shipped with the package)")
+
 
 def data_path(flag_value) -> Path:
     """The file --data names, else the names file shipped with the package."""

@@ -5,11 +5,11 @@ makes a product node and an addition node per term. `FusedValue` records the who
 one `FusedDot` node instead, a linear layer as one `LinearRow` per output, softmax as
 2n + 1 nodes instead of 5n, relu(x) ** 2 as one node instead of two, and constant operands
 (the 1e-5 in rmsnorm, the -1 of a negation) no longer become leaf nodes of their own. A
-step is ~4,000 nodes. The model picks the fused pieces up by itself (`dot`, `linear`,
-`softmax` and `relu_squared` in `microgpt_scalar.model` ask the element type for
-`fused_dot`, `fused_linear`, `fused_softmax` and `fused_relu_squared`):
+step is ~4,000 nodes. `FusedGPT` is the model of `microgpt_scalar.model` with its pieces
+(`dot`, `linear`, `rmsnorm`, `softmax`, `relu_squared`) swapped for the ones below, which
+build these nodes; its parameters are FusedValues:
 
-    model = GPT(config, random.Random(42), FusedValue)
+    model = FusedGPT(config, random.Random(42))
 
 Every value and every gradient is bit-identical to the per-op engine's, because each fused
 node repeats the per-op chain's floating-point operations in the chain's order:
@@ -42,11 +42,11 @@ from __future__ import annotations
 import math
 
 from .engine import Value
+from .model import GPT
 
 
 class FusedValue(Value):
-    """A `Value` whose operators make the node kinds below, each with its own `_backward`;
-    the `fused_*` static methods are the model's hooks.
+    """A `Value` whose operators make the node kinds below, each with its own `_backward`.
 
     Made directly (`FusedValue(2.0)`) it is a leaf.
     """
@@ -78,62 +78,6 @@ class FusedValue(Value):
 
     def relu(self):
         return Unary(max(0, self.data), (self,), float(self.data > 0))
-
-    @staticmethod
-    def fused_dot(a, b):
-        """sum(a[j] * b[j]) for two equally long lists of Values, as one node."""
-        total = 0
-        for a_j, b_j in zip(a, b):
-            total = total + a_j.data * b_j.data
-        children = [*a, *b]  # the right length; then interleaved: a0, b0, a1, b1, ...
-        children[0::2], children[1::2] = a, b
-        return FusedDot(total, children, (a, b))
-
-    @staticmethod
-    def fused_linear(x, w):
-        """[sum_j w[r][j] * x[j] for each row r], one `LinearRow` node per row.
-
-        The weights are leaves (parameters), so the walk needs only x, and it needs x only
-        once: every row has the one `LinearInput` node as its child, and that node has x.
-        A weight with a graph of its own (never one of the model's) must be walked like x,
-        so such a matrix takes the general path, one FusedDot per row.
-        """
-        for w_row in w:
-            for w_j in w_row:
-                if w_j._children:  # a weight with a graph of its own: the walk must visit it
-                    return [FusedValue.fused_dot(w_row, x) for w_row in w]
-        x = tuple(x)
-        below = (LinearInput(x),)
-        rows = []
-        for w_row in w:
-            total = 0
-            for w_j, x_j in zip(w_row, x):
-                total = total + w_j.data * x_j.data
-            rows.append(LinearRow(total, below, (w_row, x)))
-        return rows
-
-    @staticmethod
-    def fused_softmax(logits):
-        """exp(z - max) / sum(exp(z - max)) as 2n + 1 nodes instead of 5n.
-
-        The per-op chain, for n logits: d_i = z_i + (-max), e_i = exp(d_i), the sum s_1 =
-        e_0 + 0, s_k = s_(k-1) + e_(k-1), and for each output its own inverse s_n ** -1 and
-        product e_i * inverse. Here: `ShiftedExp` e_i (d_i inside), one `SumOf` for the
-        whole sum, and a `Quotient` per output (the inverse inside). Each inner node had a
-        single consumer, the node that now holds it, so the walk meets the remaining nodes in
-        the chain's order and each fused backward repeats the inner nodes' steps.
-        """
-        max_val = max(val.data for val in logits)  # a plain float: shifting is for stability only
-        exps = [ShiftedExp(val, max_val) for val in logits]
-        total = SumOf(exps)
-        inverse = total.data**-1  # total ** -1 of the chain, and its local gradient:
-        inverse_grad = -1 * total.data ** (-1 - 1)
-        return [Quotient(e, total, inverse, inverse_grad) for e in exps]
-
-    @staticmethod
-    def fused_relu_squared(x):
-        """relu(x_j) ** 2 for each entry, one `ReluSquared` node each instead of two."""
-        return [ReluSquared(x_j) for x_j in x]
 
     def backward(self):
         """Fill in `.grad` of every node this one depends on (adding to what is there)."""
@@ -326,6 +270,84 @@ class Quotient(FusedValue):
         grad = self.grad
         e.grad += inverse * grad
         total.grad += inverse_grad * (0 + e.data * grad)  # through the inverse's .grad
+
+
+# The model's pieces, each building fused nodes with the per-op chain's numbers.
+
+def dot(a, b):
+    """sum(a[j] * b[j]) for two equally long lists of Values, as one node."""
+    total = 0
+    for a_j, b_j in zip(a, b):
+        total = total + a_j.data * b_j.data
+    children = [*a, *b]  # the right length; then interleaved: a0, b0, a1, b1, ...
+    children[0::2], children[1::2] = a, b
+    return FusedDot(total, children, (a, b))
+
+
+def linear(x, w):
+    """[sum_j w[r][j] * x[j] for each row r], one `LinearRow` node per row.
+
+    The weights are leaves (parameters), so the walk needs only x, and it needs x only
+    once: every row has the one `LinearInput` node as its child, and that node has x.
+    A weight with a graph of its own (never one of the model's) must be walked like x,
+    so such a matrix takes the general path, one FusedDot per row.
+    """
+    for w_row in w:
+        for w_j in w_row:
+            if w_j._children:  # a weight with a graph of its own: the walk must visit it
+                return [dot(w_row, x) for w_row in w]
+    x = tuple(x)
+    below = (LinearInput(x),)
+    rows = []
+    for w_row in w:
+        total = 0
+        for w_j, x_j in zip(w_row, x):
+            total = total + w_j.data * x_j.data
+        rows.append(LinearRow(total, below, (w_row, x)))
+    return rows
+
+
+def softmax(logits):
+    """exp(z - max) / sum(exp(z - max)) as 2n + 1 nodes instead of 5n.
+
+    The per-op chain, for n logits: d_i = z_i + (-max), e_i = exp(d_i), the sum s_1 =
+    e_0 + 0, s_k = s_(k-1) + e_(k-1), and for each output its own inverse s_n ** -1 and
+    product e_i * inverse. Here: `ShiftedExp` e_i (d_i inside), one `SumOf` for the
+    whole sum, and a `Quotient` per output (the inverse inside). Each inner node had a
+    single consumer, the node that now holds it, so the walk meets the remaining nodes in
+    the chain's order and each fused backward repeats the inner nodes' steps.
+    """
+    max_val = max(val.data for val in logits)  # a plain float: shifting is for stability only
+    exps = [ShiftedExp(val, max_val) for val in logits]
+    total = SumOf(exps)
+    inverse = total.data**-1  # total ** -1 of the chain, and its local gradient:
+    inverse_grad = -1 * total.data ** (-1 - 1)
+    return [Quotient(e, total, inverse, inverse_grad) for e in exps]
+
+
+def relu_squared(x):
+    """relu(x_j) ** 2 for each entry, one `ReluSquared` node each instead of two."""
+    return [ReluSquared(x_j) for x_j in x]
+
+
+def rmsnorm(x):
+    """The model's rmsnorm, with the sum of squares as one FusedDot."""
+    ms = dot(x, x) / len(x)  # mean of squares
+    scale = (ms + 1e-5) ** -0.5
+    return [xi * scale for xi in x]
+
+
+class FusedGPT(GPT):
+    """The GPT of `microgpt_scalar.model` on FusedValue, its pieces building fused nodes."""
+
+    dot = staticmethod(dot)
+    linear = staticmethod(linear)
+    softmax = staticmethod(softmax)
+    relu_squared = staticmethod(relu_squared)
+    rmsnorm = staticmethod(rmsnorm)
+
+    def __init__(self, config, rng=None, value_cls=FusedValue, params=None):
+        super().__init__(config, rng, value_cls, params)
 
 
 def backward_order(root: Value) -> list:

@@ -9,13 +9,16 @@ interface can run it:
     model = GPT(get_config(), random.Random(42), MyValue)  # a learner's engine
     keys, values = model.empty_cache()
     logits = model.forward(token_id, pos_id, keys, values)
-    model.on_stage = lambda name, values: ...  # optional: sees every named intermediate
+    loss = model.loss(logits, target_id)
 
-`microgpt_torch/model.py` is the same model on tensors, all positions at once.
+The forward pass calls its pieces through the model (`self.linear`, `self.rmsnorm`,
+`self.softmax`, `self.attention`, ...), as the torch model calls its modules, so code outside
+can swap a piece for a faster one (`microgpt_scalar.fused.FusedGPT`) or watch it (a checker's
+trace) without a line of this file knowing. `microgpt_torch/model.py` is the same model on
+tensors, all positions at once.
 """
 from __future__ import annotations
 
-import functools
 import random
 
 from .config import GPTConfig, init_std_of, param_shapes
@@ -23,38 +26,15 @@ from .engine import Value
 
 
 def dot(a, b):
-    """sum(a[j] * b[j]) over j ascending, built as the built-in `sum` builds it (from 0).
-
-    An engine may offer a fused `fused_dot(a, b)`: one node for the whole sum with the same
-    value and the same gradients (see `microgpt_scalar.fused`).
-    """
-    fused_dot = getattr(a[0], "fused_dot", None)
-    if fused_dot is not None:
-        return fused_dot(a, b)
+    """sum(a[j] * b[j]) over j ascending, built as the built-in `sum` builds it (from 0)."""
     return sum(ai * bi for ai, bi in zip(a, b))
 
 
-def fusable(function):
-    """Let an engine run `function` as its own `fused_<name>`, which takes the same arguments
-    and gives the same values and gradients (see `microgpt_scalar.fused`); an engine without
-    one runs `function`. The first argument is a list of the engine's Values."""
-    hook = "fused_" + function.__name__
-
-    @functools.wraps(function)
-    def dispatch(x, *args):
-        fused = getattr(x[0], hook, None)
-        return function(x, *args) if fused is None else fused(x, *args)
-
-    return dispatch
-
-
-@fusable
 def linear(x, w):
     """y[r] = sum_j w[r][j] * x[j]: w is [n_out][n_in], like nn.Linear's weight."""
     return [dot(w_row, x) for w_row in w]
 
 
-@fusable
 def softmax(logits):
     max_val = max(val.data for val in logits)  # a plain float: shifting is for stability only
     exps = [(val - max_val).exp() for val in logits]
@@ -62,7 +42,6 @@ def softmax(logits):
     return [e / total for e in exps]
 
 
-@fusable
 def relu_squared(x):
     """The microgpt preset's activation, entry by entry."""
     return [xi.relu() ** 2 for xi in x]
@@ -77,6 +56,13 @@ def rmsnorm(x):
 class GPT:
     """Parameters and the forward pass. `state_dict[name]` is a [n_out][n_in] list of rows."""
 
+    # The pieces the forward pass is built from, the functions above.
+    dot = staticmethod(dot)
+    linear = staticmethod(linear)
+    softmax = staticmethod(softmax)
+    relu_squared = staticmethod(relu_squared)
+    rmsnorm = staticmethod(rmsnorm)
+
     def __init__(self, config: GPTConfig, rng: random.Random | None = None, value_cls=Value, params=None):
         """Draw the parameters from `rng`, or take them from `params` (name -> rows of floats)."""
         if (rng is None) == (params is None):
@@ -88,7 +74,6 @@ class GPT:
         else:
             self.state_dict = {name: [[value_cls(float(x)) for x in row] for row in params[name]]
                                for name, _ in param_shapes(config)}
-        self.on_stage = None  # callback(name, values): sees every named intermediate (a checker's trace)
 
     def params_as_floats(self) -> dict:
         """name -> [n_out][n_in] list of plain floats (a copy)."""
@@ -106,68 +91,51 @@ class GPT:
         """The logits for the token after `token_id` at `pos_id`; appends to the cache."""
         sd = self.state_dict
         x = [t + p for t, p in zip(sd["wte"][token_id], sd["wpe"][pos_id])]  # (n_embd,)
-        self.record("embed", x)
-        x = rmsnorm(x)
-        self.record("embed_norm", x)
+        x = self.rmsnorm(x)
         for i in range(self.config.n_layer):
             x = self.block(x, i, keys[i], values[i])
-        logits = linear(x, sd["lm_head"])  # (vocab_size,)
-        self.record("logits", logits)
-        return logits
+        return self.linear(x, sd["lm_head"])  # (vocab_size,)
 
     def block(self, x, i: int, keys, values):
         """Layer i: each sublayer reads the normalised stream and adds its output to it."""
-        x = [a + r for a, r in zip(self.attention(rmsnorm(x), i, keys, values), x)]  # (n_embd,)
-        self.record(f"layer{i}.attn_residual", x)
-        x = [m + r for m, r in zip(self.mlp(rmsnorm(x), i), x)]  # (n_embd,)
-        self.record(f"layer{i}.mlp_residual", x)
+        x = [a + r for a, r in zip(self.attention(self.rmsnorm(x), i, keys, values), x)]  # (n_embd,)
+        x = [m + r for m, r in zip(self.mlp(self.rmsnorm(x), i), x)]  # (n_embd,)
         return x
 
     def attention(self, x, i: int, keys, values):
         """Causal self-attention of the current position over the cached ones, head by head."""
         sd, head_dim = self.state_dict, self.config.head_dim
-        self.record(f"layer{i}.attn_norm", x)
-        q = linear(x, sd[f"layer{i}.attn_wq"])  # (n_embd,)
-        k = linear(x, sd[f"layer{i}.attn_wk"])
-        v = linear(x, sd[f"layer{i}.attn_wv"])
+        q = self.linear(x, sd[f"layer{i}.attn_wq"])  # (n_embd,)
+        k = self.linear(x, sd[f"layer{i}.attn_wk"])
+        v = self.linear(x, sd[f"layer{i}.attn_wv"])
         keys.append(k)
         values.append(v)
-        for name, vec in (("q", q), ("k", k), ("v", v)):
-            self.record(f"layer{i}.{name}", vec)
-        x_attn, all_logits, all_weights = [], [], []
+        x_attn = []
         for h in range(self.config.n_head):
             hs = h * head_dim  # this head's slice of the embedding
             q_h = q[hs:hs + head_dim]
             k_h = [k_s[hs:hs + head_dim] for k_s in keys]  # (positions, head_dim)
             v_h = [v_s[hs:hs + head_dim] for v_s in values]
-            attn_logits = [dot(q_h, k_h[s]) / head_dim**0.5 for s in range(len(k_h))]
-            attn_weights = softmax(attn_logits)  # (positions,)
-            head_out = [dot(attn_weights, [v_h[s][j] for s in range(len(v_h))]) for j in range(head_dim)]
-            x_attn.extend(head_out)
-            all_logits += attn_logits
-            all_weights += attn_weights
-        self.record(f"layer{i}.attn_logits", all_logits)
-        self.record(f"layer{i}.attn_weights", all_weights)
-        self.record(f"layer{i}.attn_out", x_attn)  # (n_embd,), the heads side by side
-        return linear(x_attn, sd[f"layer{i}.attn_wo"])  # (n_embd,)
+            attn_logits = [self.dot(q_h, k_h[s]) / head_dim**0.5 for s in range(len(k_h))]
+            attn_weights = self.softmax(attn_logits)  # (positions,)
+            head_out = [self.dot(attn_weights, [v_h[s][j] for s in range(len(v_h))]) for j in range(head_dim)]
+            x_attn.extend(head_out)  # (n_embd,) when every head is done, the heads side by side
+        return self.linear(x_attn, sd[f"layer{i}.attn_wo"])  # (n_embd,)
 
     def mlp(self, x, i: int):
         """Widen to 4 * n_embd, apply the activation, project back."""
         sd = self.state_dict
-        self.record(f"layer{i}.mlp_norm", x)
-        x = linear(x, sd[f"layer{i}.mlp_fc1"])  # (4 * n_embd,)
-        self.record(f"layer{i}.mlp_hidden", x)
+        x = self.linear(x, sd[f"layer{i}.mlp_fc1"])  # (4 * n_embd,)
         if self.config.activation == "relu2":
-            x = relu_squared(x)
+            x = self.relu_squared(x)
         else:
             x = [xi.relu() for xi in x]
-        self.record(f"layer{i}.mlp_act", x)
-        return linear(x, sd[f"layer{i}.mlp_fc2"])  # (n_embd,)
+        return self.linear(x, sd[f"layer{i}.mlp_fc2"])  # (n_embd,)
 
-    def record(self, name: str, values) -> None:
-        """Show this position's numbers for stage `name` to the on_stage callback, if one is set."""
-        if self.on_stage is not None:
-            self.on_stage(name, values)
+    def loss(self, logits, target_id: int):
+        """-log(probability of target_id): the cross-entropy of one position's prediction."""
+        probs = self.softmax(logits)
+        return -probs[target_id].log()
 
 
 def init_params(config: GPTConfig, rng: random.Random, value_cls=Value) -> dict:

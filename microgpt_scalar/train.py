@@ -15,6 +15,7 @@ from .checkpoint import Checkpoint, restore_adam
 from .config import GPTConfig, num_params
 from .data import Corpus, Tokenizer, shuffle_docs
 from .engine import Value
+from .fused import FusedGPT, FusedValue
 from .model import GPT, softmax
 from .optim import Adam, learning_rate_at
 
@@ -31,11 +32,7 @@ def forward_loss(model: GPT, tokens: list[int]):
     for pos_id in range(n):
         token_id, target_id = tokens[pos_id], tokens[pos_id + 1]
         logits = model.forward(token_id, pos_id, keys, values)
-        probs = softmax(logits)
-        loss_t = -probs[target_id].log()
-        model.record("probs", probs)
-        model.record("loss", [loss_t])
-        losses.append(loss_t)
+        losses.append(model.loss(logits, target_id))
     return (1 / n) * sum(losses)
 
 
@@ -105,6 +102,12 @@ def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, temperature: fl
     return tokenizer.decode(out)
 
 
+def model_class(value_cls):
+    """The model to build on `value_cls`: FusedGPT, whose pieces make the fused engine's
+    nodes, on FusedValue; GPT on any other engine."""
+    return FusedGPT if issubclass(value_cls, FusedValue) else GPT
+
+
 def start_run(docs, config: GPTConfig, seed: int, value_cls=Value):
     """The reference program's start: one `random.Random(seed)` shuffles the documents (a
     list of strings or a Corpus), then draws the parameters; it is returned to go on drawing
@@ -115,7 +118,7 @@ def start_run(docs, config: GPTConfig, seed: int, value_cls=Value):
     docs, rng = shuffle_docs(docs, seed)
     tokenizer = Tokenizer.from_docs(docs)
     config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
-    model = GPT(config, rng, value_cls)
+    model = model_class(value_cls)(config, rng, value_cls)
     return docs, tokenizer, model, Adam(model.parameters(), config), rng
 
 
@@ -133,7 +136,7 @@ def resume_run(docs, checkpoint: Checkpoint, seed: int, value_cls=Value):
     config = checkpoint.config
     for _ in range(num_params(config)):
         rng.gauss(0, 1)  # each draw consumes the generator as the initialisation did
-    model = GPT(config, value_cls=value_cls, params=checkpoint.params)
+    model = model_class(value_cls)(config, value_cls=value_cls, params=checkpoint.params)
     optimizer = Adam(model.parameters(), config)
     restore_adam(optimizer, checkpoint)
     return docs, tokenizer, model, optimizer, rng

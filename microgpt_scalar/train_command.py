@@ -23,8 +23,8 @@ import sys
 
 from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoint_of, load_checkpoint,
                                         save_checkpoint)
-from microgpt_scalar.cli import (Deprecated, OneLineParser, StopOnInterrupt, add_config_flags, add_quiet_flag,
-                                 check_output_path, check_same_run, config_overrides, data_path, file_sha256,
+from microgpt_scalar.cli import (Deprecated, OneLineParser, StopOnInterrupt, add_config_flags, add_data_flag, add_quiet_flag,
+                                 check_output_path, check_same_run, config_overrides, file_sha256,
                                  inference_header, non_negative_int, positive_int, positive_real, seed_number)
 from microgpt_scalar.config import PRESETS, get_config
 from microgpt_scalar.data import Corpus, DataError
@@ -34,8 +34,8 @@ from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="microgpt (default) or microgpt-v2; with --resume, the checkpoint must match it")
-    parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
+                        help="microgpt (default) or microgpt-v2; with --load, the checkpoint must match it")
+    add_data_flag(parser)
     parser.add_argument("--stop-after", type=positive_int, metavar="K",
                         help="stop after step K of the run (save it with --save, go on later with --resume)")
     parser.add_argument("--seed", type=seed_number, help="seed of random.Random (default: 42, or the checkpoint's)")
@@ -64,7 +64,7 @@ def value_class(name: str):
 
 def setup(args):
     """Documents, tokenizer, model, optimizer, rng and the first step, fresh or resumed."""
-    docs = Corpus.from_file(data_path(args.data))  # compact; strings decoded as used
+    docs = Corpus.from_file(args.data)  # compact; strings decoded as used
     args.run = run_settings(args)
     value_cls = value_class(args.value_class)
     overrides = config_overrides(args)
@@ -95,7 +95,7 @@ def resume(args, docs, value_cls, overrides):
 def run_settings(args) -> dict:
     """What a checkpoint records of the run, beyond its config and seed, for --resume to check:
     the data file (by content) and the mode (one document per step, as torch's faithful mode)."""
-    return {"data_sha256": file_sha256(data_path(args.data)), "mode": "faithful"}
+    return {"data_sha256": file_sha256(args.data), "mode": "faithful"}
 
 
 def main(argv=None) -> int:
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
 
 def check_args(args) -> None:
     """Raise ValueError for files no run can use, before any work is done."""
-    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.resume],
+    check_output_path(args.save, "--save", inputs=[args.data], may_replace=[args.load],
                       overwrite=args.overwrite)
 
 

@@ -13,37 +13,28 @@ import time
 import torch
 import torch.distributed as dist
 
-
-class DeviceError(ValueError):
-    """A device this machine does not have; the message is one line."""
+from microgpt_scalar.cli import int_from
+from microgpt_torch.device_names import DeviceError, parse_device
 
 
 def pick_device(name: str, local_rank: int = 0, keep_on_cpu: bool = False) -> torch.device:
-    """The device for `--device name` (auto, cpu, cuda, cuda:N or mps) in the process of
-    `local_rank`; DeviceError, in one line, for a device the machine does not have.
+    """The device for `--device name` ("auto", "cpu", "cuda" or "cuda:N") in the process of
+    `local_rank`; "cuda" is the process's own GPU, number `local_rank`.
 
     "auto" takes CUDA when there is one, except with `keep_on_cpu`: one-document steps in
     float64 are quicker on the CPU, where the tests and the reference figures were made too.
     "cuda" is GPU `local_rank` (one per process under torchrun); "cuda:N" is GPU N.
     """
-    kind, _, index = name.partition(":")
-    if name not in ("auto", "cpu", "cuda", "mps") and not (kind == "cuda" and index.isdigit()):
-        raise DeviceError(f"unknown device {name!r}; choose auto, cpu, cuda, cuda:N or mps")
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise DeviceError("--device mps: Apple's Metal (MPS) is not available on this machine (try --device cpu)")
-        return torch.device("mps")
+    kind, number = parse_device(name)
     if kind == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"--device {name}: CUDA is not available on this machine (try --device cpu)")
-    if index:
-        if int(index) >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                              f"numbered from 0")
-        return torch.device("cuda", int(index))
-    if name == "cpu" or not torch.cuda.is_available() or (name == "auto" and keep_on_cpu):
+    if kind == "cpu" or not torch.cuda.is_available() or (kind == "auto" and keep_on_cpu):
         return torch.device("cpu")
     count = torch.cuda.device_count()
+    if number is not None:
+        if number >= count:
+            raise DeviceError(f"--device {name}: this machine has {count} CUDA device(s), numbered from 0")
+        return torch.device("cuda", number)
     if local_rank >= count:
         raise DeviceError(f"LOCAL_RANK {local_rank} needs CUDA device {local_rank}, but this machine has {count} "
                           f"(start at most {count} process(es) per machine, or use --device cpu)")
@@ -124,6 +115,18 @@ def _cpu_times() -> dict | None:
     except OSError:
         return None
     return {int(fields[0][3:]): [int(value) for value in fields[1:]] for fields in lines}
+
+
+def cpu_threads(text: str) -> int:
+    """--threads: from 1 to the cores this process may run on."""
+    return int_from(1, available_cores())(text)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def cpu_threads_for_batches() -> tuple[int | None, str]:

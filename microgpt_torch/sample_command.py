@@ -27,6 +27,7 @@ from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
 from microgpt_torch.checkpoint import load_any_checkpoint, restore, to_scalar_checkpoint
 from microgpt_torch.device import pick_device
+from microgpt_torch.device_names import DEVICE_NAMES
 from microgpt_torch.train import generate, sample
 
 
@@ -41,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-samples", action=Deprecated, new="--samples", dest="samples", type=non_negative_int)
     parser.add_argument("--temperature", type=positive_real, default=0.5)
     parser.add_argument("--seed", type=seed_number, default=42)
-    parser.add_argument("--device", type=device_name, default="cpu", help=f"{DEVICES} (default cpu)")
+    parser.add_argument("--device", default="cpu", help=f"{DEVICE_NAMES} (default cpu)")
     add_quiet_flag(parser, "the names are printed as ever")
     return parser.parse_args(argv)
 
@@ -49,14 +50,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def draw(args) -> list[str]:
     if args.engine == "scalar" and args.sampler == "torch":
         raise ValueError("--sampler torch needs --from torch")
-    device = pick_device(args.device)
+    device = pick_device(args.device, keep_on_cpu=True)  # DeviceError for a device that is not there
     checkpoint = load_any_checkpoint(args.checkpoint)
     tokenizer = Tokenizer(checkpoint.chars)
     if args.engine == "scalar":
         scalar = to_scalar_checkpoint(checkpoint)
         model = ScalarGPT(scalar.config, params=scalar.params)
         rng = random.Random(args.seed)
-        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
+        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
     model, _ = restore(checkpoint, dtype=torch.float64, device=device)
     if args.sampler == "torch":
         return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.samples)

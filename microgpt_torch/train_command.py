@@ -37,14 +37,15 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
-from microgpt_scalar.cli import (DEVICES, OneLineParser, StopOnInterrupt, UsageError, add_config_flags, add_quiet_flag,  # noqa: E402
-                                 check_output_path, check_same_run, config_overrides, cpu_threads, data_path,
+from microgpt_scalar.cli import (add_quiet_flag, OneLineParser, StopOnInterrupt, UsageError, add_config_flags, add_data_flag,  # noqa: E402
+                                 check_output_path, check_same_run, config_overrides,
                                  file_sha256, fraction, inference_header, non_negative_int, positive_int,
                                  positive_real, seed_number, device_name)
 from microgpt_scalar.config import PRESETS, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
-from microgpt_torch.device import cpu_threads_for_batches, init_distributed, pick_device  # noqa: E402
+from microgpt_torch.device import cpu_threads, cpu_threads_for_batches, init_distributed, pick_device  # noqa: E402
+from microgpt_torch.device_names import DEVICE_NAMES  # noqa: E402
 from microgpt_torch.model import GPT  # noqa: E402
 from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
@@ -65,11 +66,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=("faithful", "batched"), default="faithful")
     parser.add_argument("--preset", choices=list(PRESETS), default="microgpt")
     add_config_flags(parser)  # --n-layer ..., and --steps for num_steps
-    parser.add_argument("--data", default=None, help="names file (default: the one shipped with the package)")
+    add_data_flag(parser)
     parser.add_argument("--seed", type=seed_number, default=42)
-    parser.add_argument("--device", type=device_name, default="auto",
-                        help=f"{DEVICES}; auto: CUDA if there is one, except for faithful mode and float64 runs (CPU)")
-    add_quiet_flag(parser, "the log on stdout is unchanged")
+    parser.add_argument("--device", default="auto",
+                        help=f"{DEVICE_NAMES}; auto: CUDA if there is one, except for faithful mode and float64 runs "
+                             f"(CPU)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
                         help="default: float64 in faithful mode, float32 in batched mode")
     parser.add_argument("--threads", type=cpu_threads, default=None,
@@ -97,6 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", default=None, help="torch or scalar checkpoint to continue from")
     parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw after training")
     parser.add_argument("--temperature", type=positive_real, default=0.5)
+    add_quiet_flag(parser, "the log on stdout is unchanged")
     return parser.parse_args(argv)
 
 
@@ -109,13 +111,13 @@ def check_args(args, device: torch.device, world_size: int) -> None:
         raise UsageError("faithful mode trains one document per step in one process; use --mode batched")
     if args.batch_size < world_size:
         raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world_size} processes")
-    check_output_path(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.resume],
+    check_output_path(args.save, "--save", inputs=[args.data], may_replace=[args.resume],
                       overwrite=args.overwrite)
 
 
 def run_settings(args, dtype: torch.dtype) -> dict:
     """What a checkpoint records of the run, beyond its config and seed, for --resume to check."""
-    settings = {"data_sha256": file_sha256(data_path(args.data)), "mode": args.mode,
+    settings = {"data_sha256": file_sha256(args.data), "mode": args.mode,
                 "dtype": str(dtype).removeprefix("torch.")}
     if args.mode == "batched":
         settings.update(batch_size=args.batch_size, val_fraction=args.val_fraction,
@@ -247,7 +249,7 @@ def main(argv=None) -> int:
         dtype = getattr(torch, args.dtype or ("float64" if args.mode == "faithful" else "float32"))
         device = pick_device(args.device, local_rank, keep_on_cpu=args.mode == "faithful" or dtype == torch.float64)
         check_args(args, device, world_size)
-        docs = Corpus.from_file(data_path(args.data))  # compact: ids, not strings
+        docs = Corpus.from_file(args.data)  # compact: ids, not strings
         args.run = run_settings(args, dtype)
         args.threads_why = "--threads" if args.threads else "faithful mode: tiny tensors, one document a step"
         threads = args.threads or (1 if args.mode == "faithful" else None)

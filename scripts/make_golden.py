@@ -17,14 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare.certify import GOLDEN_PATH, golden_text, make_golden  # noqa: E402
 from microgpt_scalar.checkpoint import write_atomically  # noqa: E402
 from microgpt_scalar.config import PRESETS  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, check_output_path, data_path,  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_data_flag, check_output_path,  # noqa: E402
                                  non_negative_int, positive_int, seed_number)
 from microgpt_scalar.data import DataError, load_docs  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="one document per line (default: the names file shipped with the package)")
+    add_data_flag(parser)
     parser.add_argument("--steps", type=positive_int, default=20, help="training steps to record")
     parser.add_argument("--samples", type=non_negative_int, default=3, help="names to sample after the last step")
     parser.add_argument("--preset", default="microgpt", choices=sorted(PRESETS))
@@ -36,8 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        check_output_path(args.out, "--out", inputs=[data_path(args.data)], overwrite=True)  # the trace it replaces
-        docs = load_docs(data_path(args.data))
+        check_output_path(args.out, "--out", inputs=[args.data], overwrite=True)  # the trace it replaces
+        docs = load_docs(args.data)
     except (DataError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """The comparison of the scalar engine with torch, end to end: compare_step and its script.
 
 Oracles: torch (the comparison itself), the published losses of the reference program, and
-REFERENCE.md's account of which gradients are zero at initialisation.
+docs/reference.md's account of which gradients are zero at initialisation.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import reference
 import torch
 from helpers import load_script
 
@@ -29,9 +30,9 @@ from microgpt_scalar.optim import Adam
 
 main = load_script("compare_step").main  # the script's main(argv), run in this process
 
-# REFERENCE.md, "Published output": the first two losses of microgpt on names.txt, seed 42.
-PUBLISHED_FIRST_LOSSES = ["3.3630", "3.2917"]
-# REFERENCE.md: at step 0 under the microgpt preset these gradients are zero in any engine.
+# docs/reference.md, "Published output": the first two losses of microgpt on names.txt, seed 42.
+PUBLISHED_FIRST_LOSSES = reference.published("microgpt").first_losses
+# docs/reference.md: at step 0 under the microgpt preset these gradients are zero in any engine.
 ZERO_AT_REFERENCE_START = ["layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv", "layer0.mlp_fc1"]
 
 

@@ -62,7 +62,7 @@ def test_optional_operations_are_probed_when_present_and_never_required():
 
 
 def test_relu_derivative_taken_as_1_at_exactly_0_is_a_note_not_a_fault():
-    """REFERENCE.md: a convention, as long as the derivative is right where relu is differentiable."""
+    """docs/reference.md: a convention, as long as the derivative is right where relu is differentiable."""
     check = probe(load_engine_file(str(ENGINES / "closures.py")).value_cls)  # (self.data >= 0)
     assert check.agrees
     (note,) = check.notes

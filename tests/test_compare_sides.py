@@ -12,13 +12,11 @@ import pytest
 import torch
 from helpers import REPO, load_script
 
-import compare.scalar_side
-import compare.sides
-import compare.worker
 import microgpt_scalar.train
 import microgpt_torch.train
 from compare import compare_step
 from compare.documents import ALPHABET, given_documents
+from compare.faults import faulty_engine
 from compare.sides import ScalarSide, TorchSide
 from compare.trace import trace_stage_names
 from compare.weights import dense_weights
@@ -51,8 +49,19 @@ def test_the_torch_side_runs_the_fused_model_the_script_builds():
     assert side.model.fused and not side.readable.fused  # the step on the fused kernels, the trace on the readable path
 
 
-def test_the_engines_process_runs_the_same_scalar_side():
-    assert compare.worker.ScalarSide is compare.scalar_side.ScalarSide is compare.sides.ScalarSide
+def scalar_numbers(report) -> tuple:
+    """What the scalar engine computed in a report: every step's loss and the focus step's gradients."""
+    return ([step.scalar for step in report.losses],
+            {name: values["scalar"] for name, values in report.gradient_values.items()})
+
+
+def test_the_engines_process_computes_what_this_process_computes():
+    """The project's engine in a process of its own (the default) and handed in as a class (run
+    here) give the same numbers, bit for bit; a wrong engine handed in does not."""
+    in_child = scalar_numbers(compare_step(docs=DOCS, steps=2))
+    assert scalar_numbers(compare_step(docs=DOCS, steps=2, engine=Value)) == in_child
+    wrong = faulty_engine("grad-assign").value_cls
+    assert scalar_numbers(compare_step(docs=DOCS, steps=2, engine=wrong))[1] != in_child[1]
 
 
 def test_a_change_to_the_scalar_train_step_changes_compares_result(monkeypatch):

@@ -1,4 +1,4 @@
-"""The configuration against REFERENCE.md: the presets' table, the parameter shapes and counts,
+"""The configuration against docs/reference.md: the presets' table, the parameter shapes and counts,
 and a ValueError with a clear one-line message for every impossible value.
 
     pytest tests/test_config.py
@@ -23,7 +23,7 @@ from microgpt_scalar.config import (
 
 
 def reference_shapes(vocab: int, n_embd: int, block_size: int, n_layer: int) -> list:
-    """REFERENCE.md "Parameters", written out: the names, [n_out][n_in] shapes and order."""
+    """docs/reference.md "Parameters", written out: the names, [n_out][n_in] shapes and order."""
     shapes = [("wte", (vocab, n_embd)), ("wpe", (block_size, n_embd)), ("lm_head", (vocab, n_embd))]
     for i in range(n_layer):
         for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo"):
@@ -39,8 +39,8 @@ def count(shapes) -> int:
 
 @pytest.mark.parametrize("preset, published", [("microgpt", 4064), ("microgpt-v2", 4192)])
 def test_preset_param_counts_match_published_figures_and_reference_shapes(preset, published):
-    """4,064 and 4,192 (REFERENCE's table) for the names file's vocab of 27; the count is also
-    recomputed from REFERENCE's shapes so the two oracles check each other."""
+    """4,064 and 4,192 (docs/reference.md's table) for the names file's vocab of 27; the count is also
+    recomputed from docs/reference.md's shapes so the two oracles check each other."""
     config = get_config(preset)
     assert config.vocab_size == 27
     expected = count(reference_shapes(27, 16, config.block_size, 1))
@@ -59,7 +59,7 @@ def test_param_shapes_match_reference_names_shapes_and_order(overrides):
 
 def test_presets_match_reference_table():
     v1, v2 = get_config("microgpt"), get_config("microgpt-v2")
-    table = {  # REFERENCE.md's table, column by column
+    table = {  # docs/reference.md's table, column by column
         "microgpt": dict(n_embd=16, n_head=4, n_layer=1, block_size=8, activation="relu2", init_std=0.02,
                          proj_init_std=0.0, learning_rate=1e-2, beta1=0.9, beta2=0.95, eps_adam=1e-8,
                          num_steps=500, lr_schedule="cosine"),

@@ -1,4 +1,4 @@
-"""Documents and the tokenizer against REFERENCE.md "Data and tokenizer", and every unusable
+"""Documents and the tokenizer against docs/reference.md "Data and tokenizer", and every unusable
 data file ending in a one-line DataError (library) or `error: ...` and exit code 2 (script).
 Scripts run here with every download failing, as without a network.
 
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import reference
 from helpers import assert_one_line_error
 
 from microgpt_scalar.checkpoint import checkpoint_of, save_checkpoint
@@ -59,13 +60,13 @@ def directory(path):
 # --- reading documents ---
 
 def test_load_docs_strips_lines_and_drops_empty_ones(tmp_path):
-    """REFERENCE: every line, stripped, empty lines dropped (Windows line ends included)."""
+    """docs/reference.md: every line, stripped, empty lines dropped (Windows line ends included)."""
     path = write(tmp_path / "names.txt", "  emma \n\n\tolivia\r\n   \nava\n\n")
     assert load_docs(path) == ["emma", "olivia", "ava"]
 
 
 def test_names_file_has_published_document_count_and_vocabulary(names_path):
-    """REFERENCE: 32,033 names, 26 lowercase letters, vocab 27 with BOS = 26."""
+    """docs/reference.md: 32,033 names, 26 lowercase letters, vocab 27 with BOS = 26."""
     docs = load_docs(names_path)
     assert len(docs) == 32033
     tokenizer = Tokenizer.from_docs(docs)
@@ -157,9 +158,9 @@ def test_script_reports_character_outside_checkpoint_vocabulary_and_exits_2(repo
 # --- where the data comes from when --data is not given ---
 
 def test_shipped_names_file_is_the_published_one(names_path):
-    """REFERENCE: 32,033 names; the file is byte for byte the canonical one (its sha256)."""
+    """docs/reference.md: 32,033 names; the file is byte for byte the canonical one (its sha256)."""
     raw = names_path.read_bytes()
-    assert hashlib.sha256(raw).hexdigest() == "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d"
+    assert hashlib.sha256(raw).hexdigest() == reference.names_sha256()
     assert raw.count(b"\n") + (not raw.endswith(b"\n")) == 32033
 
 

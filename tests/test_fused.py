@@ -15,12 +15,13 @@ import pytest
 from microgpt_scalar.config import get_config, num_params
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value, topological_order
-from microgpt_scalar.fused import (FusedDot, FusedValue, LinearInput, LinearRow, Product, Quotient, ReluSquared,
-                                   ShiftedExp, Sum2, SumOf, Unary)
-from microgpt_scalar.model import dot, linear, softmax
+from microgpt_scalar.fused import (FusedDot, FusedGPT, FusedValue, LinearInput, LinearRow, Product, Quotient,
+                                   ReluSquared, ShiftedExp, Sum2, SumOf, Unary)
+from microgpt_scalar.model import GPT
 from microgpt_scalar.optim import learning_rate_at
 from microgpt_scalar.train import forward_loss, sample, start_run, train_step
 
+PER_OP, FUSED = (Value, GPT), (FusedValue, FusedGPT)  # an engine: its value class and the model's pieces
 CONFIGS = {
     "microgpt": get_config("microgpt"),
     "microgpt-v2": get_config("microgpt-v2"),
@@ -153,9 +154,10 @@ def test_comparison_catches_an_off_by_one_rounding_in_any_kind_of_node(docs, mon
 
 # --- small graphs: repeated entries, the one place the order of the terms shows ---
 
-def repeated_entries_graph(value_cls, seed: int):
+def repeated_entries_graph(engine, seed: int):
     """Two Values repeated across a dot product's entries and also used elsewhere, so their
     gradients sum many terms whose order changes the rounding."""
+    value_cls, dot = engine[0], engine[1].dot
     rng = random.Random(seed)
     x, y = value_cls(rng.uniform(-1, 1)), value_cls(rng.uniform(-1, 1))
     b = [value_cls(rng.uniform(-1, 1)) for _ in range(12)]
@@ -167,8 +169,8 @@ def repeated_entries_graph(value_cls, seed: int):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_repeated_entries_equal_per_op_engine_bit_for_bit(seed):
-    value, grads = repeated_entries_graph(Value, seed)
-    fused_value, fused_grads = repeated_entries_graph(FusedValue, seed)
+    value, grads = repeated_entries_graph(PER_OP, seed)
+    fused_value, fused_grads = repeated_entries_graph(FUSED, seed)
     assert same_bits(value, fused_value)
     assert all(same_bits(g, h) for g, h in zip(grads, fused_grads)), (grads, fused_grads)
 
@@ -183,18 +185,19 @@ def first_term_first(self):
 
 
 def test_comparison_catches_a_backward_in_the_wrong_order(monkeypatch):
-    expected = [repeated_entries_graph(Value, seed)[1] for seed in range(5)]
+    expected = [repeated_entries_graph(PER_OP, seed)[1] for seed in range(5)]
     monkeypatch.setattr(FusedDot, "_backward", first_term_first)
-    got = [repeated_entries_graph(FusedValue, seed)[1] for seed in range(5)]
+    got = [repeated_entries_graph(FUSED, seed)[1] for seed in range(5)]
     assert any(not all(same_bits(g, h) for g, h in zip(e, f)) for e, f in zip(expected, got))
 
 
 # --- small graphs: linear layers and softmax used in ways the model does not ---
 
-def layer_graph(value_cls, seed: int, computed_weights: bool):
+def layer_graph(engine, seed: int, computed_weights: bool):
     """x computed from two leaves (so x's entries share a graph), a linear layer whose rows
     are used out of order and one not at all, and a softmax whose outputs are used out of
     order, one twice and one not at all. With `computed_weights`, one weight is a node."""
+    value_cls, linear, softmax = engine[0], engine[1].linear, engine[1].softmax
     rng = random.Random(seed)
     u, v = value_cls(rng.uniform(-1, 1)), value_cls(rng.uniform(-1, 1))
     x = [u * rng.uniform(-1, 1) + v * rng.uniform(-1, 1) for _ in range(5)]
@@ -212,8 +215,8 @@ def layer_graph(value_cls, seed: int, computed_weights: bool):
 @pytest.mark.parametrize("computed_weights", [False, True], ids=["weights-leaves", "a-weight-computed"])
 @pytest.mark.parametrize("seed", range(5))
 def test_linear_and_softmax_equal_per_op_engine_bit_for_bit(seed, computed_weights):
-    value, probs, grads = layer_graph(Value, seed, computed_weights)
-    fused_value, fused_probs, fused_grads = layer_graph(FusedValue, seed, computed_weights)
+    value, probs, grads = layer_graph(PER_OP, seed, computed_weights)
+    fused_value, fused_probs, fused_grads = layer_graph(FUSED, seed, computed_weights)
     assert same_bits(value, fused_value)
     assert all(same_bits(p, q) for p, q in zip(probs, fused_probs)), (probs, fused_probs)
     assert len(grads) == len(fused_grads) and sum(g != 0 for g in grads) > len(grads) // 2
@@ -224,9 +227,9 @@ def test_a_computed_weight_takes_the_general_path():
     """A weight with a graph of its own must be walked: its layer is made of FusedDots, and
     the gradient reaches the leaf under the weight."""
     x, w = [FusedValue(1.0) + 1], [[FusedValue(2.0)], [FusedValue(3.0)]]
-    assert {type(y) for y in linear(x, w)} == {LinearRow}
+    assert {type(y) for y in FusedGPT.linear(x, w)} == {LinearRow}
     weight_leaf = FusedValue(3.0)
-    (y,) = linear(x, [[weight_leaf * 1]])
+    (y,) = FusedGPT.linear(x, [[weight_leaf * 1]])
     assert type(y) is FusedDot
     y.backward()
     assert weight_leaf.grad == 2.0  # x[0] * 1
@@ -234,7 +237,7 @@ def test_a_computed_weight_takes_the_general_path():
 
 def test_comparison_catches_rows_that_hide_their_input(monkeypatch):
     """A layer whose rows leave x out of the walk: x's own graph never gets a gradient."""
-    expected = [layer_graph(Value, seed, False)[2] for seed in range(3)]
+    expected = [layer_graph(PER_OP, seed, False)[2] for seed in range(3)]
     original = LinearInput.__init__
 
     def without_children(self, x):
@@ -242,7 +245,7 @@ def test_comparison_catches_rows_that_hide_their_input(monkeypatch):
         self._children = ()
 
     monkeypatch.setattr(LinearInput, "__init__", without_children)
-    got = [layer_graph(FusedValue, seed, False)[2] for seed in range(3)]
+    got = [layer_graph(FUSED, seed, False)[2] for seed in range(3)]
     assert any(not all(same_bits(g, h) for g, h in zip(e, f)) for e, f in zip(expected, got))
 
 

@@ -1,6 +1,6 @@
-"""The scalar GPT against REFERENCE.md: the parameters' names, order and random draws (rebuilt
+"""The scalar GPT against docs/reference.md: the parameters' names, order and random draws (rebuilt
 with an independent `random.Random(42)`), the traced stages, and logits, loss and gradients
-against a small functional torch float64 model written here from REFERENCE's description.
+against a small functional torch float64 model written here from docs/reference.md's description.
 
     pytest tests/test_scalar_model.py
 """
@@ -10,13 +10,13 @@ import random
 
 import pytest
 import torch
+from torch_checks import assert_float64_close
 
 from compare.trace import ScalarTracer, trace_stage_names
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.model import GPT
 from microgpt_scalar.train import forward_loss, start_run, train_step
-from microgpt_torch.testing import assert_float64_close
 
 # The scalar model and the torch model compute the same sums in different orders (torch's
 # matmul and reductions block and vectorise them), so they differ by rounding only. Measured
@@ -29,7 +29,7 @@ GRAD_ATOL_OF_MAX = 1e-12  # gradient tolerance, relative to the largest |gradien
 
 
 def reference_matrices(n_layer: int) -> list[str]:
-    """REFERENCE.md "Parameters": the creation order of the matrices."""
+    """docs/reference.md "Parameters": the creation order of the matrices."""
     names = ["wte", "wpe", "lm_head"]
     for i in range(n_layer):
         names += [f"layer{i}.{m}" for m in ("attn_wq", "attn_wk", "attn_wv", "attn_wo", "mlp_fc1", "mlp_fc2")]
@@ -41,7 +41,7 @@ def reference_matrices(n_layer: int) -> list[str]:
 @pytest.mark.parametrize("preset", ["microgpt", "microgpt-v2"])
 def test_parameters_drawn_in_reference_rng_order(preset, names_path):
     """One Random(42) shuffles the documents, then fills wte, wpe, lm_head, wq, wk, wv, wo, fc1,
-    fc2 row by row from gauss(0, std), drawing even where std is 0 (REFERENCE)."""
+    fc2 row by row from gauss(0, std), drawing even where std is 0 (docs/reference.md)."""
     config = get_config(preset)
     e, block = config.n_embd, config.block_size
     docs = load_docs(names_path)
@@ -114,8 +114,8 @@ def test_trace_records_every_stage_for_every_position():
     config = get_config("microgpt-v2", n_layer=2, vocab_size=6)
     model = GPT(config, random.Random(1))
     tokens = [5, 0, 1, 2, 3, 4, 5]
-    model.on_stage = tracer = ScalarTracer()
-    forward_loss(model, tokens)
+    with ScalarTracer(model) as tracer:
+        forward_loss(model, tokens)
     trace = tracer.trace
     n, e, h = len(tokens) - 1, config.n_embd, config.n_head
     assert list(trace) == trace_stage_names(config)
@@ -131,19 +131,19 @@ def test_trace_records_every_stage_for_every_position():
 def test_trace_stops_at_block_size():
     config = get_config("microgpt", vocab_size=6)  # block_size 8
     model = GPT(config, random.Random(1))
-    model.on_stage = tracer = ScalarTracer()
-    forward_loss(model, [5] + [0, 1, 2, 3, 4] * 3 + [5])
+    with ScalarTracer(model) as tracer:
+        forward_loss(model, [5] + [0, 1, 2, 3, 4] * 3 + [5])
     assert {len(per_position) for per_position in tracer.trace.values()} == {8}
 
 
-# --- against a torch float64 model written from REFERENCE ---
+# --- against a torch float64 model written from docs/reference.md ---
 
 def rmsnorm(x):  # (n, e) -> (n, e)
     return x * (x.pow(2).mean(dim=-1, keepdim=True) + 1e-5) ** -0.5
 
 
 def torch_reference(weights: dict, config, tokens: list[int]):
-    """REFERENCE's forward for every position at once, with a causal mask; returns the loss
+    """docs/reference.md's forward for every position at once, with a causal mask; returns the loss
     and the traced stages, each a list over positions of flat tensors."""
     n = min(config.block_size, len(tokens) - 1)
     e, n_head, hd = config.n_embd, config.n_head, config.head_dim
@@ -205,9 +205,8 @@ def compare_with_torch(model, tokens):
     """Forward, trace and backward in both; returns how many gradients were not zero."""
     weights = {name: torch.tensor(rows, dtype=torch.float64, requires_grad=True)
                for name, rows in model.params_as_floats().items()}
-    model.on_stage = tracer = ScalarTracer()
-    loss = forward_loss(model, tokens)
-    model.on_stage = None
+    with ScalarTracer(model) as tracer:
+        loss = forward_loss(model, tokens)
     trace = tracer.trace
     loss.backward()
     torch_loss, stages = torch_reference(weights, model.config, tokens)
@@ -247,8 +246,8 @@ def test_torch_reference_check_catches_a_small_weight_difference(names_path):
     weights = {name: torch.tensor(rows, dtype=torch.float64) for name, rows in model.params_as_floats().items()}
     weights["layer0.attn_wk"][3, 5] -= 1e-9
     tokens = tokenizer.encode("emma")
-    model.on_stage = tracer = ScalarTracer()
-    forward_loss(model, tokens)
+    with ScalarTracer(model) as tracer:
+        forward_loss(model, tokens)
     trace = tracer.trace
     _, stages = torch_reference(weights, model.config, tokens)
     with pytest.raises(AssertionError, match=r"layer0.k at position 0: (.|\n)*at index \(3,\)"):

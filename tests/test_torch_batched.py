@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from torch_checks import single_thread
 
 from microgpt_scalar.data import Corpus, DataError, default_data_path, load_docs, shuffle_docs
 from microgpt_torch.model import GPT, IGNORE_INDEX
 from microgpt_torch.optim import make_graph_ready, make_optimizer
-from microgpt_torch.testing import single_thread
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, loss_value, reference_start,
                                   split_docs)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch_checks import assert_float64_close, single_thread
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config, flatten
 from microgpt_scalar.checkpoint import checkpoint_of as scalar_checkpoint_of
@@ -19,7 +20,6 @@ from microgpt_torch.checkpoint import (checkpoint_of, from_scalar_checkpoint, lo
                                        load_checkpoint, restore, save_checkpoint, to_scalar_checkpoint)
 from microgpt_torch.model import GPT, torch_name
 from microgpt_torch.optim import make_optimizer
-from microgpt_torch.testing import assert_float64_close, single_thread
 from microgpt_torch.train import faithful_steps, reference_start
 
 DATA = default_data_path()  # the names file shipped with the package

@@ -6,12 +6,12 @@ import random
 import pytest
 import torch
 from helpers import load_script
+from torch_checks import assert_results_close, forward_backward
 
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.data import Corpus, default_data_path, load_docs
 from microgpt_torch.checkpoint import load_checkpoint
 from microgpt_torch.model import GPT
-from microgpt_torch.testing import assert_results_close, forward_backward
 from microgpt_torch.train import PackedDocuments, generate, make_batch, reference_start, sample
 
 DATA = default_data_path()  # the names file shipped with the package

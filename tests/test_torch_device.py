@@ -13,7 +13,8 @@ import torch
 import torch.distributed as dist
 from helpers import load_script
 
-from compare.check import compare_step
+import compare
+from compare.check import compare_step, device_of
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import default_data_path
 from microgpt_torch.device import DeviceError, float32_precision, init_distributed, pick_device
@@ -35,6 +36,24 @@ def test_auto_keeps_faithful_and_float64_runs_on_the_cpu(one_gpu):
     assert pick_device("auto", 0, keep_on_cpu=True) == torch.device("cpu")
     assert pick_device("cuda", 0, keep_on_cpu=True) == torch.device("cuda", 0)  # named: honoured
     assert pick_device("cpu", 0) == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["tpu", "gpu", "CPU", "cpu:0", "cuda:", "cuda:01", "cuda:-1", "cuda:x", "auto:0"])
+def test_a_device_name_is_refused_by_training_and_the_checker_alike(one_gpu, name):
+    with pytest.raises(DeviceError) as by_training:
+        pick_device(name)
+    with pytest.raises(compare.DeviceError) as by_checker:
+        device_of(name)
+    assert str(by_training.value) == str(by_checker.value) == f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N"
+
+
+def test_cuda_n_is_that_device_in_training_and_the_checker(one_gpu):
+    assert pick_device("cuda:0", 3) == torch.device("cuda", 0)  # named: whatever the local rank
+    assert device_of("cuda:0") == "cuda:0" and device_of("cuda") == "cuda"
+    assert device_of("auto") == "cpu"  # a one-document float64 step is quicker on the CPU
+    for refuse in (pick_device, device_of):
+        with pytest.raises(DeviceError, match=r"^--device cuda:1: this machine has 1 CUDA device\(s\)"):
+            refuse("cuda:1")
 
 
 def test_a_local_rank_past_the_devices_is_refused_in_one_line(one_gpu):

@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from torch_checks import assert_float64_close, assert_results_close, forward_backward, single_thread
 
 from compare.trace import ScalarTracer, torch_trace, trace_stage_names
 from microgpt_scalar.config import get_config, num_params, param_shapes
@@ -12,7 +13,6 @@ from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import forward_loss as scalar_forward_loss
 from microgpt_torch.model import GPT, IGNORE_INDEX, scalar_name, torch_name
-from microgpt_torch.testing import assert_float64_close, assert_results_close, forward_backward, single_thread
 from microgpt_torch.train import make_batch
 
 DATA = default_data_path()  # the names file shipped with the package
@@ -63,8 +63,8 @@ def assert_trace_close(label: str, got: list, expected: list, atol: float, rtol:
 def run_scalar(config, params, tokens):
     """The scalar engine's loss, trace and gradients for one document."""
     model = ScalarGPT(config, params=params)
-    model.on_stage = tracer = ScalarTracer()
-    loss = scalar_forward_loss(model, tokens)
+    with ScalarTracer(model) as tracer:
+        loss = scalar_forward_loss(model, tokens)
     loss.backward()
     grads = {name: [[p.grad for p in row] for row in matrix] for name, matrix in model.state_dict.items()}
     return loss.data, tracer.trace, grads

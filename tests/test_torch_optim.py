@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+from torch_checks import assert_float64_close, single_thread
 
 from microgpt_scalar.config import get_config
 from microgpt_scalar.model import GPT as ScalarGPT
@@ -13,7 +14,6 @@ from microgpt_scalar.optim import Adam, adam_moments, learning_rate_at, set_adam
 from microgpt_torch.model import GPT
 from microgpt_torch.optim import adam_moments as torch_adam_moments
 from microgpt_torch.optim import make_optimizer, set_adam_moments as torch_set_adam_moments, set_learning_rate
-from microgpt_torch.testing import assert_float64_close, single_thread
 
 PRESETS = ["microgpt", "microgpt-v2"]
 # torch's Adam computes (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps) where the scalar code has
@@ -49,7 +49,7 @@ def test_learning_rate_held_as_a_tensor_is_filled_in_place():
 
 
 def test_schedule_matches_the_reference_formulas():
-    """REFERENCE.md: cosine lr * 0.5 * (1 + cos(pi * s / N)) for microgpt, linear lr * (1 - s / N) for v2."""
+    """docs/reference.md: cosine lr * 0.5 * (1 + cos(pi * s / N)) for microgpt, linear lr * (1 - s / N) for v2."""
     assert learning_rate_at(250, get_config("microgpt")) == pytest.approx(0.5e-2, rel=1e-15)
     assert learning_rate_at(0, get_config("microgpt")) == 1e-2
     assert learning_rate_at(250, get_config("microgpt-v2")) == pytest.approx(0.75e-2, rel=1e-15)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import load_script
+from torch_checks import assert_float64_close, single_thread
 
 from microgpt_scalar.checkpoint import save_checkpoint as save_scalar_checkpoint
 from microgpt_scalar.config import get_config, num_params
@@ -23,7 +24,6 @@ from microgpt_scalar.train import train_step as scalar_train_step
 from microgpt_torch.checkpoint import checkpoint_of, load_checkpoint, save_checkpoint, to_scalar_checkpoint
 from microgpt_torch.model import GPT
 from microgpt_torch.optim import make_optimizer
-from microgpt_torch.testing import assert_float64_close, single_thread
 from microgpt_torch.train import faithful_steps, reference_start
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
+import reference
 import torch
+from torch_checks import assert_float64_close, single_thread
 
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
@@ -15,18 +17,11 @@ from microgpt_scalar.train import sample as scalar_sample
 from microgpt_scalar.train import train_step as scalar_train_step
 from microgpt_torch.model import GPT, IGNORE_INDEX
 from microgpt_torch.optim import make_optimizer
-from microgpt_torch.testing import assert_float64_close, single_thread
 from microgpt_torch.train import (NonFiniteLossError, batch_order, batched_train_step, evaluate, faithful_steps,
                                   generate, make_batch, reference_start, sample, split_docs, train_step)
 
 DATA = default_data_path()  # the names file shipped with the package
 PRESETS = ["microgpt", "microgpt-v2"]
-# The published output of the original programs (REFERENCE.md), names.txt, seed 42.
-PUBLISHED = {
-    "microgpt": {"params": 4064, "step 1": 3.3630, "step 2": 3.2917, "last": 2.0859, "samples": ["kalia", "ameli"]},
-    "microgpt-v2": {"params": 4192, "step 1": 3.3660, "step 2": 3.4243, "last": 2.6497,
-                    "samples": ["kamon", "ann", "karai", "jaire", "vialan"]},
-}
 # Per-step losses of the two engines differ by float64 rounding only: measured worst 4.4e-16
 # over the first 5 steps, 2.7e-15 over 100, 3.3e-13 over the whole 500-step microgpt run.
 # Weights after 5 steps differ by at most 1.6e-14: Adam's first updates, about lr * g / |g|,
@@ -103,16 +98,15 @@ def full_run(request, docs):
 
 def test_faithful_run_prints_the_published_output(full_run):
     preset, (model, tokenizer, config, run_rng, losses) = full_run
-    published = PUBLISHED[preset]
-    assert sum(p.numel() for p in model.parameters()) == published["params"]
-    assert line(0, config.num_steps, losses[0]) == line(0, config.num_steps, published["step 1"])
-    assert line(1, config.num_steps, losses[1]) == line(1, config.num_steps, published["step 2"])
-    last = config.num_steps - 1
-    assert line(last, config.num_steps, losses[-1]) == line(last, config.num_steps, published["last"])
+    published = reference.published(preset)  # the original program's output, names.txt, seed 42
+    assert f"num params: {sum(p.numel() for p in model.parameters())}" in published.lines
+    assert config.num_steps == len(losses) == published.num_steps
+    printed = [line(step - 1, config.num_steps, losses[step - 1]) for step in published.steps]
+    assert printed == [text for text in published.lines if text.startswith("step ")]
     rng = random.Random()
     rng.setstate(run_rng.getstate())  # a copy: the fixture is shared
-    names = [sample(model, tokenizer, rng, 0.5) for _ in published["samples"]]
-    assert names == published["samples"]
+    names = [sample(model, tokenizer, rng, 0.5) for _ in published.samples]
+    assert names == published.samples
 
 
 def test_published_figure_check_fails_for_a_wrong_seed(docs):
@@ -120,7 +114,7 @@ def test_published_figure_check_fails_for_a_wrong_seed(docs):
     model = GPT.from_scalar_params(config, params, fused=True)
     optimizer = make_optimizer(model, config)
     loss = train_step(model, optimizer, tokenizer.encode(docs[0]), 0)
-    assert line(0, 500, loss) != line(0, 500, PUBLISHED["microgpt"]["step 1"])
+    assert line(0, 500, loss) not in reference.published("microgpt").lines
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 0.7])

@@ -1,4 +1,4 @@
-"""Training on the scalar engine against REFERENCE.md's published figures, torch's Adam in
+"""Training on the scalar engine against the published figures of docs/reference.md, torch's Adam in
 float64, and the script's contract: the original log on stdout and nothing else, one-line
 errors, and a run whose loss stops being finite saves nothing.
 
@@ -22,6 +22,7 @@ import sys
 import termios
 
 import pytest
+import reference
 import torch
 
 from microgpt_scalar.config import get_config
@@ -32,19 +33,6 @@ from microgpt_scalar.train import NonFiniteLossError, sample, start_run, train_s
 
 FULL_RUN_ENGINE = "fused" if importlib.util.find_spec("microgpt_scalar.fused") else "per-op"
 
-PUBLISHED = {  # REFERENCE.md "Published output (names.txt, seed 42)"
-    "microgpt": {
-        "lines": ["num params: 4064", "step    1 /  500 | loss 3.3630", "step    2 /  500 | loss 3.2917",
-                  "step  500 /  500 | loss 2.0859"],
-        "samples": ["kalia", "ameli"],
-    },
-    "microgpt-v2": {
-        "lines": ["num params: 4192", "step    1 / 1000 | loss 3.3660", "step    2 / 1000 | loss 3.4243",
-                  "step 1000 / 1000 | loss 2.6497"],
-        "samples": ["kamon", "ann", "karai", "jaire", "vialan"],
-    },
-}
-PUBLISHED_FIRST_LOSSES = {"microgpt": ["3.3630", "3.2917"], "microgpt-v2": ["3.3660", "3.4243"]}
 
 
 def run_script(repo_root, args, cwd, **kwargs):
@@ -81,7 +69,7 @@ def assert_log_format(stdout: str, num_steps: int, num_samples: int, preset: str
 def test_first_two_steps_print_published_losses(preset, names_path):
     docs, tokenizer, model, optimizer, _ = start_run(load_docs(names_path), get_config(preset), seed=42)
     losses = [train_step(model, optimizer, tokenizer.encode(docs[s]), s) for s in range(2)]
-    assert [f"{loss:.4f}" for loss in losses] == PUBLISHED_FIRST_LOSSES[preset]
+    assert [f"{loss:.4f}" for loss in losses] == reference.published(preset).first_losses
 
 
 @pytest.fixture(scope="module", params=["microgpt", "microgpt-v2"])
@@ -98,7 +86,7 @@ def published_run(request, repo_root, names_path, tmp_path_factory):
 def test_full_run_prints_published_param_count_and_losses(published_run):
     preset, result = published_run
     lines = result.stdout.splitlines()
-    for line in PUBLISHED[preset]["lines"]:
+    for line in reference.published(preset).lines:
         assert line in lines, f"{preset}: {line!r} not printed"
 
 
@@ -106,7 +94,7 @@ def test_full_run_prints_published_param_count_and_losses(published_run):
 def test_full_run_prints_published_first_samples(published_run):
     preset, result = published_run
     samples = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("sample ")]
-    expected = PUBLISHED[preset]["samples"]
+    expected = reference.published(preset).samples
     assert samples[:len(expected)] == expected
 
 
@@ -252,7 +240,7 @@ def test_sample_at_near_zero_temperature_is_greedy_decoding(names_path):
 
 
 def test_samples_stop_at_block_size_when_bos_never_comes():
-    """REFERENCE: a sample runs positions 0 .. block_size - 1 and stops there without BOS."""
+    """docs/reference.md: a sample runs positions 0 .. block_size - 1 and stops there without BOS."""
     class NeverBOS:  # the interface `sample` uses, with logits that all but rule out BOS
         config = get_config(vocab_size=3, block_size=4)
         positions = []

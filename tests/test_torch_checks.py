@@ -1,20 +1,23 @@
-"""The comparisons every other test relies on, torch.testing.assert_close behind a label, fed wrong inputs."""
+"""The comparisons the tests of both engines rely on (tests/torch_checks.py), fed right and wrong inputs."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from torch_checks import assert_float64_close, assert_results_close, forward_backward
 
 from microgpt_scalar.config import get_config
 from microgpt_torch.model import GPT
-from microgpt_torch.testing import assert_float64_close, assert_results_close, forward_backward
 
 
-def test_equal_values_pass_including_nan_and_inf():
-    torch.testing.assert_close(torch.tensor([1.0, math.nan, math.inf]), torch.tensor([1.0, math.nan, math.inf]),
-                               atol=0.0, rtol=0.0, equal_nan=True)
-    assert_float64_close("within", torch.tensor([1.0 + 1e-13]), [1.0], 1e-12, 0.0)
+def test_the_absolute_tolerance_passes_what_is_inside_it_and_fails_what_is_just_outside():
+    assert_float64_close("within", torch.tensor([1.0 + 1e-13, math.inf], dtype=torch.float64), [1.0, math.inf],
+                         1e-12, 0.0)
+    with pytest.raises(AssertionError, match=r"^outside: (.|\n)*at index \(0,\)"):
+        assert_float64_close("outside", [1.0 + 2e-12, math.inf], [1.0, math.inf], 1e-12, 0.0)
+    with pytest.raises(AssertionError, match=r"^float32: "):  # compared in float64: float32's rounding shows
+        assert_float64_close("float32", torch.tensor([0.1], dtype=torch.float32), [0.1], 1e-12, 0.0)
 
 
 def test_failure_names_the_tensor_the_worst_difference_and_its_index():
