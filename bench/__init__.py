@@ -8,6 +8,7 @@ Sections:
   scalar      the scalar engines against the plain engine (`bench.plain`, the seeds' `Value`):
               one step in this process, and the whole 100-step job as separate processes
   torch       microgpt_torch on the CPU: the faithful run, batched throughput, a time-budgeted run
+  race        the batched step against a nanoGPT-style trainer and the previous batched step, in turns
   compare     `scripts/compare_step.py` against a process that only imports torch
   contention  batched training with a busy process on the other core against a quiet machine
   memory      peak memory and time to the first step of each trainer and the checker on a large file

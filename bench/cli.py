@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from . import classroom, compare_wall, contention, kernels, memory, scalar, torch_cpu
-from .common import REPO, CheckFailed, OneLineParser, Section, machine, machine_line, write_results
-from .library import PRESETS, DataError
+from microgpt_scalar.cli import command, print_error
+from microgpt_scalar.config import PRESETS
+from microgpt_scalar.data import DataError
+from microgpt_scalar.files import FileError, shown
+
+from . import classroom, compare_wall, contention, kernels, memory, race, scalar, torch_cpu
+from .common import REPO, CheckFailed, OneLineParser, Section, claim_out, machine, machine_line, write_results
 
 DEFAULT_OUT = REPO / "docs" / "bench.json"
 
 SECTIONS = [
     Section("scalar", scalar.add_arguments, scalar.run, scalar.table, scalar.targets_missed),
     Section("torch", torch_cpu.add_arguments, torch_cpu.run, torch_cpu.table, torch_cpu.targets_missed),
+    Section("race", race.add_arguments, race.run, race.table, race.targets_missed),
     Section("compare", compare_wall.add_arguments, compare_wall.run, compare_wall.table, compare_wall.targets_missed),
     Section("contention", contention.add_arguments, contention.run, contention.table, contention.targets_missed),
     Section("memory", memory.add_arguments, memory.run, memory.table, memory.targets_missed),
@@ -33,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     names = [section.name for section in SECTIONS]
     parser.add_argument("--only", nargs="+", choices=names, default=names, metavar="SECTION",
                         help=f"sections to run, of: {', '.join(names)} (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
                         help=f"JSON figures (default: {DEFAULT_OUT.relative_to(REPO)})")
     parser.add_argument("--preset", action="append", choices=sorted(PRESETS),
                         help="a preset to benchmark; repeat for several (default: all)")
@@ -46,8 +50,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        claim_out(args.out)
+    except FileError as error:
+        print_error(error)
+        return 2
     done, status = {}, 0
     for section in SECTIONS:
         if section.name not in args.only:
@@ -56,10 +66,10 @@ def main(argv=None) -> int:
         try:
             figures = section.run(args)
         except (DataError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
+            print_error(error)
             return 2
         except CheckFailed as error:
-            print(f"error: {section.name}: {error}", file=sys.stderr)
+            print_error(f"{section.name}: {error}")
             status = 1
             continue
         done[section.name] = {"machine": machine(load_before), **figures}
@@ -67,9 +77,13 @@ def main(argv=None) -> int:
         print(machine_line(done[section.name]["machine"]), flush=True)
         missed = section.targets_missed(figures)
         if args.strict and missed:
-            print(f"error: {section.name}: speed target missed: {', '.join(missed)}", file=sys.stderr)
+            print_error(f"{section.name}: speed target missed: {', '.join(missed)}")
             status = 1
     if done:
-        write_results(args.out, done)
-        print(f"figures written to {args.out}")
+        try:
+            write_results(args.out, done)
+        except FileError as error:
+            print_error(error)
+            return 2
+        print(f"figures written to {shown(args.out)}")
     return status

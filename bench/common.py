@@ -8,13 +8,15 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+
+from microgpt_scalar.data import default_data_path, load_docs
+from microgpt_scalar.files import FileError, claim_output, read_input, write_atomically
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -147,6 +149,47 @@ def max_rss_mib() -> float:
     return rss / MIB if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
+def read_docs(data: str | None) -> list[str]:
+    """The documents of `data`, or of the file the scripts read when no --data is given."""
+    return load_docs(data if data else default_data_path())
+
+
+def default_data() -> str:
+    """The path the scripts read when no --data is given."""
+    return str(default_data_path())
+
+
+def train_scalar_command(engine: str, data: str, steps: int, samples: int = 20) -> list:
+    """scripts/train_scalar.py on the scalar engine `engine` ("per-op" or "fused")."""
+    return [sys.executable, SCRIPTS / "train_scalar.py", "--value-class", engine, "--data", data,
+            "--steps", str(steps), "--samples", str(samples)]
+
+
+def train_torch_batched_command(data: str, batch_size: int, steps: int, eval_every: int, *flags) -> list:
+    """scripts/train_torch.py in batched mode on the CPU, no samples, its thread policy its own."""
+    return [sys.executable, SCRIPTS / "train_torch.py", "--mode", "batched", "--device", "cpu", "--data", data,
+            "--batch-size", str(batch_size), "--steps", str(steps), "--eval-every", str(eval_every),
+            "--samples", "0", *flags]
+
+
+def compare_step_command(*flags) -> list:
+    return [sys.executable, SCRIPTS / "compare_step.py", *flags]
+
+
+def torch_start(docs: list[str], preset: str, seed: int, val_fraction: float = 0.1, **overrides):
+    """The reference start on the torch side, and the held-out split of the shuffled
+    documents: (config, params, train tokens, validation tokens, shuffled docs, tokenizer).
+    (torch is imported here, not above: the compare section times `import torch` in fresh
+    processes, and the scalar section needs none of it.)"""
+    from microgpt_torch.train import reference_start, split_docs
+
+    docs, tokenizer, config, params, _ = reference_start(docs, seed, preset, **overrides)
+    train_docs, val_docs = split_docs(docs, val_fraction)
+    train_tokens = [tokenizer.encode(doc) for doc in train_docs]
+    val_tokens = [tokenizer.encode(doc) for doc in val_docs]
+    return config, params, train_tokens, val_tokens, docs, tokenizer
+
+
 def log_line(step: int, num_steps: int, loss: float) -> str:
     """The reference program's line for 0-based `step`."""
     return f"step {step + 1:4d} / {num_steps:4d} | loss {loss:.4f}"
@@ -199,20 +242,22 @@ def cpu_model() -> str | None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write `data` to `path` atomically: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as tmp:
-        tmp.write(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp.name, path)
+    """Write `data` to `path` through the project's one writer (microgpt_scalar.files): all or
+    nothing, never over a link, device or directory, nor over another run's file."""
+    write_atomically(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), "--out")
+
+
+def claim_out(path) -> None:
+    """Claim the --out file at the start, so a bad path fails before the benchmark runs."""
+    claim_output(path, "--out", overwrite=True)  # the figures of sections not run are kept, merged in
 
 
 def write_results(path: Path, new_sections: dict) -> None:
     """Merge the sections just run into the JSON file, keeping the others' figures (each
     section records the machine and date of its own run)."""
     try:
-        sections = json.loads(path.read_text())["sections"] if path.is_file() else {}
-    except (json.JSONDecodeError, KeyError, TypeError):
+        sections = json.loads(read_input(path, "--out"))["sections"] if Path(path).exists() else {}
+    except (FileError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, RecursionError):
         sections = {}  # not a file of this benchmark's: start afresh
     sections.update(new_sections)
     write_json(path, {"sections": sections})

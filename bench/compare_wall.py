@@ -17,8 +17,9 @@ import re
 import statistics
 import sys
 
-from . import library
-from .common import run_process
+from microgpt_scalar.cli import int_from
+
+from .common import compare_step_command, run_process
 
 TARGET_RATIO = 1.3  # at most this many times the wall time of `python -c "import torch"`
 DYNAMO = "torch._dynamo"
@@ -34,7 +35,7 @@ def imports_of(stderr: str) -> list[tuple[int, str, float]]:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("compare section")
-    group.add_argument("--compare-runs", type=int, default=5,
+    group.add_argument("--compare-runs", type=int_from(1, 1000), default=5,
                        help="runs of scripts/compare_step.py and of `python -c 'import torch'`, alternately")
 
 
@@ -43,7 +44,7 @@ def run(args) -> dict:
         raise ValueError("--compare-runs must be at least 1")
     compare_walls, torch_walls = [], []
     for _ in range(args.compare_runs):
-        compare_walls.append(run_process(library.compare_step_command()).check().wall_s)
+        compare_walls.append(run_process(compare_step_command()).check().wall_s)
         torch_walls.append(run_process([sys.executable, "-c", "import torch"]).check().wall_s)
     ratio = statistics.median(compare_walls) / statistics.median(torch_walls)
     return {
@@ -65,7 +66,7 @@ def split_a_run() -> dict:
     interpreter_own = {name for depth, name, _ in imports_of(run_process([sys.executable, "-X", "importtime", "-c",
                                                                           "pass"]).check().stderr) if depth == 0}
     startup = statistics.median(run_process([sys.executable, "-c", "pass"]).check().wall_s for _ in range(3))
-    done = run_process([sys.executable, "-X", "importtime", *library.compare_step_command()[1:]])
+    done = run_process([sys.executable, "-X", "importtime", *compare_step_command()[1:]])
     imports = imports_of(done.stderr)
     done.stderr = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("import time:"))
     done.check()

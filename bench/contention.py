@@ -21,8 +21,10 @@ import re
 import subprocess
 import sys
 
-from . import library
-from .common import SEED, CheckFailed, child_env, run_process
+from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, int_from, seconds
+
+from .common import (SEED, CheckFailed, child_env, default_data, read_docs, run_process, torch_start,
+                     train_torch_batched_command)
 
 TARGET_RATIO = 0.9  # contended, default settings, against quiet, one thread
 VAL_FRACTION = 0.002  # a validation set of ~60 names: evaluating it costs a fraction of a step
@@ -59,9 +61,11 @@ def tokens_per_step(docs: list[str], preset: str, batch_size: int, first: int, l
     """Mean non-padding targets of the batches of steps first+1 .. last, in the trainer's order."""
     import torch
 
-    config, _, train_tokens, _, _, _ = library.torch_start(docs, preset, SEED, val_fraction=VAL_FRACTION)
+    from microgpt_torch.train import batch_order
+
+    config, _, train_tokens, _, _, _ = torch_start(docs, preset, SEED, val_fraction=VAL_FRACTION)
     lengths = [min(config.block_size, len(tokens) - 1) for tokens in train_tokens]
-    order = library.batch_rows(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED))
+    order = batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED))
     counts = [sum(lengths[i] for i in next(order)) for _ in range(last)]
     return sum(counts[first:last]) / (last - first)
 
@@ -71,7 +75,7 @@ def measure(args, data: str, setting: str) -> dict:
     flags = ["--val-fraction", str(VAL_FRACTION), "--preset", args.preset[0]]
     if setting.endswith("1 thread"):
         flags += ["--threads", "1"]
-    command = library.train_torch_batched_command(data, args.contention_batch_size, args.contention_steps,
+    command = train_torch_batched_command(data, args.contention_batch_size, args.contention_steps,
                                                   args.contention_every, *flags)
     env = child_env(PYTHONUNBUFFERED="1")  # each progress line leaves as it is printed
     with busy_core((os.cpu_count() or 1) - 1) if setting.startswith("contended") else contextlib.nullcontext():
@@ -85,11 +89,11 @@ def measure(args, data: str, setting: str) -> dict:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("contention section (preset: the first --preset)")
-    group.add_argument("--contention-batch-size", type=int, default=256)
-    group.add_argument("--contention-steps", type=int, default=300, help="training steps per run")
-    group.add_argument("--contention-every", type=int, default=50, help="steps between the trainer's progress lines")
-    group.add_argument("--contention-rounds", type=int, default=2, help="runs of each setting, in turn")
-    group.add_argument("--contention-timeout", type=float, default=120.0,
+    group.add_argument("--contention-batch-size", type=int_from(1, MAX_BATCH), default=256)
+    group.add_argument("--contention-steps", type=int_from(1, MAX_STEPS), default=300, help="training steps per run")
+    group.add_argument("--contention-every", type=int_from(1, MAX_STEPS), default=50, help="steps between the trainer's progress lines")
+    group.add_argument("--contention-rounds", type=int_from(1, 1000), default=2, help="runs of each setting, in turn")
+    group.add_argument("--contention-timeout", type=seconds, default=120.0,
                        help="seconds after which a run is stopped (its rate is then taken from the lines so far)")
 
 
@@ -100,12 +104,12 @@ def run(args) -> dict:
     if min(args.contention_batch_size, args.contention_every, args.contention_rounds) < 1 \
             or args.contention_steps < 2 * args.contention_every or args.contention_timeout <= 0:
         raise ValueError("--contention-* must be positive, and --contention-steps at least twice --contention-every")
-    data = args.data or library.default_data()
+    data = args.data or default_data()
     runs = {setting: [] for setting in SETTINGS}
     for _ in range(args.contention_rounds):
         for setting in SETTINGS:
             runs[setting].append(measure(args, data, setting))
-    docs = library.read_docs(data)
+    docs = read_docs(data)
     rows = {}
     for setting, measured in runs.items():
         best = max(measured, key=lambda m: m["steps_per_s"])

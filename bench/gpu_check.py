@@ -22,8 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import library
-from .common import REPO, SCRIPTS, Clock, OneLineParser, child_env, run_process, write_json
+from microgpt_scalar.config import get_config
+
+from .common import (REPO, SCRIPTS, Clock, OneLineParser, child_env, compare_step_command, default_data, read_docs,
+                     run_process, write_json)
 
 DEFAULT_OUT = REPO / "docs" / "gpu_check.json"
 BUDGET_S = 300.0
@@ -53,7 +55,7 @@ def checks(data: str, num_gpus: int) -> list[tuple[str, list, float]]:
     ddp = [torchrun] if torchrun else [python, "-m", "torch.distributed.run"]
     found = [
         ("CUDA tests", [python, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider"], 90.0),
-        ("compare_step --device cuda", library.compare_step_command("--device", "cuda"), 30.0),
+        ("compare_step --device cuda", compare_step_command("--device", "cuda"), 30.0),
         ("precision table", [python, SCRIPTS / "precision_table.py"], 45.0),
         (f"data parallel on {num_gpus} GPU(s)",
          [*ddp, "--nproc_per_node", str(num_gpus), SCRIPTS / "train_torch.py", "--mode", "batched",
@@ -84,8 +86,8 @@ def steps_per_second(lines: list) -> float | None:
 
 def mean_targets_per_document(data: str, preset: str = "microgpt") -> float:
     """The mean non-padding targets of a training document: tokens per step = this x batch size."""
-    config = library.scalar_config(preset)
-    docs = library.read_docs(data)
+    config = get_config(preset)
+    docs = read_docs(data)
     return sum(min(config.block_size, len(doc) + 1) for doc in docs) / len(docs)
 
 
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
 
         print(f"gpu_check: no CUDA device (torch {torch.__version__}): nothing to check")
         return 0
-    data = args.data or library.default_data()
+    data = args.data or default_data()
     clock = Clock()
     results = run_checks(data, len(devices), args.budget)
     seconds = clock.read()[0]

@@ -21,8 +21,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from . import library
-from .common import SEED
+from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, int_from
+
+from .common import SEED, read_docs, torch_start
 
 METADATA_OPS = {  # operations that make a view or read metadata: no kernel on a GPU
     "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "slice", "select", "unsqueeze",
@@ -42,12 +43,14 @@ FUSION = 3.0  # assumed: Inductor fuses elementwise chains, leaving a third of t
 
 def count_step(batch_size: int, preset: str, data: str | None, steps_before: int = 2) -> dict:
     """Operations, syncs and bytes of one batched step at `batch_size` (after a warm-up)."""
+    from microgpt_torch.train import batched_train_step
+
     model, optimizer, batches = new_run(batch_size, preset, data)
     for step in range(steps_before):
-        library.batched_step(model, optimizer, *next(batches), step)
+        batched_train_step(model, optimizer, *next(batches), step)
     idx, targets, num_targets = next(batches)
     with op_counter() as counter:
-        library.batched_step(model, optimizer, idx, targets, num_targets, steps_before)
+        batched_train_step(model, optimizer, idx, targets, num_targets, steps_before)
     counted = counter.summary()
     return {"batch_size": batch_size, "tokens": num_targets, "positions": idx.numel(), **counted,
             "bytes_per_token": counted["bytes"] / num_targets}
@@ -97,12 +100,17 @@ def new_run(batch_size: int, preset: str, data: str | None):
     """(model, optimizer, endless ready batches) of batched float32 training from the reference start."""
     import torch
 
-    docs = library.read_docs(data)
-    config, params, train_tokens, _, _, _ = library.torch_start(docs, preset, SEED, num_steps=10**9)
-    model = library.torch_model(config, params, dtype=torch.float32)
-    optimizer = library.torch_optimizer(model, config)
-    order = library.batch_rows(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED))
-    batches = (library.packed_batch(train_tokens, config.block_size, next(order)) for _ in iter(int, 1))
+    from microgpt_torch.model import GPT
+    from microgpt_torch.optim import make_optimizer
+    from microgpt_torch.train import PackedDocuments, batch_order
+
+    docs = read_docs(data)
+    config, params, train_tokens, _, _, _ = torch_start(docs, preset, SEED, num_steps=10**9)
+    model = GPT.from_scalar_params(config, params, dtype=torch.float32, batched=True)
+    optimizer = make_optimizer(model, config)
+    order = batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED))
+    packed = PackedDocuments.of(train_tokens, config.block_size)
+    batches = (packed.batch(next(order)) for _ in iter(int, 1))
     return model, optimizer, batches
 
 
@@ -111,6 +119,8 @@ def host_time(batch_size: int, preset: str, data: str | None, steps: int, repeat
     timings of `steps` steps on ready batches (built before the clock starts). The thread's
     CPU time, unlike the wall clock, does not count the time other processes hold the core."""
     import torch
+
+    from microgpt_torch.train import batched_train_step
 
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -121,7 +131,7 @@ def host_time(batch_size: int, preset: str, data: str | None, steps: int, repeat
         for _ in range(repeats):
             start = time.thread_time()
             for batch in ready:
-                library.batched_step(model, optimizer, *batch, step)
+                batched_train_step(model, optimizer, *batch, step)
                 step += 1
             times.append((time.thread_time() - start) / steps)
     finally:
@@ -157,10 +167,10 @@ def gpu_estimate(counted: dict, host_s: float, batch_size: int) -> dict:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("kernels section (preset: the first --preset)")
-    group.add_argument("--kernels-batch-size", type=int, default=2048, help="batch whose step is counted")
-    group.add_argument("--kernels-gpu-batch-sizes", type=int, nargs="+", default=[2048, 16384, 65536],
+    group.add_argument("--kernels-batch-size", type=int_from(1, MAX_BATCH), default=2048, help="batch whose step is counted")
+    group.add_argument("--kernels-gpu-batch-sizes", type=int_from(1, MAX_BATCH), nargs="+", default=[2048, 16384, 65536],
                        help="batch sizes of the GPU estimate")
-    group.add_argument("--kernels-host-steps", type=int, default=50, help="steps per host-time measurement")
+    group.add_argument("--kernels-host-steps", type=int_from(1, MAX_STEPS), default=50, help="steps per host-time measurement")
 
 
 def run(args) -> dict:

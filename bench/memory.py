@@ -19,8 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import library
-from .common import MIB, run_process
+from microgpt_scalar.cli import real_from, seconds
+
+from .common import (MIB, compare_step_command, default_data, read_docs, run_process, train_scalar_command,
+                     train_torch_batched_command)
 
 FILE_FACTOR = 3.0  # the batched trainer's peak above torch's own footprint, at most this many times the file
 
@@ -41,26 +43,26 @@ SMALL_FILE_LINES = 1000  # the data of the trainer's own footprint
 def programs(data: str, small: str) -> dict:
     """name -> command of one step on `data` (and the footprints, on `small` or no data)."""
     return {
-        "batched trainer": library.train_torch_batched_command(data, 32, 1, 0),
-        "batched trainer, 1,000 names (footprint)": library.train_torch_batched_command(small, 32, 1, 0),
-        "scalar trainer": library.train_scalar_command("fused", data, 1, samples=0),
-        "checker": library.compare_step_command("--data", data),
+        "batched trainer": train_torch_batched_command(data, 32, 1, 0),
+        "batched trainer, 1,000 names (footprint)": train_torch_batched_command(small, 32, 1, 0),
+        "scalar trainer": train_scalar_command("fused", data, 1, samples=0),
+        "checker": compare_step_command("--data", data),
         "import torch": [sys.executable, "-c", "import torch"],
     }
 
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("memory section")
-    group.add_argument("--memory-file-mb", type=float, default=50.0, help="size of the generated names file")
-    group.add_argument("--memory-limit-mib", type=float, default=8000.0, help="a run is stopped above this")
-    group.add_argument("--memory-timeout", type=float, default=300.0, help="a run is stopped after this many seconds")
+    group.add_argument("--memory-file-mb", type=real_from(0.001, 1e6), default=50.0, help="size of the generated names file")
+    group.add_argument("--memory-limit-mib", type=real_from(1, 1e9), default=8000.0, help="a run is stopped above this")
+    group.add_argument("--memory-timeout", type=seconds, default=300.0, help="a run is stopped after this many seconds")
 
 
 def run(args) -> dict:
     if args.memory_file_mb <= 0 or args.memory_limit_mib <= 0 or args.memory_timeout <= 0:
         raise ValueError("--memory-file-mb, --memory-limit-mib and --memory-timeout must be positive")
-    source = args.data or library.default_data()
-    library.read_docs(source)  # a clear error for a bad --data before anything is generated
+    source = args.data or default_data()
+    read_docs(source)  # a clear error for a bad --data before anything is generated
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as directory:
         data = Path(directory) / "names-large.txt"
         size = generate_names_file(source, data, args.memory_file_mb)

@@ -18,7 +18,12 @@ import sys
 
 from microgpt_scalar.cli import inference_header
 
-from . import library
+from microgpt_scalar.config import get_config
+from microgpt_scalar.data import load_docs
+from microgpt_scalar.model import softmax
+from microgpt_scalar.optim import learning_rate_at
+from microgpt_scalar.train import forward_loss, start_run
+
 from .common import SEED, log_line
 
 
@@ -86,10 +91,10 @@ class PlainLoop:
         self.loss = None
 
     def __call__(self, model, optimizer, tokens, step):
-        loss = library.scalar_forward_loss(model, tokens)
+        loss = forward_loss(model, tokens)
         self.loss = loss  # only now does the previous step's graph go
         loss.backward()
-        optimizer.step(library.learning_rate(model.config, step), step)
+        optimizer.step(learning_rate_at(step, model.config), step)
         return loss.data
 
 
@@ -99,7 +104,7 @@ def plain_sample(model, tokenizer, rng, temperature: float) -> str:
     token_id, out = tokenizer.BOS, []
     for pos_id in range(model.config.block_size):
         logits = model.forward(token_id, pos_id, keys, values)
-        probs = library.scalar_softmax([logit / temperature for logit in logits])
+        probs = softmax([logit / temperature for logit in logits])
         token_id = rng.choices(range(tokenizer.vocab_size), weights=[p.data for p in probs])[0]
         if token_id == tokenizer.BOS:
             break
@@ -114,9 +119,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, required=True, help="the run's length (num_steps)")
     parser.add_argument("--samples", type=int, default=20)
     args = parser.parse_args(argv)
-    docs = library.load_docs(args.data)
-    config = library.scalar_config(args.preset, num_steps=args.steps)
-    docs, tokenizer, model, optimizer, rng = library.scalar_start(docs, config, SEED, PlainValue)
+    docs = load_docs(args.data)
+    config = get_config(args.preset, num_steps=args.steps)
+    docs, tokenizer, model, optimizer, rng = start_run(docs, config, SEED, PlainValue)
     print(f"num docs: {len(docs)}")
     print(f"vocab size: {tokenizer.vocab_size}")
     print(f"num params: {len(model.parameters())}")

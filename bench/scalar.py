@@ -19,14 +19,20 @@ import gc
 import sys
 import tracemalloc
 
-from . import library
-from .common import MIB, SEED, CheckFailed, Clock, check_logs_identical, log_line, max_rss_mib, run_process
+from microgpt_scalar.cli import MAX_SAMPLES, MAX_STEPS, int_from
+from microgpt_scalar.config import get_config
+from microgpt_scalar.engine import Value, topological_order
+from microgpt_scalar.fused import FusedValue
+from microgpt_scalar.train import forward_loss, start_run, train_step
+
+from .common import (MIB, SEED, CheckFailed, Clock, check_logs_identical, default_data, log_line, max_rss_mib,
+                     read_docs, run_process, train_scalar_command)
 from .plain import PlainLoop, PlainValue
 
 ENGINES = {  # name -> (value class, makes the function that takes one training step)
     "plain": (PlainValue, PlainLoop),
-    "per-op": (library.VALUE_CLASSES["per-op"], lambda: library.scalar_train_step),
-    "fused": (library.VALUE_CLASSES["fused"], lambda: library.scalar_train_step),
+    "per-op": (Value, lambda: train_step),
+    "fused": (FusedValue, lambda: train_step),
 }
 STEP_TARGETS = {"per-op": 3.0, "fused": 15.0}  # least speed-up of one step over plain, in CPU time
 JOB_TARGETS = {"per-op": 3.0, "fused": 25.0}  # least speed-up of the whole job over plain, wall time
@@ -39,7 +45,7 @@ class Run:
     def __init__(self, engine: str, docs: list[str], config):
         value_cls, make_step = ENGINES[engine]
         self.step_fn = make_step()
-        self.docs, self.tokenizer, self.model, self.optimizer, _ = library.scalar_start(docs, config, SEED, value_cls)
+        self.docs, self.tokenizer, self.model, self.optimizer, _ = start_run(docs, config, SEED, value_cls)
         self.log, self.losses = [], []
 
     def tokens(self, step: int) -> list[int]:
@@ -53,8 +59,8 @@ class Run:
 
     def count_nodes(self) -> int:
         """Nodes in the graph of the next step (built and dropped; nothing is trained)."""
-        loss = library.scalar_forward_loss(self.model, self.tokens(len(self.losses)))
-        return len(library.topological_order(loss))
+        loss = forward_loss(self.model, self.tokens(len(self.losses)))
+        return len(topological_order(loss))
 
 
 def check_runs_agree(runs: dict) -> None:
@@ -108,7 +114,7 @@ def profile_run(run: Run, steps: int) -> dict:
 
 def bench_step(docs: list[str], preset: str, steps: int, memory_steps: int) -> dict:
     """(a) on one preset: time, then profile, the three engines; CheckFailed on a log mismatch."""
-    config = library.scalar_config(preset)
+    config = get_config(preset)
     runs = {name: Run(name, docs, config) for name in ENGINES}
     totals = time_runs(runs, steps)
     check_runs_agree(runs)
@@ -137,7 +143,7 @@ def bench_step(docs: list[str], preset: str, steps: int, memory_steps: int) -> d
 def job_command(engine: str, data: str, steps: int, samples: int) -> list:
     if engine == "plain":
         return [sys.executable, "-m", "bench.plain", "--data", data, "--steps", str(steps), "--samples", str(samples)]
-    return library.train_scalar_command(engine, data, steps, samples)
+    return train_scalar_command(engine, data, steps, samples)
 
 
 def job_log(stdout: str) -> list[str]:
@@ -171,20 +177,20 @@ def bench_job(data: str, steps: int, samples: int, rounds: int) -> dict:
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("scalar section")
-    group.add_argument("--scalar-steps", type=int, default=40, help="timed training steps per engine and preset")
-    group.add_argument("--scalar-memory-steps", type=int, default=3,
+    group.add_argument("--scalar-steps", type=int_from(1, MAX_STEPS), default=40, help="timed training steps per engine and preset")
+    group.add_argument("--scalar-memory-steps", type=int_from(1, MAX_STEPS), default=3,
                        help="steps per engine profiled for nodes and memory (untimed)")
-    group.add_argument("--job-steps", type=int, default=100, help="training steps of the whole-process job")
-    group.add_argument("--job-samples", type=int, default=20, help="names the whole-process job samples")
-    group.add_argument("--job-rounds", type=int, default=2, help="runs of each engine's whole process")
+    group.add_argument("--job-steps", type=int_from(1, MAX_STEPS), default=100, help="training steps of the whole-process job")
+    group.add_argument("--job-samples", type=int_from(0, MAX_SAMPLES), default=20, help="names the whole-process job samples")
+    group.add_argument("--job-rounds", type=int_from(1, 1000), default=2, help="runs of each engine's whole process")
 
 
 def run(args) -> dict:
     if min(args.scalar_steps, args.scalar_memory_steps, args.job_steps, args.job_rounds) < 1 or args.job_samples < 0:
         raise ValueError("--scalar-steps, --scalar-memory-steps, --job-steps and --job-rounds must be at least 1, "
                          "--job-samples at least 0")
-    data = args.data or library.default_data()
-    docs = library.read_docs(data)
+    data = args.data or default_data()
+    docs = read_docs(data)
     presets = {preset: bench_step(docs, preset, args.scalar_steps, args.scalar_memory_steps) for preset in args.preset}
     return {
         "what": "the scalar engines against the plain one: one training step (forward, backward, Adam) in-process, "

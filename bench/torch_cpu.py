@@ -23,8 +23,10 @@ import statistics
 import tempfile
 from contextlib import contextmanager
 
-from . import library
-from .common import SEED, Clock, check_logs_identical, log_line, max_rss_mib
+from microgpt_scalar.cli import MAX_BATCH, MAX_STEPS, int_from, seconds
+from microgpt_scalar.config import get_config
+
+from .common import SEED, Clock, check_logs_identical, log_line, max_rss_mib, read_docs, torch_start
 from .scalar import Run
 
 FAITHFUL_TARGET = 300.0  # least speed-up of the faithful torch run over each scalar engine's run
@@ -88,15 +90,19 @@ def estimate_plain_run(docs: list[str], config, sample: int) -> dict:
 def time_torch_faithful(docs: list[str], preset: str, steps: int) -> list[tuple]:
     """The faithful run (float64, one thread, as scripts/train_torch.py runs it), timed
     FAITHFUL_REPEATS times: a list of (cpu s, wall s, losses, log, model)."""
+    from microgpt_torch.model import GPT
+    from microgpt_torch.optim import make_optimizer
+    from microgpt_torch.train import faithful_steps
+
     runs = []
     for _ in range(FAITHFUL_REPEATS):
-        config, params, _, _, shuffled, tokenizer = library.torch_start(docs, preset, SEED, num_steps=steps)
-        model = library.torch_model(config, params)  # float64: the scalar engine's initial weights
-        optimizer = library.torch_optimizer(model, config)
+        config, params, _, _, shuffled, tokenizer = torch_start(docs, preset, SEED, num_steps=steps)
+        model = GPT.from_scalar_params(config, params, fused=True)  # float64: the scalar engine's initial weights
+        optimizer = make_optimizer(model, config)
         gc.collect()
         clock = Clock()
         with torch_threads(1):
-            losses = library.faithful_losses(model, optimizer, shuffled, tokenizer)
+            losses = [loss for _, loss in faithful_steps(model, optimizer, shuffled, tokenizer)]
             log = [log_line(step, steps, loss) for step, loss in enumerate(losses)]
         wall, cpu = clock.read()
         runs.append((cpu, wall, losses, log, model))
@@ -105,7 +111,10 @@ def time_torch_faithful(docs: list[str], preset: str, steps: int) -> list[tuple]
 
 def val_loss_of(config, params: dict, val_tokens: list) -> float:
     """Validation loss of scalar-layout weights, evaluated in float64."""
-    return library.evaluate(library.torch_model(config, params), val_tokens)
+    from microgpt_torch.model import GPT
+    from microgpt_torch.train import evaluate
+
+    return evaluate(GPT.from_scalar_params(config, params, fused=True), val_tokens)
 
 
 def bench_faithful(docs: list[str], preset: str, steps: int, plain_sample: int) -> dict:
@@ -116,7 +125,7 @@ def bench_faithful(docs: list[str], preset: str, steps: int, plain_sample: int) 
     compared: this machine's speed drifts over the minute the scalar runs take, and a
     ratio of two moments would carry that drift.
     """
-    config = library.scalar_config(preset, num_steps=steps)
+    config = get_config(preset, num_steps=steps)
     scalar_runs, engines = {}, {}
     torch_runs = time_torch_faithful(docs, preset, steps)
     for name in ("per-op", "fused"):
@@ -132,7 +141,7 @@ def bench_faithful(docs: list[str], preset: str, steps: int, plain_sample: int) 
     for figures in engines.values():
         figures["torch_speedup_cpu"] = figures["cpu_s"] / torch_time["cpu_s"]
         figures["torch_speedup_wall"] = figures["wall_s"] / torch_time["wall_s"]
-    torch_config, _, _, val_tokens, _, _ = library.torch_start(docs, preset, SEED, num_steps=steps)
+    torch_config, _, _, val_tokens, _, _ = torch_start(docs, preset, SEED, num_steps=steps)
     return {
         "steps": steps,
         "logs_identical": True,  # check_logs_identical raised otherwise
@@ -142,7 +151,7 @@ def bench_faithful(docs: list[str], preset: str, steps: int, plain_sample: int) 
         "engines": engines,
         "final_train_loss_line": log[-1],
         "val_loss_scalar_weights": val_loss_of(torch_config, scalar_runs["fused"].model.params_as_floats(), val_tokens),
-        "val_loss_torch_weights": val_loss_of(torch_config, library.scalar_params_of(torch_model), val_tokens),
+        "val_loss_torch_weights": val_loss_of(torch_config, torch_model.scalar_params(), val_tokens),
         "targets": {name: {"torch_speedup_cpu_at_least": FAITHFUL_TARGET,
                            "met": engines[name]["torch_speedup_cpu"] >= FAITHFUL_TARGET}
                     for name in ("per-op", "fused")},
@@ -158,13 +167,18 @@ def new_batched_run(config, params, train_tokens: list, batch_size: int, compile
     (torch.compile's default), instead of once per width."""
     import torch
 
-    model = library.torch_model(config, params, dtype=torch.float32)
-    optimizer = library.torch_optimizer(model, config)
+    from microgpt_torch.model import GPT
+    from microgpt_torch.optim import make_optimizer
+    from microgpt_torch.train import batched_steps
+
+    model = GPT.from_scalar_params(config, params, dtype=torch.float32, batched=True)
+    optimizer = make_optimizer(model, config)
     if compiled:
         torch._dynamo.reset()  # each measurement compiles from nothing (the disk cache aside)
     step_model = torch.compile(model, dynamic=None if grouped else False) if compiled else model
     generator = torch.Generator().manual_seed(SEED)
-    return model, step_model, library.batched_losses(step_model, optimizer, train_tokens, batch_size, generator, grouped)
+    return model, step_model, batched_steps(step_model, optimizer, train_tokens, batch_size, generator,
+                                            group_by_length=grouped)
 
 
 def batch_shapes(train_tokens: list, block_size: int, batch_size: int, num_batches: int,
@@ -173,8 +187,10 @@ def batch_shapes(train_tokens: list, block_size: int, batch_size: int, num_batch
     `batched_steps` draws for the seed: the same order, drawn again."""
     import torch
 
+    from microgpt_torch.train import batch_order
+
     lengths = [min(block_size, len(tokens) - 1) for tokens in train_tokens]
-    order = library.batch_rows(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED),
+    order = batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED),
                         torch.tensor(lengths) if grouped else None)
     shapes = []
     for _ in range(num_batches):
@@ -235,7 +251,7 @@ def bench_throughput(docs: list[str], preset: str, batch_sizes: list, modes: lis
                      window_seconds: float) -> list[dict]:
     """One row per batch size, mode (eager, compiled), batch order (shuffled, grouped by
     length) and thread count."""
-    config, params, train_tokens, _, _, _ = library.torch_start(docs, preset, SEED, num_steps=ENDLESS)
+    config, params, train_tokens, _, _, _ = torch_start(docs, preset, SEED, num_steps=ENDLESS)
     return [measure_throughput(config, params, train_tokens, batch_size, compiled, grouped, n, windows, window_seconds)
             for compiled in modes for grouped in (False, True) for n in threads for batch_size in batch_sizes]
 
@@ -266,8 +282,10 @@ def compile_without_training(model, step_model, train_tokens: list, batch_size: 
     gradients: the kernels are built before the clock starts, and no weight moves."""
     import torch
 
-    rows = next(library.batch_rows(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED)))
-    idx, targets, _ = library.packed_batch(train_tokens, model.config.block_size, rows)
+    from microgpt_torch.train import PackedDocuments, batch_order
+
+    rows = next(batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED)))
+    idx, targets, _ = PackedDocuments.of(train_tokens, model.config.block_size).batch(rows)
     _, loss = step_model(idx, targets)
     loss.backward()
     model.zero_grad(set_to_none=True)
@@ -283,10 +301,12 @@ def bench_time_budget(docs: list[str], preset: str, batch_size: int, compiled: b
 
 
 def time_budget_run(docs: list[str], preset: str, batch_size: int, compiled: bool, seconds: float) -> dict:
-    config, params, train_tokens, val_tokens, _, _ = library.torch_start(docs, preset, SEED, num_steps=ENDLESS)
+    from microgpt_torch.train import evaluate
+
+    config, params, train_tokens, val_tokens, _, _ = torch_start(docs, preset, SEED, num_steps=ENDLESS)
     step_s = calibrate_step(config, params, train_tokens, batch_size, compiled)
     num_steps = max(1, int(seconds / step_s))
-    config, params, _, _, _, _ = library.torch_start(docs, preset, SEED, num_steps=num_steps)
+    config, params, _, _, _, _ = torch_start(docs, preset, SEED, num_steps=num_steps)
     model, step_model, steps = new_batched_run(config, params, train_tokens, batch_size, compiled)
     if compiled:
         compile_without_training(model, step_model, train_tokens, batch_size)
@@ -298,7 +318,7 @@ def time_budget_run(docs: list[str], preset: str, batch_size: int, compiled: boo
     wall = clock.read()[0]
     return {
         "planned_steps": num_steps, "steps": done, "wall_s": wall, "last_train_loss": loss,
-        "val_loss": library.evaluate(model, val_tokens),
+        "val_loss": evaluate(model, val_tokens),
     }
 
 
@@ -306,19 +326,19 @@ def time_budget_run(docs: list[str], preset: str, batch_size: int, compiled: boo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("torch section (preset: the first --preset, default microgpt)")
-    group.add_argument("--faithful-steps", type=int, help="steps of the faithful comparison (default: the preset's)")
-    group.add_argument("--plain-sample", type=int, default=20,
+    group.add_argument("--faithful-steps", type=int_from(1, MAX_STEPS), help="steps of the faithful comparison (default: the preset's)")
+    group.add_argument("--plain-sample", type=int_from(0, MAX_STEPS), default=20,
                        help="steps of the plain engine timed and extrapolated to the whole run (0: skip it)")
-    group.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512, 2048], metavar="B",
+    group.add_argument("--batch-sizes", type=int_from(1, MAX_BATCH), nargs="+", default=[32, 128, 512, 2048], metavar="B",
                        help="batch sizes of the throughput figures")
     group.add_argument("--no-compile", action="store_true",
                        help="skip torch.compile (10-20 s to compile per batch size and thread count)")
-    group.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N",
+    group.add_argument("--threads", type=int_from(1, os.cpu_count() or 1), nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N",
                        help="torch thread counts of the throughput figures (default: 1 and every CPU)")
-    group.add_argument("--windows", type=int, default=5, help="timed windows per throughput figure")
-    group.add_argument("--window-seconds", type=float, default=0.5, help="least length of a timed window")
-    group.add_argument("--train-seconds", type=float, default=10.0, help="wall time of the time-budgeted run")
-    group.add_argument("--train-batch-size", type=int, default=128,
+    group.add_argument("--windows", type=int_from(1, 1000), default=5, help="timed windows per throughput figure")
+    group.add_argument("--window-seconds", type=seconds, default=0.5, help="least length of a timed window")
+    group.add_argument("--train-seconds", type=seconds, default=10.0, help="wall time of the time-budgeted run")
+    group.add_argument("--train-batch-size", type=int_from(1, MAX_BATCH), default=128,
                        help="batch size of the time-budgeted run (128 reached the lowest loss in 10 s of 64 .. 2048)")
 
 
@@ -339,8 +359,8 @@ def check_torch_args(args, config) -> int:
 
 def run(args) -> dict:
     preset = args.preset[0]
-    steps = check_torch_args(args, library.scalar_config(preset))
-    docs = library.read_docs(args.data)
+    steps = check_torch_args(args, get_config(preset))
+    docs = read_docs(args.data)
     faithful = bench_faithful(docs, preset, steps, args.plain_sample)
     modes = [False] if args.no_compile else [False, True]
     with fresh_compile_cache() if not args.no_compile else contextlib.nullcontext():

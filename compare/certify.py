@@ -29,6 +29,7 @@ from compare.gradients import GradientRecorder
 from compare.tolerances import Tolerance
 from microgpt_scalar.config import GPTConfig, get_config, param_shapes
 from microgpt_scalar.engine import Value
+from microgpt_scalar.files import FileError, read_input, shown
 from microgpt_scalar.train import sample, start_run, train_step
 
 GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "microgpt.json"
@@ -92,13 +93,19 @@ def gradient_norms(grads: dict) -> dict:
     return {name: math.sqrt(math.fsum(g * g for row in rows for g in row)) for name, rows in grads.items()}
 
 
+def step_record(step: int, loss: float, grads: dict) -> StepRecord:
+    """A step's record from its loss and gradients: the loss as the log prints it, the norms."""
+    return StepRecord(step, loss, f"{loss:.4f}", gradient_norms(grads))
+
+
 def record_run(docs: list[str], steps: int, num_samples: int, value_cls=Value, config: GPTConfig | None = None,
-               seed: int = 42, on_step=None) -> tuple[list[StepRecord], list[str]]:
+               seed: int = 42, on_step=None, on_grads=None) -> tuple[list[StepRecord], list[str]]:
     """Train the first `steps` of the run `config` describes (default: preset microgpt, whose
     num_steps sets the learning-rate schedule), then sample `num_samples` names.
 
     `on_step(record)` sees each step as it ends; if it returns False the run stops there and
-    no names are sampled. Returns (step records, samples).
+    no names are sampled. `on_grads(record, grads)` sees the step's gradients too (name ->
+    rows). Returns (step records, samples).
     """
     config = get_config() if config is None else config
     docs, tokenizer, model, optimizer, rng = start_run(docs, config, seed, value_cls)
@@ -106,7 +113,9 @@ def record_run(docs: list[str], steps: int, num_samples: int, value_cls=Value, c
     records = []
     for s in range(steps):
         loss = float(train_step(model, recorder, tokenizer.encode(docs[s % len(docs)]), s))
-        records.append(StepRecord(s + 1, loss, f"{loss:.4f}", gradient_norms(recorder.grads)))
+        records.append(step_record(s + 1, loss, recorder.grads))
+        if on_grads is not None:
+            on_grads(records[-1], recorder.grads)
         if on_step is not None and on_step(records[-1]) is False:
             return records, []
     return records, [sample(model, tokenizer, rng) for _ in range(num_samples)]
@@ -146,15 +155,17 @@ def golden_text(golden: dict) -> str:
 
 
 def load_golden(path=GOLDEN_PATH) -> dict:
-    path = Path(path)
     try:
-        golden = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GoldenError(f"golden trace not found: {path}") from None
+        raw = read_input(path, "golden trace")
+    except FileError as error:
+        raise GoldenError(str(error)) from None
+    path = shown(path)
+    try:
+        golden = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise GoldenError(f"golden trace is not valid JSON: {path} ({error})") from None
-    except OSError as error:
-        raise GoldenError(f"cannot read the golden trace {path}: {error.strerror}") from None
+    except RecursionError:
+        raise GoldenError(f"golden trace {path} is malformed: nested too deeply") from None
     if not isinstance(golden, dict) or golden.get("format") != FORMAT or golden.get("version") != VERSION:
         raise GoldenError(f"not a {FORMAT} file of version {VERSION}: {path}")
     missing = [key for key in ("preset", "seed", "num_steps", "data", "steps", "samples") if key not in golden]

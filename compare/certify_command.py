@@ -19,14 +19,18 @@ step (probes, worst tensor, gradient plot), then certified as above. It prints o
 engine and writes class.csv, class.json, index.html (the table, each report, each plot) and
 reports/*.txt into --out.
 
---engine runs the code of the file it is given (in a separate process, with a time limit,
---memory and --cpu-time). Exit 0 on PASS (every engine's, with --engines), 1 on a
-difference (or an engine that fails, exits, crashes or hangs), 2 on bad usage or input (an
-engine that lacks an operation, the wrong data).
+--engine runs the code of the file it is given, and --engines each engine's, in a sandbox of
+its own (a process, with a time limit for each step and --max-memory, --max-cpu,
+--max-processes and --max-file-size; with --engines, --max-memory is 2048 MB unless given).
+
+Exit codes: 0 on PASS (every engine's, with --engines); 1 on a difference (or an engine
+that fails, exits, crashes or hangs); 2 on bad usage or input (an engine that lacks an
+operation, the wrong data); 130 Ctrl-C.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -36,15 +40,22 @@ from compare.certify import (
     make_golden, wanted_samples,
 )
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
+from compare.sandbox import add_limit_flags, limits_from
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_data_flag, add_quiet_flag, add_size_flags,
-                                 check_output_path, data_path, int_from, positive_int,
-                                 positive_real, size_overrides)
+                                 check_scalar_model_fits, command, data_path, int_from, print_error, seconds,
+                                 size_overrides, step_count)
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, load_docs
+from microgpt_scalar.files import check_input, claim_output
 
 
-DEFAULT_MEMORY_MB = 2048  # two engines at a time stay well under a few GB
-DEFAULT_CPU_SECONDS = 900
+def engine_file(spec: str) -> str:
+    """The file of --engine FILE[:CLASS]."""
+    head, sep, tail = spec.rpartition(":")
+    return head if sep and tail.isidentifier() and head else spec
+
+
+CLASS_MEMORY_MB = 2048  # --engines' default --max-memory: two engines at a time stay under a few GB
 
 
 def available_cores() -> int:
@@ -55,58 +66,70 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--engine", help="FILE[:CLASS], the class defaulting to Value")
-    add_quiet_flag(parser, "only the PASS or FAIL line (with --engines: only the table)")
     which.add_argument("--engines", nargs="+", metavar="PATH",
-                        help="many engines: files (FILE[:CLASS]), globs, or folders of submissions")
+                       help="many engines: files (FILE[:CLASS]), globs, or folders of submissions")
     parser.add_argument("--jobs", type=int_from(1, 256), default=available_cores(),
-                        help=f"engines checked at a time (default: the cores, here {available_cores()})")
+                        help=f"with --engines, engines checked at a time (default: the cores, here {available_cores()})")
     parser.add_argument("--out", default="certify-class", metavar="DIR",
                         help="where --engines writes class.csv, class.json, index.html (default: certify-class)")
-    parser.add_argument("--memory", type=positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
-                        help=f"memory each engine's process may use (default {DEFAULT_MEMORY_MB})")
-    parser.add_argument("--cpu-time", type=positive_int, default=DEFAULT_CPU_SECONDS, metavar="SECONDS",
-                        help=f"CPU time each engine's process may use (default {DEFAULT_CPU_SECONDS})")
-    parser.add_argument("--steps", type=positive_int, default=20, help="training steps to check (default: 20)")
+    add_quiet_flag(parser, "only the PASS or FAIL line (with --engines: only the table)")
+    parser.add_argument("--steps", type=step_count, default=20, help="training steps to check (default: 20)")
     add_data_flag(parser)
     parser.add_argument("--golden", default=str(GOLDEN_PATH), help="the golden trace to check against")
     add_size_flags(parser, "the golden trace is then made here, by the project's engine")
-    parser.add_argument("--timeout", type=positive_real, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"time the engine may take to load and for each step (default {DEFAULT_TIMEOUT:g})")
+    add_limit_flags(parser)
     return parser.parse_args(argv)
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.engines is not None:
         return check_class_command(args)
     overrides = size_overrides(args)
     try:
-        get_config("microgpt", **overrides)  # a bad model size is bad usage
+        check_scalar_model_fits(get_config("microgpt", **overrides))  # a bad model size is bad usage
         docs = load_docs(args.data)
         golden = None if overrides else load_golden(args.golden)
         if golden is not None:
             check_fit(golden, docs, args.steps)
         elif isinstance(args.steps, bool) or args.steps < 1:
             raise GoldenError(f"steps must be a positive whole number, got {args.steps!r}")
-        with EngineProcess(args.engine, timeout=args.timeout, limits=limits_of(args)) as engine:  # starts at once
-            found = engine.engine()
+        check_input(engine_file(args.engine), "--engine")
+        with EngineProcess(args.engine, timeout=args.timeout, limits=limits_from(args, args.steps + 3)) as engine:
+            found = engine.engine()  # the process started at once, while the rest loads
             if found["missing"]:
-                raise EngineRefused(found["missing"])
+                raise EngineRefused(found["missing"], skipped=found.get("skipped", []))
             certificate, probes = run(engine, found, docs, golden, args.steps, overrides, args.quiet)
+            engine.check_own_files()
+            if not args.quiet:
+                print(f"sandbox: {engine.sandbox}")
     except EngineFailure as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 1
+    except EngineRefused as error:
+        from compare.render import skipped_block
+
+        if error.skipped:
+            print(skipped_block(error.skipped))
+        print_error(error)
+        return 2
     except KeyboardInterrupt:
-        print("error: interrupted; nothing certified", file=sys.stderr)
+        print_error("interrupted; nothing certified")
         return 130
     except (EngineRefused, GoldenError, DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     return verdict(certificate, probes, args)
 
 
-def limits_of(args) -> ResourceLimits:
-    return ResourceLimits(memory_bytes=args.memory * 2**20, cpu_seconds=args.cpu_time)
+def class_limits(args):
+    """Each engine's sandbox in a class: a single check's (--max-memory and the rest), with
+    --max-memory CLASS_MEMORY_MB unless given."""
+    limits = limits_from(args, args.steps + 3)
+    return limits if args.max_memory is not None else dataclasses.replace(limits, memory_mb=CLASS_MEMORY_MB)
 
 
 def check_class_command(args) -> int:
@@ -124,32 +147,32 @@ def check_class_command(args) -> int:
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: not a folder")
         for name in ("class.csv", "class.json", "index.html"):
-            check_output_path(str(out / name), "--out", overwrite=True)
+            claim_output(out / name, "--out", overwrite=True)
     except (SubmissionError, GoldenError, DataError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
-    options = ClassOptions(steps=args.steps, timeout=args.timeout, limits=limits_of(args), jobs=args.jobs)
+    options = ClassOptions(steps=args.steps, timeout=args.timeout, limits=class_limits(args), jobs=args.jobs)
     if not args.quiet:
-        print(f"checking {len(submissions)} engines, {args.jobs} at a time, each with {options.limits.describe()} "
-              f"and {args.timeout:g} s for any one step", file=sys.stderr)
+        print(f"checking {len(submissions)} engines, {args.jobs} at a time, each in its own sandbox "
+              f"({options.limits.describe()}) with {args.timeout:g} s for any one step", file=sys.stderr)
     from tqdm import tqdm
 
     progress = tqdm(total=len(submissions), file=sys.stderr, unit="engine", disable=True if args.quiet else None)
     try:
         rows = check_class(submissions, options, out, on_row=lambda row: progress.update())
     except KeyboardInterrupt:
-        print("error: interrupted; nothing written", file=sys.stderr)
+        print_error("interrupted; nothing written")
         return 130
     finally:
         progress.close()
-    meta = {"steps": args.steps, "jobs": args.jobs, "memory_mb": args.memory, "cpu_seconds": args.cpu_time,
-            "timeout": args.timeout}
+    meta = {"steps": args.steps, "jobs": args.jobs, "timeout": args.timeout,
+            **{f"max_{name}": value for name, value in dataclasses.asdict(options.limits).items()}}
     print(table_text(rows), end="")
     print(counts_line(rows))
     try:
         files = write_class_files(out, rows, meta)
-    except OSError as error:
-        print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+    except ValueError as error:  # a full disk, or another program wrote a file meanwhile
+        print_error(error)
         return 2
     if not args.quiet:
         print(f"wrote {files['csv']}, {files['json']} and {files['html']}", file=sys.stderr)
@@ -165,34 +188,49 @@ def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, over
         print(f"making the golden trace of this model ({', '.join(f'{k} {v}' for k, v in overrides.items())}) "
               f"with the project's engine", file=sys.stderr)
         golden = make_golden(docs, steps, num_samples, "microgpt", 42, overrides)
-    num_steps = golden["num_steps"]
+    from compare.probe_check import check_probes, unfinished_message  # torch: the oracle of the probes
+    from compare.render import early_block
+
+    probes = check_probes(found["probes"])
+    if not quiet:  # before training: kept if it fails
+        print(early_block(probes, found.get("skipped", []), found["notes"]), flush=True)
+    if found.get("hung"):
+        raise EngineFailure(unfinished_message(found["label"], probes, "the training steps were"), kind="timeout")
+    if not quiet:
+        print(f"the first {steps} of the run's {golden['num_steps']} steps (its learning-rate schedule):", flush=True)
 
     def show(record):
         if not quiet:
-            print(f"step {record.step:4d} / {num_steps:4d} | loss {record.printed}", flush=True)
+            print(f"step {record.step:4d} / {steps:4d} | loss {record.printed}", flush=True)
 
-    from compare.probe_check import check_probes  # torch: the oracle of the probes
-
-    probes = check_probes(found["probes"])
     return judge_run(engine.record_run, golden, steps, on_step=show, passthrough=(EngineFailure,)), probes
 
 
 def verdict(certificate, probes, args) -> int:
-    from compare.render import probe_table
+    """The last line: PASS only if the log matches and no probe fails; what was not probed
+    (an operation the engine lacks) is named, never counted as agreeing."""
+    from compare.render import not_checked_text
 
-    if (not probes.agrees or probes.notes) and not args.quiet:
-        print(probe_table(probes), end="")
+    missing = not_checked_text(probes)
+    not_checked = f"; not checked: {missing}" if missing else ""
     if not certificate.passed:
         print(f"FAIL: {certificate.difference.message}")
         return 1
     if not probes.agrees:
-        wrong = "; ".join(r.message for r in probes.faults)
-        print(f"FAIL: the training log matches, but {len(probes.faults)} operator probe(s) fail: {wrong}")
+        counts = {}
+        for r in probes.faults + probes.not_run:
+            counts[r.operator] = counts.get(r.operator, 0) + 1
+        n = sum(counts.values())
+        wrong = "; ".join(r.message for r in probes.faults + probes.not_run[:1])
+        print(f"FAIL: the training log matches, but {n} operator probe{'s' * (n > 1)} fail{'s' * (n == 1)} "
+              f"({', '.join(counts)}): {wrong}{not_checked}")
         return 1
     samples = ", then the sampled names" if certificate.samples_compared else ""
+    probed = "every operator probe of what it has agrees with torch" if missing else \
+        "every operator probe agrees with torch"
     print(f"PASS: {args.engine} matches the golden trace for {args.steps} steps: each loss within "
           f"{LOSS_TOLERANCE.rtol:g} relative and as printed, each tensor's gradient norm within "
-          f"{GRAD_NORM_TOLERANCE.rtol:g} relative{samples}; every operator probe agrees with torch")
+          f"{GRAD_NORM_TOLERANCE.rtol:g} relative{samples}; {probed}{not_checked}")
     return 0
 
 

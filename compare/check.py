@@ -16,6 +16,7 @@ scalar engine under test raises, exits, crashes or hangs while it runs; never pr
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from microgpt_scalar.checkpoint import Checkpoint
@@ -31,8 +32,12 @@ from .faults import FAULTS, check_injection
 from .fd import TOLERANCE as FD_TOLERANCE
 from .fd import finite_differences
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from .probes import run_probes
-from .report import Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, Report, Settings, StepLoss
+from .diagnosis import StepOutcome, diagnose, engine_facts
+from .probes import probe_keys, run_probes
+from .protocol import Depth, FiniteDiffs, ProtocolError, Step
+from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, ProbeCheck, Report, Settings,
+                     StepLoss)
+from .statements import SkippedLine, explain_name_error
 from .scalar_side import ScalarSide, StepResult
 from .suspects import RECURSION_ADVICE
 from .tolerances import Tolerances, tolerances_for
@@ -44,7 +49,7 @@ from .weights import load_weights
 def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, data=None, seed: int = 42,
                  steps: int = 1, dtype: str = "float64", device: str = "cpu", engine=None, inject: str | None = None,
                  fd: int = 0, overrides: dict | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 engine_process: EngineProcess | None = None) -> Report:
+                 engine_process: EngineProcess | None = None, on_probes=None) -> Report:
     """Compare `steps` training steps of the two engines and return the report.
 
     weights: "reference", "dense" or a checkpoint path. docs: documents to train on, all in
@@ -55,6 +60,10 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
     fd: how many gradients to check against finite differences as well; overrides: config
     fields (n_layer, n_embd, n_head, block_size). engine_process: one already started for
     this engine (a script starts it before torch loads); it is not closed here.
+    on_probes(probes, skipped, notes): called with the judged probes, the file's skipped
+    lines and the loader's notes as soon as they are known, before the step starts (a
+    script prints them). An EngineFailure raised while the step runs carries them too
+    (`found`, `probes`) with the likely causes (`causes`).
     """
     overrides = {name: value for name, value in (overrides or {}).items() if value is not None}
     config = get_config(preset, **overrides)
@@ -80,20 +89,88 @@ def compare_step(preset: str = "microgpt", weights: str = "dense", docs=None, da
 
     if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
         settings = settings_for(f"{engine.__module__}.{engine.__qualname__}")
-        return run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings), fd,
-                         run_probes(engine))
+        from .probe_check import check_probes  # torch: the probes' oracle
+
+        probes, facts = check_probes(run_probes(engine)), engine_facts(engine)
+        if on_probes is not None:
+            on_probes(probes, [], [])
+        return _diagnosed(lambda: run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings),
+                                            fd, probes=probes), {"probes": probes}, facts, None)
     process = engine_process or EngineProcess(engine, inject, timeout)
     try:
-        found = process.engine()
-        if found["missing"]:
-            from .probe_check import check_probes  # torch: the probes' oracle
+        found = _found_or_what_came(process)
+        skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
+        if found["missing"] or found.get("hung"):
+            from .probe_check import check_probes, unfinished_message  # torch: the probes' oracle
 
-            raise EngineRefused(found["missing"], check_probes(found["probes"]))
-        return run_sides(start, documents, settings_for(found["label"]), ChildScalar(process, found), fd,
-                         found["probes"], found["notes"])
+            probes = explained(check_probes(found["probes"]), skipped)
+            if found["missing"]:
+                raise EngineRefused(found["missing"], probes, [dataclasses.asdict(line) for line in skipped])
+            if on_probes is not None:
+                on_probes(probes, skipped, found["notes"])
+            error = EngineFailure(unfinished_message(found["label"], probes, "the model's step was"), kind="timeout")
+            error.found, error.probes = found, probes
+            error.causes = diagnose(probes, found.get("facts", {}), StepOutcome(failure="timeout"))
+            raise error
+        judged = {}  # the probes, once judged: run_sides judges them while the engine's step runs
+        return _diagnosed(lambda: _run_child(process, found, start, documents, settings_for(found["label"]), fd,
+                                             skipped, on_probes, judged),
+                          judged, found.get("facts", {}), found, skipped)
     finally:
         if engine_process is None:
             process.close()
+
+
+def _found_or_what_came(process: EngineProcess) -> dict:
+    """What the engine's process found; if it fails while loading or probing, the
+    EngineFailure carries the probes that had ended (the rest "not run") and their causes."""
+    try:
+        return process.engine()
+    except EngineFailure as error:
+        if process.probes_so_far:
+            from .probe_check import check_probes
+
+            so_far = {key: process.probes_so_far.get(key, {"not_run": "the engine's process stopped first"})
+                      for key in probe_keys()}
+            error.probes = check_probes(so_far)
+            error.causes = diagnose(error.probes, process.facts, StepOutcome(failure=error.kind, message=str(error)))
+        raise
+
+
+def _run_child(process, found, start, documents, settings, fd, skipped, on_probes, judged) -> Report:
+    report = run_sides(start, documents, settings, ChildScalar(process, found), fd, raw_probes=found["probes"],
+                       notes=found["notes"], skipped=skipped, on_probes=on_probes, judged=judged)
+    process.check_own_files()
+    report.sandbox = process.sandbox
+    report.skipped_lines = [dataclasses.asdict(line) for line in skipped]
+    return report
+
+
+def explained(probes: ProbeCheck, skipped: list) -> ProbeCheck:
+    """The probes, each NameError about a name the loader skipped saying so."""
+    for result in probes.results:
+        result.message = explain_name_error(result.message, skipped)
+    return probes
+
+
+def _diagnosed(run, judged: dict, facts: dict, found, skipped=()) -> Report:
+    """run() -> the report, with the likely causes; an EngineFailure gets them too, with
+    what was found before it (`found`, `probes`, `causes`). judged["probes"]: the judged
+    probes, once they are."""
+    try:
+        report = run()
+    except EngineFailure as error:
+        probes = judged.get("probes")
+        limited = bool(found and found.get("chain") and found["chain"][1] is not None)
+        step = StepOutcome(failure=error.kind, message=str(error), depth_limited=limited and error.recursion)
+        error.found, error.probes, error.causes = found, probes, diagnose(probes, facts, step)
+        error.args = (explain_name_error(str(error), list(skipped)),)
+        raise
+    later = report.settings.steps > 1 and report.focus_step > report.settings.start_step and \
+        report.losses[0].agrees and not report.step_agrees
+    step = StepOutcome(ran=True, agrees=report.step_agrees, first_step_agreed_later_not=later)
+    report.causes = diagnose(judged.get("probes"), facts, step)
+    return report
 
 
 def _check_choices(docs, data, steps, dtype, engine, inject, fd) -> None:
@@ -144,10 +221,11 @@ class StepComparison:
 
 
 def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, raw_probes=None,
-              notes=()) -> Report:
+              notes=(), probes: ProbeCheck | None = None, skipped=(), on_probes=None, judged=None) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end. `raw_probes`: what run_probes found, judged
-    here against torch."""
+    here against torch while the engine's process takes its step (or `probes`, judged
+    already); then on_probes(probes, skipped, notes) and judged["probes"] = probes."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
     batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
     depth = scalar.begin(start, batches, fd, settings.seed)  # a child starts training now, while torch loads here
@@ -156,7 +234,14 @@ def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scala
     from .probe_check import check_probes
     from .sides import TorchSide
 
-    probes = check_probes(raw_probes) if raw_probes is not None else None
+    if probes is None and raw_probes is not None:
+        probes = explained(check_probes(raw_probes), list(skipped))
+        if on_probes is not None:
+            on_probes(probes, list(skipped), list(notes))
+    if judged is not None:
+        judged["probes"] = probes
+    if isinstance(scalar, ChildScalar) and probes is not None:
+        scalar.every_path = walks_every_path(probes)
     with _tf32_off():
         return _step_both(start, settings, scalar, TorchSide(start, getattr(torch, settings.dtype), settings.device),
                           batches, depth, fd, probes, notes, tolerances, stages)
@@ -200,11 +285,26 @@ class InProcessScalar:
         return _guarded(finite_differences, self.settings, step, fd_side, batch, grads, k, self.settings.seed)
 
 
+STEP_FACTOR = 20  # a step may take this many times what the engine's speed predicts
+STEP_FLOOR = 15.0  # seconds: never stop a step sooner (a busy machine, a slow start)
+EVERY_PATH_FLOOR = 5.0  # ... unless the probes showed a backward that takes every path (it never ends)
+
+
+def walks_every_path(probes: ProbeCheck) -> bool:
+    """Whether the probe of y = y + y ten times (1,024 paths) came out far above 1,024: a
+    backward that walks every path, whose time on the model's graph grows without bound."""
+    many = next((r for r in probes.results if r.operator == "many paths"), None)
+    return bool(many and many.status == "fault" and many.got and abs(many.got[1]) > 10 * abs(many.expected[1]))
+
+
 class ChildScalar:
     """The scalar side in the engine's own process: numbers come back, nothing else."""
 
-    def __init__(self, process: EngineProcess, found: dict):
+    def __init__(self, process: EngineProcess, found: dict, every_path: bool = False):
         self.process, self.chain = process, found["chain"]
+        self.speed = found.get("speed") or {}
+        self.nodes = None
+        self.every_path = every_path  # the probes showed a walk that takes every path: the step cannot end
 
     def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
         weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
@@ -215,22 +315,45 @@ class ChildScalar:
 
     def step(self, batch, step: int, depth: DepthCheck) -> StepResult:
         if depth.graph is None:
-            found = self.process.next_message("setting up the model")
-            depth.graph, depth.per_layer = found["graph"], found["per_layer"]
+            found = self.process.next_message("setting up the model", Depth)
+            depth.graph, depth.per_layer = found.graph, found.per_layer
+            self.nodes = found.nodes
+        limit, why, predicted = self.limit(1.0)
         try:
-            message = self.process.next_message(f"training step {step + 1}")
+            message = self.process.next_message(f"training step {step + 1}", Step, timeout=limit, why=why,
+                                                predicted=predicted)
         except EngineFailure as error:
             if error.recursion:
                 raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
                                     True) from None
             raise
-        return StepResult(**message["result"])
+        if message.step != step:
+            self.process._protocol_failure(ProtocolError(f"step {message.step + 1} where step {step + 1} was due"))
+        return StepResult(message.loss, message.grads, message.params, message.adam_m, message.adam_v, message.traces)
+
+    def limit(self, passes: float) -> tuple:
+        """(seconds, why, predicted seconds) for a phase of `passes` forward-and-backward passes
+        of the model: 20 times what the engine's speed on the probes predicts, at least
+        STEP_FLOOR; (None, "", None) when its speed is unknown (the process's own limit holds)."""
+        if not self.speed.get("per_node") or not self.nodes:
+            return None, "", None
+        predicted = passes * self.nodes * self.speed["per_node"]
+        if self.every_path:  # a walk over every path of a graph this size does not end: no need to wait long
+            return max(EVERY_PATH_FLOOR, 3 * predicted), (
+                f"3x the {predicted:.2g} s its speed on the probes predicts for a graph of about {self.nodes:,} "
+                f"nodes; its backward walks every path, not every node, as the probe of many paths showed"), predicted
+        limit = max(STEP_FLOOR, STEP_FACTOR * predicted)
+        return limit, (f"{STEP_FACTOR}x the {predicted:.2g} s its speed on the probes predicts for a graph of about "
+                       f"{self.nodes:,} nodes: a backward that walks far more nodes than the graph has, or an "
+                       f"endless loop? --timeout sets a hard limit"), predicted
 
     def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
-        check = self.process.next_message("finite differences")["check"]
+        limit, why, predicted = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
+        check = self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
+                                          predicted=predicted and predicted / 2)
         entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
-                                    _fd_agrees(e["autograd"], e["estimate"])) for e in check["entries"]]
-        return FiniteDifferenceCheck(check["step_size"], FD_TOLERANCE, entries)
+                                    _fd_agrees(e["autograd"], e["estimate"])) for e in check.entries]
+        return FiniteDifferenceCheck(check.step_size, FD_TOLERANCE, entries)
 
 
 def _fd_agrees(autograd: float, estimate: float) -> bool:

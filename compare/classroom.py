@@ -4,9 +4,11 @@
     rows = check_class(submissions, ClassOptions(jobs=2, steps=20), out_dir)
 
 Every engine is copied into a folder of its own before any runs (so an engine that writes
-into another student's file changes nothing that is checked), then checked in its own process under
-resource limits: the operator probes and one training step against torch (compare_step,
-with its gradient plot), then, if those agree, the published run's first `steps` steps
+into another student's file changes nothing that is checked), then checked in the sandbox
+a single check uses (compare.sandbox: its own processes, a private folder, the memory, CPU,
+process and file-size limits of `limits`, the wall clock `timeout` for any one step): the
+operator probes and one training step against torch (compare_step, with its gradient
+plot), then, if those agree, the published run's first `steps` steps
 against the golden trace (compare.certify). `jobs` engines are checked at a time, each by a
 checker process of its own. Whatever an engine does (crash, hang, exhaust its memory or CPU
 time, fork, write files) it ends as one row with a verdict; the others are unaffected.
@@ -25,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from .limits import ResourceLimits
+from .sandbox import SandboxLimits
 
 NOT_ENGINES = ("conftest.py", "setup.py", "__init__.py")  # files in a folder of submissions that are not engines
 GLOB_CHARACTERS = "*?["
@@ -49,7 +51,7 @@ class Submission:
 class ClassOptions:
     steps: int = 20  # of the published run, against the golden trace (0: the comparison only)
     timeout: float = DEFAULT_TIMEOUT  # wall-clock seconds for any one thing: loading, a step
-    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    limits: SandboxLimits = field(default_factory=SandboxLimits)  # each engine's process's, as a single check's
     jobs: int = 1
     plots: bool = True
 
@@ -160,7 +162,7 @@ def check_one(submission: Submission, engine: Path | None, options: ClassOptions
     except EngineRefused as error:
         summary, text = refusal_summary(error), _refusal_text(error)
     except EngineFailure as error:
-        summary, text = failure_summary(error), f"ERROR: {error}"
+        summary, text = failure_summary(error), _failure_text(error)
     except (ValueError, OSError) as error:  # what the engine sent back could not be used
         summary, text = _summary_error(f"the check could not finish: {error}"), f"ERROR: {error}"
     finally:
@@ -188,8 +190,10 @@ def _check(spec: str, submission: Submission, options: ClassOptions, out_dir: Pa
 
     with EngineProcess(spec, timeout=options.timeout, limits=options.limits) as engine:
         report = compare_step(engine=spec, timeout=options.timeout, engine_process=engine)
+        engine.check_own_files()
+        sandbox = engine.sandbox
     report.settings.engine = submission.name  # the report names the student, not the private copy
-    summary, text = summary_of(report), render(report)
+    summary, text = summary_of(report), render(report) + f"\nsandbox: {sandbox}\n"
     if options.plots and report.gradient_values and _has_matplotlib():
         from .plot import plot_gradients
 
@@ -216,6 +220,7 @@ def _certify(spec: str, options: ClassOptions) -> tuple[bool, str]:
         engine.start_certify(docs, steps, len(wanted_samples(golden, steps)), golden_config(golden).to_dict(),
                              golden["seed"])
         certificate = judge_run(engine.record_run, golden, steps, passthrough=(EngineFailure,))
+        engine.check_own_files()
     if certificate.passed:
         return True, f"PASS: the golden trace's first {steps} steps match"
     return False, f"FAIL: {certificate.difference.message}"
@@ -272,10 +277,19 @@ def _summary_error(message: str) -> dict:
 
 
 def _refusal_text(error: EngineRefused) -> str:
-    from .render import probe_table
+    from .render import early_block
 
-    table = probe_table(error.found) if hasattr(error.found, "results") else ""
-    return f"{table}error: {error}"
+    return early_block(error.found if hasattr(error.found, "results") else None, error.skipped, []) + f"error: {error}"
+
+
+def _failure_text(error: EngineFailure) -> str:
+    """What a single check prints for an engine that failed: the probes that had ended, the
+    likely cause, the failure's line."""
+    from .render import cause_block, early_block
+
+    probes = early_block(error.probes, [], []) if error.probes is not None and error.found is None else ""
+    causes = cause_block(getattr(error, "causes", None) or [])
+    return probes + (f"\n{causes}\n" if causes else "") + f"ERROR: {error}"
 
 
 def _row(submission: Submission, summary: dict, text: str, seconds: float, cpu_seconds: float) -> dict:

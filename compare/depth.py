@@ -51,14 +51,19 @@ def _bisect(value_cls, good: int, bad: int, start: float) -> tuple[int, int]:
     return good, bad
 
 
+MADE = {"nodes": 0}
+
+
 class DepthNode:
     """A number that knows the longest chain of operations behind it, built like the
-    project's engine builds it (a - b is a + (-b), a / b is a * b ** -1)."""
+    project's engine builds it (a - b is a + (-b), a / b is a * b ** -1). MADE counts the
+    nodes made."""
 
     __slots__ = ("data", "grad", "depth")
 
     def __init__(self, data, depth: int = 0):
         self.data, self.grad, self.depth = data, 0, depth
+        MADE["nodes"] += 1
 
     def _made(self, data, *others) -> "DepthNode":
         depths = [self.depth] + [o.depth for o in others if isinstance(o, DepthNode)]
@@ -102,10 +107,51 @@ class DepthNode:
         return self * other ** -1
 
 
-def graph_depth(config, params: dict, tokens: list) -> int:
-    """The longest path from a parameter to the loss of one document, in nodes."""
+def graph_depth(config, params: dict, tokens: list, counted: list | None = None) -> int:
+    """The longest path from a parameter to the loss of one document, in nodes. `counted`,
+    if given, gets the number of nodes the document's graph has (parameters included)."""
     from microgpt_scalar.model import GPT
     from microgpt_scalar.train import forward_loss
 
+    before = MADE["nodes"]
     model = GPT(config, value_cls=DepthNode, params=params)
-    return forward_loss(model, tokens).depth
+    depth = forward_loss(model, tokens).depth
+    if counted is not None:
+        counted.append(MADE["nodes"] - before)
+    return depth
+
+
+SPEED_SIZES = (500, 4_000)  # leaves of the two graphs timed: 3 nodes a leaf, about 12 deep
+
+
+def backward_speed(value_cls, budget: float = 2.0) -> dict:
+    """Seconds per node to build and walk back a shallow graph (a pairwise sum of products,
+    so a recursive sort has no trouble), on a small and on a larger graph:
+    {"per_node": s, "growth": per-node time on the larger / on the smaller, "nodes": n}.
+    "growth" near 1 is a walk linear in the nodes; far above, a walk that slows as the graph
+    grows (a visited list, not a set). A graph still running after `budget` seconds counts
+    as slow. {} if the engine fails on it."""
+    from .statements import Overran, guarded
+
+    timings = []
+    for leaves in SPEED_SIZES:
+        try:
+            with guarded(budget, audit=False):
+                seconds = _time_tree(value_cls, leaves)
+        except Overran:
+            if not timings:
+                return {}
+            return {"per_node": timings[0], "growth": math.inf, "nodes": 3 * SPEED_SIZES[0]}
+        except Exception:
+            return {}
+        timings.append(seconds / (3 * leaves))
+    return {"per_node": timings[-1], "growth": timings[-1] / max(timings[0], 1e-12), "nodes": 3 * SPEED_SIZES[-1]}
+
+
+def _time_tree(value_cls, leaves: int) -> float:
+    start = time.perf_counter()
+    level = [value_cls(0.001 * i) * 1.5 for i in range(leaves)]
+    while len(level) > 1:
+        level = [level[i] + level[i + 1] if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+    level[0].backward()
+    return time.perf_counter() - start

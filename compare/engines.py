@@ -7,9 +7,11 @@
 The file is taken as learners have it: its folder is on sys.path while it loads (for `from
 config import ...`), sys.argv is the file alone, what it prints is kept out of the report,
 and the recursion limit, sys.argv, sys.path and the working folder are put back afterwards.
-A training script without an `if __name__ == "__main__":` guard is not run: only its
-imports, definitions and constants are (it must not download, write files or train), and a
-note says so. The comparison loads a file in a process of its own (compare.worker).
+Every top-level statement runs, each under a guard (compare.statements): one that reaches
+the network, starts a process, writes a file or runs for more than a second (training,
+sampling) is stopped and skipped, and so is one that fails; `loaded.skipped` lists each
+with its line and reason. The comparison loads a file in a process of its own
+(compare.worker).
 
 The scalar model runs on any class with the operations below, so the comparison can train
 the learner's engine against torch exactly as it trains the project's.
@@ -25,8 +27,10 @@ import os
 import sys
 import traceback
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .statements import IMPORT_BUDGET, STATEMENT_BUDGET, Overran, guarded, run_statements
 
 # What microgpt_scalar's model.py and train.py ask of a number, and where. The test
 # `test_required_operations_are_the_ones_the_step_calls` records the calls a training step
@@ -54,7 +58,12 @@ REQUIRED_ATTRIBUTES = {
 
 
 class EngineError(ValueError):
-    """An engine that cannot be loaded or lacks what the model needs; the message is one line."""
+    """An engine that cannot be loaded or lacks what the model needs; the message is one line.
+    `skipped`: the lines of the file the loader skipped (SkippedLine), when it got that far."""
+
+    def __init__(self, message: str, skipped: list | None = None):
+        super().__init__(message)
+        self.skipped = list(skipped or [])
 
 
 def parse_engine_spec(spec: str) -> tuple[Path, str]:
@@ -69,6 +78,7 @@ def parse_engine_spec(spec: str) -> tuple[Path, str]:
 class LoadedEngine:
     value_cls: type
     notes: list  # one line each: what the loader did that the learner should know
+    skipped: list = field(default_factory=list)  # SkippedLine: the statements stopped or failed while loading
 
 
 def load_engine(spec: str):
@@ -81,15 +91,27 @@ def load_engine(spec: str):
 
 
 def load_engine_file(spec: str) -> LoadedEngine:
-    """The class `spec` names and the loader's notes; EngineError if there is no such class."""
+    """The class `spec` names, the loader's notes and the lines it skipped; EngineError if
+    there is no such class (the message names the skipped lines)."""
     path, class_name = parse_engine_spec(spec)
-    module, notes = import_learner_file(path)
+    module, notes, skipped = import_learner_file(path)
     value_cls = getattr(module, class_name, None)
     if not isinstance(value_cls, type):
         found = sorted(name for name, obj in vars(module).items() if isinstance(obj, type) and obj.__module__ == module.__name__)
+        own = next((line for line in skipped if class_name in line.names), None)
+        if own is not None:
+            others = [line for line in skipped if line is not own]
+            also = f"; also skipped while loading: {skipped_summary(others)}" if others else ""
+            raise EngineError(f"cannot import {path}, line {own.raised_at or own.line}: {own.reason}{also}", skipped)
         hint = f" (classes there: {', '.join(found)})" if found else " (it defines no class)"
-        raise EngineError(f"{path} has no class {class_name}{hint}; name one with --engine {path}:CLASS")
-    return LoadedEngine(value_cls, notes)
+        also = f"; skipped while loading: {skipped_summary(skipped)}" if skipped else ""
+        raise EngineError(f"{path} has no class {class_name}{hint}; name one with --engine {path}:CLASS{also}", skipped)
+    return LoadedEngine(value_cls, notes, skipped)
+
+
+def skipped_summary(skipped: list) -> str:
+    """The skipped lines on one line: "line 9 (reaches the network ...), line 11 (...)"."""
+    return "; ".join(f"line {line.line} `{line.text}` ({line.reason})" for line in skipped)
 
 
 def missing_message(value_cls, spec, missing: list) -> str:
@@ -100,12 +122,14 @@ def missing_message(value_cls, spec, missing: list) -> str:
     return f"class {value_cls.__name__} in {parse_engine_spec(str(spec))[0]} lacks what the transformer needs: {needs}"
 
 
-def import_learner_file(path: Path):
-    """Import a learner's file as a module: (module, notes). Its folder is on sys.path while
-    it loads, sys.argv is the file alone, what it prints is kept from the report, and the
-    interpreter state it changes (recursion limit, sys.argv, sys.path, the working folder,
-    the standard streams) is put back afterwards. A file that runs code at import (a training
-    script without a main guard) runs only its imports, definitions and constants."""
+def import_learner_file(path: Path, budget: float = STATEMENT_BUDGET):
+    """Import a learner's file as a module: (module, notes, skipped lines). Its folder is on
+    sys.path while it loads, sys.argv is the file alone, stdin is empty, what it prints is
+    kept from the report, and the interpreter state it changes (recursion limit, sys.argv,
+    sys.path, the working folder, the standard streams) is put back afterwards. Every
+    top-level statement runs under a guard (compare.statements): one that reaches the
+    network, starts a process, writes a file or runs past `budget` seconds is skipped, and
+    so is one that fails; each is listed."""
     if not path.is_file():
         raise EngineError(f"engine file not found: {path}")
     package_root, dotted = package_of(path)
@@ -118,35 +142,17 @@ def import_learner_file(path: Path):
         raise EngineError(f"cannot read {path}: {error}") from None
     except SyntaxError as error:
         raise EngineError(f"cannot import {path}, line {error.lineno}: SyntaxError: {error.msg}") from None
-    kept, dropped = definitions_only(tree)
-    notes = []
-    if dropped:
-        notes.append(f"{path} runs code at import (line {dropped[0].lineno} and on), with no "
-                     f"`if __name__ == \"__main__\":` guard; only its imports, definitions and constants were "
-                     f"run. Put the rest under that guard.")
     name = f"learner_engine_{abs(hash(str(path.resolve())))}"
     module = types.ModuleType(name)
     module.__file__ = str(path)
     printed = io.StringIO()
     with _interpreter_state_kept(path), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         sys.modules[name] = module  # dataclasses and pickle look a class's module up by name
-        try:
-            if dropped:
-                for node in kept:
-                    _run_kept(node, path, module)
-            else:  # a module that only defines things runs as it is written
-                exec(compile(tree, str(path), "exec"), module.__dict__)
-        except (Exception, SystemExit) as error:  # a learner's file can fail in any way
-            raise EngineError(f"cannot import {path}{_line_in(error, path)}: "
-                              f"{type(error).__name__}: {first_line(error)}") from None
+        skipped = run_statements(tree, path, module.__dict__, budget)
+    notes = []
     if printed.getvalue().strip():
         notes.append(f"{path} printed {len(printed.getvalue().splitlines())} line(s) while loading (not shown)")
-    return module, notes
-
-
-# Calls a file may make at import without running anything of its own: `LN2 = math.log(2)`,
-# `random.seed(42)`, `sys.setrecursionlimit(10_000)`.
-SAFE_CALL_ROOTS = ("math", "cmath", "random", "sys", "operator", "functools", "np", "numpy")
+    return module, notes, skipped
 
 
 def package_of(path: Path) -> tuple[Path | None, str | None]:
@@ -161,89 +167,22 @@ def package_of(path: Path) -> tuple[Path | None, str | None]:
 
 def _import_from_package(path: Path, root: Path, dotted: str):
     """A module of a package, imported by its dotted name (a package's modules import each
-    other relatively, and a package is a library, not a training script)."""
+    other relatively), as one statement under the guard."""
     printed = io.StringIO()
     with _interpreter_state_kept(path), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         sys.path.insert(0, str(root))
+        outcome = guarded(IMPORT_BUDGET)
         try:
-            module = importlib.import_module(dotted)
+            with outcome:
+                module = importlib.import_module(dotted)
+        except Overran:
+            raise EngineError(f"cannot import {path}: still running after {IMPORT_BUDGET:g} s") from None
         except (Exception, SystemExit) as error:
-            raise EngineError(f"cannot import {path}{_line_in(error, path)}: "
-                              f"{type(error).__name__}: {first_line(error)}") from None
+            reason = outcome.refused[0] if outcome.refused else f"{type(error).__name__}: {first_line(error)}"
+            raise EngineError(f"cannot import {path}{_line_in(error, path)}: {reason}") from None
     notes = [f"{path} printed {len(printed.getvalue().splitlines())} line(s) while loading (not shown)"] \
         if printed.getvalue().strip() else []
-    return module, notes
-
-
-def definitions_only(tree: ast.Module) -> tuple[list, list]:
-    """(statements to run, statements left out). A file that only defines things (imports,
-    classes, functions, constants, `Value.__radd__ = Value.__add__`, calls into math or
-    sys) keeps every statement. One that does work at import (a loop, reading data, a call
-    of its own such as `train()`, an `if` outside the main guard) keeps its imports,
-    definitions and those harmless statements, and leaves the rest out; never the guard."""
-    kept, dropped = [], []
-    for node in tree.body:
-        if _is_main_guard(node):
-            continue
-        (dropped if _does_work(node) else kept).append(node)
-    return kept, dropped
-
-
-def _does_work(node) -> bool:
-    if _is_definition(node):
-        return False
-    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)):
-        calls = [inner for inner in ast.walk(node) if isinstance(inner, ast.Call)]
-        return not all(_root_name(call.func) in SAFE_CALL_ROOTS for call in calls)
-    return True  # a loop, a with, an if, a del, ...
-
-
-def _root_name(func) -> str | None:
-    """"math" for math.log, "np" for np.random.seed; None for anything but a dotted name."""
-    while isinstance(func, ast.Attribute):
-        func = func.value
-    return func.id if isinstance(func, ast.Name) else None
-
-
-def _run_kept(node, path: Path, module) -> None:
-    """One kept statement of a file that does work at import. An assignment that reads a name
-    only the left-out work defines (`vocab = len(chars)` after the data was left out) is
-    left out too."""
-    try:
-        exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), module.__dict__)
-    except NameError:
-        if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)):
-            raise
-
-
-def _is_definition(node) -> bool:
-    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
-        return True
-    if isinstance(node, ast.Expr):  # a docstring or a bare constant
-        return isinstance(node.value, ast.Constant)
-    if isinstance(node, (ast.Assign, ast.AnnAssign)):
-        return node.value is not None and _is_constant(node.value)
-    if isinstance(node, ast.Try):  # try: import numpy / except ImportError: ...
-        return all(_is_definition(inner) for block in (node.body, node.orelse, node.finalbody) for inner in block) \
-            and all(_is_definition(inner) for handler in node.handlers for inner in handler.body)
-    return False
-
-
-def _is_constant(node) -> bool:
-    """Numbers, strings, names and arithmetic on them: `n_embd = 16`, `head_dim = n_embd // n_head`."""
-    if isinstance(node, (ast.Constant, ast.Name)):
-        return True
-    if isinstance(node, ast.UnaryOp):
-        return _is_constant(node.operand)
-    if isinstance(node, ast.BinOp):
-        return _is_constant(node.left) and _is_constant(node.right)
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return all(_is_constant(element) for element in node.elts)
-    return False
-
-
-def _is_main_guard(node) -> bool:
-    return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test)
+    return module, notes, []
 
 
 def _line_in(error: BaseException, path: Path) -> str:
@@ -260,12 +199,15 @@ def _line_in(error: BaseException, path: Path) -> str:
 @contextlib.contextmanager
 def _interpreter_state_kept(path: Path):
     saved = (sys.getrecursionlimit(), list(sys.argv), list(sys.path), os.getcwd())
+    stdin, bytecode = sys.stdin, sys.dont_write_bytecode
     sys.argv = [str(path)]
+    sys.stdin, sys.dont_write_bytecode = io.StringIO(), True  # nothing to read, nothing written
     sys.path.insert(0, str(path.resolve().parent))  # so `from config import ...` finds its sibling
     try:
         yield
     finally:
         limit, sys.argv, sys.path[:], cwd = saved
+        sys.stdin, sys.dont_write_bytecode = stdin, bytecode
         sys.setrecursionlimit(limit)
         if os.getcwd() != cwd:
             os.chdir(cwd)
@@ -288,6 +230,9 @@ DERIVATIVES = {
     "__mul__": ("d(a * b)/da = b, d(a * b)/db = a", "Value(self.data * other.data, (self, other), (other.data, self.data))",
                 "self.grad += other.data * out.grad; other.grad += self.data * out.grad"),
     "__rmul__": ("2.0 * a is a * 2.0", "def __rmul__(self, other): return self * other", None),
+    "__rsub__": ("2.0 - a is 2.0 + (-a): d/da = -1", "def __rsub__(self, other): return other + (-self)", None),
+    "__rtruediv__": ("2.0 / a is 2.0 * a ** -1: d/da = -2.0 / a ** 2",
+                     "def __rtruediv__(self, other): return other * self**-1", None),
     "__sub__": ("d(a - b)/da = 1, d(a - b)/db = -1", "def __sub__(self, other): return self + (-other)", None),
     "__neg__": ("d(-a)/da = -1", "def __neg__(self): return self * -1", None),
     "__truediv__": ("d(a / b)/da = 1 / b, d(a / b)/db = -a / b**2", "def __truediv__(self, other): return self * other**-1", None),

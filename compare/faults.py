@@ -21,6 +21,7 @@ not an engine's).
 from __future__ import annotations
 
 import inspect
+import linecache
 import types
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ class Fault:
     gradients_agree: tuple = ()  # ... and these must agree
     probes: tuple = ()  # the operator probes that fail (the lines of the probe table)
     flags: tuple = ()  # what the check needs beyond the default to catch it, e.g. a deeper model
+    cause: str = ""  # the cause the diagnosis must name first: "accumulation", "local-gradient *", ...
 
 
 FAULTS = {fault.name: fault for fault in (
@@ -57,7 +59,8 @@ FAULTS = {fault.name: fault for fault in (
         "of the last path backward walks; the other paths' contributions are lost.",
         "engine", "child.grad += local_grad * node.grad", "child.grad = local_grad * node.grad",
         gradients_differ=ALL_TENSORS,
-        probes=("same node twice", "two paths", "backward twice"),
+        probes=("same node twice", "two paths", "many paths", "backward twice"),
+        cause="accumulation",
     ),
     Fault(
         "no-topological-order",
@@ -77,6 +80,7 @@ def breadth_first_order(root):
 ''',
         gradients_differ=ALL_TENSORS,
         probes=("two paths",),
+        cause="topological-order",
     ),
     Fault(
         "no-seed",
@@ -84,8 +88,9 @@ def breadth_first_order(root):
         "d loss / d loss = 1 starts the chain rule; left at 0, every gradient comes out 0.",
         "engine", "self.grad = 1", "pass  # the seed self.grad = 1 is missing",
         gradients_differ=ALL_TENSORS,
-        probes=("+", "-", "*", "/", "neg", "**", "log", "exp", "relu", "same node twice", "two paths",
-                "backward twice"),
+        probes=("+", "-", "*", "/", "neg", "**", "log", "exp", "relu", "+=", "-=", "*=", "/=", "same node twice",
+                "two paths", "chain", "many paths", "equal values", "backward twice", "fresh node"),
+        cause="seed",
     ),
     Fault(
         "mul-grad",
@@ -95,7 +100,9 @@ def breadth_first_order(root):
         "engine", "return Value(self.data * other.data, (self, other), (other.data, self.data))",
         "return Value(self.data * other.data, (self, other), (self.data, other.data))",
         gradients_differ=ALL_TENSORS,
-        probes=("-", "*", "/", "neg", "same node twice", "two paths", "backward twice"),
+        probes=("-", "*", "/", "neg", "+=", "-=", "*=", "/=", "same node twice", "two paths", "chain", "equal values",
+                "backward twice"),
+        cause="local-gradient *",
     ),
     Fault(
         "pow-grad",
@@ -105,7 +112,8 @@ def breadth_first_order(root):
         "engine", "return Value(self.data**other, (self,), (other * self.data ** (other - 1),))",
         "return Value(self.data**other, (self,), (self.data ** (other - 1),))",
         gradients_differ=ALL_TENSORS,
-        probes=("/", "**", "relu", "same node twice"),
+        probes=("/", "**", "relu", "/=", "same node twice"),
+        cause="local-gradient **",
     ),
     Fault(
         "exp-grad",
@@ -116,6 +124,7 @@ def breadth_first_order(root):
         "return Value(math.exp(self.data), (self,), (self.data,))",
         gradients_differ=ALL_TENSORS,
         probes=("exp", "two paths"),
+        cause="local-gradient exp",
     ),
     Fault(
         "exp-forward",
@@ -127,6 +136,7 @@ def breadth_first_order(root):
         "return Value(2.718 ** self.data, (self,), (2.718 ** self.data,))",
         forward_stage="probs", forward_position=0,
         probes=("exp", "two paths"),
+        cause="forward exp",
     ),
     Fault(
         "log-grad",
@@ -136,6 +146,7 @@ def breadth_first_order(root):
         "return Value(math.log(self.data), (self,), (-1 / self.data**2,))",
         gradients_differ=ALL_TENSORS,
         probes=("log",),
+        cause="local-gradient log",
     ),
     Fault(
         "relu-grad",
@@ -149,6 +160,7 @@ def breadth_first_order(root):
                           "layer0.attn_wo", "layer0.mlp_fc1"),
         gradients_agree=("lm_head", "layer0.mlp_fc2"),
         probes=("relu",),
+        cause="local-gradient relu",
     ),
     Fault(
         "div-grad",
@@ -159,7 +171,8 @@ def breadth_first_order(root):
         "other = other if isinstance(other, Value) else Value(other)\n"
         "return Value(self.data / other.data, (self, other), (1 / other.data, self.data / other.data**2))",
         gradients_differ=ALL_TENSORS,
-        probes=("/", "same node twice"),
+        probes=("/", "/=", "same node twice"),
+        cause="local-gradient /",
     ),
     Fault(
         "grad-not-reset",
@@ -168,6 +181,7 @@ def breadth_first_order(root):
         "first step starts from zero either way, so this shows from the second step on.",
         "optim", "p.grad = 0", "pass  # p.grad = 0 is missing",
         min_steps=2, gradients_differ=ALL_TENSORS,
+        cause="reset",
     ),
     Fault(
         "rsub",
@@ -177,6 +191,7 @@ def breadth_first_order(root):
         "probe of 2.0 - a can see it.",
         "engine", "return other + (-self)", "return self - other",
         probes=("-",),
+        cause="forward -",
     ),
     Fault(
         "rtruediv",
@@ -185,6 +200,7 @@ def breadth_first_order(root):
         "divides a plain number by a Value, so only the probe of 2.0 / a can see it.",
         "engine", "return other * self**-1", "return self / other",
         probes=("/",),
+        cause="forward /",
     ),
     Fault(
         "relu-grad-one",
@@ -195,6 +211,7 @@ def breadth_first_order(root):
         "engine", "return Value(max(0, self.data), (self,), (float(self.data > 0),))",
         "return Value(max(0, self.data), (self,), (1.0,))",
         probes=("relu",),
+        cause="local-gradient relu",
     ),
     Fault(
         "mul-dict",
@@ -208,6 +225,7 @@ def breadth_first_order(root):
         "return Value(self.data * other.data, tuple(local_grads), tuple(local_grads.values()))",
         gradients_differ=("wte", "wpe", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv", "layer0.attn_wo"),
         gradients_agree=("lm_head", "layer0.mlp_fc1", "layer0.mlp_fc2"), probes=("same node twice", "backward twice"),
+        cause="graph-identity",
     ),
     Fault(
         "recursive-sort",
@@ -231,6 +249,7 @@ def recursive_topological_order(root):
     return topo
 ''',
         flags=("--n-layer", "8"),
+        cause="recursion-depth",
     ),
 )}
 
@@ -267,7 +286,9 @@ def _patched_module(fault: Fault) -> types.ModuleType:
     source = _replace_line(inspect.getsource(original), fault) + fault.helper
     module = types.ModuleType(f"microgpt_scalar.{fault.module}_with_{fault.name.replace('-', '_')}")
     module.__package__ = "microgpt_scalar"  # optim.py imports .config
-    exec(compile(source, f"<microgpt_scalar/{fault.module}.py with fault {fault.name}>", "exec"), module.__dict__)
+    filename = f"<microgpt_scalar/{fault.module}.py with fault {fault.name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # its lines can be shown
+    exec(compile(source, filename, "exec"), module.__dict__)
     return module
 
 

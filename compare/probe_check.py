@@ -9,7 +9,8 @@ import torch
 
 from .diff import entry_difference
 from .report import ProbeCheck, ProbeResult
-from .probes import FRESH_GRAPH, PROBES, fresh_graph_rounds, fresh_graph_sequence, probe_key
+from .probes import PROBE_BUDGET
+from .probes import FRESH_GRAPH, FRESH_NODE, PROBES, fresh_graph_rounds, fresh_graph_sequence, probe_key
 from .tolerances import Tolerance
 
 # A probe is one or two operations on numbers near 1, so the engine and torch differ by an
@@ -17,6 +18,8 @@ from .tolerances import Tolerance
 # relative). The mistakes the probes look for move a number by 10% or more.
 PROBE_TOLERANCE = Tolerance(atol=1e-12, rtol=1e-9)
 NO_RESULT = {"error": "gave no result (nothing came back from the engine's process)"}
+# How an engine says an operation does not take an input (micrograd's `assert isinstance(other, (int, float))`)
+UNSUPPORTED = ("TypeError", "AssertionError", "NotImplementedError", "AttributeError")
 
 
 def check_probes(raw: dict) -> ProbeCheck:
@@ -24,29 +27,42 @@ def check_probes(raw: dict) -> ProbeCheck:
     results = [_check_one(number, probe, raw.get(probe_key(number), NO_RESULT))
                for number, probe in enumerate(PROBES)]
     results.append(_check_fresh_graph(raw.get(FRESH_GRAPH, NO_RESULT)))
+    results.append(_check_fresh_node(raw.get(FRESH_NODE, NO_RESULT)))
     return ProbeCheck(results)
 
 
 def _check_one(number: int, probe, got: dict) -> ProbeResult:
+    result = _judge_one(probe, got)
+    result.uses = list(probe.uses)
+    return result
+
+
+def _judge_one(probe, got: dict) -> ProbeResult:
     names = "ab"[: len(probe.inputs)]
     where = ", ".join(f"{name} = {x:g}" for name, x in zip(names, probe.inputs))
     expression = f"{probe.expression} at {where}"
     if "missing" in got:
         return ProbeResult(probe.operator, expression, "absent" if probe.optional else "missing",
                            f"needs {', '.join(got['missing'])}")
+    if "not_run" in got:
+        return ProbeResult(probe.operator, expression, "not run", f"not run: {got['not_run']}")
+    if "error" in got and probe.extension and got.get("type") in UNSUPPORTED:
+        return ProbeResult(probe.operator, expression, "absent", f"not supported: {got['error']}")
     if "error" in got:
-        return ProbeResult(probe.operator, expression, "fault", f"{expression} {got['error']}")
+        return ProbeResult(probe.operator, expression, "fault", f"{expression} {got['error']}",
+                           error=got["error"].replace("raised ", "", 1), where=got.get("where") or {})
     value, grads = _expected(probe)
+    numbers = {"expected": [value, *grads], "got": [got["value"], *got["grads"]]}
     if not _close(got["value"], value):
         return ProbeResult(probe.operator, expression, "fault",
-                           f"{expression}: value expected {value!r}, got {got['value']!r}")
+                           f"{expression}: value expected {value!r}, got {got['value']!r}", **numbers)
     for name, want, have, derivative in zip(names, grads, got["grads"], probe.derivatives):
         if not _close(have, want):
             status = "note" if probe.convention else "fault"
             return ProbeResult(probe.operator, expression, status,
                                f"{expression}: d/d{name} expected {want!r}, got {have!r} "
-                               f"(d({probe.expression})/d{name} = {derivative})")
-    return ProbeResult(probe.operator, expression, "ok")
+                               f"(d({probe.expression})/d{name} = {derivative})", **numbers)
+    return ProbeResult(probe.operator, expression, "ok", **numbers)
 
 
 def _expected(probe) -> tuple[float, list]:
@@ -58,6 +74,8 @@ def _expected(probe) -> tuple[float, list]:
 
 def _check_fresh_graph(got: dict) -> ProbeResult:
     expression = f"a * a + a, then a * 3.0 after a.grad = 0, then a * 2.0, at a = {1.5:g}"
+    if "not_run" in got:
+        return ProbeResult(FRESH_GRAPH, expression, "not run", f"not run: {got['not_run']}")
     if "missing" in got:
         return ProbeResult(FRESH_GRAPH, expression, "missing", f"needs {', '.join(got['missing'])}")
     if "error" in got:
@@ -92,9 +110,39 @@ def _check_fresh_graph(got: dict) -> ProbeResult:
     return ProbeResult(FRESH_GRAPH, expression, "ok")
 
 
+def _check_fresh_node(got: dict) -> ProbeResult:
+    expression = "backward on y = a * b + a, then on a new node c = Value(0.3)"
+    if "not_run" in got:
+        return ProbeResult(FRESH_NODE, expression, "not run", f"not run: {got['not_run']}")
+    if "missing" in got:
+        return ProbeResult(FRESH_NODE, expression, "missing", f"needs {', '.join(got['missing'])}")
+    if "error" in got:
+        return ProbeResult(FRESH_NODE, expression, "fault", f"{expression} {got['error']}")
+    have = got["grads"]
+    if len(have) != 5:
+        return ProbeResult(FRESH_NODE, expression, "fault", f"{expression}: {len(have)} numbers came back, not 5")
+    if not (_close(have[2], have[0]) and _close(have[3], have[1])):
+        return ProbeResult(FRESH_NODE, expression, "fault",
+                           f"backward on a new node changed the gradients of a and b, made before it (a.grad "
+                           f"{have[0]!r} became {have[2]!r}, b.grad {have[1]!r} became {have[3]!r}): a node made "
+                           f"without children reaches other nodes", expected=[0.0, *have[:2], 1.0], got=[0.0, *have[2:]])
+    if not _close(have[4], 1.0):
+        return ProbeResult(FRESH_NODE, expression, "fault",
+                           f"{expression}: c.grad expected 1.0, got {have[4]!r} (d c / d c = 1)")
+    return ProbeResult(FRESH_NODE, expression, "ok")
+
+
 def _close(have: float, want: float) -> bool:
     return entry_difference(float(have), float(want), PROBE_TOLERANCE)[2] <= 1
 
 
 def _ordinal(n: int) -> str:
     return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def unfinished_message(label: str, probes: ProbeCheck, what: str) -> str:
+    """The one line for an engine whose probe never finished: `what` was not started."""
+    stuck = next((r for r in probes.faults if "did not finish within" in r.message), None)
+    expression = stuck.expression if stuck is not None else "a probe"
+    return (f"the scalar engine ({label}) did not finish {expression} within {PROBE_BUDGET:g} s, a graph of a few "
+            f"nodes, so {what} not started")

@@ -16,6 +16,7 @@ used twice (`a * a`) catches `child.grad = ...` written for `+=`.
 from __future__ import annotations
 
 import gc
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,8 +31,9 @@ class Probe:
     function: Callable  # the expression, for Values and torch tensors alike
     uses: tuple  # the methods of Value it calls
     derivatives: tuple  # per input, the derivative it should have, in words
-    optional: bool = False  # an operation the model does not need (tanh, sigmoid)
+    optional: bool = False  # an operation the model does not need (tanh, sigmoid): absent is fine
     convention: bool = False  # relu at exactly 0: a different derivative is a note, not a fault
+    extension: bool = False  # beyond what the operation must take (a Value exponent): raising is "not supported"
 
 
 def _two_paths(a, b):
@@ -46,6 +48,39 @@ def _short_and_long(a):
 
 def _sigmoid(a):
     return a.sigmoid()
+
+
+def _in_place(operation):
+    """c = a * 1.0, then c += b (or -=, *=, /=): the in-place operator on a node of a graph,
+    as a training loop's `loss += ...` uses it. Without __iadd__ Python falls back to +."""
+    def run(a, b=2.0):
+        c = a * 1.0
+        if operation == "+=":
+            c += b
+        elif operation == "-=":
+            c -= b
+        elif operation == "*=":
+            c *= b
+        else:
+            c /= b
+        return c
+    return run
+
+
+def _chain(a):
+    return ((a * 2.0) * 3.0) * 4.0  # each node's gradient must be complete before it is passed on
+
+
+def _many_paths(a):
+    y = a
+    for _ in range(10):
+        y = y + y  # 1,024 paths from y to a: a walk without a visited set takes each of them
+    return y
+
+
+def _equal_values(a, b):
+    u, w = a * 2.0, b * 3.0  # two different nodes that hold the same number, 3.0
+    return u + w
 
 
 PROBES = (
@@ -78,15 +113,34 @@ PROBES = (
           convention=True),
     Probe("relu", "relu(a) ** 2", (-1.3,), lambda a: a.relu() ** 2, ("relu", "__pow__"), ("0 for a < 0",)),
     Probe("relu", "relu(a) ** 2", (2.1,), lambda a: a.relu() ** 2, ("relu", "__pow__"), ("2 * a for a > 0",)),
+    Probe("+=", "c += b, c = a * 1.0", (A, B), _in_place("+="), ("__add__",), ("1", "1")),
+    Probe("+=", "c += 2.0, c = a * 1.0", (A,), _in_place("+="), ("__add__",), ("1",)),
+    Probe("-=", "c -= b, c = a * 1.0", (A, B), _in_place("-="), ("__sub__",), ("1", "-1")),
+    Probe("*=", "c *= b, c = a * 1.0", (A, B), _in_place("*="), ("__mul__",), ("b", "a")),
+    Probe("/=", "c /= b, c = a * 1.0", (A, B), _in_place("/="), ("__truediv__",), ("1 / b", "-a / b**2")),
     Probe("same node twice", "a * a", (A,), lambda a: a * a, ("__mul__",), ("2 * a",)),
     Probe("same node twice", "a + a", (A,), lambda a: a + a, ("__add__",), ("2",)),
     Probe("same node twice", "a / a", (A,), lambda a: a / a, ("__truediv__",), ("0",)),
+    Probe("same node twice", "a - a", (A,), lambda a: a - a, ("__sub__",), ("0",)),
     Probe("two paths", "c * a + exp(c), c = a * b", (0.6, -0.9), _two_paths, ("__mul__", "__add__", "exp"),
           ("2 * a * b + b * exp(a * b)", "a**2 + a * exp(a * b)")),
     Probe("two paths", "x + x * 3.0, x = a * 2.0", (A,), _short_and_long, ("__mul__", "__add__"), ("8",)),
+    Probe("chain", "a * 2.0 * 3.0 * 4.0", (A,), _chain, ("__mul__",), ("24",)),
+    Probe("many paths", "y = y + y ten times, from y = a", (A,), _many_paths, ("__add__",), ("1024",)),
+    Probe("equal values", "u + w, u = a * 2.0, w = b * 3.0 (both 3.0)", (A, 1.0), _equal_values,
+          ("__mul__", "__add__"), ("2", "3")),
     Probe("tanh", "tanh(a)", (0.8,), lambda a: a.tanh(), ("tanh",), ("1 - tanh(a)**2",), optional=True),
     Probe("sigmoid", "sigmoid(a)", (0.8,), _sigmoid, ("sigmoid",), ("sigmoid(a) * (1 - sigmoid(a))",),
           optional=True),
+    Probe("sqrt", "sqrt(a)", (2.3,), lambda a: a.sqrt(), ("sqrt",), ("0.5 / sqrt(a)",), optional=True),
+    Probe("sin", "sin(a)", (0.7,), lambda a: a.sin(), ("sin",), ("cos(a)",), optional=True),
+    Probe("cos", "cos(a)", (0.7,), lambda a: a.cos(), ("cos",), ("-sin(a)",), optional=True),
+    Probe("abs", "abs(a)", (-1.3,), lambda a: abs(a), ("__abs__",), ("-1 for a < 0",), optional=True),
+    Probe("abs", "abs(a)", (2.1,), lambda a: abs(a), ("__abs__",), ("1 for a > 0",), optional=True),
+    Probe("2.0 ** a", "2.0 ** a", (1.7,), lambda a: 2.0 ** a, ("__rpow__",), ("log(2.0) * 2.0**a",),
+          optional=True),
+    Probe("a ** b", "a ** b", (1.7, 0.6), lambda a, b: a ** b, ("__pow__",), ("b * a**(b - 1)", "log(a) * a**b"),
+          optional=True, extension=True),
 )
 
 # backward on a fresh graph after another: what the training loop does every step
@@ -123,14 +177,59 @@ def fresh_graph_rounds(make_leaf, backward, read, rounds: int = 6) -> list:
     return grads
 
 
-def run_probes(value_cls) -> dict:
+# backward on a fresh leaf after a graph was built: it must touch nothing but the leaf
+FRESH_NODE = "fresh node"
+PROBE_BUDGET = 2.0  # seconds one probe may take in the engine's process: each is a graph of a few nodes
+
+
+def fresh_node_sequence(a, b, make_leaf, backward, read) -> list:
+    """[a.grad, b.grad] after backward on y = a * b + a, then [a.grad, b.grad, c.grad] after
+    backward on a new leaf c made afterwards: c's own gradient is 1 and a's and b's stay as
+    they were. A node made without children that still reaches other nodes (a `children=[]`
+    default shared by every node) walks them again."""
+    backward(a * b + a)
+    before = [read(a), read(b)]
+    c = make_leaf(0.3)
+    backward(c)
+    return before + [read(a), read(b), read(c)]
+
+
+def run_probes(value_cls, budget: float | None = None, on_result=None) -> dict:
     """expression key -> {"value": float, "grads": [float]} or {"error": "..."} or
-    {"missing": [names]}, for every probe; plain numbers only. Never raises."""
-    results = {}
-    for number, probe in enumerate(PROBES):
-        results[probe_key(number)] = _run_one(value_cls, probe)
-    results[FRESH_GRAPH] = _run_fresh_graph(value_cls)
+    {"missing": [names]}, for every probe; plain numbers only. Never raises. With `budget`
+    (seconds, in a process's main thread), a probe still running after it is stopped, and
+    the probes after it are not run. `on_result(key, result)` sees each as it ends."""
+    results, stopped = {}, None
+    runs = [(probe_key(number), lambda probe=probe: _run_one(value_cls, probe)) for number, probe in enumerate(PROBES)]
+    runs += [(FRESH_GRAPH, lambda: _run_fresh_graph(value_cls)), (FRESH_NODE, lambda: _run_fresh_node(value_cls))]
+    for key, run in runs:
+        if stopped is not None:
+            results[key] = {"not_run": f"{stopped} did not finish"}
+        else:
+            results[key] = _timed(run, budget if key != FRESH_GRAPH or budget is None else 5 * budget)  # gc
+            if results[key].get("overran"):
+                stopped = key.split(":", 1)[-1]
+        if on_result is not None:
+            on_result(key, results[key])
     return results
+
+
+def _timed(run, budget):
+    if budget is None:
+        return run()
+    from .statements import Overran, guarded
+
+    try:
+        with guarded(budget, audit=False):
+            return run()
+    except Overran:
+        return {"error": f"did not finish within {budget:g} s (a graph of a few nodes: an endless loop, or a "
+                         f"backward that walks far more nodes than the graph has)", "overran": True}
+
+
+def probe_keys() -> list:
+    """Every key run_probes returns, in order."""
+    return [probe_key(number) for number in range(len(PROBES))] + [FRESH_GRAPH, FRESH_NODE]
 
 
 def probe_key(number: int) -> str:
@@ -147,7 +246,7 @@ def _run_one(value_cls, probe: Probe) -> dict:
         out.backward()
         return {"value": float(out.data), "grads": [float(x.grad) for x in inputs]}
     except Exception as error:  # the engine under test may fail in any way
-        return {"error": f"raised {type(error).__name__}: {_first_line(error)}"}
+        return _error(error)
 
 
 def _run_fresh_graph(value_cls) -> dict:
@@ -159,7 +258,29 @@ def _run_fresh_graph(value_cls) -> dict:
         rounds = fresh_graph_rounds(value_cls, lambda y: y.backward(), lambda x: float(x.grad))
         return {"value": 0.0, "grads": grads, "rounds": rounds}
     except Exception as error:
-        return {"error": f"raised {type(error).__name__}: {_first_line(error)}"}
+        return _error(error)
+
+
+def _run_fresh_node(value_cls) -> dict:
+    if not all(callable(getattr(value_cls, name, None)) for name in ("__mul__", "__add__", "backward")):
+        return {"missing": ["__mul__", "__add__", "backward"]}
+    try:
+        grads = fresh_node_sequence(value_cls(A), value_cls(B), value_cls, lambda y: y.backward(),
+                                    lambda x: float(x.grad))
+        return {"value": 0.0, "grads": grads}
+    except Exception as error:
+        return _error(error)
+
+
+def _error(error: BaseException) -> dict:
+    """What an engine raised, and the line of its own code it raised at (the deepest frame
+    outside this file)."""
+    found = {"error": f"raised {type(error).__name__}: {_first_line(error)}", "type": type(error).__name__}
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename != __file__]
+    if frames:
+        frame = frames[-1]
+        found["where"] = {"file": frame.filename, "line": frame.lineno, "text": (frame.line or "").strip()}
+    return found
 
 
 def _first_line(error: BaseException) -> str:

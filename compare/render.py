@@ -2,9 +2,12 @@
 what to do about them. Returns strings; the script prints them."""
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
+from .diagnosis import cause_lines, title
 from .diff import TensorDiff
+from .engines import DERIVATIVES, template
 from .faults import ALL_TENSORS
 from .report import ProbeCheck, Report
 from .suspects import backward_suspects, forward_suspects, matching_probes
@@ -13,30 +16,89 @@ from .trace import entry_meaning
 WIDTH = max(len(name) for name in ALL_TENSORS)  # the widest default tensor name
 
 
-def render(report: Report) -> str:
-    sections = [verdict(report), probe_table(report.probes).rstrip("\n"), notes_block(report), settings_block(report),
-                loss_block(report), gradient_table(report),
-                update_block(report), steps_block(report), coverage_block(report), parting_block(report),
-                fd_block(report), float32_note(report), next_block(report)]
+def render(report: Report, early_shown: bool = False) -> str:
+    """The whole report. What is known before the step (the lines the loader skipped, the
+    probe table) comes first; `early_shown` leaves it out, for a script that printed it
+    already (`early_block`) while the step ran."""
+    early = [] if early_shown else [early_block(report.probes, report.skipped_lines, []).rstrip("\n")]
+    sections = early + [verdict(report), cause_block(report.causes), notes_block(report), settings_block(report),
+                        loss_block(report), gradient_table(report),
+                        update_block(report), steps_block(report), coverage_block(report), parting_block(report),
+                        fd_block(report), float32_note(report), next_block(report)]
     return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def early_block(probes: ProbeCheck | None, skipped: list, notes: list) -> str:
+    """What is known before the model's step starts: the skipped lines and the probe table."""
+    parts = [skipped_block(skipped), probe_table(probes).rstrip("\n")]
+    return "\n\n".join(part for part in parts if part) + "\n" if any(parts) else ""
+
+
+def skipped_block(skipped: list) -> str:
+    """Every top-level statement of the engine's file the loader did not run, with why."""
+    if not skipped:
+        return ""
+    lines = [f"  skipped  {len(skipped)} line{'s' * (len(skipped) > 1)} of the engine's file did not run (every "
+             f"top-level statement runs, but one that reaches the network, starts a process, writes a file, runs "
+             f"over a second or fails is skipped; put such code under `if __name__ == \"__main__\":`):"]
+    for line in skipped:
+        line = line if isinstance(line, dict) else dataclasses.asdict(line)
+        lines.append(f"           line {line['line']}: {line['text']}  ({line['reason']})")
+    return "\n".join(lines)
+
+
+def cause_block(causes: list) -> str:
+    return "\n".join(cause_lines(causes))
 
 
 def verdict(report: Report) -> str:
     s = report.settings
     steps = "one training step" if s.steps == 1 else f"{s.steps} training steps in lockstep"
+    missing = not_checked_text(report.probes)
     if report.agrees:
         caveat = "" if not report.coverage.zero_tensors else " (but see the coverage WARNING below)"
+        if missing:
+            return (f"AGREE on everything it has: the scalar engine and torch agree on {steps}, within {s.dtype} "
+                    f"tolerances{caveat}; not checked: {missing}.")
         return f"AGREE: the scalar engine and torch agree on {steps}, within {s.dtype} tolerances{caveat}."
     where = "" if s.steps == 1 else f" from step {report.focus_step + 1} on"
-    return f"DISAGREE: the scalar engine and torch disagree{where}: {_reason(report)}."
+    also = f"; not checked: {missing}" if missing else ""
+    return f"DISAGREE: the scalar engine and torch disagree{where}: {_reason(report)}{also}."
+
+
+def not_checked_text(probes: ProbeCheck | None) -> str:
+    """"2.0 / a (no __rtruediv__), ..." for the probes of operations the engine lacks."""
+    if probes is None:
+        return ""
+    return ", ".join(dict.fromkeys(f"{r.expression.split(' at ')[0]} (no {', '.join(r.uses) or 'operation'})"
+                                   for r in probes.missing))
+
+
+# Why the model's step cannot see a wrong operator: what the model never does with it.
+HIDDEN = {
+    "relu": "microgpt squares relu, which hides a wrong gradient where relu is 0",
+    "-": "the model never subtracts a Value from a plain number",
+    "/": "the model never divides a plain number by a Value",
+    "+=": "the model never uses +=", "-=": "the model never uses -=", "*=": "the model never uses *=",
+    "/=": "the model never uses /=",
+}
 
 
 def _reason(report: Report) -> str:
     if report.probes is not None and not report.probes.agrees:
         faults = report.probes.faults
-        operators = ", ".join(dict.fromkeys(r.operator for r in faults))
-        step = "the model step agrees too" if report.step_agrees else "and the model step disagrees as well"
-        return f"{len(faults)} operator probe(s) fail ({operators}); {step}"
+        counts = {}
+        for r in faults:
+            counts[r.operator] = counts.get(r.operator, 0) + 1
+        operators = ", ".join(f"{op} {n}" if n > 1 else op for op, n in counts.items())
+        probes = f"{len(faults)} operator probe{'s' * (len(faults) > 1)} fail{'s' * (len(faults) == 1)} ({operators})"
+        if not report.step_agrees:
+            return f"{probes}, and the model step disagrees as well"
+        hidden = [HIDDEN.get(op, f"the model does not use {op}" if op in OPTIONAL_OPERATORS else "") for op in counts]
+        hidden = [h for h in dict.fromkeys(hidden) if h]
+        why = f": {'; '.join(hidden)}, which hides this" if hidden else " (it does not reach the case the probe tries)"
+        why = why.replace(", which hides this", "") if hidden and "hides" in hidden[0] and len(hidden) == 1 else why
+        return f"{probes}, but the model step agrees{why}"
     if report.divergence is not None:
         return f"the forward pass parts at {report.divergence.stage}, position {report.divergence.position}"
     differing = report.differing_gradients
@@ -47,29 +109,62 @@ def _reason(report: Report) -> str:
     return "finite differences disagree with the scalar engine's gradients"
 
 
+OPTIONAL_OPERATORS = ("tanh", "sigmoid", "sqrt", "sin", "cos", "abs", "2.0 ** a", "a ** b")
+
+
 def probe_table(probes: ProbeCheck | None) -> str:
-    """One line for the operators that are right, one for each that is not."""
+    """One line for the operators that are right; for each that is not, a line with every
+    probe of it that fails, and one with every probe of it that could not run."""
     if probes is None:
         return ""
     by_operator = {}
     for result in probes.results:
         by_operator.setdefault(result.operator, []).append(result)
-    ok = [op for op, results in by_operator.items() if all(r.status in ("ok", "note") for r in results)]
-    absent = [op for op, results in by_operator.items() if all(r.status == "absent" for r in results)]
-    lines = [f"  operators, each alone against torch float64 (value and every input's gradient)",
-             f"    ok        {'  '.join(ok) if ok else 'none'}"]
+    ok = [op for op, results in by_operator.items()
+          if any(r.status in ("ok", "note") for r in results) and not any(r.status == "fault" for r in results)]
+    lines = ["  operators, each alone against torch float64 (value and every input's gradient)"]
+    lines += _wrapped_names(ok or ["none"], "    ok           ")
     for op, results in by_operator.items():
-        if op in ok or op in absent:
-            continue
-        bad = [r for r in results if r.status in ("fault", "missing")]
-        status = "MISSING" if bad[0].status == "missing" else "WRONG"
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        lines.append(f"    {status:<9} {op}: {bad[0].message}{more}")
+        wrong = [r for r in results if r.status == "fault"]
+        if wrong:
+            others = f"; also {'; '.join(r.expression for r in wrong[1:])}" if wrong[1:] else ""
+            lines.append(f"    WRONG        {op}: {wrong[0].message} ({len(wrong)} of {len(results)} "
+                         f"{op} probe{'s' * (len(results) > 1)} fail{'s' * (len(wrong) == 1)}{others})")
+    for op, results in by_operator.items():
+        missing = [r for r in results if r.status == "missing"]
+        if missing:
+            names = sorted({name.strip() for r in missing for name in r.message.replace("needs ", "").split(",")})
+            templates = "; ".join(template(name, "", "Value") for name in names if name in DERIVATIVES)
+            lines.append(f"    NOT CHECKED  {op}: {', '.join(r.expression.split(' at ')[0] for r in missing)} (no "
+                         f"{', '.join(names)}{'; ' + templates if templates else ''})")
+    if probes.not_run:
+        lines.append(f"    NOT RUN      {len(probes.not_run)} probes: {probes.not_run[0].message.split(': ', 1)[1]}")
     for note in probes.notes:
-        lines.append(f"    note      {note.operator}: {note.message}")
+        lines.append(f"    note         {note.operator}: {note.message}")
+    absent = [op for op, results in by_operator.items() if all(r.status == "absent" for r in results)
+              and not any("not supported" in r.message for r in results)]
+    unsupported = [r for r in probes.absent if "not supported" in r.message]
+    optional = []
     if absent:
-        lines.append(f"    optional  {', '.join(absent)}: not in this engine (the model does not need them)")
+        optional.append(f"{', '.join(absent)}: not in this engine (the model does not need them)")
+    optional += [f"{r.expression.split(' at ')[0]}: not supported (raised "
+                 f"{r.message.split('raised ', 1)[-1].split(':')[0]})" for r in unsupported]
+    if optional:
+        lines += textwrap.wrap("; ".join(optional), 100, initial_indent="    optional     ", subsequent_indent=" " * 17)
     return "\n".join(lines) + "\n"
+
+
+def _wrapped_names(names: list, first: str, width: int = 100) -> list:
+    """Names two spaces apart, on lines of at most `width`, never breaking a name ("same node twice")."""
+    lines, line = [], first
+    for name in names:
+        candidate = f"{line}{'  ' if line.strip() and line != first else ''}{name}"
+        if len(candidate) > width and line.strip() and line != first:
+            lines.append(line)
+            line = " " * len(first) + name
+        else:
+            line = candidate
+    return lines + [line]
 
 
 def notes_block(report: Report) -> str:
@@ -104,6 +199,7 @@ def settings_block(report: Report) -> str:
         batch = f"{s.per_step} of {total:,} documents per step, in the reference program's order (seed {s.seed})"
     return "\n".join([
         f"  engine   {s.engine}   vs   torch {s.dtype} on {s.device}",
+        *([f"  sandbox  {report.sandbox}"] if report.sandbox else []),
         f"  model    preset {s.preset}{_overrides(s)}, {s.num_params:,} parameters, weights {weights}{start}",
         f"  batch    {batch}",
     ])
@@ -296,16 +392,21 @@ def fault_list(faults: dict) -> str:
         lines += [f"{fault.name}: {fault.summary}", f"    project:  {fault.correct}"]
         lines += [f"    learner:  {line}" for line in fault.faulty.split("\n")]
         lines += [f"    {line}" for line in textwrap.wrap(fault.why, 92)]
-        lines += [f"    caught:   {_where_caught(fault)}", ""]
+        lines += [f"    caught:   {_where_caught(fault)}", f"    cause:    the report names {title(fault.cause)} first", ""]
     return "\n".join(lines)
 
 
 def _where_caught(fault) -> str:
+    probes = f"; the probes of {', '.join(fault.probes)} fail" if fault.probes else ""
     if fault.forward_stage is not None:
         where = f"the forward pass parts at {fault.forward_stage}, position {fault.forward_position}"
     elif set(fault.gradients_differ) == set(ALL_TENSORS):
         where = "the forward agrees; every tensor's gradient differs"
-    else:
+    elif fault.gradients_differ:
         where = (f"the forward agrees; the gradients of {', '.join(fault.gradients_differ)} differ, "
                  f"those of {', '.join(fault.gradients_agree)} agree")
-    return where + (f" (from step {fault.min_steps} on)" if fault.min_steps > 1 else "")
+    elif fault.flags:
+        return f"only on a model deep enough: {' '.join(fault.flags)} (the default model agrees)"
+    else:
+        return f"the model step agrees; only the probes see it{probes}"
+    return where + (f" (from step {fault.min_steps} on)" if fault.min_steps > 1 else "") + probes

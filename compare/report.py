@@ -16,6 +16,7 @@ from pathlib import Path
 
 from microgpt_scalar.checkpoint import write_atomically
 
+from .diagnosis import Cause
 from .diff import TensorDiff
 from .tolerances import Tolerance, Tolerances
 from .trace import Divergence
@@ -90,8 +91,14 @@ class FiniteDifferenceCheck:
 class ProbeResult:
     operator: str  # the table's line: "+", "/", "relu", ...
     expression: str  # e.g. "2.0 / a at a = 1.5"
-    status: str  # "ok", "fault", "note", "missing" (a needed operation is absent), "absent" (optional)
+    status: str  # "ok", "fault", "note", "missing" (an operation a learner may call is absent), "absent"
+    #              (optional), "not run" (an earlier probe never finished)
     message: str = ""  # for anything but ok: expected and got, and the derivative it should have
+    expected: list = field(default_factory=list)  # torch's [value, d/da, d/db ...] (a probe that ran)
+    got: list = field(default_factory=list)  # the engine's, in the same order
+    error: str = ""  # what the engine raised, if it did ("ZeroDivisionError: float division by zero")
+    where: dict = field(default_factory=dict)  # {"line": N, "text": "..."}: the engine's line it raised at
+    uses: list = field(default_factory=list)  # the methods of the engine it calls ("__rtruediv__")
 
 
 @dataclass
@@ -113,8 +120,24 @@ class ProbeCheck:
         return [r for r in self.results if r.status == "note"]
 
     @property
+    def missing(self) -> list:
+        """Probes of operations the engine lacks that a learner's own code may well call
+        (2.0 - a, 2.0 / a): not checked, and said so."""
+        return [r for r in self.results if r.status == "missing"]
+
+    @property
+    def absent(self) -> list:
+        """Probes of optional operations the engine does not have or take (tanh, a ** b)."""
+        return [r for r in self.results if r.status == "absent"]
+
+    @property
+    def not_run(self) -> list:
+        """Probes not run because an earlier one never finished."""
+        return [r for r in self.results if r.status == "not run"]
+
+    @property
     def agrees(self) -> bool:
-        return not self.faults
+        return not self.faults and not self.not_run
 
 
 @dataclass
@@ -148,6 +171,9 @@ class Report:
     probes: ProbeCheck | None = None  # the engine's operations one by one (a failing probe disagrees)
     depth: DepthCheck | None = None
     notes: list = field(default_factory=list)  # one line each: how the engine's file was loaded
+    sandbox: str = ""  # one line: what confined the engine's process ("" when it ran in this one)
+    skipped_lines: list = field(default_factory=list)  # {"line", "text", "reason", "names"}: statements not run
+    causes: list = field(default_factory=list)  # compare.diagnosis.Cause, most likely first
 
     def __repr__(self) -> str:
         s = self.settings
@@ -209,6 +235,9 @@ def from_dict(data: dict) -> Report:
         probes=ProbeCheck([ProbeResult(**r) for r in data["probes"]["results"]]) if data.get("probes") else None,
         depth=DepthCheck(**data["depth"]) if data.get("depth") else None,
         notes=data.get("notes", []),
+        sandbox=data.get("sandbox", ""),
+        skipped_lines=data.get("skipped_lines", []),
+        causes=[Cause(**cause) for cause in data.get("causes", [])],
         **tables,
     )
 

@@ -13,12 +13,16 @@ Every summary has the same keys, the top level of `--json` (SUMMARY_KEYS):
     exit_code      what the command exits with: 0 AGREE, 1 DISAGREE or ERROR, 2 MISSING or
                    REFUSED
     probes         one entry per operator probed: {"operator", "status", "message"}; status
-                   "ok", "fault" (wrong value or gradient), "missing", "absent" (optional
-                   and not there) or "note"
-    missing        the operations the engine lacks (empty unless MISSING)
-    skipped_lines  the lines of the engine's file that were not run (a training script's
-                   work at import), as the checker reports them
-    cause          the checker's diagnosis in one line (null when the engine agrees)
+                   "ok", "fault" (wrong value or gradient), "missing" (not there, so not
+                   checked), "absent" (optional and not there), "not run" (an earlier probe
+                   never finished) or "note"; for an ERROR, the probes that had ended
+    missing        the operations the engine lacks that the model needs (empty unless MISSING)
+    skipped_lines  the top-level statements of the engine's file the loader did not run (a
+                   training script's work at import): {"line", "text", "reason", "names", ...}
+    cause          the checker's diagnosis in one line: the likeliest cause and the line of
+                   the engine's code to look at (DISAGREE, or ERROR where the diagnosis
+                   names one; else the failure's line), or why the engine was refused
+                   (MISSING, REFUSED); null when the engine agrees
     tensors        one entry per compared tensor: {"name", "kind" (loss, gradient,
                    parameter, adam_m, adam_v, final_parameter), "shape", "max_abs",
                    "max_abs_at", "max_rel", "max_rel_at", "excess", "agrees"}; excess
@@ -42,40 +46,62 @@ def summary_of(report) -> dict:
         "exit_code": 0 if agrees else 1,
         "probes": probe_entries(report.probes),
         "missing": [],
-        "skipped_lines": _plain(getattr(report, "skipped_lines", None) or []),
-        "cause": None if agrees else cause_of(report),
+        "skipped_lines": _plain(report.skipped_lines),
+        "cause": None if agrees else (cause_line(report.causes) or _reason(report)),
         "tensors": tensor_entries(report),
     }
 
 
 def refusal_summary(error) -> dict:
     """The summary of an engine refused before any step (compare.isolation.EngineRefused): it
-    lacks operations the model needs (`found` holds the probes it could run), or its file
-    cannot be loaded."""
+    lacks operations the model needs (MISSING), or its file cannot be loaded as an engine
+    (REFUSED). `found` holds the judged probes, when it got that far; `skipped` the lines
+    of its file the loader skipped."""
     found = getattr(error, "found", None)
-    probes = probe_entries(found.get("probes") if isinstance(found, dict) else found)
-    missing = list(dict.fromkeys(name.strip() for entry in probes if entry["status"] == "missing"
-                                 for name in entry["message"].removeprefix("needs ").split(",")))
-    return {"verdict": "MISSING" if missing else "REFUSED", "agrees": False, "exit_code": 2, "probes": probes, "missing": missing,
-            "skipped_lines": _plain(getattr(error, "skipped_lines", None) or []),
-            "cause": _one_line(error), "tensors": []}
-
-
-def failure_summary(error) -> dict:
-    """The summary of an engine that raised, exited, crashed or hung (EngineFailure)."""
-    return {"verdict": "ERROR", "agrees": False, "exit_code": 1, "probes": [], "missing": [],
-            "skipped_lines": _plain(getattr(error, "skipped_lines", None) or []), "cause": _one_line(error),
+    missing = missing_names(str(error))
+    return {"verdict": "MISSING" if missing else "REFUSED", "agrees": False, "exit_code": 2,
+            "probes": probe_entries(found if not isinstance(found, dict) else None), "missing": missing,
+            "skipped_lines": _plain(getattr(error, "skipped", None) or []), "cause": _one_line(error),
             "tensors": []}
 
 
-def cause_of(report) -> str:
-    """The checker's own diagnosis where it names one, else the verdict's reason."""
-    cause = getattr(report, "cause", None)
-    if cause:
-        for attribute in ("message", "text", "summary"):
-            if isinstance(getattr(cause, attribute, None), str):
-                return getattr(cause, attribute)
-        return cause if isinstance(cause, str) else str(cause)
+def failure_summary(error) -> dict:
+    """The summary of an engine that raised, exited, crashed or hung (EngineFailure): the
+    probes that had ended before it failed, and the diagnosis's likeliest cause where it
+    names one (else the failure's own line)."""
+    found = getattr(error, "found", None)
+    probes = getattr(error, "probes", None)
+    skipped = found.get("skipped", []) if isinstance(found, dict) else []
+    return {"verdict": "ERROR", "agrees": False, "exit_code": 1, "probes": probe_entries(probes), "missing": [],
+            "skipped_lines": _plain(skipped or []),
+            "cause": cause_line(getattr(error, "causes", None) or []) or _one_line(error), "tensors": []}
+
+
+def cause_line(causes: list) -> str | None:
+    """The likeliest cause (compare.diagnosis.Cause) in one line, with the line of the
+    engine's code to look at; None when the diagnosis names none."""
+    if not causes:
+        return None
+    from .diagnosis import title
+
+    cause = causes[0]
+    text = cause.text.rstrip(".")
+    return f"{title(cause.name)}: {text}" + (f"; look at {cause.where}" if cause.where else "")
+
+
+def missing_names(message: str) -> list:
+    """The operations named in an engine refusal's line as lacking (compare.engines.missing_message)."""
+    from .engines import REQUIRED_ATTRIBUTES, REQUIRED_METHODS
+
+    _, colon, needs = message.partition("lacks what the transformer needs: ")
+    if not colon:
+        return []
+    return [name for name in (*REQUIRED_METHODS, *REQUIRED_ATTRIBUTES)
+            if needs.startswith(f"{name} (") or f"; {name} (" in needs]
+
+
+def _reason(report) -> str:
+    """The verdict's reason, where the diagnosis names no cause."""
     from .render import verdict
 
     return verdict(report).split(": ", 1)[-1].rstrip(".")
@@ -86,7 +112,7 @@ def probe_entries(probes) -> list:
     if probes is None:
         return []
     results = probes.results if hasattr(probes, "results") else probes
-    worst = {"fault": 0, "missing": 1, "note": 2, "absent": 3, "ok": 4}
+    worst = {"fault": 0, "not run": 1, "missing": 2, "note": 3, "absent": 4, "ok": 5}
     by_operator: dict = {}
     for result in results:
         result = result if isinstance(result, dict) else dataclasses.asdict(result)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 
 from .isolation import EngineFailure, EngineRefused
-from .render import parting_block, probe_table, verdict
+from .render import cause_block, parting_block, probe_table, skipped_block, verdict
 from .report import Report
 
 MAX_LINES = 40
@@ -40,7 +40,7 @@ def assert_engine_agrees(engine, **options) -> Report:
     except EngineRefused as error:
         raise AssertionError(refusal_message(error)) from None
     except EngineFailure as error:
-        raise AssertionError(f"ERROR: {error}") from None
+        raise AssertionError(error_message(error)) from None
     if not report.agrees:
         raise AssertionError(failure_message(report))
     return report
@@ -51,19 +51,30 @@ def failure_message(report: Report) -> str:
     most MAX_LINES lines."""
     lines = [verdict(report)]
     lines += probe_table(report.probes).splitlines()
-    cause = getattr(report, "cause", None)
-    if cause:
-        lines.append(f"  cause    {getattr(cause, 'message', cause)}")
+    lines += cause_block(report.causes).splitlines()
     lines += parting_block(report).splitlines()
     lines += worst_tensor_lines(report)
     return fit(lines, f"  (the whole report: microgpt-compare --engine {report.settings.engine})")
 
 
+def error_message(error: EngineFailure) -> str:
+    """An engine that raised, exited, crashed or hung: the line, the likely cause, and the
+    probes that had ended before it failed."""
+    lines = [f"ERROR: {error}", *cause_block(getattr(error, "causes", None) or []).splitlines()]
+    if error.probes is not None:
+        lines += probe_table(error.probes).splitlines()
+    return fit(lines, "")
+
+
 def refusal_message(error: EngineRefused) -> str:
-    lines = []
+    """An engine that lacks an operation (MISSING) or cannot be loaded (REFUSED): the line,
+    the lines of its file the loader skipped, the probes it could run."""
+    from .summary import missing_names
+
+    lines = skipped_block(error.skipped).splitlines()
     if hasattr(error.found, "results"):  # the probes the engine could run
         lines += probe_table(error.found).splitlines()
-    return fit([f"MISSING: {error}", *lines], "")
+    return fit([f"{'MISSING' if missing_names(str(error)) else 'REFUSED'}: {error}", *lines], "")
 
 
 def worst_tensor_lines(report: Report) -> list:

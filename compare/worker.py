@@ -1,80 +1,115 @@
 """The scalar side of a comparison, in a process of its own: it loads the engine under test,
-probes it, and trains it, and sends back only plain numbers, one JSON message a line.
-The verdict is reached in the parent (`compare.isolation` starts this process): an exit, a
-crash or a hang here reaches it as one line, and so does a change the engine's code makes to
-the checker's own functions and classes in this process (looked for after loading, probing
-and every step). The numbers themselves are computed here, by the engine's code: the check
-finds an engine's mistakes, it cannot stop an engine written to deceive it.
+probes it, and trains it, and sends back only plain numbers, the messages of
+`compare.protocol`. The verdict is reached in the parent (`compare.isolation` starts this
+process inside `compare.sandbox`): an exit, a crash or a hang here reaches it as one line.
+
+What this process sends are measurements; everything judged is judged again in the parent
+from them (probes, finite differences, a certificate's printed losses and gradient norms).
+Two guards end the run in one line when the engine's code goes for the checker itself: a
+tripwire (`compare.confine`) at the moment it writes a file outside its private folder,
+starts a process, sends a signal, reaches the network or swaps a code object of the
+checker, and a comparison of the checker's functions, classes, code objects and builtins
+with what they were before the engine loaded, after loading, probing and every step. Code
+running here can still forge the numbers themselves (compute them with another engine):
+the check finds an engine's mistakes; it cannot stop an engine written to deceive it.
 
 It imports no torch, so it starts and probes while the parent is still importing torch.
-
-    parent -> worker  {"engine": "FILE[:CLASS]" or null, "inject": FAULT or null}
-    worker -> parent  {"kind": "engine", "label", "notes", "missing", "probes", "chain"}
-    parent -> worker  {"weights": {...}, "batches": [[tokens], ...], "fd": k, "seed": s}   or {"stop": true}
-    worker -> parent  {"kind": "depth", ...}, {"kind": "step", ...} per step, {"kind": "fd", ...}, {"kind": "done"}
-    parent -> worker  {"certify": {"docs", "steps", "num_samples", "config", "seed"}}     (instead: a certificate)
-    worker -> parent  {"kind": "record", ...} per step, {"kind": "samples", "names"}
-    worker -> parent  {"kind": "failure", "message"} or {"kind": "error", "message"} when something fails
 """
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import os
 import sys
+import traceback
+from pathlib import Path
 
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import GPTConfig
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
+from . import protocol
 from .certify import record_run
-from .depth import deepest_chain, graph_depth
+from .confine import install_tripwire
+from .depth import backward_speed, deepest_chain, graph_depth
+from .diagnosis import engine_facts
 from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
 from .faults import faulty_engine
 from .fd import finite_differences
-from .probes import run_probes
+from .probes import PROBE_BUDGET, run_probes
+from .protocol import (CertifyRequest, Depth, Done, EngineFacts, EngineFound, Failure, FiniteDiffs, LoadError,
+                       LoadRequest, ProbeResult, Record, Samples, SandboxReport, Step, Stop, TrainRequest)
+from .sandbox import OWN_PACKAGES
 from .scalar_side import ScalarSide, StepResult
+from .statements import Overran, guarded, install_guard
+
+_PROJECT = tuple(str(Path(__file__).resolve().parents[1] / folder) + os.sep for folder in ("compare", "microgpt_scalar"))
 
 
-def as_message(result: StepResult) -> dict:
+def as_step(step: int, result: StepResult) -> Step:
     """A step's numbers as plain floats (an engine may hold numpy scalars), ready for JSON."""
     def rows(matrices: dict) -> dict:
         return {name: [[float(x) for x in row] for row in matrix] for name, matrix in matrices.items()}
 
-    return {"loss": float(result.loss), "grads": rows(result.grads), "params": rows(result.params),
-            "adam_m": rows(result.adam_m), "adam_v": rows(result.adam_v), "traces": [rows(t) for t in result.traces]}
+    return Step(step, float(result.loss), rows(result.grads), rows(result.params), rows(result.adam_m),
+                rows(result.adam_v), [rows(t) for t in result.traces])
 
 
-def engine_classes(request: dict):
-    """(Value class, Adam class, label, notes) for the engine the parent asked for."""
-    if request.get("inject"):
-        faulty = faulty_engine(request["inject"])
-        return faulty.value_cls, faulty.adam_cls, f"microgpt_scalar with fault {request['inject']}", []
-    if request.get("engine"):
-        loaded = load_engine_file(request["engine"])
-        return loaded.value_cls, Adam, request["engine"], loaded.notes
-    return Value, Adam, "microgpt_scalar.engine.Value", []
+def engine_classes(request: LoadRequest, arm, home: str):
+    """(Value class, Adam class, notes, skipped lines) for the engine the parent asked for;
+    `arm()` sets the tripwire just before any code not the project's runs."""
+    if request.inject:
+        faulty = faulty_engine(request.inject)
+        arm()
+        return faulty.value_cls, faulty.adam_cls, [], []
+    arm()
+    if request.engine:
+        os.chdir(request.cwd)  # the path as the user gave it, from where they gave it (read-only here)
+        try:
+            loaded = load_engine_file(request.engine)
+        finally:
+            os.chdir(home)
+        return loaded.value_cls, Adam, loaded.notes, loaded.skipped
+    return Value, Adam, [], []
 
 
 def own_code() -> dict:
-    """"module.name" -> object, for every function and class attribute of the checker and the
-    project's scalar package loaded in this process: what an engine must leave as it is."""
-    found = {}
+    """"module.name" -> (object, its code, defaults, keyword defaults) for every module,
+    function and class attribute of the checker and the project's scalar package loaded in
+    this process, and every builtin: what an engine must leave as it is."""
+    found = {f"builtins.{name}": _parts(obj) for name, obj in vars(builtins).items()}
     for module_name, module in list(sys.modules.items()):
-        if module is None or not module_name.split(".")[0] in ("compare", "microgpt_scalar"):
+        if module is None or module_name.split(".")[0] not in OWN_PACKAGES:
             continue
+        found[module_name] = _parts(module)
         for name, obj in list(vars(module).items()):
-            found[f"{module_name}.{name}"] = obj
+            found[f"{module_name}.{name}"] = _parts(obj)
             if isinstance(obj, type) and obj.__module__ == module_name:
-                found.update({f"{module_name}.{name}.{attr}": value for attr, value in vars(obj).items()})
+                for attr, value in vars(obj).items():
+                    found[f"{module_name}.{name}.{attr}"] = _parts(value)
+                    for part in ("fget", "fset", "__func__"):  # a property's or a static method's function
+                        if getattr(value, part, None) is not None:
+                            found[f"{module_name}.{name}.{attr}.{part}"] = _parts(getattr(value, part))
     return found
 
 
+def _parts(obj) -> tuple:
+    return (obj, getattr(obj, "__code__", None), getattr(obj, "__defaults__", None),
+            getattr(obj, "__kwdefaults__", None))
+
+
 def changed_code(before: dict) -> str | None:
-    """The first name of `before` that is bound to something else now, or None."""
+    """The first name of `before` bound to something else now, or whose function has another
+    code object or defaults now; None if nothing changed."""
     now = own_code()
-    return next((name for name, obj in before.items() if now.get(name, obj) is not obj), None)
+    for name, parts in before.items():
+        current = now.get(name, parts)
+        for what, was, is_now in zip(("", ".__code__", ".__defaults__", ".__kwdefaults__"), parts, current):
+            if was is not is_now:
+                return name + what
+    return None
 
 
 OWN_CODE = {}  # filled in by main(), before the engine's file is loaded
@@ -85,131 +120,167 @@ def guard_own_code(send) -> bool:
     name = changed_code(OWN_CODE)
     if name is None:
         return True
-    send({"kind": "failure", "step": None, "message": f"changed the checker's own code ({name})", "detail": "",
-          "recursion": False})
+    send(Failure(f"changed the checker's own code ({name})"))
     return False
 
 
-def describe_engine(request: dict, send):
+def describe_engine(request: LoadRequest, send, arm):
     """Load and probe the engine; send what was found. Returns (Value, Adam) or None."""
     try:
-        value_cls, adam_cls, label, notes = engine_classes(request)
+        value_cls, adam_cls, notes, skipped = engine_classes(request, arm, os.getcwd())
         missing = missing_operations(value_cls)
     except EngineError as error:
-        send({"kind": "error", "message": str(error)})
+        send(LoadError(str(error), [dataclasses.asdict(line) for line in error.skipped]))
         return None
     if not guard_own_code(send):
         return None
-    probes = run_probes(value_cls)
+    send(EngineFacts(engine_facts(value_cls)))  # its lines, for the diagnosis, should it fail later
+    probes = run_probes(value_cls, budget=PROBE_BUDGET, on_result=lambda key, result: send(ProbeResult(key, result)))
     if not guard_own_code(send):
         return None
+    hung = any(result.get("overran") for result in probes.values())
     try:
-        chain = deepest_chain(value_cls) if not missing else None
-    except Exception:  # the probes name what is wrong with backward
+        with guarded(3 * PROBE_BUDGET, audit=False):
+            chain = deepest_chain(value_cls) if not (missing or hung) else None
+    except (Exception, Overran):  # the probes name what is wrong with backward
         chain = None
-    send({"kind": "engine", "label": label, "notes": notes, "probes": probes, "chain": list(chain) if chain else None,
-          "missing": missing_message(value_cls, request.get("engine") or label, missing) if missing else None})
+    speed = backward_speed(value_cls) if not (missing or hung) else {}
+    label = request.engine or f"microgpt_scalar with fault {request.inject}"
+    # the facts again, after the probes: what a container on the class kept from them counts
+    send(EngineFound(notes, probes, list(chain) if chain else None,
+                     missing_message(value_cls, label, missing) if missing else None,
+                     [dataclasses.asdict(line) for line in skipped], engine_facts(value_cls), speed, hung))
     return None if missing else (value_cls, adam_cls)
 
 
-def train(job: dict, value_cls, adam_cls, send) -> None:
+def train(job: TrainRequest, value_cls, adam_cls, send) -> None:
     """The steps the parent asked for; then finite differences at the first step's weights."""
-    weights = Checkpoint(GPTConfig.from_dict(job["weights"]["config"]), job["weights"]["chars"],
-                         job["weights"]["params"], job["weights"]["adam"], job["weights"]["step"],
-                         job["weights"]["seed"])
-    send({"kind": "depth", **model_depths(weights, job["batches"][0], job["limited"])})
+    w = job.weights
+    weights = Checkpoint(GPTConfig.from_dict(w["config"]), w["chars"], w["params"], w["adam"], w["step"], w["seed"])
+    send(model_depths(weights, job.batches[0], job.limited))
     side = ScalarSide(weights, value_cls, adam_cls)
-    for i, batch in enumerate(job["batches"]):
+    for i, batch in enumerate(job.batches):
         step = weights.step + i
         try:
-            result = as_message(side.step(batch, step))
+            message = as_step(step, side.step(batch, step))
         except (Exception, SystemExit) as error:
-            send({"kind": "failure", "step": step, **_what_happened(error), "recursion": isinstance(error, RecursionError)})
+            send(_what_happened(error, step))
             return
         if not guard_own_code(send):
             return
-        send({"kind": "step", "step": step, "result": result})
-        if i == 0 and job["fd"]:
+        send(message)
+        if i == 0 and job.fd:
             try:
-                check = finite_differences(ScalarSide(weights, value_cls, adam_cls), batch, result["grads"],
-                                           job["fd"], job["seed"])
+                check = finite_differences(ScalarSide(weights, value_cls, adam_cls), batch, message.grads,
+                                           job.fd, job.seed)
             except (Exception, SystemExit) as error:
-                send({"kind": "failure", "step": step, **_what_happened(error), "recursion": False})
+                send(_what_happened(error, step, recursion=False))
                 return
-            send({"kind": "fd", "check": dataclasses.asdict(check)})
-    send({"kind": "done"})
+            if not guard_own_code(send):
+                return
+            send(FiniteDiffs(check.step_size, [{"name": e.name, "index": list(e.index), "autograd": e.autograd,
+                                                 "estimate": e.estimate} for e in check.entries]))
+    send(Done())
 
 
-def model_depths(weights: Checkpoint, batch: list, limited: bool) -> dict:
+def model_depths(weights: Checkpoint, batch: list, limited: bool) -> Depth:
     """The graph depth of the checked model and, for an engine whose backward has a depth
     limit, how much one more layer adds."""
-    tokens = max(batch, key=len)
-    depth = graph_depth(weights.config, weights.params, tokens)
+    tokens, counted = max(batch, key=len), []
+    depth = graph_depth(weights.config, weights.params, tokens, counted)
+    nodes = round(counted[0] * sum(len(doc) for doc in batch) / len(tokens))  # about: the longest document's, scaled
     if not limited:
-        return {"graph": depth, "per_layer": None, "n_layer": weights.config.n_layer}
+        return Depth(depth, None, weights.config.n_layer, nodes)
     deeper = dataclasses.replace(weights.config, n_layer=weights.config.n_layer + 1)
     deeper_params = dict(weights.params)
     for name in list(weights.params):
         if name.startswith(f"layer{weights.config.n_layer - 1}."):  # the last layer's weights, again
             deeper_params[name.replace(f"layer{weights.config.n_layer - 1}.", f"layer{weights.config.n_layer}.")] = \
                 weights.params[name]
-    return {"graph": depth, "per_layer": graph_depth(deeper, deeper_params, tokens) - depth,
-            "n_layer": weights.config.n_layer}
+    return Depth(depth, graph_depth(deeper, deeper_params, tokens) - depth, weights.config.n_layer, nodes)
 
 
-def _what_happened(error: BaseException) -> dict:
-    """{"message": what the engine did, "detail": its error's first line}."""
+def _what_happened(error: BaseException, step: int | None, recursion: bool | None = None) -> Failure:
+    """What the engine did ("called sys.exit(0)", "raised KeyError") and its error's first line."""
+    recursion = isinstance(error, RecursionError) if recursion is None else recursion
     if isinstance(error, SystemExit):
-        return {"message": f"called sys.exit({error.code!r})", "detail": ""}
-    return {"message": f"raised {type(error).__name__}", "detail": first_line(error)}
+        return Failure(f"called sys.exit({error.code!r})", "", step, recursion)
+    detail = first_line(error)
+    if isinstance(error, MemoryError):
+        detail = (detail + "; " if detail else "") + "its process may use the memory --max-memory sets"
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if not frame.filename.startswith(_PROJECT)]  # the engine's own line, not the model's
+    where = {"file": frames[-1].filename, "line": frames[-1].lineno, "text": (frames[-1].line or "").strip()} \
+        if frames else {}
+    return Failure(f"raised {type(error).__name__}", detail, step, recursion, where)
 
 
-def main() -> None:
-    """Speak the protocol on the real standard output; anything else printed goes to stderr."""
-    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+def main(sandbox_level: str = "none", work: str | None = None) -> None:
+    """Speak the protocol on the real standard output; anything else printed goes to stderr.
+    `sandbox_level` is sent first, before any code of the engine runs."""
+    sys.dont_write_bytecode = True
+    protocol_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    write, leave = os.write, os._exit  # held here: the engine may rebind the os module's
 
-    def send(message: dict) -> None:
-        protocol.write(json.dumps(message) + "\n")
-        protocol.flush()
+    def send(message: protocol.Message) -> None:
+        data = protocol.encode(message).encode("utf-8")
+        while data:
+            data = data[write(protocol_fd, data):]
 
-    request = json.loads(sys.stdin.readline())
+    def fail(what: str) -> None:
+        send(Failure(what))
+        leave(1)
+
+    send(SandboxReport(sandbox_level))
+    request = LoadRequest.from_dict(json.loads(sys.stdin.readline()))
     OWN_CODE.update(own_code())
+
+    def arm():
+        install_guard()  # first: while the file loads, its statements' refused actions are skipped, not fatal
+        install_tripwire(work or os.getcwd(), OWN_PACKAGES, fail)
+
     try:
-        classes = describe_engine(request, send)
+        classes = describe_engine(request, send, arm)
     except (Exception, SystemExit) as error:  # the probes guard themselves; this is a last resort
-        send({"kind": "failure", "step": None, **_what_happened(error), "recursion": False})
+        send(_what_happened(error, None, recursion=False))
         return
     line = sys.stdin.readline()
     if classes is None or not line:
         return
     job = json.loads(line)
-    if "certify" in job:
-        record_steps(job["certify"], classes[0], send)
-    elif not job.get("stop"):
-        train(job, *classes, send)
+    if job.get("kind") == CertifyRequest.kind:
+        record_steps(CertifyRequest.from_dict(job), classes[0], send)
+    elif job.get("kind") == TrainRequest.kind:
+        train(TrainRequest.from_dict(job), *classes, send)
+    else:
+        Stop.from_dict(job)
 
 
-def record_steps(job: dict, value_cls, send) -> None:
-    """The published run's first steps on `value_cls`, each step's record sent as it ends."""
-    def on_step(record):
+def record_steps(job: CertifyRequest, value_cls, send) -> None:
+    """The published run's first steps on `value_cls`, each step's loss and gradients sent
+    as it ends (the parent derives the printed loss and the norms)."""
+    def on_step(record, grads):
         name = changed_code(OWN_CODE)
         if name is not None:
             raise CheckerChanged(f"changed the checker's own code ({name})")
-        send({"kind": "record", "record": dataclasses.asdict(record)})
+        send(Record(record.step, float(record.loss),
+                    {key: [[float(x) for x in row] for row in rows] for key, rows in grads.items()}))
 
     try:
-        _, samples = record_run(job["docs"], job["steps"], job["num_samples"], value_cls,
-                                GPTConfig.from_dict(job["config"]), job["seed"], on_step)
+        _, samples = record_run(job.docs, job.steps, job.num_samples, value_cls, GPTConfig.from_dict(job.config),
+                                job.seed, on_step=None, on_grads=on_step)
     except CheckerChanged as error:
-        send({"kind": "failure", "step": None, "message": str(error), "detail": "", "recursion": False})
+        send(Failure(str(error)))
         return
     except (Exception, SystemExit) as error:
-        send({"kind": "failure", "step": None, **_what_happened(error),
-              "recursion": isinstance(error, RecursionError)})
+        send(_what_happened(error, None))
         return
-    send({"kind": "samples", "names": samples})
+    if changed_code(OWN_CODE) is not None:
+        send(Failure(f"changed the checker's own code ({changed_code(OWN_CODE)})"))
+        return
+    send(Samples(list(samples)))
 
 
 class CheckerChanged(Exception):

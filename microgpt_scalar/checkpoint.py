@@ -7,22 +7,20 @@
      "step": 500, "seed": 42,                       # steps already taken; the run's seed or null
      "run": {"data_sha256": "...", "mode": "faithful", ...} or null}   # settings a resume must repeat
 
-The file is written to a temporary name and renamed over the target, so a crash never
-leaves a half-written checkpoint in place of a good one. The torch package converts its
+The file is written through `microgpt_scalar.files` (to a temporary file renamed over the
+target), so a crash never leaves a half-written checkpoint in place of a good one. The torch package converts its
 own checkpoints to and from this one (`microgpt_torch.checkpoint`), and shares the checks
 of the fields both formats hold.
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import GPTConfig, param_shapes
+from .config import GPTConfig, num_param_matrices, param_shapes
+from .files import FileError, read_input, shown, write_atomically
 from .optim import adam_moments, set_adam_moments
 
 FORMAT = "microgpt-checkpoint"
@@ -53,15 +51,15 @@ def save_checkpoint(path, checkpoint: Checkpoint) -> None:
 
 def load_checkpoint(path, preset: str | None = None) -> Checkpoint:
     """Read and check a checkpoint; with `preset`, also require that it was made from it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        payload = json.loads(path.read_bytes().decode("utf-8"))
+        raw = read_input(path, "checkpoint")
+    except FileError as error:
+        raise CheckpointError(str(error)) from None
+    path = shown(path)
+    try:
+        payload = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint is not valid JSON: {path} ({error})") from None
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
     except RecursionError:
         raise CheckpointError(f"checkpoint {path} is malformed: nested too deeply") from None
     checkpoint = from_payload(payload, path)
@@ -136,12 +134,35 @@ def check_fields(checkpoint) -> None:
                               f"{checkpoint.config.vocab_size} (expected characters + 1 for BOS)")
     if not _is_whole(step) or step < 0:
         raise CheckpointError(f"checkpoint step must be a whole number >= 0, got {step!r}")
+    if step > checkpoint.config.num_steps:
+        raise CheckpointError(f"checkpoint step {step} is past the run's own num_steps "
+                              f"{checkpoint.config.num_steps}: no run can go on from it")
     if seed is not None and not _is_whole(seed):
         raise CheckpointError(f"checkpoint seed must be a whole number or null, got {seed!r}")
     run = checkpoint.run
     if run is not None and not (isinstance(run, dict) and all(
             isinstance(key, str) and (value is None or isinstance(value, (str, int, float))) for key, value in run.items())):
         raise CheckpointError("checkpoint run must map setting names to plain values, or be null")
+    texts = list(chars) + [checkpoint.config.preset, checkpoint.config.activation, checkpoint.config.lr_schedule]
+    texts += [text for key, value in (run or {}).items() for text in (key, value) if isinstance(text, str)]
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CheckpointError(f"checkpoint holds a string that is not valid Unicode text: {text!r}") from None
+
+
+def check_count(what: str, tensors, config: GPTConfig) -> None:
+    """CheckpointError if the config has more matrices than any file could hold (checked before
+    `param_shapes` lists their names, which for billions of layers would never end)."""
+    if not isinstance(tensors, dict):
+        raise CheckpointError(f"checkpoint {what} is missing")
+    if num_param_matrices(config) > MAX_LISTED_MATRICES and len(tensors) != num_param_matrices(config):
+        raise CheckpointError(f"checkpoint {what} holds {len(tensors)} matrices, the config needs "
+                              f"{num_param_matrices(config):,}")
+
+
+MAX_LISTED_MATRICES = 10**6  # more than a checkpoint could hold in memory: counted, not listed
 
 
 def _is_whole(value) -> bool:
@@ -167,6 +188,7 @@ def check_names(what: str, tensors, names) -> None:
 
 
 def check_tensors(what: str, tensors, config: GPTConfig) -> None:
+    check_count(what, tensors, config)
     shapes = dict(param_shapes(config))
     check_names(what, tensors, shapes)
     for name, (n_out, n_in) in shapes.items():
@@ -180,32 +202,6 @@ def check_tensors(what: str, tensors, config: GPTConfig) -> None:
             raise CheckpointError(f"checkpoint {what} {name} holds a value that is not a finite number")
         if what == "adam v" and any(x < 0 for row in rows for x in row):
             raise CheckpointError(f"checkpoint adam v {name} holds a negative value (a mean of squares is >= 0)")
-
-
-def write_atomically(path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename it over `path`.
-    Temporary files an interrupted earlier write to `path` left behind are removed first."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        leftover.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file gets open()'s usual mode
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # reading the mask means setting it: put it straight back
-    os.umask(mask)
-    return mask
 
 
 def checkpoint_of(model, chars, optimizer=None, step: int = 0, seed: int | None = None,

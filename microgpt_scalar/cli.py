@@ -9,7 +9,10 @@ Standard library only, so the scalar scripts never import torch.
     add_data_flag(parser)  # args.data: the file to read
     add_config_flags(parser)
     args = parser.parse_args()
-    check_output_path(args.save, "--save", inputs=[args.data], overwrite=args.overwrite)
+    save = claim_output(args.save, "--save", inputs=[args.data], overwrite=args.overwrite)
+    ...
+    save.write(data)                     # microgpt_scalar.files: all or nothing
+    print(error_line(message), file=sys.stderr)   # "error: ...", control characters escaped
 """
 from __future__ import annotations
 
@@ -19,12 +22,13 @@ import math
 import os
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from . import __version__
-from .config import field_types
+from .config import field_types, num_params
 from .data import default_data_path
+from .files import FileError, claim_output, escape_controls, open_input, release_all, shown
+from .startup import started
 
 FIXED_BY_RUN = ("preset", "vocab_size")  # chosen by --preset and by the documents, not by a flag
 MAX_SEED = 2**63 - 1  # seeds fit a signed 64-bit integer, which random.Random and torch.Generator both take
@@ -48,7 +52,37 @@ class OneLineParser(argparse.ArgumentParser):
         self.add_argument("--version", action="version", version=f"%(prog)s (microgpt-bridge) {__version__}")
 
     def error(self, message):
-        self.exit(2, f"error: {message}\n")
+        self.exit(2, error_line(message) + "\n")
+
+
+def command(main):
+    """A command's main(argv): Ctrl-C raises again once it runs (see `startup`), a Ctrl-C that
+    escapes main's own handling ends in one line and exit code 130, and the output files it
+    claimed are let go when it returns."""
+    import functools
+
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        started()
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print_error("interrupted; nothing saved")
+            return 130
+        finally:
+            release_all()
+
+    return run
+
+
+def error_line(message) -> str:
+    """The one line a script prints for a failure: "error: " and the message, with control
+    characters (a newline in a path, a terminal escape in an engine's message) escaped."""
+    return "error: " + escape_controls(str(message))
+
+
+def print_error(message) -> None:
+    print(error_line(message), file=sys.stderr, flush=True)
 
 
 def add_quiet_flag(parser, what: str) -> None:
@@ -73,21 +107,6 @@ class Deprecated(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-DEVICES = "auto, cpu, cuda, cuda:N or mps"
-
-
-def device_name(text: str) -> str:
-    """--device: auto, cpu, cuda, cuda:N (N a whole number) or mps; whether the machine has
-    it is checked where torch is loaded (microgpt_torch.device.pick_device)."""
-    kind, colon, index = text.partition(":")
-    if text in ("auto", "cpu", "cuda", "mps") or (kind == "cuda" and colon and index.isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"unknown device {text!r}; choose {DEVICES}")
-
-
-device_name.__name__ = "device"
-
-
 # --- flag types: argparse calls them on the text and reports their ArgumentTypeError in one line ---
 
 def int_from(low: int, high: int | None = None):
@@ -110,6 +129,11 @@ def int_from(low: int, high: int | None = None):
 positive_int = int_from(1)
 non_negative_int = int_from(0)
 seed_number = int_from(0, MAX_SEED)
+MAX_STEPS = 10**9  # far past any run (the original takes 500), short of counts that overflow or never end
+MAX_SAMPLES = 10**6
+MAX_BATCH = 10**7  # the benchmark's batch sizes (a trainer's --batch-size is bounded by memory instead)
+step_count = int_from(1, MAX_STEPS)  # --steps, --stop-after
+sample_count = int_from(0, MAX_SAMPLES)  # names to sample
 
 
 def _real(text: str) -> float:
@@ -130,6 +154,19 @@ def positive_real(text: str) -> float:
     return value
 
 
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3  # below: the argmax already; above: uniform already
+
+
+def temperature(text: str) -> float:
+    """--temperature: a number from MIN_TEMPERATURE to MAX_TEMPERATURE (logits divided by less
+    overflow to infinity)."""
+    value = _real(text)
+    if not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: expected a number from {MIN_TEMPERATURE:g} "
+                                         f"to {MAX_TEMPERATURE:g}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A finite number in [0, 1) (e.g. --val-fraction)."""
     value = _real(text)
@@ -138,7 +175,30 @@ def fraction(text: str) -> float:
     return value
 
 
-positive_real.__name__ = fraction.__name__ = _real.__name__ = "number"
+def real_from(low: float, high: float):
+    """A flag type for finite numbers in [low, high]."""
+
+    def parse(text: str) -> float:
+        value = _real(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: expected a number from {low:g} to {high:g}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def seconds(text: str) -> float:
+    """A time limit in seconds: a finite number > 0, at most a week (the limit a process's
+    timers take, with room to spare; no run needs longer)."""
+    value = positive_real(text)
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: expected at most {MAX_SECONDS:g} seconds (a week)")
+    return value
+
+
+MAX_SECONDS = 7 * 24 * 3600.0
+positive_real.__name__ = fraction.__name__ = _real.__name__ = seconds.__name__ = temperature.__name__ = "number"
 
 
 # --- the config's flags ---
@@ -151,13 +211,21 @@ def add_config_flags(parser) -> None:
         if field in FIXED_BY_RUN:
             continue
         flags = [f"--{field.replace('_', '-')}"] + (["--steps"] if field == "num_steps" else [])
-        flag_type = positive_int if kind is int else (_real if kind is float else kind)
+        flag_type = (step_count if field == "num_steps" else positive_int) if kind is int else \
+            (real_from(*FLOAT_FIELD_RANGES.get(field, (-1e9, 1e9))) if kind is float else kind)
         parser.add_argument(*flags, dest=field, type=flag_type, help=f"override the preset's {field}")
 
 
 def config_overrides(args) -> dict:
     """field -> value of every config flag `add_config_flags` added (None where unset)."""
     return {field: getattr(args, field) for field in field_types() if field not in FIXED_BY_RUN}
+
+
+# The ranges of the float fields' flags: wide, past any setting that trains (a learning rate or an
+# initial spread may be any finite size: one too large ends the run with one line naming the
+# non-finite loss or gradient); the config checks the exact bounds (a rate > 0, a beta < 1).
+FLOAT_FIELD_RANGES = {"init_std": (0, math.inf), "proj_init_std": (0, math.inf), "learning_rate": (0, math.inf),
+                      "beta1": (0, 1), "beta2": (0, 1), "eps_adam": (0, 1)}
 
 
 # The model-size flags of the checker and certify (their own --steps counts checked steps,
@@ -176,6 +244,59 @@ def add_size_flags(parser, note: str) -> None:
 def size_overrides(args) -> dict:
     """field -> value of the size flags that were given."""
     return {field: getattr(args, field) for field in SIZE_FLAGS if getattr(args, field) is not None}
+
+
+# --- memory: model sizes a run could hold ---
+
+SCALAR_BYTES_PER_PARAM = 120  # a scalar parameter with its gradient and Adam moments, measured; the graph comes on top
+
+
+def memory_bytes() -> int | None:
+    """The memory a run may use: the machine's, or less where an address-space limit or a
+    cgroup says so (None if none of them can be read)."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if text.isdigit():
+            limits.append(int(text))
+    except OSError:
+        pass
+    return min(limits) if limits else None
+
+
+def check_fits_in_memory(needed_bytes: int, what: str) -> None:
+    """UsageError if `needed_bytes` (a lower bound of what a run takes) is more than the memory
+    a run may use here; `what` names the run and the flags that set its size."""
+    available = memory_bytes()
+    if available is not None and needed_bytes > available:
+        raise UsageError(f"{what} needs at least {_size(needed_bytes)} of memory, and this machine has "
+                         f"{_size(available)}; choose a smaller model")
+
+
+def check_scalar_model_fits(config, flags: str = "--n-layer, --n-embd, --block-size") -> None:
+    """The scalar engine's parameters and Adam state alone must fit in memory."""
+    count = num_params(config)
+    check_fits_in_memory(count * SCALAR_BYTES_PER_PARAM,
+                         f"a model of {count:,} parameters on the scalar engine ({flags})")
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count:,} bytes"
 
 
 def inference_header(preset: str) -> str:
@@ -199,48 +320,20 @@ def data_path(flag_value) -> Path:
 def file_sha256(path) -> str:
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as file:
+        with open_input(path, "file") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
     except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+        raise UsageError(f"cannot read {shown(path)}: {error.strerror}") from None
     return digest.hexdigest()
 
 
 def check_output_path(path, flag: str, inputs=(), may_replace=(), overwrite: bool = False) -> None:
-    """Raise UsageError unless the run can write `path` without losing anything, before it starts.
-
-    Refused: a link, a directory or any other non-regular file; one of the run's `inputs` (the
-    data file); an existing file unless it is one of `may_replace` (the checkpoint the run goes
-    on from) or `overwrite` is given. The directory must exist or be creatable, and writable:
-    a file is created in it and removed again.
-    """
-    if not path:
-        return
-    path = Path(path)
-    if path.is_symlink():
-        raise UsageError(f"{flag} {path}: is a link; name the file itself")
-    if path.exists():
-        if not path.is_file():
-            raise UsageError(f"{flag} {path}: is not a regular file (a directory or a device); not replacing it")
-        for other in inputs:
-            if other and Path(other).exists() and os.path.samefile(path, other):
-                raise UsageError(f"{flag} {path}: is an input of this run; not overwriting it")
-        replaceable = any(other and Path(other).exists() and os.path.samefile(path, other) for other in may_replace)
-        if not (replaceable or overwrite):
-            raise UsageError(f"{flag} {path}: exists and is not the file this run continues from; "
-                             f"give --overwrite to replace it")
-    directory = path.parent
-    while not directory.exists():
-        directory = directory.parent
-    if not directory.is_dir():
-        raise UsageError(f"{flag} {path}: {directory} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        raise UsageError(f"{flag} {path}: cannot write in {directory} ({error.strerror})") from None
+    """Raise FileError unless the run could claim `path` now (see `files.claim_output`); the
+    claim is let go at once. Runs that write `path` claim it instead, and hold it."""
+    output = claim_output(path, flag, inputs=inputs, may_replace=may_replace, overwrite=overwrite)
+    if output is not None:
+        output.release()
 
 
 # --- the run's settings, recorded in its checkpoints ---
@@ -250,6 +343,7 @@ def check_same_run(recorded, current: dict, path) -> None:
     run has with another value (settings it did not record, as in older checkpoints, pass)."""
     for name, value in current.items():
         if recorded and name in recorded and recorded[name] != value:
+            path = shown(path)
             if name == "data_sha256":
                 raise UsageError(f"checkpoint {path} was trained on another data file (sha256 {recorded[name][:12]}..., "
                                  f"this one {value[:12]}...)")
@@ -266,20 +360,28 @@ def _shown(value) -> str:
 
 class StopOnInterrupt:
     """Within `with StopOnInterrupt() as stop:` the first Ctrl-C only sets `stop.requested`, so
-    a training loop finishes its step, saves and exits; a second Ctrl-C interrupts at once."""
+    a training loop finishes its step, saves and exits; a second Ctrl-C interrupts at once.
 
-    def __init__(self):
+    With `repeats_interrupt=False` (under torchrun, whose launcher passes the Ctrl-C on to its
+    workers, so each gets it twice) every Ctrl-C only sets `stop.requested`, and once one came,
+    later ones are ignored to the end of the process; the launcher kills workers that do not
+    stop in its own time."""
+
+    def __init__(self, repeats_interrupt: bool = True):
         self.requested = False
+        self.repeats_interrupt = repeats_interrupt
         self._previous = None
 
     def _handle(self, signum, frame):
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
+        if self.repeats_interrupt:
+            signal.signal(signal.SIGINT, self._previous)
 
     def __enter__(self):
         self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        stopping = self.requested and not self.repeats_interrupt
+        signal.signal(signal.SIGINT, signal.SIG_IGN if stopping else self._previous)
         return False

@@ -141,5 +141,12 @@ def init_std_of(config: GPTConfig, name: str) -> float:
 
 
 def num_params(config: GPTConfig) -> int:
-    return sum(n_out * n_in for _, (n_out, n_in) in param_shapes(config))
+    """The number of scalar parameters, counted without listing the matrices (any size)."""
+    e, v = config.n_embd, config.vocab_size
+    return 2 * v * e + config.block_size * e + config.n_layer * 12 * e * e
+
+
+def num_param_matrices(config: GPTConfig) -> int:
+    """How many matrices `param_shapes` lists, without listing them."""
+    return 3 + 6 * config.n_layer
 

@@ -1,7 +1,8 @@
 """Documents and the character tokenizer.
 
-A data file holds one document (a name) per line. The vocabulary is the sorted set of the
-documents' characters; character i is token i, and BOS, which begins and ends every
+A data file holds one document (a name) per line; lines may end in LF, CRLF or CR, which
+the original program's open() (text mode: universal newlines) all reads as line ends. The
+vocabulary is the sorted set of the documents' characters; character i is token i, and BOS, which begins and ends every
 sequence, is one more token after them.
 """
 from __future__ import annotations
@@ -11,6 +12,8 @@ import random
 from array import array
 from itertools import accumulate, islice
 from pathlib import Path
+
+from .files import FileError, check_path_text, shown
 
 NAMES_FILE = Path(__file__).resolve().parent / "names.txt"
 
@@ -106,11 +109,15 @@ class Corpus:
     def from_file(cls, path, chunk_bytes: int = 1 << 20) -> "Corpus":
         """The documents load_docs reads (every line stripped, empty lines dropped), read a
         chunk at a time, so memory never holds the file as Python strings."""
-        path = Path(path)
-        if not path.exists():
-            raise DataError(f"data file not found: {path}")
+        try:
+            path = check_path_text(path, "--data")
+            if not path.exists():
+                raise DataError(f"data file not found: {shown(path)}")
+        except (FileError, OSError) as error:
+            raise DataError(str(error) if isinstance(error, FileError) else
+                            f"cannot read data file {shown(path)}: {error.strerror}") from None
         if not path.is_file():
-            raise DataError(f"data path is not a file: {path}")
+            raise DataError(f"data path is not a file: {shown(path)}")
         offsets = array(_index_typecode(path.stat().st_size), [0])  # 4 bytes a document below 2 GB
         codes, seen = array("B"), set()  # codes: code points while they fit a byte
         for text in _text_chunks(path, chunk_bytes):
@@ -128,7 +135,7 @@ class Corpus:
             else:
                 codes.extend(map(ord, joined))
         if len(offsets) == 1:
-            raise DataError(f"data file has no documents (every line is empty): {path}")
+            raise DataError(f"data file has no documents (every line is empty): {shown(path)}")
         chars = sorted(seen)
         return cls(chars, _code_points_to_ids(codes, chars), offsets)
 
@@ -175,7 +182,9 @@ def _index_typecode(count: int) -> str:
 
 def _text_chunks(path: Path, chunk_bytes: int):
     """The file's text in pieces that end at a line break (the last may not), decoded as
-    UTF-8; DataError names the byte offset of the first byte that is not UTF-8."""
+    UTF-8, with CR and CRLF line ends as LF (a CRLF cut in two between pieces gives an empty
+    line, which the reading drops anyway); DataError names the byte offset of the first byte
+    that is not UTF-8."""
     decoder, position, carry = codecs.getincrementaldecoder("utf-8")(), 0, ""
     try:
         with path.open("rb") as file:
@@ -183,15 +192,16 @@ def _text_chunks(path: Path, chunk_bytes: int):
                 raw = file.read(chunk_bytes)
                 nul = raw.find(b"\0")
                 if nul >= 0:
-                    raise DataError(f"data file holds a NUL byte (byte {position + nul}), not text: {path}")
+                    raise DataError(f"data file holds a NUL byte (byte {position + nul}), not text: {shown(path)}")
                 pending = len(decoder.getstate()[0])  # bytes of a character the last piece cut in two
                 try:
                     text = carry + decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as error:
-                    raise DataError(f"data file is not UTF-8 text: {path} "
+                    raise DataError(f"data file is not UTF-8 text: {shown(path)} "
                                     f"(byte {position - pending + error.start})") from None
                 if position == 0:
                     text = text.removeprefix("\ufeff")  # a byte-order mark is not a character of the first document
+                text = text.replace("\r", "\n")
                 position += len(raw)
                 if not raw:
                     if text:
@@ -202,7 +212,7 @@ def _text_chunks(path: Path, chunk_bytes: int):
                 if cut:
                     yield text[:cut]
     except OSError as error:
-        raise DataError(f"cannot read data file {path}: {error.strerror}") from None
+        raise DataError(f"cannot read data file {shown(path)}: {error.strerror}") from None
 
 
 def _code_points_to_ids(codes: array, chars: list[str]) -> array:

@@ -8,10 +8,11 @@
 
 The documents are the names file shipped with the package unless --data names another.
 stdout carries the original program's log, line for line; a progress bar goes to stderr
-when stderr is a terminal (never with -q).
+when stderr is a terminal (never with -q). The --save file is claimed at the start: a second
+run aiming at it is refused.
 
-Exit codes: 0 done; 1 the loss stopped being finite, or the checkpoint could not be saved;
-2 bad input, with a one-line error; 130 Ctrl-C, which finishes the step and saves the
+Exit codes: 0 done; 1 the loss stopped being finite; 2 bad input, or a checkpoint that cannot
+be written, with a one-line error; 130 Ctrl-C, which finishes the step and saves the
 checkpoint --save names. (--load is the old spelling of --resume.)
 """
 from __future__ import annotations
@@ -20,27 +21,28 @@ import argparse
 import dataclasses
 import sys
 
-
 from microgpt_scalar.checkpoint import (CheckpointError, check_config, checkpoint_of, load_checkpoint,
                                         save_checkpoint)
-from microgpt_scalar.cli import (Deprecated, OneLineParser, StopOnInterrupt, add_config_flags, add_data_flag, add_quiet_flag,
-                                 check_output_path, check_same_run, config_overrides, file_sha256,
-                                 inference_header, non_negative_int, positive_int, positive_real, seed_number)
+from microgpt_scalar.cli import (Deprecated, OneLineParser, StopOnInterrupt, add_config_flags, add_data_flag,
+                                 add_quiet_flag, check_same_run, check_scalar_model_fits, command, config_overrides,
+                                 data_path, file_sha256, inference_header, print_error, sample_count, seed_number,
+                                 step_count, temperature)
 from microgpt_scalar.config import PRESETS, get_config
 from microgpt_scalar.data import Corpus, DataError
 from microgpt_scalar.engine import Value
+from microgpt_scalar.files import claim_output
 from microgpt_scalar.train import NonFiniteLossError, resume_run, sample, start_run, train_step
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="microgpt (default) or microgpt-v2; with --load, the checkpoint must match it")
+                        help="microgpt (default) or microgpt-v2; with --resume, the checkpoint must match it")
     add_data_flag(parser)
-    parser.add_argument("--stop-after", type=positive_int, metavar="K",
+    parser.add_argument("--stop-after", type=step_count, metavar="K",
                         help="stop after step K of the run (save it with --save, go on later with --resume)")
     parser.add_argument("--seed", type=seed_number, help="seed of random.Random (default: 42, or the checkpoint's)")
-    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to sample after training")
-    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--samples", type=sample_count, default=20, help="names to sample after training")
+    parser.add_argument("--temperature", type=temperature, default=0.5)
     parser.add_argument("--save", help="write a JSON checkpoint here after training (and on Ctrl-C)")
     parser.add_argument("--overwrite", action="store_true",
                         help="let --save replace an existing file that is not the --resume checkpoint")
@@ -71,6 +73,7 @@ def setup(args):
     if args.resume:
         return resume(args, docs, value_cls, overrides)
     config = get_config(args.preset or "microgpt", **overrides)
+    check_scalar_model_fits(dataclasses.replace(config, vocab_size=len(docs.chars) + 1))
     seed = 42 if args.seed is None else args.seed
     return (*start_run(docs, config, seed, value_cls), 0, seed)
 
@@ -98,16 +101,17 @@ def run_settings(args) -> dict:
     return {"data_sha256": file_sha256(args.data), "mode": "faithful"}
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         check_args(args)
         docs, tokenizer, model, optimizer, rng, first_step, seed = setup(args)
     except (DataError, CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted before training; nothing saved", file=sys.stderr)
+        print_error("interrupted before training; nothing saved")
         return 130
     print(f"num docs: {len(docs)}")
     print(f"vocab size: {tokenizer.vocab_size}")
@@ -124,17 +128,17 @@ def main(argv=None) -> int:
         save(done)
         if done < last_step:
             saved = f"; checkpoint of step {done} saved to {args.save}" if args.save else "; nothing saved (no --save)"
-            print(f"error: interrupted after step {done}{saved}", file=sys.stderr)
+            print_error(f"interrupted after step {done}{saved}")
             return 130
     except NonFiniteLossError as error:
-        print(f"error: {error}; stopped, nothing saved", file=sys.stderr)
+        print_error(f"{error}; stopped, nothing saved")
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted twice; nothing saved", file=sys.stderr)
+        print_error("interrupted twice; nothing saved")
         return 130
-    except OSError as error:  # e.g. the disk filled up since the check before training
-        print(f"error: could not save the checkpoint to {args.save}: {error.strerror}", file=sys.stderr)
-        return 1
+    except ValueError as error:  # the checkpoint could not be written (a full disk) or was changed by another program
+        print_error(f"{error}; the run's checkpoint is not saved")
+        return 2
     if args.samples:
         print(f"\n{inference_header(model.config.preset)}")
     for i in range(args.samples):
@@ -143,9 +147,10 @@ def main(argv=None) -> int:
 
 
 def check_args(args) -> None:
-    """Raise ValueError for files no run can use, before any work is done."""
-    check_output_path(args.save, "--save", inputs=[args.data], may_replace=[args.load],
-                      overwrite=args.overwrite)
+    """Claim the --save file for this run, before any work is done: ValueError if no run may
+    write it (a link, a device, the data file, another run's) or another run is writing it."""
+    claim_output(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.resume],
+                 overwrite=args.overwrite)
 
 
 def train(model, optimizer, tokenizer, docs: list[str], first_step: int, last_step: int, stop,

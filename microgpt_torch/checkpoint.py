@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
-from microgpt_scalar.checkpoint import (Checkpoint, CheckpointError, check_fields, check_names, check_preset,
-                                        saved_moments, write_atomically)
+from microgpt_scalar.checkpoint import (Checkpoint, CheckpointError, check_count, check_fields, check_names,
+                                        check_preset, saved_moments)
 from microgpt_scalar.checkpoint import load_checkpoint as load_scalar_checkpoint
 from microgpt_scalar.config import GPTConfig, param_shapes
+from microgpt_scalar.files import FileError, read_input, shown, write_atomically
 
 from .model import GPT, scalar_name, torch_name
 from .optim import adam_moments, make_optimizer, set_adam_moments
@@ -78,11 +79,13 @@ def save_checkpoint(path, checkpoint: TorchCheckpoint) -> None:
 
 def load_checkpoint(path, preset: str | None = None) -> TorchCheckpoint:
     """Read and check a torch checkpoint; with `preset`, also require that it was made from it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        raw = read_input(path, "checkpoint")
+    except FileError as error:
+        raise CheckpointError(str(error)) from None
+    path = shown(path)
+    try:
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as error:  # weights_only runs no code, but junk makes the unpickler fail in many ways
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"not a readable torch checkpoint: {path} ({first_line})") from None
@@ -126,14 +129,10 @@ def load_any_checkpoint(path, preset: str | None = None) -> TorchCheckpoint:
 
 def is_scalar_checkpoint(path) -> bool:
     """True for a JSON file (the scalar format), False for anything else (tried as torch)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        with path.open("rb") as file:
-            head = file.read(64).lstrip()
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
+        head = read_input(path, "checkpoint")[:64].lstrip()
+    except FileError as error:
+        raise CheckpointError(str(error)) from None
     return head.startswith(b"{")
 
 
@@ -147,12 +146,16 @@ def validate(checkpoint: TorchCheckpoint) -> None:
 
 
 def check_tensors(what: str, tensors, config: GPTConfig) -> None:
+    check_count(what, tensors, config)
     shapes = {torch_name(name): shape for name, shape in param_shapes(config)}
     check_names(what, tensors, shapes)
     for name, shape in shapes.items():
         tensor = tensors[name]
         if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.layout != torch.strided:
             raise CheckpointError(f"checkpoint {what} {name} is not a dense floating-point tensor")
+        if tensor.device.type != "cpu":  # a "meta" tensor has a shape and no values
+            raise CheckpointError(f"checkpoint {what} {name} is on the {tensor.device.type!r} device, "
+                                  f"not in the file (a checkpoint holds its values)")
         if tuple(tensor.shape) != shape:
             raise CheckpointError(f"checkpoint {what} {name} has shape {list(tensor.shape)}, "
                                   f"the config needs {list(shape)}")
@@ -183,10 +186,12 @@ def from_scalar_checkpoint(checkpoint: Checkpoint) -> TorchCheckpoint:
                            checkpoint.step, checkpoint.seed, checkpoint.run)
 
 
-def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None, fused: bool = False):
+def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None, fused: bool = False,
+            batched: bool = False):
     """(model, optimizer) in the state the checkpoint was saved in, ready for step
-    `checkpoint.step` (0-based); `fused` builds the model on torch's fused kernels."""
-    model = GPT(checkpoint.config, fused=fused).to(dtype=dtype, device=device)
+    `checkpoint.step` (0-based); `fused` builds the model on torch's fused kernels, `batched`
+    on the batched path's (the parameters are the same either way)."""
+    model = GPT(checkpoint.config, fused=fused, batched=batched).to(dtype=dtype, device=device)
     model.load_state_dict(checkpoint.model)  # copies, casting to the model's dtype and device
     optimizer = make_optimizer(model, checkpoint.config)
     if checkpoint.adam is not None or checkpoint.step > 0:

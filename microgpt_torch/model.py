@@ -4,11 +4,13 @@
 reads a whole (B, T) batch and gets the same causality from a mask, so row p of the
 attention sees positions 0 .. p only. The readable path writes RMSNorm, attention and the
 MLP as explicit tensor ops in the scalar code's order and with its names; a model built
-with `fused=True` takes torch's fused kernels instead, for speed.
+with `fused=True` takes torch's fused kernels instead, for speed, and one built with
+`batched=True` the kernels quickest on large batches (`microgpt_torch/kernels.py`).
 
     model = GPT.from_scalar_params(config, scalar_model.params_as_floats())  # same weights
     logits, loss = model(idx, targets)             # idx, targets: (B, T) token ids
-    fast = GPT(config, fused=True)                 # what the training scripts run
+    fast = GPT(config, fused=True)                 # what the faithful (one-document) run trains
+    batched = GPT(config, batched=True)            # what batched training runs
 
 The forward keeps no intermediates; a checker reads them with forward hooks on the modules
 (`attn.wq`'s output is q, `attn.softmax`'s input and output the attention logits and weights).
@@ -22,6 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from microgpt_scalar.config import GPTConfig, init_std_of, param_shapes
+
+from . import kernels
 
 IGNORE_INDEX = -1  # a target that adds nothing to the loss (padding after a document's end)
 
@@ -70,6 +74,11 @@ def fused_rmsnorm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),), eps=1e-5)
 
 
+def norm_function(fused: bool, batched: bool):
+    """RMSNorm of the readable, fused or batched path."""
+    return kernels.rms_norm if batched else fused_rmsnorm if fused else rmsnorm
+
+
 class Softmax(nn.Module):
     """`softmax` as a module, so that a forward hook can read the attention weights."""
 
@@ -80,7 +89,7 @@ class Softmax(nn.Module):
 class Attention(nn.Module):
     """Causal self-attention of every position over positions 0 .. itself, head by head."""
 
-    def __init__(self, config: GPTConfig, fused: bool = False):
+    def __init__(self, config: GPTConfig, fused: bool = False, batched: bool = False):
         super().__init__()
         e = config.n_embd
         self.wq = nn.Linear(e, e, bias=False)
@@ -88,9 +97,11 @@ class Attention(nn.Module):
         self.wv = nn.Linear(e, e, bias=False)
         self.wo = nn.Linear(e, e, bias=False)
         self.softmax = Softmax()
-        self.n_head, self.head_dim, self.fused = config.n_head, config.head_dim, fused
+        self.n_head, self.head_dim, self.fused, self.batched = config.n_head, config.head_dim, fused, batched
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batched:
+            return self.batched_forward(x)
         B, T, C = x.shape
         q, k, v = self.wq(x), self.wk(x), self.wv(x)  # (B, T, C) each
         # Head h is the slice h * head_dim .. (h + 1) * head_dim of the embedding.
@@ -106,17 +117,27 @@ class Attention(nn.Module):
         x_attn = x_attn.transpose(1, 2).reshape(B, T, C)  # the heads side by side
         return self.wo(x_attn)  # (B, T, C)
 
+    def batched_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same attention: q, k and v from one product with the three matrices stacked,
+        and the attention method quickest for the shape (microgpt_torch/kernels.py)."""
+        # q comes out scaled by 1 / sqrt(head_dim), the attention logits' scale, at no cost.
+        w_qkv = torch.cat([self.wq.weight * self.head_dim**-0.5, self.wk.weight, self.wv.weight])  # (3C, C)
+        q, k, v = F.linear(x, w_qkv).split(x.size(-1), dim=-1)  # (B, T, C) each
+        return self.wo(kernels.attention(q, k, v, self.n_head))
+
 
 class MLP(nn.Module):
     """Widen to 4 * n_embd, apply the activation, project back."""
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, batched: bool = False):
         super().__init__()
         self.fc1 = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
         self.fc2 = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
-        self.squared = config.activation == "relu2"
+        self.squared, self.batched = config.activation == "relu2", batched
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batched and self.squared:
+            return kernels.relu_squared_mlp(x, self.fc1.weight, self.fc2.weight)  # the same, in fewer passes
         x = self.fc1(x)  # (B, T, 4C)
         x = F.relu(x) ** 2 if self.squared else F.relu(x)
         return self.fc2(x)  # (B, T, C)
@@ -125,11 +146,11 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One layer: each sublayer reads the normalised stream and adds its output to it."""
 
-    def __init__(self, config: GPTConfig, fused: bool = False):
+    def __init__(self, config: GPTConfig, fused: bool = False, batched: bool = False):
         super().__init__()
-        self.norm = fused_rmsnorm if fused else rmsnorm  # no weights: a plain function
-        self.attn = Attention(config, fused)
-        self.mlp = MLP(config)
+        self.norm = norm_function(fused, batched)  # no weights: a plain function
+        self.attn = Attention(config, fused, batched)
+        self.mlp = MLP(config, batched)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, T, C)
         x = x + self.attn(self.norm(x))
@@ -140,18 +161,22 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Parameters and the forward pass. Weights are [n_out][n_in], the scalar layout."""
 
-    def __init__(self, config: GPTConfig, generator: torch.Generator | None = None, fused: bool = False):
+    def __init__(self, config: GPTConfig, generator: torch.Generator | None = None, fused: bool = False,
+                 batched: bool = False):
         """Draw every matrix from gauss(0, std) with `generator` (seeded 0 if none is given,
         so building a model never depends on torch's global random state). `fused` picks
-        torch's fused kernels (equal to the readable path within float64 rounding)."""
+        torch's fused kernels (equal to the readable path within float64 rounding); `batched`
+        the kernels quickest on large batches (microgpt_torch/kernels.py: the same maths,
+        rounded differently, so the faithful one-document run keeps the fused path)."""
         super().__init__()
-        self.config, self.fused = config, fused
+        fused = fused or batched
+        self.config, self.fused, self.batched = config, fused, batched
         # Registered in the scalar creation order, so parameters() walks the flat scalar order.
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.layers = nn.ModuleList(Block(config, fused) for _ in range(config.n_layer))
-        self.norm = fused_rmsnorm if fused else rmsnorm
+        self.layers = nn.ModuleList(Block(config, fused, batched) for _ in range(config.n_layer))
+        self.norm = norm_function(fused, batched)
         if generator is None:
             generator = torch.Generator("cpu").manual_seed(0)
         with torch.no_grad():
@@ -163,9 +188,9 @@ class GPT(nn.Module):
 
     @classmethod
     def from_scalar_params(cls, config: GPTConfig, params: dict, dtype=torch.float64, device=None,
-                           fused: bool = False) -> "GPT":
+                           fused: bool = False, batched: bool = False) -> "GPT":
         """A model holding exactly `params` (scalar name -> [n_out][n_in] rows of floats)."""
-        model = cls(config, fused=fused).to(dtype=dtype, device=device)  # the dtype first: float64 values stay exact
+        model = cls(config, fused=fused, batched=batched).to(dtype=dtype, device=device)  # the dtype first: float64 values stay exact
         model.load_scalar_params(params)
         return model
 
@@ -202,7 +227,8 @@ class GPT(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
-        x = self.norm(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        tokens = kernels.embedding(idx, self.wte.weight) if self.batched else self.wte(idx)  # (B, T, C)
+        x = self.norm(tokens + self.wpe(pos))  # (B, T, C)
         for block in self.layers:
             x = block(x)
         logits = self.lm_head(x)  # (B, T, vocab_size)

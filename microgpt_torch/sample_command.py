@@ -20,8 +20,8 @@ import sys
 import torch
 
 from microgpt_scalar.checkpoint import CheckpointError
-from microgpt_scalar.cli import (DEVICES, Deprecated, OneLineParser, add_quiet_flag, device_name, non_negative_int,
-                                 positive_real, seed_number)
+from microgpt_scalar.cli import (Deprecated, OneLineParser, add_quiet_flag, command, print_error, sample_count,
+                                 seed_number, temperature)
 from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
@@ -38,9 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the engine that samples: torch (default) or the scalar one")
     parser.add_argument("--sampler", choices=("python", "torch"), default="python",
                         help="python: random.Random(seed) as the scalar engine draws; torch: torch.Generator (torch engine)")
-    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw (default 20)")
-    parser.add_argument("--num-samples", action=Deprecated, new="--samples", dest="samples", type=non_negative_int)
-    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--samples", type=sample_count, default=20, help="names to draw (default 20)")
+    parser.add_argument("--num-samples", action=Deprecated, new="--samples", dest="samples", type=sample_count)
+    parser.add_argument("--temperature", type=temperature, default=0.5)
     parser.add_argument("--seed", type=seed_number, default=42)
     parser.add_argument("--device", default="cpu", help=f"{DEVICE_NAMES} (default cpu)")
     add_quiet_flag(parser, "the names are printed as ever")
@@ -57,7 +57,7 @@ def draw(args) -> list[str]:
         scalar = to_scalar_checkpoint(checkpoint)
         model = ScalarGPT(scalar.config, params=scalar.params)
         rng = random.Random(args.seed)
-        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
+        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
     model, _ = restore(checkpoint, dtype=torch.float64, device=device)
     if args.sampler == "torch":
         return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.samples)
@@ -65,12 +65,13 @@ def draw(args) -> list[str]:
     return [sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         names = draw(args)
     except (CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     for i, name in enumerate(names):
         print(f"sample {i + 1:2d}: {name}")

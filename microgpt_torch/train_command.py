@@ -14,9 +14,11 @@ Batched mode trains on shuffled, padded mini-batches with a held-out validation 
 documents are moved to the device once and each batch is gathered there.
 The documents are the names file shipped with the package unless --data names another.
 
-Exit codes: 0 done; 1 the loss stopped being finite (or torch failed mid-run); 2 bad input,
-with a one-line error (a device this machine does not have among them); 130 Ctrl-C, which
-finishes the step and saves the checkpoint --save names.
+Exit codes: 0 done; 1 the loss stopped being finite (or torch failed mid-run); 2 bad input
+or a checkpoint that cannot be written, with a one-line error (a device this machine does not
+have among them); 130 Ctrl-C, which finishes the step and saves the checkpoint --save names
+(under torchrun every process stops after the same step, the first process saves, and each
+exits 130). The --save file is claimed at the start: a second run aiming at it is refused.
 
 OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless the environment sets it):
 a thread spinning while it waits takes a core another process may need, and training on
@@ -25,7 +27,9 @@ two threads then slows down many times over whenever the other core is busy.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -37,20 +41,26 @@ import torch.distributed as dist  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
-from microgpt_scalar.cli import (add_quiet_flag, OneLineParser, StopOnInterrupt, UsageError, add_config_flags, add_data_flag,  # noqa: E402
-                                 check_output_path, check_same_run, config_overrides,
-                                 file_sha256, fraction, inference_header, non_negative_int, positive_int,
-                                 positive_real, seed_number, device_name)
-from microgpt_scalar.config import PRESETS, num_params  # noqa: E402
+from microgpt_scalar.cli import (MAX_BATCH, MAX_STEPS, OneLineParser, StopOnInterrupt, UsageError,  # noqa: E402
+                                 add_config_flags, add_data_flag, add_quiet_flag, check_fits_in_memory,
+                                 check_same_run, command, config_overrides, data_path, file_sha256, fraction,
+                                 inference_header, int_from, print_error, sample_count, seed_number, temperature)
+from microgpt_scalar.config import PRESETS, get_config, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
+from microgpt_scalar.files import FileError, claim_output  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
-from microgpt_torch.device import cpu_threads, cpu_threads_for_batches, init_distributed, pick_device  # noqa: E402
+from microgpt_torch.device import (any_process, cpu_threads, cpu_threads_for_batches, init_distributed,  # noqa: E402
+                                   pick_device)
 from microgpt_torch.device_names import DEVICE_NAMES  # noqa: E402
 from microgpt_torch.model import GPT  # noqa: E402
 from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
                                   evaluate, faithful_steps, generate, loss_value, reference_start, sample,
                                   split_docs)
+
+
+class Refused(Exception):
+    """Another process of the group refused the run and said why; this one says nothing more."""
 
 
 class Interrupted(Exception):
@@ -79,25 +89,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=None,
                         help="torch.compile mode (implies --compile); reduce-overhead replays each step as CUDA "
                              "graphs: batches padded to block_size, Adam capturable with its rate on the device")
-    parser.add_argument("--log-every", type=positive_int, default=1,
+    parser.add_argument("--log-every", type=int_from(1, MAX_STEPS), default=1,
                         help="read the loss back from the device every N steps (batched), and at evaluations, "
                              "checkpoints and the end; the loss is checked finite at these read-backs only, so a "
                              "run may go up to N - 1 steps past a non-finite loss before it stops")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, batched mode only)")
-    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--batch-size", type=int_from(1, MAX_BATCH), default=32)
     parser.add_argument("--group-by-length", action="store_true",
                         help="batch documents of one length together: less padding, more tokens per second "
                              "(batched; give it again on --resume to continue the same batch order)")
     parser.add_argument("--val-fraction", type=fraction, default=0.1)
-    parser.add_argument("--eval-every", type=non_negative_int, default=100,
+    parser.add_argument("--eval-every", type=int_from(0, MAX_STEPS), default=100,
                         help="validation loss every N steps (batched)")
     parser.add_argument("--save", default=None, help="checkpoint file, written at the end (and on Ctrl-C)")
-    parser.add_argument("--save-every", type=non_negative_int, default=0, help="also write the checkpoint every N steps")
+    parser.add_argument("--save-every", type=int_from(0, MAX_STEPS), default=0, help="also write the checkpoint every N steps")
     parser.add_argument("--overwrite", action="store_true",
                         help="let --save replace an existing file that is not the --resume checkpoint")
     parser.add_argument("--resume", default=None, help="torch or scalar checkpoint to continue from")
-    parser.add_argument("--samples", type=non_negative_int, default=20, help="names to draw after training")
-    parser.add_argument("--temperature", type=positive_real, default=0.5)
+    parser.add_argument("--samples", type=sample_count, default=20, help="names to draw after training")
+    parser.add_argument("--temperature", type=temperature, default=0.5)
     add_quiet_flag(parser, "the log on stdout is unchanged")
     return parser.parse_args(argv)
 
@@ -111,8 +121,40 @@ def check_args(args, device: torch.device, world_size: int) -> None:
         raise UsageError("faithful mode trains one document per step in one process; use --mode batched")
     if args.batch_size < world_size:
         raise UsageError(f"--batch-size {args.batch_size} is smaller than the {world_size} processes")
-    check_output_path(args.save, "--save", inputs=[args.data], may_replace=[args.resume],
-                      overwrite=args.overwrite)
+    if world_size == 1:
+        claim_save(args)
+
+
+def claim_save(args) -> None:
+    """Claim the --save file for this run (the process that writes it, before any work)."""
+    claim_output(args.save, "--save", inputs=[data_path(args.data)], may_replace=[args.resume],
+                 overwrite=args.overwrite)
+
+
+def claim_save_in_group(args, rank: int, device) -> None:
+    """Under torchrun: the first process claims the --save file, and every process learns
+    whether it could (so all stop together, and only the first says why)."""
+    refusal = None
+    if rank == 0:
+        try:
+            claim_save(args)
+        except FileError as error:
+            refusal = error
+    if any_process(refusal is not None, device):
+        raise refusal if refusal is not None else Refused()
+
+
+def check_model_fits(args, config, dtype: torch.dtype) -> None:
+    """The run's weights, gradients and Adam moments, and in batched mode one batch's logits
+    and residual streams, must fit in memory (a lower bound of what the run takes)."""
+    size = torch.finfo(dtype).bits // 8
+    needed = 4 * num_params(config) * size
+    flags = "--n-layer, --n-embd, --block-size"
+    if args.mode == "batched":
+        tokens = args.batch_size * config.block_size
+        needed += tokens * (config.vocab_size + 2 * config.n_layer * config.n_embd) * size
+        flags += ", --batch-size"
+    check_fits_in_memory(needed, f"a {args.mode} run of {num_params(config):,} parameters ({flags})")
 
 
 def run_settings(args, dtype: torch.dtype) -> dict:
@@ -127,11 +169,15 @@ def run_settings(args, dtype: torch.dtype) -> dict:
 
 def start(args, docs, device, dtype):
     """(docs, tokenizer, rng, model, optimizer, first step), fresh or resumed; rng is where
-    the reference program's sampling continues it. The model runs torch's fused kernels."""
+    the reference program's sampling continues it. The model runs torch's fused kernels (in
+    batched mode, the batched path's)."""
     overrides = config_overrides(args)
+    size_check = get_config(args.preset, **overrides)
+    check_model_fits(args, dataclasses.replace(size_check, vocab_size=len(docs.chars) + 1), dtype)
+    batched = args.mode == "batched"
     docs, tokenizer, config, params, rng = reference_start(docs, args.seed, args.preset, **overrides)
     if args.resume is None:
-        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True)
+        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True, batched=batched)
         return docs, tokenizer, rng, model, make_optimizer(model, config), 0
     checkpoint = load_any_checkpoint(args.resume, args.preset)
     check_config(checkpoint, **overrides)
@@ -140,7 +186,7 @@ def start(args, docs, device, dtype):
     if checkpoint.seed is not None and checkpoint.seed != args.seed:
         raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
     check_same_run(checkpoint.run, args.run, args.resume)
-    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True)
+    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True, batched=batched)
     return docs, tokenizer, rng, model, optimizer, checkpoint.step
 
 
@@ -150,10 +196,7 @@ def save(args, model, tokenizer, optimizer, step, rank: int = 0) -> None:
     so all stop together; the first writes."""
     check_finite_params(model, step)
     if args.save and rank == 0:
-        try:
-            save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed, args.run))
-        except OSError as error:
-            raise CheckpointError(f"could not save the checkpoint to {args.save}: {error.strerror}") from None
+        save_checkpoint(args.save, checkpoint_of(model, tokenizer.chars, optimizer, step, args.seed, args.run))
 
 
 def run_faithful(args, docs, device, dtype) -> None:
@@ -215,7 +258,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
                           check_each_step=args.log_every == 1, fixed_width=graphs)
     progress = tqdm(steps, file=sys.stderr, disable=True if rank != 0 or args.quiet else None,  # None: a terminal only
                     initial=first, total=config.num_steps, desc="train")
-    with StopOnInterrupt() as stop:
+    with StopOnInterrupt(repeats_interrupt=world_size == 1) as stop:
         for step, loss in progress:
             done = step + 1
             evaluating = args.eval_every and (done % args.eval_every == 0 or done == config.num_steps)
@@ -227,7 +270,8 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
                 val_loss = evaluate(model, val)
                 tqdm.write(f"step {done:4d} / {config.num_steps:4d} | loss {loss:.4f} | val loss {val_loss:.4f}",
                            file=sys.stdout)
-            if stop.requested and done < config.num_steps:
+            stopping = any_process(stop.requested, device) if world_size > 1 else stop.requested
+            if stopping and done < config.num_steps:  # every process stops after the same step
                 progress.close()
                 save(args, model, tokenizer, optimizer, done, rank)
                 raise Interrupted(done)
@@ -240,6 +284,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
             print(f"sample {i + 1:2d}: {name}")
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -259,6 +304,7 @@ def main(argv=None) -> int:
             torch.set_num_threads(threads)
         if world_size > 1:
             init_distributed(device)
+            claim_save_in_group(args, rank, device)
         if args.mode == "faithful":
             run_faithful(args, docs, device, dtype)
         else:
@@ -266,21 +312,26 @@ def main(argv=None) -> int:
     except Interrupted as stopped:
         if rank == 0:
             saved = f"checkpoint of step {stopped.step} saved to {args.save}" if args.save else "nothing saved (no --save)"
-            print(f"error: interrupted after step {stopped.step}; {saved}", file=sys.stderr)
+            print_error(f"interrupted after step {stopped.step}; {saved}")
         return 130
     except KeyboardInterrupt:
-        print("error: interrupted; nothing saved", file=sys.stderr)
+        if world_size > 1:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # torchrun passes the same Ctrl-C on once more
+        if rank == 0:
+            print_error("interrupted; nothing saved")
         return 130
+    except Refused:
+        return 2
     except NonFiniteLossError as error:
         if rank == 0:
             kept = f"; the last good checkpoint {args.save} is kept" if args.save and Path(args.save).exists() else ""
-            print(f"error: {error}{kept}", file=sys.stderr)
+            print_error(f"{error}{kept}")
         return 1
     except (DataError, CheckpointError, UsageError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 2
     except RuntimeError as error:  # torch failing mid-run (out of memory, an overflowing step size)
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        print_error(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
         return 1
     finally:
         if dist.is_initialized():

@@ -12,10 +12,15 @@ missed); 2 on bad input, with a one-line error.
 """
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
+
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
 
 from bench.cli import main  # noqa: E402
 

@@ -28,21 +28,29 @@ become its code cells, the rest Markdown.
 """
 from __future__ import annotations
 
-import ast
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
+
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
+import ast
 import re
 import shlex
 import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "bridge.md"
-sys.path.insert(0, str(REPO))
 
-from microgpt_scalar.cli import OneLineParser  # noqa: E402
+from microgpt_scalar.cli import OneLineParser, command, print_error  # noqa: E402
+from microgpt_scalar.files import FileError, check_input, read_input, write_atomically  # noqa: E402
 from tutorial.notebook import notebook_text  # noqa: E402
 
 BLOCK = re.compile(r"^<!-- (?P<kind>quote|snippet|run) (?P<spec>.+?) -->\n(?P<body>.*?)^<!-- /(?P=kind) -->$",
@@ -216,7 +224,8 @@ def run_body(root: Path, run: Run) -> str:
 
 def run_body_of(run: Run, out: str) -> str:
     """The block of `run` when the command prints `out`."""
-    lines = out.rstrip().splitlines()
+    # the sandbox line says what this machine allows the checker; the guide shows what every machine prints
+    lines = [line for line in out.rstrip().splitlines() if not line.startswith("  sandbox  ")]
     start, end = narrow(lines, run.start, run.end, f"run {run.spec!r} (its output)")
     shown = (["..."] if start > 0 else []) + lines[start:end + 1] + (["..."] if end < len(lines) - 1 else [])
     return "```text\n$ " + run.command + "\n" + "\n".join(shown) + "\n```\n"
@@ -286,20 +295,25 @@ def quote_specs(text: str) -> list[str]:
     return [spec for _, spec, _, _ in blocks(text, ("quote",))]
 
 
+@command
 def main(argv=None) -> int:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the guide is stale; write nothing")
     parser.add_argument("--guide", default=str(GUIDE), help="the guide to fill or check")
     args = parser.parse_args(argv)
-    guide = Path(args.guide)
-    if not guide.is_file():
-        print(f"error: no guide at {guide}", file=sys.stderr)
+    try:
+        guide = check_input(args.guide, "guide")
+        text = read_input(guide, "guide").decode("utf-8")
+    except UnicodeDecodeError:
+        print_error(f"the guide {args.guide} is not UTF-8 text")
         return 2
-    text = guide.read_text(encoding="utf-8")
+    except FileError as error:
+        print_error(error)
+        return 2
     if args.check:
         stale, broken = stale_blocks(text)
         for message in broken:
-            print(f"error: {guide}: {message}", file=sys.stderr)
+            print_error(f"{guide}: {message}")
         for spec in stale:
             print(f"stale: {spec}", file=sys.stderr)
         notebook = notebook_path(guide)
@@ -311,20 +325,24 @@ def main(argv=None) -> int:
     _, broken = stale_blocks(text, kinds=("quote",))  # every missing symbol at once, before running anything
     if broken:
         for message in broken:
-            print(f"error: {guide}: {message}", file=sys.stderr)
+            print_error(f"{guide}: {message}")
         return 1
     try:
         new = render(text)
     except QuoteError as error:
-        print(f"error: {guide}: {error}", file=sys.stderr)
+        print_error(f"{guide}: {error}")
         return 1
     try:
         notebook = notebook_text(new)
     except ValueError as error:
-        print(f"error: {guide}: {error}", file=sys.stderr)
+        print_error(f"{guide}: {error}")
         return 1
-    write_whole(guide, new)
-    write_whole(notebook_path(guide), notebook)
+    try:
+        write_whole(guide, new, "--guide")
+        write_whole(notebook_path(guide), notebook, "the guide's notebook")
+    except FileError as error:
+        print_error(error)
+        return 2
     counts = {kind: len(blocks(new, (kind,))) for kind in ("quote", "snippet", "run")}
     print(f"{guide}: {counts['quote']} quotes, {counts['snippet']} snippets, {counts['run']} runs, "
           f"{'updated' if new != text else 'already current'}; its notebook {notebook_path(guide)}")
@@ -336,13 +354,12 @@ def notebook_path(guide: Path) -> Path:
     return guide.with_suffix(".ipynb")
 
 
-def write_whole(path: Path, text: str) -> None:
-    """All or nothing: the old file stays whole until the new one is."""
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
+def write_whole(path: Path, text: str, what: str) -> None:
+    """All or nothing, through the project's one writer: the old file stays whole until the new
+    one is; a file that already holds `text` is left as it is."""
+    if path.is_file() and read_input(path, what) == text.encode("utf-8"):
         return
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    write_atomically(path, text.encode("utf-8"), what)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,18 @@
 
 Exit status 0 when your piece agrees with the scalar engine, 1 with what differs, 2 on bad input.
 """
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
 
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
+from microgpt_scalar.cli import command  # noqa: E402
 from tutorial.exercises import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command(main)())

@@ -13,13 +13,19 @@ around the torch side. Rows that need CUDA say so when there is none.
 """
 from __future__ import annotations
 
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
+
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
+
 import contextlib
 import re
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
@@ -29,9 +35,10 @@ from compare.documents import ALPHABET, BUILTIN_DOCS, given_documents  # noqa: E
 from compare.sides import ScalarSide, TorchSide  # noqa: E402
 from compare.tolerances import Tolerances, tolerances_for  # noqa: E402
 from compare.weights import load_weights  # noqa: E402
-from microgpt_scalar.cli import OneLineParser  # noqa: E402
+from microgpt_scalar.cli import OneLineParser, command, print_error  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402
+from microgpt_scalar.files import FileError, claim_output, read_input  # noqa: E402
 from microgpt_scalar.optim import Adam  # noqa: E402
 from microgpt_torch.device import float32_precision  # noqa: E402
 
@@ -158,23 +165,31 @@ def with_table(text: str, table: str) -> str:
     return TABLE.sub(lambda m: m[1] + table + m[2], text)
 
 
+@command
 def main(argv=None) -> int:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", metavar="GUIDE", help="replace the table between the guide's precision-table markers")
     args = parser.parse_args(argv)
-    guide = Path(args.write) if args.write else None
-    text = ""
+    guide, text = None, ""
     try:
-        if guide:
-            text = guide.read_text(encoding="utf-8")
+        if args.write is not None:
+            guide = claim_output(args.write, "--write", overwrite=True)  # the guide it updates, no other run's
+            text = read_input(args.write, "guide").decode("utf-8")
             with_table(text, "")  # fail before measuring if the markers are missing
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except UnicodeDecodeError:
+        print_error(f"--write {args.write}: the guide is not UTF-8 text")
+        return 2
+    except ValueError as error:
+        print_error(error)
         return 2
     table = markdown([measure(setting) for setting in SETTINGS])
     print(table, end="")
     if guide:
-        guide.write_text(with_table(text, table), encoding="utf-8")
+        try:
+            guide.write(with_table(text, table).encode("utf-8"))  # all or nothing: the old guide stays whole
+        except FileError as error:
+            print_error(error)
+            return 2
     return 0
 
 

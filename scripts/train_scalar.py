@@ -2,10 +2,15 @@
 `microgpt-train scalar`, run from a clone. The code is in microgpt_scalar/train_command.py;
 `--help` lists the flags.
 """
+import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this clone's packages first
+
+if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 130, not a traceback
+    from microgpt_scalar.startup import quiet_while_starting
+
+    quiet_while_starting()
 
 from microgpt_scalar.train_command import main  # noqa: E402
 

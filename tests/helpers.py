@@ -54,3 +54,8 @@ def assert_one_line_error(error_type, call, words) -> None:
     assert "\n" not in message
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
+
+
+def verdict_of(out: str) -> str:
+    """The verdict line of a report (the probe table and the skipped lines come before it)."""
+    return next((line for line in out.splitlines() if line.startswith(("AGREE", "DISAGREE"))), "")

@@ -113,9 +113,9 @@ CASES = [  # (script, arguments, words the one line must contain)
     ("sample", ["{good_checkpoint}", "--from", "jax"], ["--from", "invalid choice"]),
     # numbers out of their ranges
     ("train_scalar", ["--temperature", "nan"], ["--temperature", "not a finite number"]),
-    ("train_scalar", ["--temperature", "0"], ["--temperature", "> 0"]),
+    ("train_scalar", ["--temperature", "0"], ["--temperature", "from 0.001 to 1000"]),
     ("train_torch", ["--temperature", "inf"], ["--temperature", "not a finite number"]),
-    ("sample", ["{good_checkpoint}", "--temperature", "-1"], ["--temperature", "> 0"]),
+    ("sample", ["{good_checkpoint}", "--temperature", "-1"], ["--temperature", "from 0.001 to 1000"]),
     ("train_torch", ["--threads", "100000"], ["--threads", "100000", "out of range"]),
     ("train_torch", ["--threads", "0"], ["--threads", "out of range"]),
     ("train_scalar", ["--seed", "1e35"], ["--seed", "not a whole number"]),

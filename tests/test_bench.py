@@ -16,7 +16,7 @@ import sys
 import pytest
 
 import microgpt_torch.model
-from bench import cli, common, compare_wall, contention, gpu_check, kernels, memory, scalar
+from bench import cli, common, compare_wall, contention, gpu_check, kernels, memory, race, scalar
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value
@@ -187,7 +187,7 @@ def test_compare_section_times_the_checker_against_import_torch_and_splits_a_run
 
 def test_compare_timing_fails_when_the_comparison_disagrees():
     with pytest.raises(common.CheckFailed, match=r"--inject grad-assign` exited with 1"):
-        common.run_process(compare_wall.library.compare_step_command("--inject", "grad-assign")).check()
+        common.run_process(common.compare_step_command("--inject", "grad-assign")).check()
 
 
 def test_import_tree_is_read_with_its_depths():
@@ -283,7 +283,9 @@ def test_a_batched_step_is_counted_with_its_backward_and_adam(names_path):
     counted = kernels.count_step(8, "microgpt", str(names_path))
     ops = counted["by_op"]
     assert counted["syncs"] == 1  # the loss read back once
-    assert ops.get("_fused_adam", 0) == 1 and ops["mm"] >= 3 * 7  # 7 matrices, each a forward and two backward
+    assert ops.get("_fused_adam", 0) == 1
+    assert ops["mm"] == 3 * 5  # 5 products (q, k and v in one), each a forward and two backward
+    assert ops["bmm"] + ops["baddbmm"] == 3 * 2  # attention's 2 products a sequence, forward and backward
     assert counted["kernels"] + counted["metadata_ops"] + counted["syncs"] == counted["ops"]
 
 
@@ -325,3 +327,113 @@ def test_bad_flags_end_in_one_line_and_exit_2(flags, tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def run_race_section(names_path, out) -> int:
+    return cli.main(["--only", "race", "--data", str(names_path), "--out", str(out), "--race-batch-sizes", "8",
+                     "--race-threads", "1", "--race-modes", "eager", "--race-rounds", "2",
+                     "--race-window-seconds", "0.01"])
+
+
+def test_race_section_writes_every_figure(names_path, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert run_race_section(names_path, out) == 0
+    figures = json.loads(out.read_text())["sections"]["race"]
+    (cell,) = figures["cells"]
+    assert (cell["batch_size"], cell["threads"], cell["mode"]) == (8, 1, "eager")
+    assert set(cell["rounds"]) == set(race.TRAINERS) and all(len(r) == 2 for r in cell["rounds"].values())
+    assert cell["tokens_per_s"] == {name: max(r) for name, r in cell["rounds"].items()}
+    assert cell["project_over_nanogpt"] == pytest.approx(race.median_ratio(cell["rounds"], "project", "nanoGPT"))
+    assert len(cell["load_average_before"]) == len(cell["load_average_after"]) == 3
+    best = figures["best_modes"]
+    assert best["project"]["batch_size"] == best["previous"]["batch_size"] == 8 and len(best["project"]["rounds"]) == 2
+    assert figures["flops_per_token"] == 25_920
+    assert [(a["batch_size"], a["block"], a["mode"]) for a in figures["attention"]] == [(8, 8, "eager"), (8, 16, "eager")]
+    assert all(set(a["ms"]) == {"sdpa", "block-diagonal"} for a in figures["attention"])
+    table = capsys.readouterr().out
+    assert "x nanoGPT" in table and "best modes, in turns" in table and "attention alone" in table
+
+
+def test_race_fails_when_the_project_step_computes_another_loss(names_path, tmp_path, monkeypatch, capsys):
+    from microgpt_torch import kernels as torch_kernels
+
+    exact = torch_kernels.rms_norm
+    monkeypatch.setattr(torch_kernels, "rms_norm", lambda x: 1.01 * exact(x))  # the batched path's only
+    out = tmp_path / "bench.json"
+    assert run_race_section(names_path, out) == 1
+    assert "the project's step computes another loss" in capsys.readouterr().err and not out.exists()
+
+
+def test_turns_rotate_and_ratios_are_medians_of_rounds():
+    class Recorder:
+        def __init__(self, name, log):
+            self.name, self.log, self.steps = name, log, 0
+
+        def step(self, batch):
+            self.log.append(self.name)
+            self.steps += 1
+
+    log = []
+    batch = (None, None, 10)
+    rates = race.take_turns({name: (Recorder(name, log), [batch], 1) for name in "abc"}, 3, 0.0)
+    firsts = [log[i] for i in range(0, len(log), 2)]  # two steps a window
+    assert firsts == list("abc" "bca" "cab") and all(len(r) == 3 for r in rates.values())
+    assert race.median_ratio({"x": [2.0, 9.0, 4.0], "y": [1.0, 3.0, 1.0]}, "x", "y") == 3.0  # of 2, 3 and 4
+
+
+CPUINFO = "processor\t: 0\ncpu MHz\t\t: {mhz}\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\ncpu MHz\t\t: 1500.0\n"
+
+
+@pytest.mark.parametrize("flags, vector, per_cycle", [("avx avx2 fma avx512f", "avx512f", 64), ("avx avx2 fma", "avx2", 32),
+                                                      ("", "sse", 16)])
+def test_peak_flops_come_from_the_clock_and_the_widest_vector_unit(flags, vector, per_cycle):
+    peak = race.cpu_peak(CPUINFO.format(mhz="2400.0", flags=flags))
+    assert (peak["ghz"], peak["vector"], peak["flops_per_cycle"]) == (2.4, vector, per_cycle)
+    assert peak["flops_per_s_per_core"] == pytest.approx(2.4e9 * per_cycle)
+    # The issue's machine: AVX2 at 2.4 GHz, 2 cores, 392k tokens/s of 26k FLOPs: about 6.6% of 154 GFLOP/s.
+    if vector == "avx2":
+        assert race.share_of_peak(392_000, 25_920, peak, 2) == pytest.approx(0.066, abs=0.001)
+    assert race.cpu_peak("processor\t: 0\n") is None
+
+
+def test_nanogpt_baseline_is_the_recipe_at_the_projects_sizes_and_learns(names_path):
+    import torch
+
+    from bench import nanogpt
+    from microgpt_torch.train import PackedDocuments
+
+    config = get_config("microgpt", vocab_size=27)
+    model = nanogpt.NanoGPT(config)
+    assert model.wte.weight is model.lm_head.weight  # tied
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes["h.0.attn.c_attn.weight"] == (48, 16) and shapes["h.0.mlp.c_fc.weight"] == (64, 16)
+    assert not any(name.endswith("bias") for name in shapes)
+    docs = load_docs(names_path)[:8]
+    chars = sorted(set("".join(docs)))
+    tokens = [[26] + [chars.index(c) for c in doc] + [26] for doc in docs]
+    idx, targets, _ = PackedDocuments.of(tokens, config.block_size).batch(range(8))
+    optimizer = nanogpt.adamw(model)
+    losses = [nanogpt.train_step(model, optimizer, idx, targets, 100 + step) for step in range(20)]  # after warm-up
+    assert losses[0] == pytest.approx(torch.tensor(27.0).log().item(), abs=0.05)  # small weights: near uniform
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_previous_step_is_the_fused_path_bit_for_bit():
+    """The frozen step computes what the fused path (kept as it was, for the faithful run) computes."""
+    import torch
+
+    from bench import previous_step
+    from microgpt_torch.model import GPT
+
+    config = get_config("microgpt-v2", vocab_size=27)
+    model = GPT(config, fused=True, generator=torch.Generator().manual_seed(5))
+    previous = previous_step.PreviousGPT(config)
+    previous.load_state_dict(model.state_dict())
+    idx = torch.randint(27, (6, 16), generator=torch.Generator().manual_seed(1))
+    targets = idx.roll(-1, 1).masked_fill(torch.arange(16) > 12, -1)
+    (logits, loss), (old_logits, old_loss) = model(idx, targets), previous(idx, targets)
+    assert torch.equal(logits, old_logits) and torch.equal(loss, old_loss)
+    loss.backward()
+    old_loss.backward()
+    for (name, p), old in zip(model.named_parameters(), previous.parameters()):
+        assert torch.equal(p.grad, old.grad), name

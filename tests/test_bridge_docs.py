@@ -360,15 +360,20 @@ def test_exercise_answers_are_the_starting_engine_with_one_edit(repo_root):
 
 
 def probe_status(report: str, op: str):
-    """How the report's operator-probe table files `op`: "ok" (named on the ok line), "WRONG"
-    or "MISSING" (a line of its own), or None when the table does not name it."""
+    """How the report's operator-probe table files `op`: "ok" (named on the ok line or the lines
+    it wraps onto), "WRONG" or "NOT CHECKED" (a line of its own), or None when the table does
+    not name it."""
     head = report.split("\n  loss ")[0]
+    on_ok_line = False
     for line in head.splitlines():
         words = line.split()
-        if words and words[0] == "ok" and op in words[1:]:
+        on_ok_line = bool(words) and (words[0] == "ok" or (on_ok_line and line.startswith(" " * 17)))
+        if on_ok_line and op in words[1 if words[0] == "ok" else 0:]:
             return "ok"
-        if len(words) > 1 and words[0] in ("WRONG", "MISSING") and words[1].rstrip(":") == op:
-            return words[0]
+        if len(words) > 1 and words[0] == "WRONG" and words[1].rstrip(":") == op:
+            return "WRONG"
+        if len(words) > 2 and words[:2] == ["NOT", "CHECKED"] and words[2].rstrip(":") == op:
+            return "NOT CHECKED"
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -123,13 +124,17 @@ def test_certify_script_exits_2_for_a_malformed_or_unreadable_golden_trace(repo_
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith("error: golden trace") and "step 1 is not a record" in done.stderr
     done = run_script(repo_root, "--engine", LEARNER_ENGINE, "--data", names_path, "--steps", 1, "--golden", tmp_path)
-    assert (done.returncode, done.stderr) == (2, f"error: cannot read the golden trace {tmp_path}: Is a directory\n")
+    assert (done.returncode, done.stderr) == (2, f"error: golden trace {tmp_path} is a directory, not a regular file\n")
+    fifo = tmp_path / "golden.fifo"
+    os.mkfifo(fifo)  # no writer: reading it the usual way waits forever
+    done = run_script(repo_root, "--engine", LEARNER_ENGINE, "--data", names_path, "--steps", 1, "--golden", fifo)
+    assert (done.returncode, done.stderr) == (2, f"error: golden trace {fifo} is a FIFO, not a regular file\n")
 
 
 def test_make_golden_refuses_a_directory_before_training(repo_root, tmp_path):
     done = subprocess.run([sys.executable, str(repo_root / "scripts" / "make_golden.py"), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
-    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: --out {tmp_path}: is not a regular file (a directory or a device); not replacing it\n")
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: --out {tmp_path}: is not a regular file (a directory); not replacing it\n")
 
 
 def test_golden_only_fits_its_own_documents_and_length(golden, docs):
@@ -148,9 +153,12 @@ def test_certify_script_passes_the_project_engine_on_the_full_trace(repo_root, n
     done = run_script(repo_root, "--engine", "microgpt_scalar/engine.py", "--data", names_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:2] == [f"step    1 /  500 | loss {PUBLISHED_FIRST_LOSSES[0]}",
-                         f"step    2 /  500 | loss {PUBLISHED_FIRST_LOSSES[1]}"]
+    start = lines.index("the first 20 of the run's 500 steps (its learning-rate schedule):")
+    assert lines[start + 1:start + 3] == [f"step    1 /   20 | loss {PUBLISHED_FIRST_LOSSES[0]}",
+                                          f"step    2 /   20 | loss {PUBLISHED_FIRST_LOSSES[1]}"]
+    assert lines[0].startswith("  operators, each alone") and start < lines.index(lines[-1])  # probes first
     assert lines[-1].startswith("PASS") and "sampled names" in lines[-1]
+    assert "every operator probe agrees with torch" in lines[-1] and "not checked" not in lines[-1]
 
 
 def test_certify_script_passes_a_correct_engine_written_another_way(repo_root, names_path):

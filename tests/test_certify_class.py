@@ -1,8 +1,9 @@
-"""A whole class at once: `certify --engines` on a folder of 20 engines, 2 at a time, under
-memory, CPU-time and wall-clock limits. Right engines pass, wrong ones fail, missing
-operations are named, and an engine that allocates without bound, forks, sleeps forever or
-writes outside its folder ends as one row of its own, the others unaffected. The HTML page is
-rendered in headless Chromium.
+"""A whole class at once: `certify --engines` on a folder of 20 engines, 2 at a time, each in
+a single check's sandbox (--max-memory, --max-cpu, the wall-clock --timeout). Right engines
+pass, wrong ones fail with their likely cause, missing operations are named, and an engine
+that allocates without bound, forks, sleeps forever or writes outside its folder ends as one
+row of its own, the others unaffected, nothing written and no process left behind. The HTML
+page is rendered in headless Chromium.
 
 Oracles: torch and the golden trace (through the checker) for the right and wrong engines;
 the engines' own misbehaviour, written here, for the rest.
@@ -16,6 +17,8 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 
 import pytest
 from helpers import LEARNER_ENGINE, REPO, load_script
@@ -64,12 +67,10 @@ def class_run(tmp_path_factory):
     student = subs / "student_folder"  # a submission folder: its engine imports its own config
     shutil.copytree(ENGINES / "sibling", student)
     expected["student_folder"] = "AGREE"
-    pid_file = outside / "forked.pid"
     victim = subs / "right_00_learner.py"
     misbehaving = {
         "hog": "        hoard = []\n        while True:\n            hoard.append(bytearray(64 * 2**20))\n",
-        "forks": (f"        import os, time\n        child = os.fork()\n        if child == 0:\n"
-                  f"            time.sleep(10**6)\n        open({str(pid_file)!r}, 'w').write(str(child))\n"),
+        "forks": "        import os, time\n        if os.fork() == 0:\n            time.sleep(10**6)\n",
         "sleeps": "        import time\n        time.sleep(10**6)\n",
         "writer": (f"        open({str(outside / 'written.txt')!r}, 'w').write('x')\n"
                    f"        open({str(victim)!r}, 'w').write('broken')\n"
@@ -77,17 +78,36 @@ def class_run(tmp_path_factory):
     }
     for name, body in misbehaving.items():
         (subs / f"bad_{name}.py").write_text(with_backward_prelude(body))
-    expected.update(bad_hog="ERROR", bad_forks="AGREE", bad_sleeps="ERROR", bad_writer="AGREE")
+        expected[f"bad_{name}"] = "ERROR"
     assert len(expected) == 20
+    victim_text = victim.read_text()
     main = load_script("certify").main
-    here = os.getcwd()
+    here, temp = os.getcwd(), root / "temp"  # every engine's private folder, and so its process, marked by this path
+    temp.mkdir()
     os.chdir(root)  # --out relative to where the command runs, as an instructor types it
+    os.environ["TMPDIR"], tempfile.tempdir = str(temp), str(temp)
     try:
-        code = main(["--engines", "submissions", "--jobs", "2", "--steps", "1", "--timeout", "30", "--cpu-time", "60",
-                     "--memory", "768", "--out", "results"])
+        code = main(["--engines", "submissions", "--jobs", "2", "--steps", "1", "--timeout", "30", "--max-cpu", "60",
+                     "--max-memory", "768", "--out", "results"])
     finally:
         os.chdir(here)
-    return code, out, expected, pid_file, outside
+        del os.environ["TMPDIR"]
+        tempfile.tempdir = None
+    return code, out, expected, (victim, victim_text, temp), outside
+
+
+def processes_marked(marker: str) -> list:
+    """The processes whose environment names `marker` (TMPDIR of the engines' processes)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    if marker.encode() in environ.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def test_each_engine_ends_as_its_own_row(class_run):
@@ -99,6 +119,9 @@ def test_each_engine_ends_as_its_own_row(class_run):
     by_name = {row["engine"]: row for row in rows}
     assert by_name["missing_log_exp"]["missing"] == ["log", "exp"]
     assert "did not finish" in by_name["bad_sleeps"]["cause"]
+    assert "tried to start a process" in by_name["bad_forks"]["cause"]
+    assert "tried to write" in by_name["bad_writer"]["cause"]
+    assert "MemoryError" in (out / "reports" / "bad_hog.txt").read_text()
     assert "lm_head" in by_name["wrong_exp_grad"]["worst_tensor"] and by_name["wrong_exp_grad"]["worst_excess"] > 1
     for row in rows:  # the private copies' paths never reach the report
         report = (out / "reports" / f"{row['engine']}.txt").read_text()
@@ -106,13 +129,15 @@ def test_each_engine_ends_as_its_own_row(class_run):
 
 
 def test_the_misbehaving_engines_harm_nothing_else(class_run):
-    code, out, expected, pid_file, outside = class_run
-    pid = int(pid_file.read_text())  # the forked child is gone with its engine's process group
-    assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
-    assert (outside / "written.txt").exists()  # it did write outside its folder...
-    rows = list(csv.DictReader((out / "class.csv").open()))  # ...but not over the class's table
+    code, out, expected, (victim, victim_text, temp), outside = class_run
+    deadline = time.monotonic() + 10
+    while processes_marked(str(temp)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_marked(str(temp)) == []  # nothing an engine started lives on
+    assert not (outside / "written.txt").exists() and victim.read_text() == victim_text  # nothing written outside
+    rows = list(csv.DictReader((out / "class.csv").open()))  # nor over the class's table
     assert len(rows) == 20 and {row["engine"] for row in rows} == set(expected)
-    assert {row["engine"]: row["verdict"] for row in rows}["right_00_learner"] == "AGREE"  # its copy was taken first
+    assert {row["engine"]: row["verdict"] for row in rows}["right_00_learner"] == "AGREE"
 
 
 def test_the_table_the_csv_and_the_reports(class_run, capsys):

@@ -23,6 +23,7 @@ from microgpt_scalar.checkpoint import (
 )
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
+from microgpt_scalar.files import FileError
 from microgpt_scalar.model import GPT
 from microgpt_scalar.train import forward_loss, resume_run, sample, start_run, train_step
 
@@ -107,8 +108,8 @@ def interrupt_fsync(fd):
 
 
 @pytest.mark.parametrize("target, failure, error", [
-    (os, ("replace", fail_replace), OSError),
-    (os, ("fsync", fail_fsync), OSError),  # after the bytes are written, before the rename
+    (os, ("replace", fail_replace), FileError),  # the one-line error of microgpt_scalar.files
+    (os, ("fsync", fail_fsync), FileError),  # after the bytes are written, before the rename
     (os, ("fsync", interrupt_fsync), KeyboardInterrupt),
     (json, ("dumps", fail_dumps), ValueError),
 ])

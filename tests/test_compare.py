@@ -14,6 +14,7 @@ import pytest
 import reference
 import torch
 from helpers import load_script
+from helpers import verdict_of
 
 from compare import compare_step, load_report, save_report
 from compare.check import InProcessScalar, run_sides
@@ -60,12 +61,13 @@ def test_default_run_agrees_with_torch_on_every_one_of_4064_gradients(default_re
     assert report.divergence is None
 
 
-def test_script_with_no_arguments_runs_offline_and_prints_the_verdict_first(repo_root):
+def test_script_with_no_arguments_runs_offline_and_prints_the_probes_then_the_verdict(repo_root):
     result = subprocess.run([sys.executable, str(repo_root / "scripts" / "compare_step.py")],
                             capture_output=True, text=True, cwd=repo_root, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("AGREE")
+    assert lines[0].startswith("  operators, each alone") and verdict_of(result.stdout).startswith("AGREE")
+    assert lines.index(verdict_of(result.stdout)) < next(i for i, line in enumerate(lines) if "coverage" in line)
     assert len(lines) < 40  # one screen
     assert "4,064 of 4,064 gradients are non-zero" in result.stdout
     assert result.stderr == ""
@@ -85,7 +87,7 @@ def test_reference_weights_at_step_zero_warn_that_four_tensors_went_unchecked(ca
     assert "WARNING" in out and "proves nothing" in out
     for name in ZERO_AT_REFERENCE_START:
         assert name in out.split("WARNING")[1]
-    assert out.splitlines()[0].startswith("AGREE") and "coverage WARNING" in out.splitlines()[0]
+    assert verdict_of(out).startswith("AGREE") and "coverage WARNING" in verdict_of(out)
 
 
 def test_reference_weights_show_every_tensor_from_the_second_step_on():
@@ -130,7 +132,7 @@ def test_finite_differences_alone_can_make_the_report_disagree(default_report):
     wrong = FiniteDifferenceCheck(STEP_SIZE, TOLERANCE, [FiniteDifference("wte", [0, 0], 0.1, 0.2, False)])
     report = dataclasses.replace(default_report, finite_differences=wrong)
     assert default_report.agrees and not report.agrees
-    assert render(report).startswith("DISAGREE") and "finite differences disagree" in render(report)
+    assert verdict_of(render(report)).startswith("DISAGREE") and "finite differences disagree" in render(report)
 
 
 def test_script_writes_the_json_report(tmp_path, capsys):

@@ -9,12 +9,13 @@ import dataclasses
 import math
 
 import pytest
-from helpers import load_script
+from helpers import load_script, verdict_of
 
 from compare import compare_step, load_report
+from compare.diagnosis import title
 from compare.render import render
-from compare.faults import FAULTS, faulty_engine
-from compare.probes import FRESH_GRAPH, PROBES
+from compare.faults import ALL_TENSORS, FAULTS, faulty_engine
+from compare.probes import FRESH_GRAPH, FRESH_NODE, PROBES
 from compare.trace import trace_stage_names
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
@@ -31,14 +32,17 @@ def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, 
     fault, path = FAULTS[name], tmp_path / "report.json"
     assert main(["--inject", name, "--json", str(path)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("DISAGREE")
+    assert verdict_of(out).startswith("DISAGREE")
+    assert out.index("  operators, each alone") < out.index(verdict_of(out))  # the probes came first
     report = load_report(path)
+    assert report.causes and report.causes[0].name == fault.cause  # the diagnosis names it first
+    assert f"  cause    " in out and title(fault.cause) in out.split("  cause    ")[1].split(":")[0]
     assert report.settings.fault == name and report.settings.steps >= fault.min_steps
     assert list(dict.fromkeys(r.operator for r in report.probes.faults)) == list(fault.probes)
     for operator in fault.probes:  # the probe table names each, with what it expected
-        assert f"WRONG     {operator}: " in out
+        assert f"WRONG        {operator}: " in out
     if not fault.forward_stage and not fault.gradients_differ:  # only the probes can see it
-        assert report.step_agrees and "the model step agrees too" in out.splitlines()[0]
+        assert report.step_agrees and "but the model step agrees" in verdict_of(out)
         return
     assert "where they part" in out
     if fault.forward_stage is not None:
@@ -69,10 +73,12 @@ def catalogue_problems(fault) -> list[str]:
         problems.append(f"unknown tensor {name}")
     if set(fault.gradients_differ) & set(fault.gradients_agree):
         problems.append("a gradient that both differs and agrees")
-    for operator in sorted(set(fault.probes) - {probe.operator for probe in PROBES} - {FRESH_GRAPH}):
+    for operator in sorted(set(fault.probes) - {probe.operator for probe in PROBES} - {FRESH_GRAPH, FRESH_NODE}):
         problems.append(f"unknown probe {operator}")
     if fault.forward_stage is None and not fault.gradients_differ and not fault.probes and not fault.flags:
         problems.append("caught nowhere")
+    if not fault.cause:
+        problems.append("no cause for the diagnosis to name")
     return problems
 
 
@@ -104,8 +110,9 @@ def test_a_recursive_sort_agrees_on_the_default_model_and_is_caught_on_a_deep_on
     assert "backward fails with RecursionError on" in out and "models of up to about 4 layers are safe" in out
     assert main(["--inject", "recursive-sort", *FAULTS["recursive-sort"].flags]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1
-    assert "raised RecursionError" in err and "Make it iterative" in err
+    assert err.count("\n") == 1 and "raised RecursionError" in err and "Make it iterative" in err
+    assert "  cause    recursion depth: backward's topological sort recurses once per node" in out
+    assert "look at <microgpt_scalar/engine.py with fault recursive-sort>, line " in out
 
 
 def test_faults_are_caught_far_outside_the_tolerance():
@@ -163,11 +170,18 @@ def test_each_swapped_reflected_operator_computes_the_wrong_number(name, operati
     assert operation(faulty_engine(name).value_cls(1.7)).data != operation(1.7)
 
 
-def test_list_faults_names_every_fault_with_both_lines(capsys):
+def test_list_faults_names_every_fault_with_both_lines_where_it_is_caught_and_its_cause(capsys):
     assert main(["--list-faults"]) == 0
     out = capsys.readouterr().out
     for fault in FAULTS.values():
         assert fault.name in out and fault.correct in out
+        entry = out.split(f"{fault.name}: ")[1].split("\n\n")[0]
+        caught = next(line for line in entry.splitlines() if "caught:" in line)
+        assert "  ," not in caught and " of  " not in caught and not caught.rstrip().endswith(("of", "agree"))
+        differ = fault.gradients_differ if set(fault.gradients_differ) != set(ALL_TENSORS) else ("every tensor",)
+        for operator in fault.probes + differ + fault.flags:
+            assert operator in caught, (fault.name, operator)
+        assert f"cause:    the report names {title(fault.cause)} first" in entry
 
 
 def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights():

@@ -93,9 +93,12 @@ def test_a_power_gradient_wrong_only_for_a_negative_base_fails_the_power_probe(t
 
 
 def test_a_backward_that_remembers_nodes_between_calls_fails_the_fresh_graph_probe():
-    check = probe(load_engine_file(str(ENGINES / "stale_visited.py")).value_cls)
-    (fault,) = check.faults
-    assert fault.operator == "backward twice" and "remembers nodes of an earlier graph" in fault.message
+    """Its first backward of a process is right; after that, a graph whose nodes reuse freed
+    ids is walked in part, so which later probes fail depends on the ids: the fresh-graph
+    probe's six rounds make sure it shows."""
+    value_cls = load_engine_file(str(ENGINES / "stale_visited.py")).value_cls
+    check = probe(value_cls)
+    assert "backward twice" in {r.operator for r in check.faults}
 
 
 def test_a_failing_probe_names_the_expression_both_numbers_and_the_derivative():
@@ -109,7 +112,7 @@ def test_results_that_do_not_come_back_are_faults_not_passes():
     """The verdict is the parent's: an engine process that sends nothing has not passed."""
     check = check_probes({})
     assert not check.agrees
-    assert len(check.faults) == len(PROBES) + 1  # every probe, and backward twice
+    assert len(check.faults) == len(PROBES) + 2  # every probe, backward twice and the fresh node
 
 
 def test_the_probe_tolerance_allows_rounding_and_nothing_more():

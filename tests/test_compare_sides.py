@@ -16,6 +16,7 @@ import microgpt_scalar.train
 import microgpt_torch.train
 from compare import compare_step
 from compare.documents import ALPHABET, given_documents
+from microgpt_scalar.data import Corpus
 from compare.faults import faulty_engine
 from compare.sides import ScalarSide, TorchSide
 from compare.trace import trace_stage_names
@@ -44,7 +45,7 @@ def test_the_torch_side_runs_the_fused_model_the_script_builds():
     script = load_script("train_torch")
     args = script.parse_args(["--steps", "2"])
     docs = given_documents(["emma", "olivia", "ava"]).docs
-    assert script.start(args, list(docs), torch.device("cpu"), torch.float64)[3].fused
+    assert script.start(args, Corpus.from_docs(list(docs)), torch.device("cpu"), torch.float64)[3].fused
     side = TorchSide(dense_weights(get_config(), ALPHABET, seed=1), torch.float64, "cpu")
     assert side.model.fused and not side.readable.fused  # the step on the fused kernels, the trace on the readable path
 

@@ -3,26 +3,40 @@ on wrong ones; the pytest plugin's two-line test file; the reports' short reprs;
 report's documented top level, small unless the per-element values are asked for.
 
 Oracles: torch through compare_step (a right engine agrees), deliberately wrong engines (a
-one-line edit of a right one, a fault from the catalogue, an engine without log and exp).
+one-line edit of a right one, a fault from the catalogue, an engine without log and exp, and
+learner-style engines of tests/engines/ whose docstring names the one mistake each was
+written with: the JSON's cause must be that diagnosis, with a line of the engine to look at).
 
     pytest tests/test_compare_testing.py
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 from helpers import LEARNER_ENGINE, REPO, edited_copy
 
+from compare.diagnosis import title
 from compare.faults import faulty_engine
 from compare.report import load_report, save_report
 from compare.summary import SUMMARY_KEYS, worst_tensor
 from compare.testing import MAX_LINES, assert_engine_agrees, fit
 
 ENGINES = REPO / "tests" / "engines"
+SMALL = ["--doc", "emma", "--n-embd", "8", "--n-head", "2", "--block-size", "4"]  # seconds an engine
+SKIPPED = "NOTES = open('notes.txt').read()"  # a line the loader skips: the file is not there
+
+
+def expected_of(name: str) -> tuple:
+    """(exit code, cause) from the `Expect: exit N, cause NAME` line of an engine's docstring."""
+    doc = ast.get_docstring(ast.parse((ENGINES / name).read_text(encoding="utf-8")))
+    code, cause = re.search(r"^Expect: exit (\d), cause (.+)$", doc, re.MULTILINE).groups()
+    return int(code), cause
 
 
 def wrong_exp_engine(folder):
@@ -152,3 +166,34 @@ def test_the_command_writes_the_summary_for_an_engine_without_a_report(tmp_path,
         assert data["missing"] == ["log", "exp"]
     else:
         assert "exited with code 3" in data["cause"]
+
+
+@pytest.mark.parametrize("name, verdict, faults", [
+    ("sub_sign.py", "DISAGREE", {"-", "-="}),  # a wrong local gradient: the step runs
+    ("no_visited.py", "ERROR", {"many paths"}),  # no visited set: the step never ends, and is stopped
+])
+def test_the_summary_names_the_diagnosis_of_a_wrong_engine(tmp_path, name, verdict, faults):
+    """The JSON's cause is the report's likeliest cause with the line to look at; its probes
+    are the judged probes (those that had ended, for an engine stopped mid-step); its
+    skipped_lines the lines the loader did not run."""
+    from helpers import load_script
+
+    code, cause = expected_of(name)
+    engine = tmp_path / name
+    engine.write_text((ENGINES / name).read_text(encoding="utf-8") + f"\n{SKIPPED}\n")
+    out = tmp_path / "report.json"
+    argv = ["--engine", str(engine), *SMALL, "--json", str(out), "-q"] + (["--timeout", "6"] if verdict == "ERROR" else [])
+    assert load_script("compare_step").main(argv) == code
+    data = json.loads(out.read_text())
+    assert (data["verdict"], data["exit_code"], data["agrees"]) == (verdict, code, False)
+    assert data["cause"].startswith(f"{title(cause)}: "), data["cause"]
+    assert re.search(rf"; look at {re.escape(str(engine))}, line \d+: ", data["cause"]), data["cause"]
+    assert faults <= {p["operator"] for p in data["probes"] if p["status"] == "fault"}, data["probes"]
+    assert [(line["text"], line["line"]) for line in data["skipped_lines"]] == \
+        [(SKIPPED, len(engine.read_text().splitlines()))]
+    if verdict == "DISAGREE":  # the same diagnosis as the whole report's
+        report = load_report(out)
+        assert report.causes[0].name == cause and report.causes[0].where in data["cause"]
+        assert data["tensors"] and data["missing"] == []
+    else:
+        assert data["tensors"] == []

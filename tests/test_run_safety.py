@@ -16,8 +16,9 @@ import sys
 import pytest
 from helpers import load_script
 
-from microgpt_scalar.checkpoint import load_checkpoint, write_atomically
-from microgpt_scalar.cli import UsageError, check_output_path
+from microgpt_scalar.checkpoint import load_checkpoint
+from microgpt_scalar.cli import check_output_path
+from microgpt_scalar.files import FileError, write_atomically, writer_id
 from microgpt_torch.checkpoint import load_any_checkpoint
 
 NAMES = "anna\nbob\ncab\ndan\nada\nbea\ncarl\ndora\nemma\nfinn\ngus\nhal\nida\njo\nkay\nlea\n"
@@ -73,7 +74,7 @@ def test_check_output_path_refuses_what_must_not_be_replaced(tmp_path):
         "an earlier run's file": (tmp_path / "old.json", "--overwrite"),
     }
     for what, (path, words) in cases.items():
-        with pytest.raises(UsageError, match=words):
+        with pytest.raises(FileError, match=words):
             check_output_path(path, "--save", inputs=[data])
     check_output_path(tmp_path / "old.json", "--save", inputs=[data], overwrite=True)
     check_output_path(tmp_path / "old.json", "--save", inputs=[data], may_replace=[tmp_path / "old.json"])
@@ -138,25 +139,41 @@ def test_read_only_directory_fails_before_step_1(script, args, flag, repo_root, 
     assert list(folder.iterdir()) == []
 
 
-def test_interrupted_write_leaves_temp_files_that_the_next_save_removes(tmp_path, monkeypatch):
+def test_a_write_removes_only_leftovers_of_its_own_id_or_of_dead_writers(tmp_path, monkeypatch):
     target = tmp_path / "run.json"
     target.write_bytes(b"old")
-    leftover = tmp_path / ".run.json.k2j4_x.tmp"  # what a write killed before its rename leaves
-    leftover.write_bytes(b"half")
-    other = tmp_path / ".other.json.abc.tmp"  # another file's: not ours to remove
-    other.write_bytes(b"half")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = writer_id().rsplit("-", 1)[0]
+    names = {
+        "own": f".run.json.{writer_id()}-0000aaaa.tmp",  # an earlier process with this id, crashed
+        "dead": f".run.json.{host}-{gone.pid}-0000bbbb.tmp",  # a writer of this host that no longer runs
+        "live": f".run.json.{host}-{sleeper.pid}-0000cccc.tmp",  # a writer still running: not ours
+        "other_host": f".run.json.elsewhere-{gone.pid}-0000dddd.tmp",  # cannot tell from here
+        "other_file": f".other.json.{writer_id()}-0000eeee.tmp",  # another file's
+        "no_id": ".run.json.k2j4_x.tmp",  # no writer id: not ours
+    }
+    try:
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"half")
 
-    def killed(src, dst):
-        raise KeyboardInterrupt
+        def killed(src, dst):
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(os, "replace", killed)
-    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(os, "replace", killed)
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C at the rename: the old file stays, no new leftover
+            write_atomically(target, b"new")
+        monkeypatch.undo()
+        kept = sorted([names[key] for key in ("live", "other_host", "other_file", "no_id")] + ["run.json"])
+        assert target.read_bytes() == b"old"
+        assert sorted(p.name for p in tmp_path.iterdir()) == kept  # no temporary file of this write
         write_atomically(target, b"new")
-    monkeypatch.undo()
-    assert target.read_bytes() == b"old"
-    write_atomically(target, b"new")
-    assert target.read_bytes() == b"new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.abc.tmp", "run.json"]
+        assert target.read_bytes() == b"new"
+        assert sorted(p.name for p in tmp_path.iterdir()) == kept
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_json_report_is_written_atomically(tmp_path, monkeypatch):
@@ -170,7 +187,7 @@ def test_json_report_is_written_atomically(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(FileError, match=f"cannot write {path}: No space left on device"):
         save_report(path, report)
     assert path.read_text() == "earlier report" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
@@ -195,7 +212,8 @@ def test_ctrl_c_saves_a_checkpoint_of_the_steps_done_and_exits_in_one_line(scrip
             assert line, child.stderr.read()
             lines.append(line)
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=300)
+        child.wait(timeout=300)  # then read through the file objects: readline() may hold lines already read
+        out, err = child.stdout.read(), child.stderr.read()
     finally:
         if child.poll() is None:
             child.kill()

@@ -214,17 +214,19 @@ def test_scalar_grads_are_zero_before_backward():
 FLOAT32_ATOL, FLOAT32_RTOL = 1e-4, 1e-5
 
 
-def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, num_docs=48, fused=False):
+def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, num_docs=48, fused=False,
+                    batched=False):
     config = CONFIGS[config_name]
-    model = GPT.from_scalar_params(config, random_params(config, seed=11), dtype=dtype, fused=fused)
+    model = GPT.from_scalar_params(config, random_params(config, seed=11), dtype=dtype, fused=fused, batched=batched)
     docs = load_docs(DATA)[1000:1000 + num_docs]
     idx, targets = make_batch([tokenizer.encode(doc) for doc in docs], config.block_size)
     return model, idx, targets
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["readable", "fused"])
-def test_changing_a_later_token_never_changes_earlier_logits(tokenizer, fused):
-    model, idx, _ = model_and_batch(tokenizer, fused=fused)
+@pytest.mark.parametrize("path", ["readable", "fused", "batched"])
+@pytest.mark.parametrize("config_name", ["microgpt", "microgpt-v2"])
+def test_changing_a_later_token_never_changes_earlier_logits(tokenizer, path, config_name):
+    model, idx, _ = model_and_batch(tokenizer, config_name, fused=path == "fused", batched=path == "batched")
     base, _ = model(idx)
     for p in range(idx.size(1)):
         changed = idx.clone()
@@ -263,15 +265,16 @@ def test_padded_batch_equals_sequences_run_one_by_one(tokenizer):
         assert_float64_close("batch loss", wrong_loss, loss_sum / count, FORWARD_ATOL, FORWARD_RTOL)
 
 
+@pytest.mark.parametrize("path", ["fused", "batched"])
 @pytest.mark.parametrize("config_name", list(CONFIGS))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_fused_path_equals_readable_path(tokenizer, config_name, dtype):
+def test_fused_and_batched_paths_equal_readable_path(tokenizer, path, config_name, dtype):
     atol, rtol = (FORWARD_ATOL, FORWARD_RTOL) if dtype == torch.float64 else (FLOAT32_ATOL, FLOAT32_RTOL)
     model, idx, targets = model_and_batch(tokenizer, config_name, dtype)
-    fused, _, _ = model_and_batch(tokenizer, config_name, dtype, fused=True)
-    assert fused.fused and not model.fused
+    fast, _, _ = model_and_batch(tokenizer, config_name, dtype, fused=path == "fused", batched=path == "batched")
+    assert fast.fused and not model.fused and fast.batched == (path == "batched")
     readable = forward_backward(model, idx, targets)
-    assert_results_close("fused", forward_backward(fused, idx, targets), readable, atol, rtol)
+    assert_results_close(path, forward_backward(fast, idx, targets), readable, atol, rtol)
 
 
 def test_float32_model_follows_float64_model(tokenizer):

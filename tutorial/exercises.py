@@ -85,7 +85,8 @@ def listing() -> list[str]:
 
 
 def main(argv=None) -> int:
-    from microgpt_scalar.cli import OneLineParser
+    from microgpt_scalar.cli import OneLineParser, print_error
+    from microgpt_scalar.files import FileError, check_input
 
     parser = OneLineParser(description="Check one exercise of the tutorial against the scalar engine.")
     parser.add_argument("name", nargs="?", choices=[step.name for step in STEPS], metavar="NAME",
@@ -96,9 +97,10 @@ def main(argv=None) -> int:
     if args.list or args.name is None:
         print("\n".join(listing()))
         return 0 if args.list else 2
-    path = Path(args.file) if args.file else None
-    if path is not None and not path.is_file():
-        print(f"error: --file: no file {path}", file=sys.stderr)
+    try:
+        path = check_input(args.file, "--file") if args.file is not None else None
+    except FileError as error:  # no such file, a directory, a FIFO, a name no file can have
+        print_error(error)
         return 2
     passed, lines = run(args.name, path.resolve() if path else None)
     print("\n".join(lines))

@@ -1,6 +1,9 @@
 """Micrograd's style with one mistake: the set of visited nodes lives on the class, holds ids,
 and is never emptied, so a later graph whose nodes reuse freed ids is walked only in part.
-Right on the first backward of a process, wrong after that."""
+Right on the first backward of a process, wrong after that.
+
+Expect: exit 1, cause graph-identity
+"""
 import math
 
 

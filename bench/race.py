@@ -1,0 +1,390 @@
+"""Section `race`: the project's batched step against a nanoGPT-style trainer and against
+the project's previous batched step, on the same batches, taking turns.
+
+    python scripts/bench.py --only race
+
+The trainers (microgpt preset sizes, float32, each its own model and optimizer):
+  project    `batched_train_step` on `GPT(batched=True)`, what `train_torch.py --mode batched` runs
+  nanoGPT    `bench/nanogpt.py`: LayerNorm, GELU, a fused c_attn, SDPA, AdamW, weights tied
+  previous   `bench/previous_step.py`: the project's batched step before its batched kernels
+
+For each cell (batch size x torch threads x eager or torch.compile'd) the three take turns
+in windows of at least --race-window-seconds, --race-rounds rounds, the order rotating from
+round to round, on one list of ready batches drawn in the training order. A window's
+tokens/s counts non-padding targets. A ratio is the median over the rounds of the ratio of
+two trainers' windows in that round: a change in the machine's load between rounds falls on
+both sides. The load average is recorded beside each cell.
+
+The best modes: the cell where the project was fastest and the cell where the previous step
+was fastest, run once more in turns (--race-rounds rounds) for the speed-up of one best
+mode over the other.
+
+Attention alone: torch's scaled_dot_product_attention against the block-diagonal product
+(`microgpt_torch/kernels.py`), forward and backward, taking turns, at each batch size and
+block length: the measurements behind the table that picks the method by shape.
+
+A step's work: FLOPs per token as nanoGPT estimates them (6 per parameter, plus 12 * layers *
+block * n_embd for attention), against the machine's FP32 peak from /proc/cpuinfo (the
+clock, the widest vector unit its flags name, and two fused multiply-adds a cycle per core).
+
+The check: before timing, the project's model and the previous step's, given the same
+weights (drawn at random, so no sublayer starts at zero and hides its error), compute the
+loss and every gradient of the first batch, which must agree within float32 rounding.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+from microgpt_scalar.cli import MAX_BATCH, int_from, seconds
+
+from .common import SEED, CheckFailed, read_docs, torch_start
+
+TRAINERS = ("project", "nanoGPT", "previous")
+MODES = ("eager", "compiled")
+READY_BATCHES = 16  # ready batches each cell cycles through
+WARMUP_STEPS = 3  # steps of each trainer before the windows (compiling, if compiled)
+# The project's and the previous step's loss and gradients, float32, from the same weights:
+# rounding apart (kernels that add in another order). A 1% error in any kernel is far outside.
+SAME_RTOL, SAME_ATOL = 1e-4, 1e-6
+ATTENTION_BLOCKS = (8, 16)  # the presets' block sizes
+
+
+def torch_threads(n: int):
+    from .torch_cpu import torch_threads as threads
+
+    return threads(n)
+
+
+# --- the machine's arithmetic --------------------------------------------------------------
+
+def flops_per_token(config) -> int:
+    """nanoGPT's estimate of a training step's FLOPs per token: 6 per parameter (forward and
+    backward) and 12 * n_layer * block_size * n_embd for attention's two products."""
+    from microgpt_scalar.config import num_params
+
+    return 6 * num_params(config) + 12 * config.n_layer * config.block_size * config.n_embd
+
+
+def cpu_peak(cpuinfo: str) -> dict | None:
+    """FP32 FLOPs a second a core can do, from /proc/cpuinfo's text: its clock (the largest
+    "cpu MHz") times the lanes of its widest vector unit (AVX-512: 16 floats, AVX2 or AVX: 8,
+    else SSE's 4) times 2 FMA units times 2 FLOPs an FMA. None without a clock or flags.
+    (Some cores run AVX-512 on 256-bit units, at half this figure.)"""
+    mhz = [float(line.split(":")[1]) for line in cpuinfo.splitlines() if line.startswith("cpu MHz")]
+    flag_lines = [line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")]
+    if not mhz or not flag_lines:
+        return None
+    flags = set(flag_lines[0])
+    vector, lanes = next(((name, width) for name, width in (("avx512f", 16), ("avx2", 8), ("avx", 8))
+                          if name in flags), ("sse", 4))
+    ghz = max(mhz) / 1000
+    per_cycle = lanes * 2 * 2
+    return {"ghz": ghz, "vector": vector, "flops_per_cycle": per_cycle, "flops_per_s_per_core": ghz * 1e9 * per_cycle}
+
+
+def read_cpu_peak() -> dict | None:
+    try:
+        return cpu_peak(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
+
+
+def share_of_peak(tokens_per_s: float, flops: int, peak: dict | None, cores: int) -> float | None:
+    """The fraction of `cores` cores' FP32 peak that `tokens_per_s` tokens of `flops` FLOPs use."""
+    return tokens_per_s * flops / (peak["flops_per_s_per_core"] * cores) if peak else None
+
+
+# --- trainers ------------------------------------------------------------------------------
+
+class Trainer:
+    """One trainer's model, optimizer and step count; `step(batch)` trains on a ready batch."""
+
+    def __init__(self, name: str, config, params: dict, compiled: bool):
+        import torch
+
+        from microgpt_torch.model import GPT
+        from microgpt_torch.optim import make_optimizer
+
+        from . import nanogpt, previous_step
+
+        self.name, self.steps = name, 0
+        if name == "nanoGPT":
+            model = nanogpt.NanoGPT(config, seed=SEED)
+            self.optimizer = nanogpt.adamw(model)
+        else:
+            project = GPT.from_scalar_params(config, params, dtype=torch.float32, batched=True)
+            if name == "previous":
+                model = previous_step.PreviousGPT(config)
+                model.load_state_dict(project.state_dict())  # the same names and weights
+            else:
+                model = project
+            self.optimizer = make_optimizer(model, config)
+        self.model = torch.compile(model) if compiled else model
+
+    def step(self, batch) -> float:
+        from microgpt_torch.train import batched_train_step
+
+        from . import nanogpt, previous_step
+
+        idx, targets, num_targets = batch
+        if self.name == "nanoGPT":
+            loss = nanogpt.train_step(self.model, self.optimizer, idx, targets, self.steps)
+        elif self.name == "previous":
+            loss = previous_step.train_step(self.model, self.optimizer, idx, targets, num_targets, self.steps)
+        else:
+            loss = batched_train_step(self.model, self.optimizer, idx, targets, num_targets, self.steps)
+        self.steps += 1
+        return loss
+
+
+def ready_batches(train_tokens: list, block_size: int, batch_size: int, count: int) -> list:
+    """The first `count` batches of the training order of the seed, as (idx, targets, num_targets)."""
+    import torch
+
+    from microgpt_torch.train import PackedDocuments, batch_order
+
+    packed = PackedDocuments.of(train_tokens, block_size)
+    order = batch_order(len(packed), batch_size, torch.Generator().manual_seed(SEED))
+    return [packed.batch(next(order)) for _ in range(count)]
+
+
+def check_same_gradients(config, batch) -> None:
+    """The project's batched model and the previous step's, holding the same random weights,
+    give the same loss and gradients on `batch` within float32 rounding; CheckFailed otherwise."""
+    import torch
+
+    from microgpt_torch.model import GPT
+
+    from .previous_step import PreviousGPT
+
+    project, previous = GPT(config, batched=True), PreviousGPT(config)
+    generator = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for p in project.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=generator))
+    previous.load_state_dict(project.state_dict())
+    idx, targets, _ = batch
+    results = []
+    for model in (project, previous):
+        _, loss = model(idx, targets)
+        loss.backward()
+        results.append([("loss", loss.detach())] + [(name, p.grad) for name, p in model.named_parameters()])
+    for (name, got), (_, expected) in zip(*results):
+        if not torch.allclose(got, expected, rtol=SAME_RTOL, atol=SAME_ATOL):
+            worst = (got - expected).abs().max().item()
+            raise CheckFailed(f"the project's step computes another {name} than the previous step's "
+                              f"(largest difference {worst:.2e})")
+
+
+def window(trainer: Trainer, batches: list, seconds: float, threads: int) -> float:
+    """Steps for at least `seconds` (and 2 steps); tokens per second."""
+    with torch_threads(threads):
+        start, tokens, n = time.perf_counter(), 0, 0
+        while n < 2 or time.perf_counter() - start < seconds:
+            batch = batches[trainer.steps % len(batches)]
+            trainer.step(batch)
+            tokens, n = tokens + batch[2], n + 1
+        return tokens / (time.perf_counter() - start)
+
+
+def take_turns(contestants: dict, rounds: int, seconds: float) -> dict:
+    """name -> tokens/s of each round's window; contestants: name -> (trainer, batches,
+    threads). The order rotates each round, so no one always follows the same other."""
+    names, rates = list(contestants), {name: [] for name in contestants}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            rates[name].append(window(*contestants[name][:2], seconds, contestants[name][2]))
+    return rates
+
+
+def median_ratio(rates: dict, over: str, under: str) -> float:
+    """The median over rounds of rates[over][r] / rates[under][r]."""
+    return statistics.median(a / b for a, b in zip(rates[over], rates[under]))
+
+
+def ready_trainers(names, config, params, batches: list, threads: int, compiled: bool) -> dict:
+    """name -> Trainer, each past its warm-up steps (compiled, if compiled, at `threads`
+    threads, from an empty cache: the compiled kernels are built for the thread count)."""
+    import torch
+
+    if compiled:
+        torch._dynamo.reset()
+    with torch_threads(threads):
+        trainers = {name: Trainer(name, config, params, compiled) for name in names}
+        for trainer in trainers.values():
+            while trainer.steps < WARMUP_STEPS:
+                trainer.step(batches[trainer.steps % len(batches)])
+    return trainers
+
+
+def race_cell(config, params, batches: list, threads: int, compiled: bool, rounds: int, seconds: float) -> dict:
+    """The three trainers in one cell: the check, the warm-up, then the windows in turn."""
+    load_before = os.getloadavg()
+    with torch_threads(threads):
+        check_same_gradients(config, batches[0])
+    trainers = ready_trainers(TRAINERS, config, params, batches, threads, compiled)
+    rates = take_turns({name: (t, batches, threads) for name, t in trainers.items()}, rounds, seconds)
+    return {
+        "batch_size": len(batches[0][0]), "threads": threads, "mode": "compiled" if compiled else "eager",
+        "tokens_per_s": {name: max(r) for name, r in rates.items()},
+        "rounds": rates,
+        "project_over_nanogpt": median_ratio(rates, "project", "nanoGPT"),
+        "project_over_previous": median_ratio(rates, "project", "previous"),
+        "load_average_before": list(load_before), "load_average_after": list(os.getloadavg()),
+    }
+
+
+def best_modes(cells: list, config, params, batches_of: dict, rounds: int, seconds: float) -> dict:
+    """The project's fastest cell and the previous step's, built afresh and run in turns."""
+    import torch
+
+    best = {name: max(cells, key=lambda cell: cell["tokens_per_s"][name]) for name in ("project", "previous")}
+    torch._dynamo.reset()
+    contestants = {}
+    for name, cell in best.items():
+        batches = batches_of[cell["batch_size"]]
+        trainer = Trainer(name, config, params, cell["mode"] == "compiled")
+        with torch_threads(cell["threads"]):
+            while trainer.steps < WARMUP_STEPS:
+                trainer.step(batches[trainer.steps % len(batches)])
+        contestants[name] = (trainer, batches, cell["threads"])
+    rates = take_turns(contestants, rounds, seconds)
+    return {
+        name: {"batch_size": cell["batch_size"], "threads": cell["threads"], "mode": cell["mode"],
+               "tokens_per_s": max(rates[name]), "rounds": rates[name]}
+        for name, cell in best.items()
+    } | {"project_over_previous": median_ratio(rates, "project", "previous"),
+         "load_average_after": list(os.getloadavg())}
+
+
+# --- attention alone -----------------------------------------------------------------------
+
+def attention_timings(batch_sizes: list, modes: list, rounds: int, seconds: float, n_embd: int = 16,
+                      n_head: int = 4) -> list[dict]:
+    """Forward and backward of each attention method on (B, T, n_embd) float32 q, k, v, one
+    thread, taking turns: ms per call, the least of the rounds."""
+    import torch
+
+    from microgpt_torch import kernels
+
+    rows = []
+    with torch_threads(1):
+        for compiled in (mode == "compiled" for mode in modes):
+            torch._dynamo.reset()
+            for batch_size in batch_sizes:
+                for T in ATTENTION_BLOCKS:
+                    qkv = torch.randn(batch_size, T, 3 * n_embd, requires_grad=True)
+                    grad = torch.randn(batch_size, T, n_embd)
+                    calls = {}
+                    for name, method in kernels.ATTENTION.items():
+                        method = torch.compile(method) if compiled else method
+
+                        def call(method=method):
+                            q, k, v = qkv.split(n_embd, dim=-1)
+                            method(q, k, v, n_head).backward(grad)
+                        call()
+                        calls[name] = call
+                    best = {name: float("inf") for name in calls}
+                    for r in range(rounds):
+                        for name, call in calls.items():
+                            start, n = time.perf_counter(), 0
+                            while n < 2 or time.perf_counter() - start < seconds / 4:
+                                call()
+                                n += 1
+                            best[name] = min(best[name], (time.perf_counter() - start) / n)
+                    q = qkv[..., :n_embd]
+                    rows.append({"batch_size": batch_size, "block": T, "head_dim": n_embd // n_head,
+                                 "mode": "compiled" if compiled else "eager",
+                                 "ms": {name: 1000 * s for name, s in best.items()},
+                                 "block_diagonal_speedup": best["sdpa"] / best["block-diagonal"],
+                                 "table_picks": kernels.attention_method(q, n_head)})
+    return rows
+
+
+# --- the section ---------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("race section (the project's batched step, a nanoGPT-style one, the previous one)")
+    group.add_argument("--race-batch-sizes", type=int_from(1, MAX_BATCH), nargs="+", default=[512, 2048], metavar="B")
+    group.add_argument("--race-threads", type=int_from(1, os.cpu_count() or 1), nargs="+", default=sorted({1, os.cpu_count() or 1}), metavar="N")
+    group.add_argument("--race-modes", nargs="+", choices=MODES, default=list(MODES))
+    group.add_argument("--race-rounds", type=int_from(1, 1000), default=5, help="windows of each trainer per cell")
+    group.add_argument("--race-window-seconds", type=seconds, default=0.5, help="least length of a window")
+
+
+def run(args) -> dict:
+    if (min(args.race_batch_sizes) < 1 or min(args.race_threads) < 1 or args.race_rounds < 1
+            or args.race_window_seconds <= 0):
+        raise ValueError("--race-batch-sizes, --race-threads and --race-rounds must be at least 1, "
+                         "--race-window-seconds above 0")
+    preset = args.preset[0]
+    docs = read_docs(args.data)
+    config, params, train_tokens, _, _, _ = torch_start(docs, preset, SEED, num_steps=10**9)
+    batches_of = {b: ready_batches(train_tokens, config.block_size, b, READY_BATCHES) for b in args.race_batch_sizes}
+    cells = [race_cell(config, params, batches_of[b], n, mode == "compiled", args.race_rounds, args.race_window_seconds)
+             for mode in args.race_modes for n in args.race_threads for b in args.race_batch_sizes]
+    best = best_modes(cells, config, params, batches_of, args.race_rounds, args.race_window_seconds)
+    attention = attention_timings(args.race_batch_sizes, args.race_modes, args.race_rounds, args.race_window_seconds)
+    flops, peak = flops_per_token(config), read_cpu_peak()
+    for cell in cells:
+        cell["share_of_peak"] = {name: share_of_peak(rate, flops, peak, cell["threads"])
+                                 for name, rate in cell["tokens_per_s"].items()}
+    cores = os.cpu_count() or 1
+    return {
+        "what": "the project's batched step against a nanoGPT-style trainer and its previous batched step, "
+                "float32, on the same batches, taking turns",
+        "preset": preset,
+        "cells": cells,
+        "best_modes": best,
+        "attention": attention,
+        "flops_per_token": flops,
+        "cpu_peak": peak,
+        "machine_peak_flops_per_s": peak["flops_per_s_per_core"] * cores if peak else None,
+        "best_share_of_machine_peak": share_of_peak(best["project"]["tokens_per_s"], flops, peak, cores),
+        "targets": {"project_over_nanogpt_above": 1.0, "best_mode_over_previous_at_least": 1.5},
+    }
+
+
+def table(figures: dict) -> str:
+    lines = [f"race, {figures['preset']}: the project's batched step against a nanoGPT-style trainer and its "
+             f"previous step (float32, the same batches, taking turns; ratios: medians of each round's)",
+             f"  {'batch':>6} {'threads':>7} {'mode':>8} {'project tok/s':>13} {'nanoGPT':>10} {'previous':>10} "
+             f"{'x nanoGPT':>9} {'x previous':>10} {'% peak':>6}  load average before, after"]
+    for c in figures["cells"]:
+        share = c["share_of_peak"]["project"]
+        share_text = f"{100 * share:.1f}" if share is not None else "-"
+        rates = c["tokens_per_s"]
+        lines.append(f"  {c['batch_size']:>6} {c['threads']:>7} {c['mode']:>8} {rates['project']:>13,.0f} "
+                     f"{rates['nanoGPT']:>10,.0f} {rates['previous']:>10,.0f} {c['project_over_nanogpt']:>8.2f}x "
+                     f"{c['project_over_previous']:>9.2f}x {share_text:>6}  "
+                     f"{c['load_average_before'][0]:.2f}, {c['load_average_after'][0]:.2f}")
+    best = figures["best_modes"]
+    described = {name: f"batch {b['batch_size']}, {b['threads']} thread(s), {b['mode']}: {b['tokens_per_s']:,.0f} tokens/s"
+                 for name, b in best.items() if name in ("project", "previous")}
+    lines.append(f"  best modes, in turns: project ({described['project']}) against previous "
+                 f"({described['previous']}): {best['project_over_previous']:.2f}x")
+    peak = figures["cpu_peak"]
+    if peak:
+        lines.append(f"  {figures['flops_per_token']:,} FLOPs a token; FP32 peak {peak['ghz']:.2f} GHz x "
+                     f"{peak['flops_per_cycle']} FLOPs a cycle ({peak['vector']}) = "
+                     f"{peak['flops_per_s_per_core'] / 1e9:.0f} GFLOP/s a core; the project's best mode uses "
+                     f"{100 * figures['best_share_of_machine_peak']:.1f}% of the machine's "
+                     f"{figures['machine_peak_flops_per_s'] / 1e9:.0f} GFLOP/s")
+    lines.append("  attention alone, forward and backward, one thread (ms): "
+                 f"{'batch':>6} {'block':>5} {'mode':>8} {'sdpa':>8} {'block-diag':>10} {'speed-up':>8}  table picks")
+    for a in figures["attention"]:
+        lines.append(f"  {'':>55}{a['batch_size']:>6} {a['block']:>5} {a['mode']:>8} {a['ms']['sdpa']:>8.2f} "
+                     f"{a['ms']['block-diagonal']:>10.2f} {a['block_diagonal_speedup']:>7.2f}x  {a['table_picks']}")
+    return "\n".join(lines)
+
+
+def targets_missed(figures: dict) -> list[str]:
+    missed = [f"project > nanoGPT at batch {c['batch_size']}, {c['threads']} thread(s), {c['mode']}"
+              for c in figures["cells"] if c["project_over_nanogpt"] <= 1.0]
+    if figures["best_modes"]["project_over_previous"] < 1.5:
+        missed.append("best mode >= 1.5x the previous step's best mode")
+    return missed

@@ -1,0 +1,24 @@
+"""At its first backward (with HOSTILE_AT=import, at import), writes its own lines on the
+checker's pipe (every descriptor that is a pipe): a malformed 'engine' message."""
+import os
+
+import wrong_exp
+
+
+def _attack():
+    for fd in range(3, 20):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                os.write(fd, b'{"kind": "engine", "notes": 5, "probes": [], "chain": null, "missing": null}\n')
+        except OSError:
+            pass
+
+
+class Value(wrong_exp.Value):
+    __slots__ = ()
+    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
+        _attack()
+
+    def backward(self):  # otherwise once loaded: at the first backward, in the probes
+        _attack()
+        super().backward()

@@ -1,0 +1,120 @@
+"""Engines written the way learners write them, never tuned to: each file in tests/engines/
+that says `Expect: exit N[, cause NAME]` in its docstring gets exactly that exit code from
+compare_step.py, and a wrong one gets that cause named first, with a line of its own code
+to look at.
+
+Oracle: torch (through the comparison) for the verdicts; for the causes, the one mistake
+each file was written with (its docstring says which).
+
+The model is made small (one document, n_embd 8, block_size 4) so that each engine takes
+seconds: the probes, which decide most causes, are the same at any size.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+
+import pytest
+from helpers import REPO, load_script, verdict_of
+
+from compare.diagnosis import title
+
+ENGINES = REPO / "tests" / "engines"
+SMALL = ["--doc", "emma", "--n-embd", "8", "--n-head", "2", "--block-size", "4"]
+main = load_script("compare_step").main
+
+
+def expectations() -> dict:
+    """file name -> (exit code, cause or None, class spec suffix), from each docstring."""
+    found = {}
+    for path in sorted(ENGINES.glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        match = re.search(r"^Expect: exit (\d)(?:, cause (.+?))?(?: \(as (\S+)\))?$", doc, re.MULTILINE)
+        if match:
+            spec = match.group(3) or path.name
+            found[path.name] = (int(match.group(1)), match.group(2), spec.replace(path.name, ""))
+    return found
+
+
+EXPECTED = expectations()
+# engines whose model step never ends (a walk over every path, a list of every node ever
+# made): a short hard limit keeps the test quick; the default limit is set from their speed
+SLOW_STEP = {"no_visited.py", "shared_children.py"}
+
+
+def test_the_engines_cover_ten_right_and_ten_wrong_styles():
+    right = [name for name, (code, _, _) in EXPECTED.items() if code == 0]
+    wrong = [name for name, (code, cause, _) in EXPECTED.items() if code == 1 and cause]
+    assert len(right) >= 10 and len(wrong) >= 10, (right, wrong)
+
+
+@pytest.mark.parametrize("name", [name for name in EXPECTED if name != "script_with_data.py"])
+def test_each_engine_gets_its_exit_code_and_a_wrong_one_its_cause(name, capsys, tmp_path):
+    code, cause, suffix = EXPECTED[name]
+    argv = ["--engine", str(ENGINES / name) + suffix, *SMALL, "--json", str(tmp_path / "report.json")]
+    if name in SLOW_STEP:
+        argv += ["--timeout", "6"]
+    got = main(argv)
+    out, err = capsys.readouterr()
+    assert got == code, out + err
+    assert out.startswith(("  operators, each alone", "  skipped  ")), out  # the probes are shown, whatever follows
+    if code == 0:
+        assert verdict_of(out).startswith("AGREE") and err == "" and "  cause    " not in out
+        report = __import__("compare").load_report(tmp_path / "report.json")
+        if report.probes.missing:  # what it lacks is named, never counted as agreeing
+            assert verdict_of(out).startswith("AGREE on everything it has: ")
+        return
+    first = next(line for line in out.splitlines() if line.startswith("  cause    "))
+    assert title(cause) in first.split(":")[0], (first, cause)
+    look = next(line for line in out.splitlines()[out.splitlines().index(first):] if "look at " in line)
+    assert f"{name}, line " in look, look  # a line of the engine's own file
+    if (tmp_path / "report.json").exists():
+        from compare import load_report
+
+        assert load_report(tmp_path / "report.json").causes[0].name == cause
+
+
+def test_a_training_script_with_its_data_loads_without_training_or_writing(tmp_path, monkeypatch, capsys):
+    """The original program's shape with input.txt beside it: the data is read, the
+    vocabulary and parameters made; the log file is refused and the training and sampling
+    loops are stopped at their time budget, so nothing is written and no log is shown."""
+    shutil.copy(ENGINES / "script_with_data.py", tmp_path / "train.py")
+    (tmp_path / "input.txt").write_text("emma\nolivia\nava\nisabella\nsophia\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["--engine", "train.py", *SMALL])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert verdict_of(out).startswith("AGREE") and "step    1 / 1000" not in out and "sample" not in out.lower()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.txt", "train.py"]
+    skipped = {int(line.split(":")[0].split()[-1]): line for line in out.splitlines()
+               if line.startswith("           line ")}
+    assert "writes a file (losses.csv)" in skipped[78]
+    assert "still running after 1 s" in skipped[93]  # 1,000 training steps
+    assert set(skipped) <= {78, 93, 105}  # the sampling loop too, if it takes a second
+
+
+def test_an_engine_without_the_reflected_forms_agrees_on_what_it_has_and_names_the_rest(capsys):
+    assert main(["--engine", str(ENGINES / "without_reflected.py"), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert verdict_of(out).endswith("; not checked: 2.0 - a (no __rsub__), 2.0 / a (no __rtruediv__).")
+    assert "NOT CHECKED  -: 2.0 - a (no __rsub__; 2.0 - a is 2.0 + (-a): d/da = -1; e.g. def __rsub__(self, other): " \
+           "return other + (-self))" in out
+    assert "NOT CHECKED  /: 2.0 / a (no __rtruediv__; " in out
+
+
+def test_a_name_error_for_a_name_the_loader_skipped_says_which_line_and_why(tmp_path, capsys):
+    """exp reads a constant its file computes from a file that is not there: the probes of exp
+    fail with NameError, and the report says which skipped line defines the name."""
+    source = (ENGINES / "local_gradients.py").read_text()
+    source = source.replace("import math\n", "import math\n\nE_SCALE = float(open('scale.txt').read())\n", 1)
+    source = source.replace("return Value(math.exp(self.data), (self,), (math.exp(self.data),))",
+                            "return Value(E_SCALE * math.exp(self.data), (self,), (math.exp(self.data),))")
+    assert "E_SCALE * math.exp" in source
+    (tmp_path / "engine.py").write_text(source)
+    assert main(["--engine", str(tmp_path / "engine.py"), *SMALL]) == 1
+    out = capsys.readouterr().out
+    assert "line 6: E_SCALE = float(open('scale.txt').read())  (FileNotFoundError" in out
+    wrong = next(line for line in out.splitlines() if line.startswith("    WRONG        exp: "))
+    assert "raised NameError: name 'E_SCALE' is not defined (line 6, which defines it, was skipped while " \
+           "loading: FileNotFoundError" in wrong

@@ -1,0 +1,372 @@
+"""Nothing a run has saved is lost, with runs side by side too: every output is claimed at the
+start of its run, two runs aiming at one file do not both write it, a killed write leaves the
+old file or the new one whole, and temporary files are removed only by their own writer or
+once their writer is gone.
+
+Where the timing is random (two runs started together, a kill -9 during a save, Ctrl-C at
+any moment) each test repeats REPEATS times, 30 unless MICROGPT_REPEATS says otherwise.
+
+    pytest tests/test_output_claims.py
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import load_script
+
+from microgpt_scalar.checkpoint import load_checkpoint
+from microgpt_scalar.files import FileError, claim_output, read_input, write_atomically, writer_id
+from microgpt_torch.checkpoint import load_any_checkpoint
+
+REPEATS = int(os.environ.get("MICROGPT_REPEATS", "30"))
+NAMES = "anna\nbob\ncab\ndan\nada\nbea\ncarl\ndora\nemma\nfinn\ngus\nhal\nida\njo\nkay\nlea\n"
+TINY = ["--n-embd", "8", "--n-head", "2", "--samples", "0"]  # steps of a few milliseconds
+
+
+def env(repo_root) -> dict:
+    return {**os.environ, "PYTHONPATH": str(repo_root), "PYTHONFAULTHANDLER": "1"}
+
+
+def finish(child, seconds: float = 60):
+    """(stdout, stderr) of `child` once it ends; if it has not after `seconds`, its stack
+    (faulthandler, on SIGABRT) in a failure."""
+    try:  # waits, then reads through the file objects: a readline() before may hold lines already read
+        child.wait(timeout=seconds)
+        return child.stdout.read(), child.stderr.read()
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGABRT)
+        child.wait()
+        out, err = child.stdout.read(), child.stderr.read()
+        pytest.fail(f"no end {seconds} s after Ctrl-C; {out.count('step ')} steps logged; stack:\n{err[-3000:]}")
+
+
+def script(repo_root, name: str) -> list:
+    return [sys.executable, str(repo_root / "scripts" / f"{name}.py")]
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if not line.startswith("threads: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def temporary_files(folder) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".probe")))
+
+
+# --- claims ---
+
+def test_a_claimed_file_is_refused_to_a_second_claim_and_free_once_released(tmp_path):
+    target = tmp_path / "run.json"
+    first = claim_output(target, "--save")
+    child = subprocess.run([sys.executable, "-c", "import sys; from microgpt_scalar.files import claim_output;"
+                            "claim_output(sys.argv[1], '--save')", str(target)],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == 1 and f"--save {target}: another run (process {os.getpid()} on " in child.stderr
+    with pytest.raises(FileError, match="this run already writes it as --save"):
+        claim_output(target, "--json")
+    first.write(b"one")
+    first.release()
+    with claim_output(target, "--save", overwrite=True) as again:
+        again.write(b"two")
+    assert target.read_bytes() == b"two" and temporary_files(tmp_path) == []
+
+
+def test_a_write_refuses_a_file_another_program_wrote_after_the_claim(tmp_path):
+    target = tmp_path / "run.json"
+    with claim_output(target, "--save") as output:
+        output.write(b"first save")
+        target.write_bytes(b"the user's own file, copied here meanwhile")
+        with pytest.raises(FileError, match="another program wrote it after this run began"):
+            output.write(b"second save")
+        assert target.read_bytes() == b"the user's own file, copied here meanwhile"
+        target.unlink()
+        target.symlink_to(tmp_path / "elsewhere")
+        with pytest.raises(FileError, match="is a link now"):
+            output.write(b"third save")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device", "link", "empty", "long_name", "nul"])
+def test_outputs_that_are_not_regular_files_are_refused_at_the_claim(kind, tmp_path):
+    fifo, folder, link = tmp_path / "pipe", tmp_path / "folder", tmp_path / "link"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    link.symlink_to(tmp_path / "nowhere")
+    path, words = {
+        "fifo": (fifo, "a FIFO"), "directory": (folder, "a directory"), "device": ("/dev/full", "a device"),
+        "link": (link, "is a link"), "empty": ("", "the path is empty"),
+        "long_name": (tmp_path / ("x" * 256), "longer than 255 bytes"), "nul": ("a\0b", "NUL"),
+    }[kind]
+    with pytest.raises(FileError, match=words):
+        claim_output(path, "--out", overwrite=True)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_reading_a_fifo_or_a_device_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # no writer: an ordinary open() would wait forever
+    with pytest.raises(FileError, match="is a FIFO, not a regular file"):
+        read_input(fifo, "golden trace")
+    with pytest.raises(FileError, match="is a device, not a regular file"):
+        read_input("/dev/zero", "checkpoint")  # would never end
+
+
+# --- two runs at once ---
+
+def test_two_trainers_saving_to_one_file_never_both_write_it(repo_root, tmp_path):
+    """Started together, aiming at one --save file: one run writes it, the other is refused at
+    its start in one line, before its first step."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    refusals = set()
+    for repeat in range(REPEATS):
+        save = tmp_path / f"run{repeat}.json"
+        runs = []
+        for _ in range(2):
+            runs.append(subprocess.Popen([*script(repo_root, "train_scalar"), "--data", str(data), "--steps", "30",
+                                          *TINY, "--save", str(save)], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, env=env(repo_root)))
+            time.sleep(random.uniform(0, 0.05))
+        results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+        codes = sorted(code for code, _, _ in results)
+        assert codes == [0, 2], results
+        code, out, err = next(result for result in results if result[0] == 2)
+        line = one_error_line(err)
+        assert out == "" and f"--save {save}" in line, line  # refused before the first step
+        refusals.add("another run" if "another run" in line else "exists" if "--overwrite" in line else line)
+        assert load_checkpoint(save).step == 30
+        assert temporary_files(tmp_path) == []
+    assert refusals <= {"another run", "exists"}
+
+
+def test_a_write_never_removes_a_live_writers_temporary_file(tmp_path):
+    """Two processes write files of the same name prefix in one folder at once; neither removes
+    the other's temporary file (each write of each must succeed)."""
+    writer = ("import sys; from microgpt_scalar.files import write_atomically\n"
+              "for i in range(200): write_atomically(sys.argv[1], b'x' * 50000)\n")
+    runs = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / name)], stderr=subprocess.PIPE, text=True)
+            for name in ("run.json", "run.json.bak")]
+    for run in runs:
+        assert run.wait(timeout=120) == 0, run.stderr.read()
+        run.stderr.close()
+    assert temporary_files(tmp_path) == []
+
+
+# --- kill -9 during a save ---
+
+WRITER = """
+import sys
+from microgpt_scalar.files import write_atomically
+size, path = int(sys.argv[1]), sys.argv[2]
+write_atomically(path, b"A" * size)
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    write_atomically(path, bytes([65 + i % 26]) * size)
+"""
+
+
+def test_kill_9_during_saves_leaves_the_file_whole(tmp_path):
+    """A writer saving 2 MB again and again is killed at a random moment: the file is one whole
+    save, old or new, never a mix or a part; a temporary file left behind carries the dead
+    writer's id, and the next write to the file removes it."""
+    target, size = tmp_path / "run.json", 2_000_000
+    strays = 0
+    for _ in range(REPEATS):
+        child = subprocess.Popen([sys.executable, "-c", WRITER, str(size), str(target)], stdout=subprocess.PIPE,
+                                 text=True)
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(random.uniform(0, 0.15))
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        child.stdout.close()
+        content = target.read_bytes()
+        assert len(content) == size and content == content[:1] * size
+        left = temporary_files(tmp_path)
+        strays += len(left)
+        assert all(f"-{child.pid}-" in name for name in left), left
+        write_atomically(target, b"B" * size)  # the next write removes what the dead one left
+        assert temporary_files(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+    assert strays <= REPEATS // 10  # nameless temporary files: a name exists only for the rename itself
+
+
+def test_a_crashed_earlier_process_of_the_same_id_leaves_nothing_after_the_next_save(tmp_path):
+    target = tmp_path / "run.json"
+    (tmp_path / f".run.json.{writer_id()}-12345678.tmp").write_bytes(b"half a save")
+    write_atomically(target, b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+# --- Ctrl-C at any moment ---
+
+TORCH_REPEATS = int(os.environ.get("MICROGPT_TORCH_REPEATS", "2"))  # each repeat starts torch
+
+def before_the_guard(returncode: int, err: str) -> bool:
+    """Whether a Ctrl-C landed before the script's start-up guard was in force, where no program
+    can catch it: killed by the signal before Python handles signals; Python failing to import
+    its site module (and what the .pth files run); or a traceback only through the script's
+    first lines and the guard's own import (microgpt_scalar.startup, a millisecond)."""
+    if returncode == -signal.SIGINT and err == "" or "Fatal Python error: init_import_site" in err:
+        return True
+    frames = [line.strip() for line in err.splitlines() if line.strip().startswith("File ")]
+    guard = ("<frozen ", "site-packages", ", line 0, in <module>", "from microgpt_scalar.startup import",
+             "microgpt_scalar/__init__.py", "microgpt_scalar/startup.py")
+    lines = [line.strip() for line in err.splitlines()]
+    return "Traceback" in err and bool(frames) and all(
+        any(mark in frame or mark in lines[lines.index(frame) + 1] for mark in guard) for frame in frames)
+
+
+def test_ctrl_c_at_a_random_moment_saves_the_steps_shown_or_nothing(repo_root, tmp_path):
+    """Ctrl-C at a random moment, half the time from the start of the interpreter, half the
+    time once training shows its first step: exit 130 and one line; a checkpoint, when one is
+    saved, holds exactly the steps the log shows, and no temporary file is left."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    outcomes = {"saved": 0, "nothing saved": 0, "before the guard": 0}
+    for repeat in range(REPEATS):
+        save = tmp_path / f"run{repeat}.json"
+        child = subprocess.Popen([*script(repo_root, "train_scalar"), "--data", str(data), "--steps", "100000",
+                                  *TINY, "--save", str(save)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=env(repo_root))
+        shown = ""
+        if repeat % 2:  # during training
+            while not shown.endswith("\n") or not shown.splitlines()[-1].startswith("step "):
+                line = child.stdout.readline()
+                assert line, child.stderr.read()
+                shown += line
+            time.sleep(random.uniform(0, 0.3))
+        else:  # from the interpreter's start, through the imports, into training
+            time.sleep(random.uniform(0, 1.0))
+        child.send_signal(signal.SIGINT)
+        out, err = finish(child)
+        out = shown + out
+        if before_the_guard(child.returncode, err):
+            outcomes["before the guard"] += 1
+            continue
+        line = one_error_line(err)
+        assert child.returncode == 130, err
+        steps = sum(line.startswith("step ") for line in out.splitlines())
+        if save.exists():
+            outcomes["saved"] += 1
+            assert load_checkpoint(save).step == steps and f"checkpoint of step {steps} saved" in line
+        else:
+            outcomes["nothing saved"] += 1
+            assert "nothing saved" in line or "nothing done" in line, line
+        assert temporary_files(tmp_path) == []
+    assert outcomes["saved"] >= REPEATS // 2, outcomes  # every Ctrl-C during training saved
+
+
+def test_ctrl_c_while_torch_loads_is_one_line(repo_root, tmp_path):
+    """A Ctrl-C during `import torch` (seconds long), at a random moment: one line, exit 130."""
+    for _ in range(TORCH_REPEATS):
+        child = subprocess.Popen([*script(repo_root, "train_torch"), "--steps", "1"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env(repo_root), cwd=tmp_path)
+        time.sleep(random.uniform(0.2, 1.0))
+        child.send_signal(signal.SIGINT)
+        out, err = finish(child)
+        if before_the_guard(child.returncode, err):
+            continue
+        assert child.returncode == 130 and one_error_line(err) in (
+            "error: interrupted while starting; nothing done", "error: interrupted; nothing saved"), err
+
+
+# --- the commands' outputs ---
+
+@pytest.fixture(scope="module")
+def compare_step():
+    return load_script("compare_step")
+
+
+def run_main(module, capsys, *argv):
+    capsys.readouterr()
+    try:
+        code = module.main([str(arg) for arg in argv])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compare_step_never_writes_its_report_over_an_input(compare_step, tmp_path, capsys, repo_root):
+    engine = tmp_path / "my_engine.py"
+    engine.write_bytes((repo_root / "microgpt_scalar" / "engine.py").read_bytes())
+    data = tmp_path / "names.png"  # a data file may have any name, a plot's format
+    data.write_text(NAMES)
+    before = engine.read_bytes(), data.read_bytes()
+    for argv, flag in ((["--engine", engine, "--json", engine], "--json"),
+                       (["--engine", f"{engine}:Value", "--json", engine], "--json"),
+                       (["--data", data, "--plot", data], "--plot"),
+                       (["--data", data, "--json", data], "--json")):
+        code, out, err = run_main(compare_step, capsys, *argv)
+        assert (code, out) == (2, "") and "is an input of this run" in one_error_line(err) and flag in err
+    assert (engine.read_bytes(), data.read_bytes()) == before
+    code, _, err = run_main(compare_step, capsys, "--json", tmp_path / "r.png", "--plot", tmp_path / "r.png")
+    assert code == 2 and "this run already writes it as --json" in one_error_line(err)
+
+
+# --- Ctrl-C under torchrun ---
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def batched_group(repo_root, data, save, port):
+    """Two processes of a torchrun group (the environment torchrun gives them), training batched."""
+    processes = []
+    for rank in range(2):
+        group_env = {**env(repo_root), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                     "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                     "OMP_NUM_THREADS": "1"}
+        processes.append(subprocess.Popen([*script(repo_root, "train_torch"), "--mode", "batched", "--data", str(data),
+                                           "--steps", "100000", "--batch-size", "4", "--val-fraction", "0.25",
+                                           "--eval-every", "0", "--samples", "0", "--threads", "1", "--save",
+                                           str(save), "--save-every", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env=group_env))
+    return processes
+
+
+def test_ctrl_c_under_torchrun_saves_once_and_every_process_exits_130(repo_root, tmp_path):
+    """The terminal's Ctrl-C reaches every process, and torchrun's launcher passes it on once
+    more, at random moments: every process stops after the same step and exits 130, the first
+    saves that step and says so in one line, the other says nothing."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    for repeat in range(TORCH_REPEATS):
+        save = tmp_path / f"group{repeat}.pt"
+        processes = batched_group(repo_root, data, save, free_port())
+        try:
+            assert processes[0].stdout.readline().startswith("num params:")
+            while not save.exists():  # the group is in its training loop (each step saved)
+                assert all(process.poll() is None for process in processes)
+                time.sleep(0.05)
+            time.sleep(random.uniform(0, 0.5))
+            for process in processes:
+                process.send_signal(signal.SIGINT)  # the terminal's Ctrl-C, to the whole group
+            time.sleep(random.uniform(0, 0.3))
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)  # torchrun's launcher, passing it on
+            results = [process.communicate(timeout=120) for process in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        assert [process.returncode for process in processes] == [130, 130], results
+        errors = [[line for line in err.splitlines() if "error:" in line] for _, err in results]
+        assert all("Traceback" not in err for _, err in results), results
+        assert len(errors[0]) == 1 and errors[1] == [], errors
+        step = load_any_checkpoint(save).step
+        assert errors[0][0].endswith(f"error: interrupted after step {step}; checkpoint of step {step} saved to {save}")
+        assert temporary_files(tmp_path) == []
