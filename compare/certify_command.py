@@ -138,7 +138,7 @@ def check_class_command(args) -> int:
     from compare.classroom import ClassOptions, SubmissionError, check_class, find_submissions
 
     try:
-        if size_overrides(args) or args.data or args.golden != str(GOLDEN_PATH):
+        if size_overrides(args) or args.data != data_path(None) or args.golden != str(GOLDEN_PATH):
             raise UsageError("--engines checks against the shipped golden trace and names file; "
                              "--data, --golden and the model-size flags need --engine")
         check_fit(load_golden(), load_docs(data_path(None)), args.steps)

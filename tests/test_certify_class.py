@@ -24,6 +24,7 @@ import pytest
 from helpers import LEARNER_ENGINE, REPO, load_script
 
 from compare.classroom import SubmissionError, find_submissions
+from compare.diagnosis import title
 
 ENGINES = REPO / "tests" / "engines"
 BACKWARD = "    def backward(self):\n"
@@ -82,10 +83,11 @@ def class_run(tmp_path_factory):
     assert len(expected) == 20
     victim_text = victim.read_text()
     main = load_script("certify").main
-    here, temp = os.getcwd(), root / "temp"  # every engine's private folder, and so its process, marked by this path
-    temp.mkdir()
+    here = os.getcwd()
+    temp = tempfile.mkdtemp(prefix="class-engines-")  # every engine's private folder, and so its process, marked by this
+    os.chmod(temp, 0o755)  # a folder the sandbox can reach (pytest's own are the owner's only)
     os.chdir(root)  # --out relative to where the command runs, as an instructor types it
-    os.environ["TMPDIR"], tempfile.tempdir = str(temp), str(temp)
+    os.environ["TMPDIR"], tempfile.tempdir = temp, temp
     try:
         code = main(["--engines", "submissions", "--jobs", "2", "--steps", "1", "--timeout", "30", "--max-cpu", "60",
                      "--max-memory", "768", "--out", "results"])
@@ -93,17 +95,19 @@ def class_run(tmp_path_factory):
         os.chdir(here)
         del os.environ["TMPDIR"]
         tempfile.tempdir = None
-    return code, out, expected, (victim, victim_text, temp), outside
+    yield code, out, expected, (victim, victim_text, temp), outside
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def processes_marked(marker: str) -> list:
-    """The processes whose environment names `marker` (TMPDIR of the engines' processes)."""
+    """The processes whose environment names `marker` (TMPDIR of the engines' processes), but
+    multiprocessing's resource tracker, which the checkers' pool leaves to this process."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
             try:
-                with open(f"/proc/{entry}/environ", "rb") as environ:
-                    if marker.encode() in environ.read():
+                with open(f"/proc/{entry}/environ", "rb") as environ, open(f"/proc/{entry}/cmdline", "rb") as command:
+                    if marker.encode() in environ.read() and b"resource_tracker" not in command.read():
                         found.append(int(entry))
             except OSError:
                 continue
@@ -118,7 +122,11 @@ def test_each_engine_ends_as_its_own_row(class_run):
     assert code == 1  # not every engine passes
     by_name = {row["engine"]: row for row in rows}
     assert by_name["missing_log_exp"]["missing"] == ["log", "exp"]
-    assert "did not finish" in by_name["bad_sleeps"]["cause"]
+    assert by_name["bad_sleeps"]["cause"].startswith(title("slow-backward"))  # the diagnosis...
+    assert "did not finish" in (out / "reports" / "bad_sleeps.txt").read_text()  # ...of a step stopped
+    for name, operator in (("exp_grad", "exp"), ("mul_grad", "*"), ("relu_grad", "relu"), ("log_grad", "log")):
+        cause = by_name[f"wrong_{name}"]["cause"]  # the likeliest cause, and the line of the student's file
+        assert cause.startswith(f"{title('local-gradient ' + operator)}: ") and f"wrong_{name}.py, line " in cause
     assert "tried to start a process" in by_name["bad_forks"]["cause"]
     assert "tried to write" in by_name["bad_writer"]["cause"]
     assert "MemoryError" in (out / "reports" / "bad_hog.txt").read_text()
@@ -131,9 +139,9 @@ def test_each_engine_ends_as_its_own_row(class_run):
 def test_the_misbehaving_engines_harm_nothing_else(class_run):
     code, out, expected, (victim, victim_text, temp), outside = class_run
     deadline = time.monotonic() + 10
-    while processes_marked(str(temp)) and time.monotonic() < deadline:
+    while processes_marked(temp) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_marked(str(temp)) == []  # nothing an engine started lives on
+    assert processes_marked(temp) == []  # nothing an engine started lives on
     assert not (outside / "written.txt").exists() and victim.read_text() == victim_text  # nothing written outside
     rows = list(csv.DictReader((out / "class.csv").open()))  # nor over the class's table
     assert len(rows) == 20 and {row["engine"] for row in rows} == set(expected)
