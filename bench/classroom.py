@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from microgpt_scalar.cli import int_from, seconds
+
 from .common import REPO, SCRIPTS, run_process
 
 TARGET_RATIO = 0.6
@@ -28,10 +30,11 @@ WRONG_EDITS = {"exp": ("(math.exp(self.data),))", "(1.0,))"), "mul": ("(other.da
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("classroom section")
-    group.add_argument("--class-engines", type=int, default=20, help="engines in the class (at least 9)")
-    group.add_argument("--class-jobs", type=int, default=2, help="--jobs of the class run")
-    group.add_argument("--class-steps", type=int, default=1, help="--steps of the golden trace checked per engine")
-    group.add_argument("--class-timeout", type=float, default=20, help="--timeout of every run (the sleeping engine's)")
+    group.add_argument("--class-engines", type=int_from(9, 1000), default=20, help="engines in the class (at least 9)")
+    group.add_argument("--class-jobs", type=int_from(1, 256), default=2, help="--jobs of the class run")
+    group.add_argument("--class-steps", type=int_from(1, 1000), default=1,
+                       help="--steps of the golden trace checked per engine")
+    group.add_argument("--class-timeout", type=seconds, default=20, help="--timeout of every run (the sleeping engine's)")
 
 
 def write_class(folder: Path, count: int) -> dict:
