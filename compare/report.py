@@ -214,6 +214,9 @@ def from_dict(data: dict) -> Report:
     if data.get("format") != FORMAT or data.get("version") not in (1, VERSION):
         raise ValueError(f"not a {FORMAT} of version {VERSION}")
     if data["version"] != 1:
+        if "report" not in data:  # the summary alone: the engine was refused or failed before a report
+            raise ValueError(f"holds no report, only the summary of an engine that ended {data.get('verdict')}: "
+                             f"{data.get('cause')}")
         data = data["report"]
     tables = {key: [TensorDiff(**d) for d in data[key]]
               for key in ("gradients", "parameters", "adam_m", "adam_v", "final_parameters")}
