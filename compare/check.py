@@ -286,7 +286,7 @@ class InProcessScalar:
 
 
 STEP_FACTOR = 20  # a step may take this many times what the engine's speed predicts
-STEP_FLOOR = 15.0  # seconds: never stop a step sooner (a busy machine, a slow start)
+STEP_FLOOR = 45.0  # seconds: never stop a step sooner (a busy machine, a slow start: the speed is measured once)
 EVERY_PATH_FLOOR = 5.0  # ... unless the probes showed a backward that takes every path (it never ends)
 
 

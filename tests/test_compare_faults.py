@@ -31,8 +31,8 @@ STEP_FAULTS = [name for name, fault in FAULTS.items() if not fault.flags]
 def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, tmp_path, capsys):
     fault, path = FAULTS[name], tmp_path / "report.json"
     assert main(["--inject", name, "--json", str(path)]) == 1
-    out = capsys.readouterr().out
-    assert verdict_of(out).startswith("DISAGREE")
+    out, err = capsys.readouterr()
+    assert verdict_of(out).startswith("DISAGREE"), out + err
     assert out.index("  operators, each alone") < out.index(verdict_of(out))  # the probes came first
     report = load_report(path)
     assert report.causes and report.causes[0].name == fault.cause  # the diagnosis names it first

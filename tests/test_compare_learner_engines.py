@@ -26,15 +26,21 @@ main = load_script("compare_step").main
 
 
 def expectations() -> dict:
-    """file name -> (exit code, cause or None, class spec suffix), from each docstring."""
+    """file name -> (exit code, cause or None, class spec suffix, words of the error line or
+    None), from each docstring: `Expect: exit N[, cause NAME][, says WORDS][ (as FILE:CLASS)]`."""
     found = {}
     for path in sorted(ENGINES.glob("*.py")):
         doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-        match = re.search(r"^Expect: exit (\d)(?:, cause (.+?))?(?: \(as (\S+)\))?$", doc, re.MULTILINE)
+        match = re.search(r"^Expect: exit (\d)(?:, cause (.+?))?(?:, says (.+?))?(?: \(as (\S+)\))?$", doc,
+                          re.MULTILINE)
         if match:
-            spec = match.group(3) or path.name
-            found[path.name] = (int(match.group(1)), match.group(2), spec.replace(path.name, ""))
+            spec = match.group(4) or path.name
+            found[path.name] = (int(match.group(1)), match.group(2), spec.replace(path.name, ""), match.group(3))
     return found
+
+
+def test_every_engine_here_states_what_the_check_must_say_of_it():
+    assert sorted(EXPECTED) == sorted(path.name for path in ENGINES.glob("*.py"))
 
 
 EXPECTED = expectations()
@@ -44,20 +50,24 @@ SLOW_STEP = {"no_visited.py", "shared_children.py"}
 
 
 def test_the_engines_cover_ten_right_and_ten_wrong_styles():
-    right = [name for name, (code, _, _) in EXPECTED.items() if code == 0]
-    wrong = [name for name, (code, cause, _) in EXPECTED.items() if code == 1 and cause]
+    right = [name for name, (code, _, _, _) in EXPECTED.items() if code == 0]
+    wrong = [name for name, (code, cause, _, _) in EXPECTED.items() if code == 1 and cause]
     assert len(right) >= 10 and len(wrong) >= 10, (right, wrong)
 
 
 @pytest.mark.parametrize("name", [name for name in EXPECTED if name != "script_with_data.py"])
 def test_each_engine_gets_its_exit_code_and_a_wrong_one_its_cause(name, capsys, tmp_path):
-    code, cause, suffix = EXPECTED[name]
+    code, cause, suffix, says = EXPECTED[name]
     argv = ["--engine", str(ENGINES / name) + suffix, *SMALL, "--json", str(tmp_path / "report.json")]
     if name in SLOW_STEP:
         argv += ["--timeout", "6"]
     got = main(argv)
     out, err = capsys.readouterr()
     assert got == code, out + err
+    if says:  # ended in one line, before any verdict
+        assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
+        assert "AGREE" not in out
+        return
     assert out.startswith(("  operators, each alone", "  skipped  ")), out  # the probes are shown, whatever follows
     if code == 0:
         assert verdict_of(out).startswith("AGREE") and err == "" and "  cause    " not in out
@@ -123,7 +133,21 @@ def test_a_name_error_for_a_name_the_loader_skipped_says_which_line_and_why(tmp_
     (tmp_path / "engine.py").write_text(source)
     assert main(["--engine", str(tmp_path / "engine.py"), *SMALL]) == 1
     out = capsys.readouterr().out
-    assert "line 6: E_SCALE = float(open('scale.txt').read())  (FileNotFoundError" in out
+    line = source.splitlines().index("E_SCALE = float(open('scale.txt').read())") + 1
+    assert f"line {line}: E_SCALE = float(open('scale.txt').read())  (FileNotFoundError" in out
     wrong = next(line for line in out.splitlines() if line.startswith("    WRONG        exp: "))
-    assert "raised NameError: name 'E_SCALE' is not defined (line 6, which defines it, was skipped while " \
+    assert f"raised NameError: name 'E_SCALE' is not defined (line {line}, which defines it, was skipped while " \
            "loading: FileNotFoundError" in wrong
+
+
+def test_a_backward_without_a_visited_set_is_stopped_by_its_own_speed_at_the_default_settings(capsys):
+    """At the default model and limits, the step of an engine that walks every path is stopped
+    at a limit set from its measured speed, well inside a minute, not the 300 s of --timeout;
+    the probe table and the cause are printed first."""
+    assert main(["--engine", str(ENGINES / "no_visited.py")]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith("  operators, each alone")
+    assert "  cause    no visited set: " in out
+    assert err.count("\n") == 1 and "did not finish training step 1 within " in err, err
+    limit = float(re.search(r"within ([\d.]+) s", err).group(1))
+    assert limit <= 60 and "its backward walks every path" in err, err

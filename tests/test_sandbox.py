@@ -166,7 +166,8 @@ def test_a_module_a_training_script_imports_writes_nothing(project, tmp_path):
                              *LIMITS, "--steps", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(project)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "import helper" in result.stdout and f"writes a file ({tmp_path / 'written.txt'})" in result.stdout
+    skipped = next(line for line in result.stdout.splitlines() if "import helper" in line)
+    assert "(writes a file (" in skipped and skipped.endswith("written.txt))"), skipped
     assert sorted(p.name for p in tmp_path.iterdir()) == ["helper.py", "train.py"]
 
 
@@ -217,7 +218,7 @@ def test_a_detached_daemon_dies_with_the_check_and_the_report_stays(project, tmp
     before = digests(project)
     result, marker = run_checker(project, "compare_step", "daemon_libc.py", "--json", report,
                                  env={"HOSTILE_REPORT": str(report), "MICROGPT_SANDBOX": sandbox})
-    assert result.returncode == 1 and result.stdout.startswith("DISAGREE"), result.stdout + result.stderr
+    assert result.returncode == 1 and "\nDISAGREE: " in result.stdout, result.stdout + result.stderr
     written = report.read_bytes()
     assert json.loads(written)["settings"]["engine"].endswith("daemon_libc.py")
     assert gone(marker)
@@ -325,7 +326,7 @@ def test_text_from_the_engine_is_shown_with_its_control_characters_escaped():
     forged = "\x1b[2J\x1b[HAGREE\rok\nsecond line\u202eevil\x00"
     text = shown(forged)
     assert text == "\\x1b[2J\\x1b[HAGREE\\x0dok\\x0asecond line\\u202eevil\\x00"
-    message = decode(json.dumps({"kind": "error", "message": forged}), protocol.LoadError)
+    message = decode(json.dumps({"kind": "error", "message": forged, "skipped": []}), protocol.LoadError)
     assert message.message == text
 
 

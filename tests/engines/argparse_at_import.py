@@ -1,4 +1,7 @@
-"""An engine file that reads its own command line at import, as a training script does."""
+"""An engine file that reads its own command line at import, as a training script does.
+
+Expect: exit 0
+"""
 import argparse
 import math
 

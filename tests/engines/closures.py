@@ -1,6 +1,9 @@
 """A correct engine in micrograd's style: a `_backward` closure per node, parents in a set,
 `tanh` and `sigmoid` besides what the model needs, relu's derivative at 0 taken as 1 (`>=`),
-subtraction as a + (-b) and division as a * b ** -1."""
+subtraction as a + (-b) and division as a * b ** -1.
+
+Expect: exit 0
+"""
 import math
 
 

@@ -1,6 +1,9 @@
 """A correct engine that keeps each node's local gradients in a dict keyed by child, adding
 up the entries of a child that appears twice (x * x), and walks the graph iteratively with
-an explicit stack. Subtraction and division are nodes of their own (the quotient rule)."""
+an explicit stack. Subtraction and division are nodes of their own (the quotient rule).
+
+Expect: exit 0
+"""
 import math
 
 

@@ -1,6 +1,9 @@
 """A correct engine in the style of the original single-file microgpt: each node keeps its
 children and the local gradient with respect to each, in tuples; `__slots__`; backward's
-topological sort is recursive, as there (so it has a depth limit)."""
+topological sort is recursive, as there (so it has a depth limit).
+
+Expect: exit 0
+"""
 import math
 
 

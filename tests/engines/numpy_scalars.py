@@ -1,4 +1,7 @@
-"""A correct engine whose numbers are numpy float64 scalars, with numpy's exp and log."""
+"""A correct engine whose numbers are numpy float64 scalars, with numpy's exp and log.
+
+Expect: exit 0
+"""
 import numpy as np
 
 

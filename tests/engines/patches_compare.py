@@ -1,5 +1,8 @@
 """A wrong engine (mul's local gradients swapped) that patches the checker into agreeing:
-every report agrees and every probe passes, as far as the process it runs in can tell."""
+every report agrees and every probe passes, as far as the process it runs in can tell.
+
+Expect: exit 1, says changed the checker's own code
+"""
 import compare.probes
 import compare.report
 import compare.worker

@@ -1,5 +1,8 @@
 """A wrong engine (mul's local gradients swapped) that makes the checker's own scalar side, its
-probes and its certify run train the project's engine instead of itself."""
+probes and its certify run train the project's engine instead of itself.
+
+Expect: exit 1, says changed the checker's own code
+"""
 import compare.certify
 import compare.probes
 import compare.scalar_side

@@ -1,5 +1,8 @@
 """A whole training script in one file, as learners have it: no main guard. At import it
-fetches its data, trains, writes a file and prints its log. The checker must run none of that."""
+fetches its data, trains, writes a file and prints its log. The checker must run none of that.
+
+Expect: exit 0
+"""
 import math
 import os
 import random

@@ -1,4 +1,7 @@
-"""An engine not finished yet: it has no log and no exp."""
+"""An engine not finished yet: it has no log and no exp.
+
+Expect: exit 2, says lacks what the transformer needs: log
+"""
 import math
 
 

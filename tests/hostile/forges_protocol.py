@@ -9,7 +9,8 @@ def _attack():
     for fd in range(3, 20):
         try:
             if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
-                os.write(fd, b'{"kind": "engine", "notes": 5, "probes": [], "chain": null, "missing": null}\n')
+                os.write(fd, b'{"kind": "engine", "notes": 5, "probes": {}, "chain": null, "missing": null, '
+                         b'"skipped": [], "facts": {}, "speed": {}, "hung": false}\n')
         except OSError:
             pass
 

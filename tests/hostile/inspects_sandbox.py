@@ -27,7 +27,7 @@ def _attack():
         "processes_seen": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         "tty": write_file("/dev/tty", b"x", os.O_WRONLY),
     }
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach()
+    sock = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
     address = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 53) + socket.inet_aton("1.1.1.1") + bytes(8)
     seen["connect"] = libc.connect(sock, address, len(address))
     seen["connect_errno"] = ctypes.get_errno()
