@@ -13,6 +13,7 @@ Sections:
   contention  batched training with a busy process on the other core against a quiet machine
   memory      peak memory and time to the first step of each trainer and the checker on a large file
   kernels     torch operations dispatched and host time per batched step (for the GPU estimate)
+  classroom   a class of 20 engines checked at once (certify --engines --jobs 2) against each alone
 
 Timed figures are never asserted in tests: the targets are checked here, and recorded.
 """

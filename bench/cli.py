@@ -15,7 +15,7 @@ from microgpt_scalar.config import PRESETS
 from microgpt_scalar.data import DataError
 from microgpt_scalar.files import FileError, shown
 
-from . import compare_wall, contention, kernels, memory, race, scalar, torch_cpu
+from . import classroom, compare_wall, contention, kernels, memory, race, scalar, torch_cpu
 from .common import REPO, CheckFailed, OneLineParser, Section, claim_out, machine, machine_line, write_results
 
 DEFAULT_OUT = REPO / "docs" / "bench.json"
@@ -28,6 +28,7 @@ SECTIONS = [
     Section("contention", contention.add_arguments, contention.run, contention.table, contention.targets_missed),
     Section("memory", memory.add_arguments, memory.run, memory.table, memory.targets_missed),
     Section("kernels", kernels.add_arguments, kernels.run, kernels.table),
+    Section("classroom", classroom.add_arguments, classroom.run, classroom.table, classroom.targets_missed),
 ]
 
 

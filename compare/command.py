@@ -6,16 +6,22 @@
     python scripts/compare_step.py --weights reference --steps 20 --fd 20 --json report.json
     python scripts/compare_step.py --engine my_engine.py --n-layer 8   # a deeper model
     python scripts/compare_step.py --list-faults
+    microgpt-compare --engine my_engine.py -q --json report.json   # installed: the same command
+    python -m compare --engine my_engine.py                        # the same again
 
 --engine runs the code of the file it is given (in a separate process, with a time limit).
-Exit code 0 when everything agrees, 1 when anything disagrees (or the engine under test
-fails, exits, crashes or hangs), 2 for bad usage or input, with a one-line error on stderr.
+
+Exit codes: 0 everything agrees; 1 anything disagrees (or the engine under test fails,
+exits, crashes or hangs); 2 bad usage or input (an engine that lacks an operation among
+them), with a one-line error on stderr; 130 Ctrl-C. --json's "exit_code" is the same.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
@@ -24,14 +30,15 @@ from compare.engines import parse_engine_spec  # noqa: E402
 from compare.faults import FAULTS  # noqa: E402
 from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
-from compare.render import cause_block, early_block, fault_list, render  # noqa: E402
-from compare.report import save_report  # noqa: E402
+from compare.render import cause_block, early_block, fault_list, render, verdict  # noqa: E402
+from compare.report import FORMAT, VERSION, save_report  # noqa: E402
 from compare.request import CompareRequest  # noqa: E402
 from compare.sandbox import add_limit_flags, limits_from  # noqa: E402
-from microgpt_scalar.cli import (OneLineParser, UsageError, add_size_flags, check_scalar_model_fits,  # noqa: E402
-                                 command, non_negative_int, print_error, seconds, seed_number,
-                                 step_count)
-from microgpt_scalar.files import check_input, claim_output  # noqa: E402
+from compare.summary import failure_summary, refusal_summary  # noqa: E402
+from microgpt_scalar.cli import (OneLineParser, UsageError, add_quiet_flag, add_size_flags,  # noqa: E402
+                                 check_scalar_model_fits, command, non_negative_int, print_error, seconds,
+                                 seed_number, step_count)
+from microgpt_scalar.files import check_input, claim_output, write_atomically  # noqa: E402
 from microgpt_torch.device_names import DEVICE_NAMES, parse_device  # noqa: E402
 
 
@@ -48,7 +55,7 @@ EPILOG = ("--engine FILE runs every top-level statement of FILE, one at a time, 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0], epilog=EPILOG)
+    parser = OneLineParser(description=__doc__, epilog=textwrap.fill(EPILOG, 100))
     parser.add_argument("--preset", default="microgpt", help="microgpt (default) or microgpt-v2")
     parser.add_argument("--weights", default="dense",
                         help="dense: every matrix drawn, none zero (default); reference: microgpt's own "
@@ -64,7 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--inject", metavar="FAULT", help="put a known fault into the scalar engine (see --list-faults)")
     parser.add_argument("--fd", type=non_negative_int, default=0, metavar="K",
                         help="also check K gradients against finite differences of the scalar engine's loss")
-    parser.add_argument("--json", metavar="FILE", help="write the whole report as JSON")
+    parser.add_argument("--json", metavar="FILE",
+                        help="write the report as JSON: verdict, agrees, exit_code, probes, missing, skipped_lines, "
+                             "cause, tensors, and the whole report under \"report\" (also for an engine refused or "
+                             "failing)")
+    parser.add_argument("--json-values", action="store_true",
+                        help="keep every gradient's value in both engines in the JSON (a few hundred KB)")
     parser.add_argument("--plot", metavar="FILE", help="scatter plot of scalar against torch gradients (needs matplotlib)")
     parser.add_argument("--list-faults", action="store_true", help="list the faults --inject knows, and exit")
     add_size_flags(parser, "a deeper model makes a deeper graph")
@@ -72,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"hard limit on the time the engine under test may take to load and for each step (default "
                              f"{DEFAULT_TIMEOUT:g}); a step is stopped sooner, at 20x what its measured speed predicts")
     add_limit_flags(parser)
+    add_quiet_flag(parser, "only the verdict's line on stdout")
     return parser.parse_args(argv)
 
 
@@ -128,37 +141,51 @@ def main(argv=None) -> int:
             from compare.check import compare_step  # imports torch
 
             def show_early(probes, skipped, notes):  # before the step starts: nothing is lost if it fails
-                print(early_block(probes, skipped, notes), end="", flush=True)
+                if not args.quiet:
+                    print(early_block(probes, skipped, notes), end="", flush=True)
 
             report = compare_step(request, engine_process=engine_process, on_probes=show_early)
     except EngineFailure as error:
-        if error.probes is not None and error.found is None:  # it failed while probing: what had ended
+        if error.probes is not None and error.found is None and not args.quiet:  # it failed while probing
             print(early_block(error.probes, [], []), end="")
         causes = cause_block(getattr(error, "causes", None) or [])
         if causes:
             print(f"\n{causes}", flush=True)
         print_error(error)
-        return 1
+        return save_summary(args.json, failure_summary(error), 1)
     except EngineRefused as error:
-        print(early_block(error.found if not isinstance(error.found, dict) else None, error.skipped, []), end="")
+        if not args.quiet:
+            print(early_block(error.found if not isinstance(error.found, dict) else None, error.skipped, []), end="")
         print_error(error)
-        return 2
+        return save_summary(args.json, refusal_summary(error), 2)
     except ValueError as error:
         print_error(error)
         return 2
     except KeyboardInterrupt:
         print_error("interrupted; nothing written")
         return 130
-    print("\n" + render(report, early_shown=True), end="")
+    print(verdict(report) if args.quiet else "\n" + render(report, early_shown=True), end="\n" if args.quiet else "")
     try:
         if args.json:
-            save_report(args.json, report)
+            save_report(args.json, report, values=args.json_values)
         if args.plot:
             plot_gradients(report, args.plot)
     except ValueError as error:  # a full disk, or another program wrote the file meanwhile
         print_error(error)
         return 2
     return 0 if report.agrees else 1
+
+
+def save_summary(path, summary: dict, code: int) -> int:
+    """--json for an engine that ended without a report: the summary alone; returns `code`."""
+    if path:
+        try:
+            write_atomically(path, (json.dumps({"format": FORMAT, "version": VERSION, **summary}, indent=1)
+                                    + "\n").encode("utf-8"))
+        except ValueError as error:  # a full disk, or another program wrote the file meanwhile
+            print_error(error)
+            return 2
+    return code
 
 
 def run(argv=None) -> None:

@@ -1,7 +1,11 @@
 """The report of a comparison: plain dataclasses that go to JSON and come back unchanged.
 
     report = compare_step()
-    save_report("report.json", report); load_report("report.json") == report
+    save_report("report.json", report, values=True); load_report("report.json") == report
+
+The JSON file's top level is the summary (compare.summary: verdict, agrees, exit_code,
+probes, missing, skipped_lines, cause, tensors); the whole report is under "report". Every
+gradient's value in both engines (for a plot) is kept only with values=True (--json-values).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from .tolerances import Tolerance, Tolerances
 from .trace import Divergence
 
 FORMAT = "microgpt-compare-report"
-VERSION = 1
+VERSION = 2  # 1: the report's fields at the top level, no summary
 
 
 @dataclass
@@ -74,6 +78,10 @@ class FiniteDifferenceCheck:
     tolerance: Tolerance
     entries: list  # of FiniteDifference
 
+    def __repr__(self) -> str:
+        wrong = sum(not entry.agrees for entry in self.entries)
+        return f"<FiniteDifferenceCheck {len(self.entries)} gradients, {wrong} disagree>"
+
     @property
     def agrees(self) -> bool:
         return all(entry.agrees for entry in self.entries)
@@ -98,6 +106,10 @@ class ProbeCheck:
     """Each operation of the engine on its own against torch (compare.probes)."""
 
     results: list = field(default_factory=list)  # of ProbeResult
+
+    def __repr__(self) -> str:
+        ok = sum(r.status == "ok" for r in self.results)
+        return f"<ProbeCheck {len(self.results)} probes: {ok} ok, {len(self.faults)} wrong, {len(self.notes)} notes>"
 
     @property
     def faults(self) -> list:
@@ -163,6 +175,12 @@ class Report:
     skipped_lines: list = field(default_factory=list)  # {"line", "text", "reason", "names"}: statements not run
     causes: list = field(default_factory=list)  # compare.diagnosis.Cause, most likely first
 
+    def __repr__(self) -> str:
+        s = self.settings
+        verdict = "AGREE" if self.agrees else f"DISAGREE ({len(self.differing_gradients)} gradient tensors differ)"
+        return (f"<Report {verdict}: {s.engine} vs torch {s.dtype}, {s.steps} step{'s' * (s.steps != 1)}, "
+                f"{s.num_params:,} parameters>")
+
     @property
     def agrees(self) -> bool:
         """Every number of every step agrees, and so does every operator probe."""
@@ -182,13 +200,24 @@ class Report:
         return [d.name for d in sorted(self.gradients, key=lambda d: -d.excess) if not d.agrees]
 
 
-def to_dict(report: Report) -> dict:
-    return {"format": FORMAT, "version": VERSION, **dataclasses.asdict(report)}
+def to_dict(report: Report, values: bool = False) -> dict:
+    """The summary, then the whole report; every gradient's value only if `values`."""
+    from .summary import summary_of
+
+    whole = dataclasses.asdict(report)
+    if not values:
+        whole["gradient_values"] = {}
+    return {"format": FORMAT, "version": VERSION, **summary_of(report), "report": whole}
 
 
 def from_dict(data: dict) -> Report:
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
+    if data.get("format") != FORMAT or data.get("version") not in (1, VERSION):
         raise ValueError(f"not a {FORMAT} of version {VERSION}")
+    if data["version"] != 1:
+        if "report" not in data:  # the summary alone: the engine was refused or failed before a report
+            raise ValueError(f"holds no report, only the summary of an engine that ended {data.get('verdict')}: "
+                             f"{data.get('cause')}")
+        data = data["report"]
     tables = {key: [TensorDiff(**d) for d in data[key]]
               for key in ("gradients", "parameters", "adam_m", "adam_v", "final_parameters")}
     fd = data["finite_differences"]
@@ -216,9 +245,10 @@ def from_dict(data: dict) -> Report:
     )
 
 
-def save_report(path, report: Report) -> None:
-    """Write the report as JSON, atomically: a failed write leaves any earlier file whole."""
-    write_atomically(path, (json.dumps(to_dict(report), indent=1) + "\n").encode("utf-8"))
+def save_report(path, report: Report, values: bool = False) -> None:
+    """Write the report as JSON, atomically: a failed write leaves any earlier file whole.
+    `values`: keep every gradient's value in both engines (a few hundred KB)."""
+    write_atomically(path, (json.dumps(to_dict(report, values), indent=1) + "\n").encode("utf-8"))
 
 
 def load_report(path) -> Report:

@@ -43,9 +43,11 @@ class UsageError(ValueError):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, with its usage errors as one line and exit code 2, and --version."""
+    """argparse, with its usage errors as one line and exit code 2, --version, and the
+    description printed as written (a command's docstring: its examples and exit codes)."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--version", action="version", version=f"%(prog)s (microgpt-bridge) {__version__}")
 
@@ -81,6 +83,28 @@ def error_line(message) -> str:
 
 def print_error(message) -> None:
     print(error_line(message), file=sys.stderr, flush=True)
+
+
+def add_quiet_flag(parser, what: str) -> None:
+    """-q/--quiet, the same in every command; `what` says what is left."""
+    parser.add_argument("-q", "--quiet", action="store_true", help=f"no progress bars or notes on stderr; {what}")
+
+
+class Deprecated(argparse.Action):
+    """An old spelling of a flag: works for one more version, with a one-line note on stderr.
+
+        parser.add_argument("--load", action=Deprecated, new="--resume", dest="resume")
+    """
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        kwargs.setdefault("help", f"old spelling of {new} (kept for one version)")
+        kwargs.setdefault("default", argparse.SUPPRESS)  # the new flag's default stands
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is deprecated and goes in the next version; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 # --- flag types: argparse calls them on the text and reports their ArgumentTypeError in one line ---

@@ -20,11 +20,11 @@ class Progress:
     """Steps done of `total`, redrawn in place on a terminal's stderr. Where stderr is not a
     terminal nothing is drawn; where drawing fails (the terminal went away) it stops drawing."""
 
-    def __init__(self, done: int, total: int, stream=None, unit: str = "step"):
+    def __init__(self, done: int, total: int, stream=None, unit: str = "step", quiet: bool = False):
         self.stream = sys.stderr if stream is None else stream
         self.done, self.total, self.unit = done, total, unit
         self.first, self.started = done, time.monotonic()
-        self.drawing = _is_terminal(self.stream)
+        self.drawing = not quiet and _is_terminal(self.stream)  # -q: the log alone
         self.drawn = False
         self._draw()
 

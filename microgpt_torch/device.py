@@ -23,6 +23,7 @@ def pick_device(name: str, local_rank: int = 0, keep_on_cpu: bool = False) -> to
 
     "auto" takes CUDA when there is one, except with `keep_on_cpu`: one-document steps in
     float64 are quicker on the CPU, where the tests and the reference figures were made too.
+    "cuda" is GPU `local_rank` (one per process under torchrun); "cuda:N" is GPU N.
     """
     kind, number = parse_device(name)
     if kind == "cuda" and not torch.cuda.is_available():

@@ -3,9 +3,13 @@
     python scripts/sample.py out/model.pt                       # torch engine, random.Random(seed)
     python scripts/sample.py out/model.json --from scalar       # the same names, scalar engine
     python scripts/sample.py out/model.pt --sampler torch       # torch.multinomial, batched
+    microgpt-sample out/model.pt --samples 5 --device auto      # installed: the same command
 
 With the default sampler both engines make the same draws from random.Random(--seed), so
-the same checkpoint and seed print the same names. Exit codes: 0 done, 2 bad input.
+the same checkpoint and seed print the same names.
+
+Exit codes: 0 done; 2 bad input (a checkpoint that cannot be read, a device this machine
+does not have), with a one-line error. (--num-samples is the old spelling of --samples.)
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import sys
 import torch
 
 from microgpt_scalar.checkpoint import CheckpointError
-from microgpt_scalar.cli import OneLineParser, command, print_error, sample_count, seed_number, temperature
+from microgpt_scalar.cli import (Deprecated, OneLineParser, add_quiet_flag, command, print_error, sample_count,
+                                 seed_number, temperature)
 from microgpt_scalar.data import Tokenizer
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import sample as scalar_sample
@@ -27,16 +32,18 @@ from microgpt_torch.train import generate, sample
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("checkpoint", help="a torch (.pt) or scalar (JSON) checkpoint")
     parser.add_argument("--from", dest="engine", choices=("torch", "scalar"), default="torch",
                         help="the engine that samples: torch (default) or the scalar one")
     parser.add_argument("--sampler", choices=("python", "torch"), default="python",
                         help="python: random.Random(seed) as the scalar engine draws; torch: torch.Generator (torch engine)")
-    parser.add_argument("--num-samples", type=sample_count, default=20)
+    parser.add_argument("--samples", type=sample_count, default=20, help="names to draw (default 20)")
+    parser.add_argument("--num-samples", action=Deprecated, new="--samples", dest="samples", type=sample_count)
     parser.add_argument("--temperature", type=temperature, default=0.5)
     parser.add_argument("--seed", type=seed_number, default=42)
     parser.add_argument("--device", default="cpu", help=f"{DEVICE_NAMES} (default cpu)")
+    add_quiet_flag(parser, "the names are printed as ever")
     return parser.parse_args(argv)
 
 
@@ -50,12 +57,12 @@ def draw(args) -> list[str]:
         scalar = to_scalar_checkpoint(checkpoint)
         model = ScalarGPT(scalar.config, params=scalar.params)
         rng = random.Random(args.seed)
-        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
+        return [scalar_sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
     model, _ = restore(checkpoint, dtype=torch.float64, device=device)
     if args.sampler == "torch":
-        return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.num_samples)
+        return generate(model, tokenizer, torch.Generator().manual_seed(args.seed), args.temperature, args.samples)
     rng = random.Random(args.seed)
-    return [sample(model, tokenizer, rng, args.temperature) for _ in range(args.num_samples)]
+    return [sample(model, tokenizer, rng, args.temperature) for _ in range(args.samples)]
 
 
 @command

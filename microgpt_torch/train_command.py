@@ -4,16 +4,21 @@
     python scripts/train_torch.py --mode batched --batch-size 32 --save out/model.pt
     torchrun --nproc_per_node 2 scripts/train_torch.py --mode batched   # data parallel
     python scripts/train_torch.py --mode batched --batch-size 2048 --compile-mode reduce-overhead --log-every 100
+    python scripts/train_torch.py --mode batched --steps 1000 --save run.pt --device cuda:1
+    python scripts/train_torch.py --mode batched --steps 2000 --resume run.pt --save run.pt
+    microgpt-train --steps 2 -q                         # installed: the same command (microgpt-train scalar: the scalar one)
 
 Faithful mode starts from the scalar engine's initial weights for the seed, trains on one
 document per step in the reference order and prints the reference program's lines.
 Batched mode trains on shuffled, padded mini-batches with a held-out validation split; the
 documents are moved to the device once and each batch is gathered there.
 The documents are the names file shipped with the package unless --data names another.
-Exit codes: 0 done, 1 the loss stopped being finite, 2 bad input or a checkpoint that cannot
-be written, 130 Ctrl-C (which finishes the step and saves the checkpoint --save names; under
-torchrun every process stops after the same step, the first process saves, and each exits 130).
-The --save file is claimed at the start: a second run aiming at it is refused.
+
+Exit codes: 0 done; 1 the loss stopped being finite (or torch failed mid-run); 2 bad input
+or a checkpoint that cannot be written, with a one-line error (a device this machine does not
+have among them); 130 Ctrl-C, which finishes the step and saves the checkpoint --save names
+(under torchrun every process stops after the same step, the first process saves, and each
+exits 130). The --save file is claimed at the start: a second run aiming at it is refused.
 
 OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless the environment sets it):
 a thread spinning while it waits takes a core another process may need, and training on
@@ -37,9 +42,9 @@ from tqdm import tqdm  # noqa: E402
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config  # noqa: E402
 from microgpt_scalar.cli import (MAX_BATCH, MAX_STEPS, OneLineParser, StopOnInterrupt, UsageError,  # noqa: E402
-                                 add_config_flags, add_data_flag, check_fits_in_memory, check_same_run, command,
-                                 config_overrides, data_path, file_sha256, fraction, inference_header, int_from,
-                                 print_error, sample_count, seed_number, temperature)
+                                 add_config_flags, add_data_flag, add_quiet_flag, check_fits_in_memory,
+                                 check_same_run, command, config_overrides, data_path, file_sha256, fraction,
+                                 inference_header, int_from, print_error, sample_count, seed_number, temperature)
 from microgpt_scalar.config import PRESETS, get_config, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.files import FileError, claim_output  # noqa: E402
@@ -67,7 +72,7 @@ class Interrupted(Exception):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--mode", choices=("faithful", "batched"), default="faithful")
     parser.add_argument("--preset", choices=list(PRESETS), default="microgpt")
     add_config_flags(parser)  # --n-layer ..., and --steps for num_steps
@@ -103,6 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", default=None, help="torch or scalar checkpoint to continue from")
     parser.add_argument("--samples", type=sample_count, default=20, help="names to draw after training")
     parser.add_argument("--temperature", type=temperature, default=0.5)
+    add_quiet_flag(parser, "the log on stdout is unchanged")
     return parser.parse_args(argv)
 
 
@@ -195,7 +201,8 @@ def save(args, model, tokenizer, optimizer, step, rank: int = 0) -> None:
 
 def run_faithful(args, docs, device, dtype) -> None:
     docs, tokenizer, rng, model, optimizer, first = start(args, docs, device, dtype)
-    print(thread_policy(args), file=sys.stderr)
+    if not args.quiet:
+        print(thread_policy(args), file=sys.stderr)
     step_model = torch.compile(model, mode=compile_mode(args)) if args.compile else model
     num_steps = model.config.num_steps
     print(f"num docs: {len(docs)}")  # the scalar program's header and footer, so the two logs diff clean
@@ -226,7 +233,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     packed = PackedDocuments.of_corpus(docs, config.block_size, device)  # on the device, once
     del docs  # its document order: the packed copy is all training needs
     train, val = split_docs(packed, args.val_fraction)
-    if rank == 0:
+    if rank == 0 and not args.quiet:
         print(thread_policy(args), file=sys.stderr)
     if args.group_by_length and args.batch_size > len(train):
         raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
@@ -249,7 +256,8 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
     steps = batched_steps(step_model, optimizer, train, args.batch_size, torch.Generator().manual_seed(args.seed),
                           first, rank, world_size, autocast_dtype, args.group_by_length,
                           check_each_step=args.log_every == 1, fixed_width=graphs)
-    progress = tqdm(steps, file=sys.stderr, disable=rank != 0, initial=first, total=config.num_steps, desc="train")
+    progress = tqdm(steps, file=sys.stderr, disable=True if rank != 0 or args.quiet else None,  # None: a terminal only
+                    initial=first, total=config.num_steps, desc="train")
     with StopOnInterrupt(repeats_interrupt=world_size == 1) as stop:
         for step, loss in progress:
             done = step + 1

@@ -234,7 +234,7 @@ def test_script_reports_unusable_checkpoint_in_one_line_and_exits_2(kind, repo_r
     make, words = BAD_CHECKPOINTS[kind]
     path = make(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
-    result = run_script(repo_root, ["--data", "docs.txt", "--load", str(path), "--value-class", "per-op"], cwd=tmp_path)
+    result = run_script(repo_root, ["--data", "docs.txt", "--resume", str(path), "--value-class", "per-op"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -250,7 +250,7 @@ def test_script_reports_unusable_checkpoint_in_one_line_and_exits_2(kind, repo_r
 def test_script_refuses_flags_that_contradict_the_loaded_checkpoint(args, message, repo_root, tmp_path):
     saved(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
-    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--value-class", "per-op", *args],
+    result = run_script(repo_root, ["--data", "docs.txt", "--resume", "run.json", "--value-class", "per-op", *args],
                         cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", message + "\n")
 
@@ -258,7 +258,7 @@ def test_script_refuses_flags_that_contradict_the_loaded_checkpoint(args, messag
 def test_script_accepts_flags_that_repeat_the_loaded_checkpoint(repo_root, tmp_path):
     saved(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
-    result = run_script(repo_root, ["--data", "docs.txt", "--load", "run.json", "--value-class", "per-op", "--n-layer", "1",
+    result = run_script(repo_root, ["--data", "docs.txt", "--resume", "run.json", "--value-class", "per-op", "--n-layer", "1",
                                     "--steps", "3", "--samples", "0"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("step    3 /    3 | loss ")
@@ -267,7 +267,7 @@ def test_script_accepts_flags_that_repeat_the_loaded_checkpoint(repo_root, tmp_p
 def test_script_refuses_a_checkpoint_of_another_preset(repo_root, tmp_path):
     path = saved(tmp_path)
     (tmp_path / "docs.txt").write_text("\n".join(DOCS))
-    result = run_script(repo_root, ["--data", "docs.txt", "--load", str(path), "--preset", "microgpt-v2",
+    result = run_script(repo_root, ["--data", "docs.txt", "--resume", str(path), "--preset", "microgpt-v2",
                                     "--value-class", "per-op"], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "made with preset 'microgpt'" in result.stderr
@@ -331,7 +331,7 @@ def test_script_save_then_load_prints_the_uninterrupted_run(repo_root, names_pat
     second are the uninterrupted run's, and the saved parameters are the library's."""
     whole = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "5")
     first = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "0", "--save", "run.json")
-    second = script_output(repo_root, names_path, tmp_path, "--load", "run.json", "--samples", "5")
+    second = script_output(repo_root, names_path, tmp_path, "--resume", "run.json", "--samples", "5")
     assert first == whole[:9]  # num docs, vocab size, num params, 6 steps
     assert second[:3] == whole[:3] and second[3:] == whole[9:]
     docs, tokenizer, model, optimizer, _ = start_run(load_docs(names_path), get_config(num_steps=6), seed=42)
@@ -350,6 +350,6 @@ def test_script_resumes_a_checkpoint_taken_mid_run(repo_root, names_path, tmp_pa
     for s in range(3):
         train_step(model, optimizer, tokenizer.encode(docs[s]), s)
     save_checkpoint(tmp_path / "half.json", checkpoint_of(model, tokenizer.chars, optimizer, step=3, seed=42))
-    resumed = script_output(repo_root, names_path, tmp_path, "--load", "half.json", "--samples", "5")
+    resumed = script_output(repo_root, names_path, tmp_path, "--resume", "half.json", "--samples", "5")
     assert resumed[3:6] == whole[6:9] and resumed[3].startswith("step    4 /    6")
     assert resumed[6:] == whole[9:]

@@ -106,14 +106,22 @@ def test_lockstep_reproduces_the_published_run_for_20_steps(names_path):
 
 def test_json_report_round_trips(tmp_path, default_report):
     path = tmp_path / "report.json"
-    save_report(path, default_report)
+    save_report(path, default_report, values=True)
     assert load_report(path) == default_report
-    assert from_dict(to_dict(default_report)) == default_report
+    assert from_dict(to_dict(default_report, values=True)) == default_report
+    small = from_dict(to_dict(default_report))  # without every gradient's value: the rest is whole
+    assert small.gradient_values == {} and dataclasses.replace(small, gradient_values=default_report.gradient_values) \
+        == default_report
+
+
+def test_a_report_written_before_the_summary_still_loads(default_report):
+    whole = to_dict(default_report, values=True)
+    assert from_dict({"format": whole["format"], "version": 1, **whole["report"]}) == default_report
 
 
 def test_a_report_of_another_format_is_refused(default_report):
-    with pytest.raises(ValueError, match="not a microgpt-compare-report of version 1"):
-        from_dict({**to_dict(default_report), "version": 2})
+    with pytest.raises(ValueError, match="not a microgpt-compare-report of version 2"):
+        from_dict({**to_dict(default_report), "version": 3})
     with pytest.raises(ValueError, match="not a microgpt-compare-report"):
         from_dict({"format": "microgpt-checkpoint", "version": 1})
 
@@ -241,5 +249,5 @@ def test_lockstep_reports_the_loss_of_every_step_and_catches_a_late_difference()
 def test_json_round_trips_a_disagreeing_report_with_finite_differences(tmp_path):
     report = compare_step(inject="exp-forward", fd=2, docs=["emma"])
     assert report.divergence is not None and report.finite_differences is not None
-    save_report(tmp_path / "r.json", report)
+    save_report(tmp_path / "r.json", report, values=True)
     assert load_report(tmp_path / "r.json") == report

@@ -80,9 +80,18 @@ def test_each_engine_gets_its_exit_code_and_a_wrong_one_its_cause(name, capsys, 
     look = next(line for line in out.splitlines()[out.splitlines().index(first):] if "look at " in line)
     assert f"{name}, line " in look, look  # a line of the engine's own file
     if (tmp_path / "report.json").exists():
+        import json
+
         from compare import load_report
 
-        assert load_report(tmp_path / "report.json").causes[0].name == cause
+        data = json.loads((tmp_path / "report.json").read_text())
+        assert data["cause"].startswith(f"{title(cause)}: ") and f"{name}, line " in data["cause"], data["cause"]
+        if data["verdict"] == "DISAGREE":
+            assert load_report(tmp_path / "report.json").causes[0].name == cause
+        else:  # an engine stopped mid-step: the summary alone
+            assert data["verdict"] == "ERROR" and "report" not in data
+            with pytest.raises(ValueError, match="holds no report"):
+                load_report(tmp_path / "report.json")
 
 
 def test_a_training_script_with_its_data_loads_without_training_or_writing(tmp_path, monkeypatch, capsys):

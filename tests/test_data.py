@@ -150,7 +150,7 @@ def test_script_reports_character_outside_checkpoint_vocabulary_and_exits_2(repo
     _, tokenizer, model, optimizer, _ = start_run(docs, get_config(num_steps=2), seed=42)
     save_checkpoint(tmp_path / "run.json", checkpoint_of(model, tokenizer.chars, optimizer, step=2, seed=42))
     new = write(tmp_path / "new.txt", "anna\nbob\nzed\n")
-    result = run_script(repo_root, ["--data", str(new), "--load", str(tmp_path / "run.json"), "--value-class", "per-op"],
+    result = run_script(repo_root, ["--data", str(new), "--resume", str(tmp_path / "run.json"), "--value-class", "per-op"],
                         cwd=tmp_path)
     assert_one_line_script_error(result, "'zed'", "outside the vocabulary", "'dez'")
 

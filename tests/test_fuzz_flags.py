@@ -29,6 +29,7 @@ from helpers import load_script
 import compare.check  # noqa: F401  (the modules compare loads when first used, for the same reason)
 import compare.probe_check  # noqa: F401
 
+from microgpt_scalar.cli import Deprecated
 from microgpt_scalar.checkpoint import checkpoint_of, save_checkpoint
 from microgpt_scalar.config import get_config
 from microgpt_scalar.train import start_run
@@ -89,7 +90,7 @@ BASE = {
     "compare_step": lambda d: ["--doc", "anna", "--n-embd", "8", "--n-head", "2"],
     "certify": lambda d: ["--engine", d / "absent_engine.py", "--steps", "1", "--data", tiny_data(d)],  # ends by
     # the engine or the data, after every other check
-    "sample": lambda d: [checkpoint(d), "--num-samples", "2"],
+    "sample": lambda d: [checkpoint(d), "--samples", "2"],
     "make_golden": lambda d: ["--data", tiny_data(d), "--steps", "1", "--samples", "0", "--out", d / "golden.json"],
     "precision_table": lambda d: [],
     "bridge_docs": lambda d: ["--guide", d / "absent_guide.md"],
@@ -126,6 +127,8 @@ def value_flags(parser) -> list:
     found = []
     for action in parser._actions:
         if action.nargs == 0 or isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        if isinstance(action, Deprecated):  # an old spelling: its values are its new flag's, fuzzed there
             continue
         found.append((action.option_strings[0] if action.option_strings else None, action.dest, action))
     return found

@@ -149,7 +149,7 @@ def test_a_checkpoint_past_its_own_num_steps_is_refused(tmp_path, capsys):
         payload["step"] = payload["config"]["num_steps"] + 1
 
     path = scalar_checkpoint(tmp_path, past)
-    for name, argv in (("train_scalar", ["--load", path]), ("train_torch", ["--resume", path]), ("sample", [path])):
+    for name, argv in (("train_scalar", ["--resume", path]), ("train_torch", ["--resume", path]), ("sample", [path])):
         extra = ["--data", data_file(tmp_path)] if name != "sample" else []
         assert_one_line(run_main(name, capsys, *argv, *extra), 2, "step 4 is past the run's own num_steps 3")
     done = scalar_checkpoint(tmp_path, lambda p: p.update(step=3), "done.json")
@@ -160,7 +160,7 @@ def test_a_lone_surrogate_in_a_checkpoint_is_refused(tmp_path, capsys):
     path = scalar_checkpoint(tmp_path)
     path.write_text(path.read_text().replace('"chars": ["a"', '"chars": ["\\ud800"'))
     assert_one_line(run_main("sample", capsys, path), 2, "not valid Unicode")
-    assert_one_line(run_main("train_scalar", capsys, "--load", path, "--data", data_file(tmp_path)), 2,
+    assert_one_line(run_main("train_scalar", capsys, "--resume", path, "--data", data_file(tmp_path)), 2,
                     "not valid Unicode")
 
 

@@ -116,3 +116,82 @@ def test_a_wheel_built_offline_carries_the_names_file(offline, clone, tmp_path):
     for command in ("microgpt-compare", "microgpt-certify", "microgpt-train", "microgpt-sample"):
         assert f"\n{command} = " in commands, commands
     assert any(name.endswith("LICENSE") for name in files)
+
+
+@pytest.fixture(scope="module")
+def installed(offline, clone, tmp_path_factory):
+    """The wheel built from the clone, installed into a fresh venv (torch, numpy and pytest
+    from this interpreter's site-packages: nothing is downloaded): its bin folder."""
+    try:
+        import setuptools  # noqa: F401
+    except ImportError:
+        pytest.skip("setuptools is not installed: no wheel can be built here")
+    wheels, venv = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("venv") / "env"
+    built = offline("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(wheels),
+                    str(clone))
+    assert built.returncode == 0, built.stderr[-2000:]
+    made = offline("-m", "venv", "--system-site-packages", str(venv))
+    assert made.returncode == 0, made.stderr[-2000:]
+    (wheel,) = wheels.glob("microgpt_bridge-*.whl")
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                           str(wheel)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return venv / "bin"
+
+
+def test_every_command_works_from_an_empty_folder_after_installing_the_wheel(installed, tmp_path, repo_root):
+    """No clone beside it, no PYTHONPATH: microgpt-compare, python -m compare, microgpt-certify
+    --engines DIR, microgpt-train (2 steps, either engine), microgpt-sample, the pytest plugin."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(PATH=f"{installed}{os.pathsep}{env.get('PATH', '')}", PYTHONDONTWRITEBYTECODE="1")
+
+    def run(*command, timeout=900):
+        return subprocess.run([str(installed / command[0]), *command[1:]], cwd=empty, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    where = run("python", "-c", "import compare, microgpt_torch; print(compare.__file__); print(microgpt_torch.__file__)")
+    assert where.returncode == 0 and all(str(installed.parent) in line for line in where.stdout.splitlines()), where
+    compared = run("microgpt-compare", "-q")
+    assert compared.returncode == 0 and compared.stdout.startswith("AGREE"), compared.stderr[-2000:]
+    as_module = run("python", "-m", "compare", "--list-faults")
+    assert as_module.returncode == 0 and "exp-grad" in as_module.stdout, as_module.stderr[-2000:]
+    for command in ("microgpt-compare", "microgpt-certify", "microgpt-train", "microgpt-sample"):
+        version = run(command, "--version")
+        assert version.returncode == 0 and "(microgpt-bridge)" in version.stdout, (command, version.stderr)
+    trained = run("microgpt-train", "--steps", "2", "--samples", "1", "--save", "run.pt", "-q")
+    assert trained.returncode == 0 and "step    2 /    2 | loss 3.2917" in trained.stdout, trained.stderr[-2000:]
+    scalar = run("microgpt-train", "scalar", "--steps", "2", "--samples", "0")
+    assert scalar.returncode == 0 and scalar.stdout.splitlines()[-1] == "step    2 /    2 | loss 3.2917", scalar.stderr
+    sampled = run("microgpt-sample", "run.pt", "--samples", "3")
+    assert sampled.returncode == 0 and sampled.stdout.count("sample ") == 3, sampled.stderr[-2000:]
+    submissions = empty / "class"
+    submissions.mkdir()
+    shutil.copy(repo_root / "tests" / "fixtures" / "learner_engine.py", submissions / "ada.py")
+    certified = run("microgpt-certify", "--engines", "class", "--jobs", "1", "--steps", "1", "--out", "results", "-q")
+    assert certified.returncode == 0 and "ada" in certified.stdout and "AGREE" in certified.stdout, certified.stderr
+    assert (empty / "results" / "index.html").is_file()
+    (empty / "engine.py").write_text((repo_root / "tests" / "fixtures" / "learner_engine.py").read_text())
+    (empty / "test_engine.py").write_text("def test_engine(engine_agrees):\n    engine_agrees('engine.py')\n")
+    tested = run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_engine.py")
+    assert tested.returncode == 0 and "1 passed" in tested.stdout, tested.stdout[-3000:]
+
+
+def test_the_sdist_carries_what_its_tests_need(offline, clone, tmp_path):
+    try:
+        import setuptools  # noqa: F401
+    except ImportError:
+        pytest.skip("setuptools is not installed: no sdist can be built here")
+    built = offline("-c", f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))")
+    assert built.returncode == 0, built.stderr[-2000:]
+    import tarfile
+
+    (sdist,) = tmp_path.glob("microgpt_bridge-*.tar.gz")
+    names = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+    for needed in ("tests/conftest.py", "tests/helpers.py", "tests/fixtures/learner_engine.py",
+                   "tests/engines/local_gradients.py", "scripts/compare_step.py", "docs/bridge.md", "LICENSE",
+                   "requirements.txt", "compare/golden/microgpt.json", "bench/cli.py"):
+        assert needed in names, needed
+    test_files = {path.relative_to(clone).as_posix() for path in (clone / "tests").rglob("*") if path.is_file()}
+    assert test_files <= names, sorted(test_files - names)[:5]

@@ -293,9 +293,9 @@ def test_scalar_load_refuses_another_data_file(train_scalar, tmp_path, capsys):
     assert run_main(train_scalar, capsys, "--data", data, "--steps", 4, "--stop-after", 2, "--samples", 0,
                     "--save", save)[0] == 0
     other = names_file(tmp_path, NAMES.replace("anna\n", "anna\nanna\n"), "other.txt")
-    assert_refused(run_main(train_scalar, capsys, "--data", other, "--load", save), "another data file")
-    assert_refused(run_main(train_scalar, capsys, "--data", data, "--load", save, "--seed", 7), "--seed 42, not 7")
-    code, out, err = run_main(train_scalar, capsys, "--data", data, "--load", save, "--samples", 0)
+    assert_refused(run_main(train_scalar, capsys, "--data", other, "--resume", save), "another data file")
+    assert_refused(run_main(train_scalar, capsys, "--data", data, "--resume", save, "--seed", 7), "--seed 42, not 7")
+    code, out, err = run_main(train_scalar, capsys, "--data", data, "--resume", save, "--samples", 0)
     assert code == 0 and out.splitlines()[-1].startswith("step    4 /    4 | loss "), err
 
 
@@ -309,6 +309,6 @@ def test_checkpoint_without_a_run_record_still_loads(train_scalar, tmp_path, cap
     save.write_text(json.dumps(payload))
     other = names_file(tmp_path, NAMES.replace("anna\n", "anna\nanna\n"), "other.txt")
     assert load_checkpoint(save).run is None
-    code, _, err = run_main(train_scalar, capsys, "--data", other, "--load", save, "--samples", 0)
+    code, _, err = run_main(train_scalar, capsys, "--data", other, "--resume", save, "--samples", 0)
     assert code == 0, err
 

@@ -224,7 +224,7 @@ def test_a_detached_daemon_dies_with_the_check_and_the_report_stays(project, tmp
                                  env={"HOSTILE_REPORT": str(report), "MICROGPT_SANDBOX": sandbox})
     assert result.returncode == 1 and "\nDISAGREE: " in result.stdout, result.stdout + result.stderr
     written = report.read_bytes()
-    assert json.loads(written)["settings"]["engine"].endswith("daemon_libc.py")
+    assert json.loads(written)["report"]["settings"]["engine"].endswith("daemon_libc.py")  # the whole report, under its summary
     assert gone(marker)
     time.sleep(1.0)  # the daemon would write every 0.1 s
     assert report.read_bytes() == written
