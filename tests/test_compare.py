@@ -19,7 +19,8 @@ from helpers import verdict_of
 from compare import compare_step, load_report, save_report
 from compare.check import InProcessScalar, run_sides
 from compare.documents import ALPHABET, given_documents
-from compare.fd import STEP_SIZE, TOLERANCE
+from compare.fd import STEP_SIZE
+from compare.tolerances import FD_TOLERANCE as TOLERANCE
 from compare.render import render
 from compare.report import FiniteDifference, FiniteDifferenceCheck, from_dict, to_dict
 from compare.tolerances import TOLERANCES
