@@ -71,11 +71,12 @@ def run_group(processes: int, argv: list[str], save: str | None) -> int:
 
     for name in ("torch.distributed.run", "torch.distributed.elastic", "torch.distributed.launcher"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # its warnings and tracebacks: one line is ours
-    os.environ[LAUNCHER_REPORTS] = "1"
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for several processes, without its warning
     started = time.time()
     launcher_args = get_args_parser().parse_args(
         ["--standalone", "--nnodes", "1", "--nproc-per-node", str(processes), *entry_point(), *argv])
+    environment = dict(os.environ)  # the processes inherit it; restored after, for a caller in this process
+    os.environ[LAUNCHER_REPORTS] = "1"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for several processes, without its warning
     try:
         run(launcher_args)
     except (SignalException, KeyboardInterrupt):
@@ -84,7 +85,18 @@ def run_group(processes: int, argv: list[str], save: str | None) -> int:
         return 130
     except ChildFailedError as failed:
         return group_failure(failed.failures, processes, save, started)
+    except Exception as error:  # the launcher's own failure (its rendezvous, starting a process)
+        print_error(f"the launcher of {processes} processes failed: {first_line(error)}")
+        return 1
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
     return 0
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def group_failure(failures: dict, processes: int, save: str | None, started: float) -> int:
@@ -96,7 +108,9 @@ def group_failure(failures: dict, processes: int, save: str | None, started: flo
     if all(code == 130 for code in codes.values()):
         print_error(f"interrupted; {what_was_saved(save, started)}")
         return 130
-    rank, code = next(iter(codes.items()))
+    # The first to fail, leaving out those the launcher itself stopped (SIGTERM) once one had
+    rank = min(failures, key=lambda r: (codes[r] == -signal.SIGTERM, failures[r].timestamp, r))
+    code = codes[rank]
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
     print_error(f"process {rank} of {processes} ended with {how}; {what_was_saved(save, started)}")
     return 1
