@@ -69,14 +69,13 @@ def run_group(processes: int, argv: list[str], save: str | None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    for name in ("torch.distributed.run", "torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # its warnings and tracebacks: one line is ours
     started = time.time()
     launcher_args = get_args_parser().parse_args(
         ["--standalone", "--nnodes", "1", "--nproc-per-node", str(processes), *entry_point(), *argv])
     environment = dict(os.environ)  # the processes inherit it; restored after, for a caller in this process
     os.environ[LAUNCHER_REPORTS] = "1"
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for several processes, without its warning
+    logging.disable(logging.CRITICAL)  # the elastic launcher's warnings and tracebacks: the one line is ours
     try:
         run(launcher_args)
     except (SignalException, KeyboardInterrupt):
@@ -89,6 +88,7 @@ def run_group(processes: int, argv: list[str], save: str | None) -> int:
         print_error(f"the launcher of {processes} processes failed: {first_line(error)}")
         return 1
     finally:
+        logging.disable(logging.NOTSET)
         os.environ.clear()
         os.environ.update(environment)
     return 0

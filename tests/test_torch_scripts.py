@@ -353,3 +353,10 @@ def test_processes_flag_refuses_what_one_process_could_not_split(capsys, tmp_pat
         assert (code, out, len(err.splitlines())) == (2, "", 1) and words in err, err
     code, _, err = run_main(train_script, capsys, "--processes", 0)
     assert code == 2 and "--processes" in err and "out of range" in err
+
+
+def test_each_process_gets_the_flags_without_processes():
+    from microgpt_torch.launch import without_processes_flag
+
+    assert without_processes_flag(["--processes", "2", "--steps", "3", "--processes=2", "--proc", "2", "--save",
+                                   "p.pt", "--preset", "microgpt"]) == ["--steps", "3", "--save", "p.pt", "--preset", "microgpt"]
