@@ -358,5 +358,5 @@ def test_processes_flag_refuses_what_one_process_could_not_split(capsys, tmp_pat
 def test_each_process_gets_the_flags_without_processes():
     from microgpt_torch.launch import without_processes_flag
 
-    assert without_processes_flag(["--processes", "2", "--steps", "3", "--processes=2", "--proc", "2", "--save",
-                                   "p.pt", "--preset", "microgpt"]) == ["--steps", "3", "--save", "p.pt", "--preset", "microgpt"]
+    given = ["--processes", "2", "--steps", "3", "--processes=2", "--proc", "2", "--preset", "microgpt"]
+    assert without_processes_flag(given) == ["--steps", "3", "--preset", "microgpt"]
