@@ -20,7 +20,8 @@ MESSAGE = b"error: interrupted while starting; nothing done\n"
 
 
 def _end_at_once(signum, frame):
-    os.write(2, MESSAGE)
+    if os.environ.get("MICROGPT_LAUNCHER_REPORTS") != "1":  # a process of --processes: its launcher says it
+        os.write(2, MESSAGE)
     os._exit(130)  # nothing is open or written yet: no clean-up to run
 
 

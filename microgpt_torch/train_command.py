@@ -2,7 +2,7 @@
 
     python scripts/train_torch.py                       # faithful: the reference run, float64
     python scripts/train_torch.py --mode batched --batch-size 32 --save out/model.pt
-    torchrun --nproc_per_node 2 scripts/train_torch.py --mode batched   # data parallel
+    python scripts/train_torch.py --processes 2 --mode batched          # data parallel, 2 processes
     python scripts/train_torch.py --mode batched --batch-size 2048 --compile-mode reduce-overhead --log-every 100
     python scripts/train_torch.py --mode batched --steps 1000 --save run.pt --device cuda:1
     python scripts/train_torch.py --mode batched --steps 2000 --resume run.pt --save run.pt
@@ -17,8 +17,10 @@ The documents are the names file shipped with the package unless --data names an
 Exit codes: 0 done; 1 the loss stopped being finite (or torch failed mid-run); 2 bad input
 or a checkpoint that cannot be written, with a one-line error (a device this machine does not
 have among them); 130 Ctrl-C, which finishes the step and saves the checkpoint --save names
-(under torchrun every process stops after the same step, the first process saves, and each
-exits 130). The --save file is claimed at the start: a second run aiming at it is refused.
+(under --processes N every process stops after the same step, the first saves, and each exits
+130, the launcher too, with one line; torchrun --nproc_per_node N runs the same processes, but
+its launcher exits 1 with torch's traceback). The --save file is claimed at the start: a
+second run aiming at it is refused.
 
 OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless the environment sets it):
 a thread spinning while it waits takes a core another process may need, and training on
@@ -52,6 +54,7 @@ from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restor
 from microgpt_torch.device import (any_process, cpu_threads, cpu_threads_for_batches, init_distributed,  # noqa: E402
                                    pick_device)
 from microgpt_torch.device_names import DEVICE_NAMES  # noqa: E402
+from microgpt_torch.launch import launched_by_the_group_launcher, process_count, run_group, without_processes_flag  # noqa: E402,E501
 from microgpt_torch.model import GPT  # noqa: E402
 from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
@@ -108,6 +111,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", default=None, help="torch or scalar checkpoint to continue from")
     parser.add_argument("--samples", type=sample_count, default=20, help="names to draw after training")
     parser.add_argument("--temperature", type=temperature, default=0.5)
+    parser.add_argument("--processes", type=process_count, default=1,
+                        help="data parallel: train in N processes on this machine (batched mode; one GPU each "
+                             "with CUDA), started through torch's elastic launcher as torchrun would; at most "
+                             "4 per CPU core or one per GPU")
     add_quiet_flag(parser, "the log on stdout is unchanged")
     return parser.parse_args(argv)
 
@@ -292,9 +299,15 @@ def main(argv=None) -> int:
     try:
         args.compile = args.compile or args.compile_mode is not None
         dtype = getattr(torch, args.dtype or ("float64" if args.mode == "faithful" else "float32"))
-        device = pick_device(args.device, local_rank, keep_on_cpu=args.mode == "faithful" or dtype == torch.float64)
-        check_args(args, device, world_size)
+        if args.processes > 1 and world_size > 1:
+            raise UsageError("--processes starts its own processes: leave it out under torchrun")
+        last_rank = max(local_rank, args.processes - 1)  # with --processes, the last process's GPU must exist
+        device = pick_device(args.device, last_rank, keep_on_cpu=args.mode == "faithful" or dtype == torch.float64)
+        check_args(args, device, max(world_size, args.processes))
         docs = Corpus.from_file(args.data)  # compact: ids, not strings
+        if args.processes > 1:  # checked here once, then every process checks again for itself
+            return run_group(args.processes, without_processes_flag(sys.argv[1:] if argv is None else argv),
+                             args.save)
         args.run = run_settings(args, dtype)
         args.threads_why = "--threads" if args.threads else "faithful mode: tiny tensors, one document a step"
         threads = args.threads or (1 if args.mode == "faithful" else None)
@@ -310,14 +323,14 @@ def main(argv=None) -> int:
         else:
             run_batched(args, docs, device, dtype, rank, world_size)
     except Interrupted as stopped:
-        if rank == 0:
+        if rank == 0 and not launched_by_the_group_launcher():  # else the launcher says it for the group
             saved = f"checkpoint of step {stopped.step} saved to {args.save}" if args.save else "nothing saved (no --save)"
             print_error(f"interrupted after step {stopped.step}; {saved}")
         return 130
     except KeyboardInterrupt:
         if world_size > 1:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # torchrun passes the same Ctrl-C on once more
-        if rank == 0:
+        if rank == 0 and not launched_by_the_group_launcher():
             print_error("interrupted; nothing saved")
         return 130
     except Refused:

@@ -544,3 +544,49 @@ def test_ctrl_c_through_the_torchrun_launcher_itself(repo_root, tmp_path, childr
         outputs.append((files[1].read_text(), files[0].read_text()))
     assert_group_stopped_together([int(code) if code.lstrip("-").isdigit() else code for code in codes], outputs,
                                   save, tmp_path)
+
+
+# Loaded by every process of the test below (PYTHONPATH's first folder): a process of the group
+# (RANK set) records the exit code its script gives sys.exit, in EXIT_RECORD.RANK.
+RECORDING_SITECUSTOMIZE = """
+import os, sys
+if "RANK" in os.environ:
+    _exit = sys.exit
+
+    def _recording_exit(code=None):
+        with open(os.environ["EXIT_RECORD"] + "." + os.environ["RANK"], "w") as file:
+            file.write(str(code))
+        _exit(code)
+
+    sys.exit = _recording_exit
+"""
+
+
+def test_ctrl_c_through_the_processes_flag_exits_130_in_every_process(repo_root, tmp_path, children):
+    """`train_torch.py --processes 2` (the project's launcher over torch's elastic one), two
+    processes on the CPU over gloo, at a random moment of training: the terminal's Ctrl-C goes
+    to the launcher's process group, the launcher passes it on to each process. Every process
+    exits 130, the launcher too; its stderr holds one error line, naming the step the first
+    process saved, and no traceback; the checkpoint is whole and no temporary file is left."""
+    data = tmp_path / "names.txt"
+    data.write_text(NAMES)
+    save, site = tmp_path / "group.pt", tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RECORDING_SITECUSTOMIZE)
+    launcher = children.start(
+        [*script(repo_root, "train_torch"), "--processes", "2", *map(str, batched_group_argv(data, save))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**env(repo_root), "PYTHONPATH": f"{site}{os.pathsep}{repo_root}", "EXIT_RECORD": str(tmp_path / "exit")})
+    wait_for_file(save, 300, lambda: launcher.communicate(timeout=30), lambda: launcher.poll() is None)
+    time.sleep(random.uniform(0, 0.5))
+    os.killpg(launcher.pid, signal.SIGINT)  # the terminal's Ctrl-C: to every process of its group
+    out, err = launcher.communicate(timeout=120)
+    records = [tmp_path / f"exit.{rank}" for rank in range(2)]
+    codes = [record.read_text() if record.exists() else "killed, no exit code" for record in records]
+    assert (launcher.returncode, codes) == (130, ["130", "130"]), err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    step = load_any_checkpoint(save).step
+    errors = [line for line in err.replace("\r", "\n").splitlines() if "error" in line.lower()]
+    assert errors == [f"error: interrupted; checkpoint of step {step} saved to {save}"], err[-3000:]
+    assert out.startswith("num params:") and out.count("num params:") == 1
+    assert temporary_files(tmp_path) == []

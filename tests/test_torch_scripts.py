@@ -317,3 +317,46 @@ def test_non_finite_loss_without_any_checkpoint_claims_none(capsys, tmp_path):
                             "--learning-rate", 1e307)
     assert (code, err) == (1, "error: loss is nan at step 3\n")
     assert not (tmp_path / "new.pt").exists()
+
+
+def test_processes_flag_trains_as_one_process_does(capsys, tmp_path):
+    """`--processes 2` (the project's launcher over torch's elastic one, gloo) prints and saves
+    what one process does after the same steps; `--processes 1` trains in this process."""
+    common = ["--mode", "batched", "--data", DATA, "--steps", 2, "--batch-size", 16, "--eval-every", 2,
+              "--dtype", "float64", "--samples", 3, "--seed", 3, "--device", "cpu"]
+    code, single_out, _ = run_main(train_script, capsys, *common, "--save", tmp_path / "one.pt")
+    assert code == 0
+    assert run_main(train_script, capsys, *common, "--processes", 1)[:2] == (0, single_out)
+    command = [sys.executable, str(REPO / "scripts" / "train_torch.py"), *map(str, common),
+               "--processes", "2", "--save", str(tmp_path / "two.pt")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (result.returncode, "Traceback" in result.stderr) == (0, False), result.stderr[-2000:]
+    assert result.stdout == single_out  # the same losses, validation loss and samples, printed once
+    one, two = load_checkpoint(tmp_path / "one.pt"), load_checkpoint(tmp_path / "two.pt")
+    assert two.step == one.step == 2
+    for name in one.model:
+        assert_float64_close(f"{name} after 2 steps", two.model[name], one.model[name], DDP_ATOL, 0.0)
+        assert_float64_close(f"{name} Adam v", two.adam["v"][name], one.adam["v"][name], DDP_ATOL, 0.0)
+    start = reference_start(load_docs(DATA), seed=3)[3]  # not vacuous: two Adam steps move weights by ~1e-2
+    with pytest.raises(AssertionError, match="wte"):
+        assert_float64_close("wte", two.model["wte.weight"], torch.tensor(start["wte"]), DDP_ATOL, 0.0)
+
+
+def test_processes_flag_refuses_what_one_process_could_not_split(capsys, tmp_path):
+    """Checked once, before any process starts: one line each, exit 2."""
+    refusals = {("--processes", 2): "faithful mode trains one document per step in one process",
+                ("--processes", 2, "--mode", "batched", "--batch-size", 1): "--batch-size 1 is smaller than the 2",
+                ("--processes", 2, "--mode", "batched", "--data", tmp_path / "none.txt"): "data file not found"}
+    for flags, words in refusals.items():
+        code, out, err = run_main(train_script, capsys, *flags, "--steps", 2)
+        assert (code, out, len(err.splitlines())) == (2, "", 1) and words in err, err
+    code, _, err = run_main(train_script, capsys, "--processes", 0)
+    assert code == 2 and "--processes" in err and "out of range" in err
+
+
+def test_each_process_gets_the_flags_without_processes():
+    from microgpt_torch.launch import without_processes_flag
+
+    given = ["--processes", "2", "--steps", "3", "--processes=2", "--proc", "2", "--preset", "microgpt"]
+    assert without_processes_flag(given) == ["--steps", "3", "--preset", "microgpt"]
