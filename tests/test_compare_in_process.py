@@ -19,9 +19,9 @@ ENGINE = REPO / "tests" / "engines" / "local_gradients.py"
 
 
 def without_where_it_ran(report) -> dict:
-    found = to_dict(report)
-    found.pop("sandbox")  # the child's own sandbox, or "" here
-    found["settings"].pop("engine")  # the file's path, or the class's name
+    found = to_dict(report, values=True)
+    found["report"].pop("sandbox")  # the child's own sandbox, or "" here
+    found["report"]["settings"].pop("engine")  # the file's path, or the class's name
     return found
 
 
