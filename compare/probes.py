@@ -160,10 +160,12 @@ def fresh_graph_sequence(a, backward, read, reset):
     return [first, second, third]
 
 
-def fresh_graph_rounds(make_leaf, backward, read, rounds: int = 6) -> list:
+def fresh_graph_rounds(make_leaf, backward, read, rounds: int = 6, collect: bool = True) -> list:
     """d y / d x on `rounds` fresh graphs in turn, each freed (and collected) before the next
     is built: a backward that remembers nodes between calls (a visited set kept on the class,
-    keyed by id, which a freed node's successor may reuse) skips nodes of the new graph."""
+    keyed by id, which a freed node's successor may reuse) skips nodes of the new graph.
+    `collect=False` for the oracle, whose numbers do not depend on it (a collection in a
+    process that has loaded torch takes 0.1 s)."""
     grads = []
     for i in range(rounds):
         x = make_leaf(0.3 + 0.1 * i)
@@ -173,7 +175,8 @@ def fresh_graph_rounds(make_leaf, backward, read, rounds: int = 6) -> list:
         backward(y)
         grads.append(read(x))
         del x, y
-        gc.collect()  # frees graphs held by reference cycles (closures) too
+        if collect:
+            gc.collect()  # frees graphs held by reference cycles (closures) too
     return grads
 
 
