@@ -9,6 +9,10 @@ processes, and rounds differently in the last bit).
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 from helpers import REPO
 
 from compare.check import compare_step
@@ -25,7 +29,19 @@ def without_where_it_ran(report) -> dict:
     return found
 
 
-def test_the_same_engine_in_this_process_and_in_its_own_gives_the_same_report():
+@pytest.fixture
+def default_recursion_limit():
+    """This process's recursion limit as the engine's fresh process has it (code an earlier
+    test ran, torch.compile's among it, may have raised it here)."""
+    fresh = subprocess.run([sys.executable, "-c", "import sys; print(sys.getrecursionlimit())"], capture_output=True,
+                           text=True, check=True, timeout=60)
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(int(fresh.stdout))
+    yield
+    sys.setrecursionlimit(before)
+
+
+def test_the_same_engine_in_this_process_and_in_its_own_gives_the_same_report(default_recursion_limit):
     here = compare_step(engine=load_engine(str(ENGINE)), steps=2, fd=3)
     there = compare_step(engine=str(ENGINE), steps=2, fd=3)
     assert here.sandbox == "" and there.sandbox != ""
