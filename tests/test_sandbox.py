@@ -319,6 +319,47 @@ def test_a_forged_or_malformed_message_is_one_line_protocol_error(line, words):
     assert words in str(raised.value) and "\n" not in str(raised.value)
 
 
+FOUND = {"kind": "engine", "notes": [], "probes": {"0:a + b": {"value": 1.0, "grads": [1.0, 1.0]}}, "chain": None,
+         "missing": None, "skipped": [{"line": 3, "text": "fetch()", "reason": "reaches the network", "names": [],
+                                       "raised_at": None}],
+         "facts": {"methods": {"backward": {"file": "e.py", "line": 9, "lines": ["def backward(self):"]}},
+                   "data_type": "float", "mutable_defaults": [], "class_containers": [], "eq": False, "hash": True},
+         "speed": {"per_node": 1e-6, "growth": 1.1, "nodes": 12000}, "hung": False}
+
+
+def changed(**fields) -> str:
+    return json.dumps({**FOUND, **fields})
+
+
+@pytest.mark.parametrize("line, words", [
+    (changed(skipped=[{"line": -1, "text": "x", "reason": "y"}]), "skipped[0].line is not a whole number"),
+    (changed(skipped=["line 3"]), "skipped[0] is not a skipped line"),
+    (changed(facts={"methods": {"backward": {"file": "e.py", "line": 9, "lines": [5]}}}), "is not a string"),
+    (changed(facts={"mutable_defaults": [{"name": "children", "filled": "3"}]}), "facts.mutable_defaults"),
+    (changed(speed={"per_node": float("nan"), "growth": 1.0, "nodes": 5}), "speed holds a negative or undefined"),
+    (changed(speed={"per_node": 1e-6, "growth": 1.0}), "speed.nodes is not a whole number"),
+    (changed(probes={"0:a + b": {"error": "x", "where": {"file": "e.py", "line": "9", "text": ""}}}), "where.line"),
+    (changed(probes={"0:a + b": {"not_run": 3}}), "probe 0:a + b is not a string"),
+    (changed(hung="no"), "hung is not true or false"),
+])
+def test_a_malformed_engine_report_is_one_line_protocol_error(line, words):
+    with pytest.raises(ProtocolError) as raised:
+        decode(line, protocol.EngineFound)
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_streamed_probe_and_facts_read_back_as_sent_and_a_bad_one_is_refused():
+    found = decode(json.dumps(FOUND), protocol.EngineFound)
+    assert decode(protocol.encode(found), protocol.EngineFound) == found
+    probe = protocol.ProbeResult("0:a + b", {"error": "raised ZeroDivisionError: x", "type": "ZeroDivisionError",
+                                            "where": {"file": "e.py", "line": 4, "text": "1 / 0"}, "overran": False})
+    assert decode(protocol.encode(probe), protocol.ProbeResult) == probe
+    with pytest.raises(ProtocolError):
+        decode(json.dumps({"kind": "probe", "key": "0:a + b", "result": {"value": 1.0}}), protocol.ProbeResult)
+    with pytest.raises(ProtocolError):
+        decode(json.dumps({"kind": "facts", "facts": {"methods": []}}), protocol.EngineFacts)
+
+
 def test_a_well_formed_message_reads_back_as_it_was_sent():
     step = decode(json.dumps(GOOD_STEP), protocol.Step, shapes=SHAPES)
     assert json.loads(protocol.encode(step)) == GOOD_STEP
