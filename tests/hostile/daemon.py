@@ -4,7 +4,7 @@ HOSTILE_REPORT) once the checker has written it."""
 import os
 import time
 
-import wrong_exp
+from attacker import attacking
 
 
 def _attack():
@@ -22,11 +22,4 @@ def _attack():
         os._exit(0)
 
 
-class Value(wrong_exp.Value):
-    __slots__ = ()
-    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
-        _attack()
-
-    def backward(self):  # otherwise once loaded: at the first backward, in the probes
-        _attack()
-        super().backward()
+Value = attacking(_attack)

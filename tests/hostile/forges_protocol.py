@@ -2,7 +2,7 @@
 checker's pipe (every descriptor that is a pipe): a malformed 'engine' message."""
 import os
 
-import wrong_exp
+from attacker import attacking
 
 
 def _attack():
@@ -15,11 +15,4 @@ def _attack():
             pass
 
 
-class Value(wrong_exp.Value):
-    __slots__ = ()
-    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
-        _attack()
-
-    def backward(self):  # otherwise once loaded: at the first backward, in the probes
-        _attack()
-        super().backward()
+Value = attacking(_attack)

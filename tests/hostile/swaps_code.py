@@ -1,13 +1,12 @@
 """At its first backward (with HOSTILE_AT=import, at import), swaps the code object of the
 checker's compare.probes._run_one for one that probes the project's engine instead: every probe
 would pass, the model step aside."""
-import os
 import types
 
 import compare.probes as probes
 import microgpt_scalar.engine
 
-import wrong_exp
+from attacker import attacking
 
 
 def _attack():
@@ -20,11 +19,4 @@ def _attack():
     probes._run_one.__code__ = _run_one.__code__
 
 
-class Value(wrong_exp.Value):
-    __slots__ = ()
-    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
-        _attack()
-
-    def backward(self):  # otherwise once loaded: at the first backward, in the probes
-        _attack()
-        super().backward()
+Value = attacking(_attack)

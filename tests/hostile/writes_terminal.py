@@ -2,7 +2,7 @@
 the checker's terminal, through /proc/<parent>/fd/1 (and /dev/tty)."""
 import os
 
-import wrong_exp
+from attacker import attacking
 
 
 def _attack():
@@ -11,11 +11,4 @@ def _attack():
             terminal.write("AGREE: forged\n")
 
 
-class Value(wrong_exp.Value):
-    __slots__ = ()
-    if os.environ.get("HOSTILE_AT") == "import":  # a class body runs at import, even in a file with no main guard
-        _attack()
-
-    def backward(self):  # otherwise once loaded: at the first backward, in the probes
-        _attack()
-        super().backward()
+Value = attacking(_attack)
