@@ -61,25 +61,21 @@ def compare_step(request: CompareRequest | None = None, *, engine_process: Engin
         request = CompareRequest(**fields)
     elif fields:
         raise TypeError(f"give a request or its fields, not both ({', '.join(fields)})")
-    r = request
-    preset, weights, seed, dtype, engine, inject, fd = r.preset, r.weights, r.seed, r.dtype, r.engine, r.inject, r.fd
-    overrides, data, steps = r.overrides, r.data, r.steps
-    config = r.config
-    device = device_of(r.device)
-    if inject is not None:
-        steps = max(steps, FAULTS[inject].min_steps)
-    raw_docs = Corpus.from_file(data) if data is not None else list(r.docs or BUILTIN_DOCS)
-    shuffled, rng = shuffle_docs(raw_docs, seed)  # once: a data file's step order, and the reference's generator
+    engine, fd, data = request.engine, request.fd, request.data
+    steps = max(request.steps, FAULTS[request.inject].min_steps) if request.inject else request.steps
+    device = device_of(request.device)
+    raw_docs = Corpus.from_file(data) if data is not None else list(request.docs or BUILTIN_DOCS)
+    shuffled, rng = shuffle_docs(raw_docs, request.seed)  # once: a data file's step order, and the reference's generator
     chars = Tokenizer.from_docs(raw_docs).chars if data is not None else ALPHABET
-    start = load_weights(weights, config, chars, seed, rng)
+    start = load_weights(request.weights, request.config, chars, request.seed, rng)
     documents = file_documents(shuffled, start.chars) if data is not None else given_documents(raw_docs, start.chars)
     if fd > num_params(start.config):
         raise ValueError(f"--fd {fd} is more than the {num_params(start.config):,} parameters of the model")
 
     def settings_for(engine_label: str) -> Settings:
-        return Settings(preset, weights, seed, documents.used(start.step, steps), list(start.chars), documents.per_step,
-                        start.step, steps, dtype, device, engine_label, inject, num_params(start.config), overrides,
-                        len(documents.docs))
+        return Settings(request.preset, request.weights, request.seed, documents.used(start.step, steps),
+                        list(start.chars), documents.per_step, start.step, steps, request.dtype, device, engine_label,
+                        request.inject, num_params(start.config), request.overrides, len(documents.docs))
 
     if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
         settings = settings_for(f"{engine.__module__}.{engine.__qualname__}")
@@ -90,7 +86,7 @@ def compare_step(request: CompareRequest | None = None, *, engine_process: Engin
             on_probes(probes, [], [])
         return _diagnosed(lambda: run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings),
                                             fd, probes=probes), {"probes": probes}, facts, None)
-    process = engine_process or EngineProcess(engine, inject, r.timeout)
+    process = engine_process or EngineProcess(engine, request.inject, request.timeout)
     try:
         found = _found_or_what_came(process)
         skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
