@@ -151,3 +151,21 @@ def test_a_backward_without_a_visited_set_is_stopped_by_its_own_speed_at_the_def
     assert err.count("\n") == 1 and "did not finish training step 1 within " in err, err
     limit = float(re.search(r"within ([\d.]+) s", err).group(1))
     assert limit <= 60 and "its backward walks every path" in err, err
+
+
+def test_a_steps_time_limit_follows_the_engines_measured_speed():
+    """20x the predicted time, never under the floor; 3x (at least 5 s) when the probes saw a
+    walk over every path; none of its own when the speed is unknown."""
+    from compare.check import EVERY_PATH_FLOOR, STEP_FACTOR, STEP_FLOOR, ChildScalar
+
+    scalar = ChildScalar(process=None, found={"chain": None, "speed": {"per_node": 1e-5, "growth": 1.0, "nodes": 1}})
+    scalar.nodes = 1_000_000  # a predicted 10 s a pass
+    limit, why, predicted = scalar.limit(1.0)
+    assert predicted == pytest.approx(10.0) and limit == pytest.approx(STEP_FACTOR * 10.0) and "20x" in why
+    scalar.nodes = 1_000  # a predicted 0.01 s: the floor holds
+    assert scalar.limit(1.0)[0] == STEP_FLOOR
+    scalar.every_path = True
+    assert scalar.limit(1.0)[0] == EVERY_PATH_FLOOR and "walks every path" in scalar.limit(1.0)[1]
+    scalar.nodes = 1_000_000
+    assert scalar.limit(1.0)[0] == pytest.approx(30.0)
+    assert ChildScalar(process=None, found={"chain": None}).limit(1.0) == (None, "", None)
