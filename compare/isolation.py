@@ -113,7 +113,7 @@ class EngineProcess:
         shutil.rmtree(self._work, ignore_errors=True)
 
     def engine(self) -> dict:
-        """What the process found: {"label", "notes", "probes", "chain", "missing"}.
+        """What the process found: "label" and the fields of protocol.EngineFound.
         EngineRefused if the file cannot be loaded, EngineFailure if the process fails."""
         if self._found is None:
             if self.sandbox is None:
@@ -121,9 +121,7 @@ class EngineProcess:
             message = self._receive(EngineFound, LoadError)
             if isinstance(message, LoadError):
                 raise EngineRefused(message.message, skipped=message.skipped)
-            self._found = {"label": self.label, "notes": message.notes, "probes": message.probes,
-                           "chain": message.chain, "missing": message.missing, "skipped": message.skipped,
-                           "facts": message.facts, "speed": message.speed, "hung": message.hung}
+            self._found = {"label": self.label, **vars(message)}  # every field of EngineFound
         return self._found
 
     def start_training(self, weights: dict, batches: list, fd: int, seed: int) -> None:
