@@ -277,7 +277,9 @@ def test_ctrl_c_while_torch_loads_is_one_line(repo_root, tmp_path, children):
     for first in range(0, REPEATS, LOADING_AT_ONCE):
         moments = sorted(random.uniform(0.2, 1.5) for _ in range(min(LOADING_AT_ONCE, REPEATS - first)))
         started = time.monotonic()
-        loading = [children.start([*script(repo_root, "train_torch"), "--steps", "1"], stdout=subprocess.PIPE,
+        # 500 steps: a run must still be going when its Ctrl-C comes, on a machine fast enough
+        # to import torch and take one step within the latest moment
+        loading = [children.start([*script(repo_root, "train_torch"), "--steps", "500"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=env(repo_root), cwd=tmp_path)
                    for _ in moments]
         for child, moment in zip(loading, moments):
