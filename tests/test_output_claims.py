@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -291,8 +292,9 @@ def test_ctrl_c_while_torch_loads_is_one_line(repo_root, tmp_path, children):
                 outcomes["before the guard"] += 1
                 continue
             line = one_error_line(err)
-            assert child.returncode == 130 and line in (
-                "error: interrupted while starting; nothing done", "error: interrupted; nothing saved"), err
+            assert child.returncode == 130 and (line in (
+                "error: interrupted while starting; nothing done", "error: interrupted; nothing saved")
+                or re.fullmatch(r"error: interrupted after step \d+; nothing saved \(no --save\)", line)), err
             outcomes["while starting" if "while starting" in line else "after starting"] += 1
     assert outcomes["while starting"] >= REPEATS // 3, outcomes  # the moments fell within the import
 
