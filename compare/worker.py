@@ -185,7 +185,8 @@ def train(job: TrainRequest, value_cls, adam_cls, send) -> None:
 
 def model_depths(weights: Checkpoint, batch: list, limited: bool) -> Depth:
     """The model's graph depth and size (compare.depth.model_depth), as a message."""
-    return Depth(*model_depth(weights.config, weights.params, batch, limited), weights.config.n_layer)
+    graph, per_layer, nodes = model_depth(weights.config, weights.params, batch, limited)
+    return Depth(graph=graph, per_layer=per_layer, n_layer=weights.config.n_layer, nodes=nodes)
 
 
 def _what_happened(error: BaseException, step: int | None, recursion: bool | None = None) -> Failure:

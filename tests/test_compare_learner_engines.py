@@ -169,3 +169,21 @@ def test_a_steps_time_limit_follows_the_engines_measured_speed():
     scalar.nodes = 1_000_000
     assert scalar.limit(1.0)[0] == pytest.approx(30.0)
     assert ChildScalar(process=None, found={"chain": None}).limit(1.0) == (None, "", None)
+
+
+def test_the_engines_process_reports_the_models_graph_size_and_layer_count_each_in_its_own_field():
+    """The step's time limit is the graph's node count times the engine's speed: the message
+    from the engine's process must carry the count as `nodes` and the layers as `n_layer`
+    (the two swapped made every limit the floor)."""
+    from compare.depth import model_depth
+    from compare.protocol import Depth, decode, encode
+    from compare.weights import load_weights
+    from compare.worker import model_depths
+    from microgpt_scalar.config import get_config
+
+    start = load_weights("dense", get_config("microgpt", n_layer=2), list("abcdefghijklmnopqrstuvwxyz"), 42)
+    batch = [[26, 1, 2, 3, 26], [26, 4, 5, 26]]
+    message = decode(encode(model_depths(start, batch, limited=False)), Depth)
+    graph, _, nodes = model_depth(start.config, start.params, batch, limited=False)
+    assert (message.n_layer, message.graph, message.nodes) == (2, graph, nodes)
+    assert message.nodes > 1000 * message.n_layer  # a step's graph: thousands of nodes a layer
