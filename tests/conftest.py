@@ -48,7 +48,11 @@ def children():
 
 def pytest_sessionfinish(session, exitstatus):
     """Nothing a test started outlives the run: a process started from this one and still
-    running now (a test left it) is killed, and named on stderr."""
+    running now (a test left it) is killed, and named on stderr. With the tests spread over
+    workers (pytest-xdist), each worker checks its own; the process that leads them does not
+    (its children are the workers)."""
+    if session.config.pluginmanager.hasplugin("dsession"):
+        return
     left = descendants(os.getpid())
     for pid in left:
         try:

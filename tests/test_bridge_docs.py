@@ -186,6 +186,18 @@ def test_every_snippet_and_run_prints_in_the_notebook_what_the_guide_shows(shown
                         f"run python scripts/bridge_docs.py\n" + "\n".join(differences)
 
 
+def test_a_commands_progress_bar_in_the_notebook_is_left_out_and_its_lines_kept():
+    """A `!command` cell runs on a terminal: lines end in "\\r\\n", and a progress bar, drawn
+    there only, redraws after bare "\\r"s (as captured from such a cell). What the command
+    printed stays, line for line; a printed line is never taken for a bar."""
+    from tutorial.notebook import without_progress_bars
+
+    captured = ("a\r\n\r  0%|          | 0/3\r 33%|###       | 1/3\r100%|##########| 3/3\r100%|##########| 3/3"
+                "\r\n\r\nAGREE: one line\r\n")
+    assert without_progress_bars(captured) == "a\n\nAGREE: one line\n"
+    assert without_progress_bars("step 1 | loss 3.3\nstep 2 | loss 3.1\n") == "step 1 | loss 3.3\nstep 2 | loss 3.1\n"
+
+
 def test_the_notebook_is_made_from_the_page(guide, repo_root):
     from tutorial.notebook import notebook_text
 

@@ -91,7 +91,7 @@ def test_short_training_reads_the_shipped_names_and_prints_the_published_losses(
 
 
 def test_data_tests_pass_in_the_clone(offline):
-    result = offline("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_data.py")
+    result = offline("-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "tests/test_data.py")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 

@@ -96,13 +96,23 @@ def execute(notebook, root: Path, timeout: int = 600):
     return client.execute()
 
 
+def without_progress_bars(text: str) -> str:
+    """What a command printed, without what a progress bar drew. A `!command` cell runs the
+    command on a terminal, so its output ends lines with "\r\n" and a bar (tqdm, drawn only
+    on a terminal) redraws itself after a bare "\r"; the page shows the command's output as
+    a program reads it, where no bar is drawn."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(line for line in lines if "\r" not in line)
+
+
 def cell_outputs(notebook) -> list[tuple[dict, str, list[str]]]:
     """(origin, what the cell printed on stdout, the names of its errors) of every code cell."""
     found = []
     for one in notebook.cells:
         if one.cell_type != "code":
             continue
-        stdout = "".join(o.get("text", "") for o in one.outputs if o.output_type == "stream" and o.name == "stdout")
+        stdout = without_progress_bars("".join(o.get("text", "") for o in one.outputs
+                                               if o.output_type == "stream" and o.name == "stdout"))
         errors = [o.get("ename", "?") for o in one.outputs if o.output_type == "error"]
         found.append((dict(one.metadata.get("bridge", {})), stdout, errors))
     return found
