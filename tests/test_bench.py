@@ -358,7 +358,7 @@ def test_race_fails_when_the_project_step_computes_another_loss(names_path, tmp_
     from microgpt_torch import kernels as torch_kernels
 
     exact = torch_kernels.rms_norm
-    monkeypatch.setattr(torch_kernels, "rms_norm", lambda x: 1.01 * exact(x))  # the batched path's only
+    monkeypatch.setattr(torch_kernels, "rms_norm", lambda x: 1.01 * exact(x))  # BatchedGPT's only
     out = tmp_path / "bench.json"
     assert run_race_section(names_path, out) == 1
     assert "the project's step computes another loss" in capsys.readouterr().err and not out.exists()

@@ -313,7 +313,7 @@ def test_gradients_match_finite_differences(tokenizer):
 
 def test_trace_needs_the_readable_path(tokenizer):
     model, _, _ = model_and_batch(tokenizer, num_docs=2, model_class=FusedGPT)
-    with pytest.raises(ValueError, match="fused path keeps no intermediates"):
+    with pytest.raises(ValueError, match="a FusedGPT keeps no intermediates"):
         torch_trace(model, tokenizer.encode("emma"))
 
 
