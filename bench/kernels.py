@@ -100,13 +100,13 @@ def new_run(batch_size: int, preset: str, data: str | None):
     """(model, optimizer, endless ready batches) of batched float32 training from the reference start."""
     import torch
 
-    from microgpt_torch.model import GPT
+    from microgpt_torch.fast import BatchedGPT
     from microgpt_torch.optim import make_optimizer
     from microgpt_torch.train import PackedDocuments, batch_order
 
     docs = read_docs(data)
     config, params, train_tokens, _, _, _ = torch_start(docs, preset, SEED, num_steps=10**9)
-    model = GPT.from_scalar_params(config, params, dtype=torch.float32, batched=True)
+    model = BatchedGPT.from_scalar_params(config, params, dtype=torch.float32)
     optimizer = make_optimizer(model, config)
     order = batch_order(len(train_tokens), batch_size, torch.Generator().manual_seed(SEED))
     packed = PackedDocuments.of(train_tokens, config.block_size)

@@ -2,7 +2,7 @@
 
 `microgpt_torch` trains batches on kernels of its own (a fused q/k/v product, hand-written
 RMSNorm and relu² backward passes, attention chosen by shape). This module keeps the step
-they replaced, line for line as it was: the fused path of `microgpt_torch/model.py` (three
+they replaced, line for line as it was: `FusedGPT` of `microgpt_torch/fast.py` (three
 q/k/v products, `F.rms_norm`, `F.relu(x) ** 2`, torch's scaled_dot_product_attention) and
 `batched_train_step` of `microgpt_torch/train.py` on one process. The benchmark runs it
 alternately with today's step, so the speed-up is measured in one run on one machine.
@@ -73,7 +73,7 @@ class Block(nn.Module):
 
 
 class PreviousGPT(nn.Module):
-    """The fused path's model; its state_dict has the project GPT's names and shapes."""
+    """FusedGPT's model; its state_dict has the project GPT's names and shapes."""
 
     def __init__(self, config):
         super().__init__()

@@ -4,7 +4,7 @@ the project's previous batched step, on the same batches, taking turns.
     python scripts/bench.py --only race
 
 The trainers (microgpt preset sizes, float32, each its own model and optimizer):
-  project    `batched_train_step` on `GPT(batched=True)`, what `train_torch.py --mode batched` runs
+  project    `batched_train_step` on `BatchedGPT`, what `train_torch.py --mode batched` runs
   nanoGPT    `bench/nanogpt.py`: LayerNorm, GELU, a fused c_attn, SDPA, AdamW, weights tied
   previous   `bench/previous_step.py`: the project's batched step before its batched kernels
 
@@ -106,7 +106,7 @@ class Trainer:
     def __init__(self, name: str, config, params: dict, compiled: bool):
         import torch
 
-        from microgpt_torch.model import GPT
+        from microgpt_torch.fast import BatchedGPT
         from microgpt_torch.optim import make_optimizer
 
         from . import nanogpt, previous_step
@@ -116,7 +116,7 @@ class Trainer:
             model = nanogpt.NanoGPT(config, seed=SEED)
             self.optimizer = nanogpt.adamw(model)
         else:
-            project = GPT.from_scalar_params(config, params, dtype=torch.float32, batched=True)
+            project = BatchedGPT.from_scalar_params(config, params, dtype=torch.float32)
             if name == "previous":
                 model = previous_step.PreviousGPT(config)
                 model.load_state_dict(project.state_dict())  # the same names and weights
@@ -157,11 +157,11 @@ def check_same_gradients(config, batch) -> None:
     give the same loss and gradients on `batch` within float32 rounding; CheckFailed otherwise."""
     import torch
 
-    from microgpt_torch.model import GPT
+    from microgpt_torch.fast import BatchedGPT
 
     from .previous_step import PreviousGPT
 
-    project, previous = GPT(config, batched=True), PreviousGPT(config)
+    project, previous = BatchedGPT(config), PreviousGPT(config)
     generator = torch.Generator().manual_seed(SEED)
     with torch.no_grad():
         for p in project.parameters():

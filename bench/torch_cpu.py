@@ -90,14 +90,14 @@ def estimate_plain_run(docs: list[str], config, sample: int) -> dict:
 def time_torch_faithful(docs: list[str], preset: str, steps: int) -> list[tuple]:
     """The faithful run (float64, one thread, as scripts/train_torch.py runs it), timed
     FAITHFUL_REPEATS times: a list of (cpu s, wall s, losses, log, model)."""
-    from microgpt_torch.model import GPT
+    from microgpt_torch.fast import FusedGPT
     from microgpt_torch.optim import make_optimizer
     from microgpt_torch.train import faithful_steps
 
     runs = []
     for _ in range(FAITHFUL_REPEATS):
         config, params, _, _, shuffled, tokenizer = torch_start(docs, preset, SEED, num_steps=steps)
-        model = GPT.from_scalar_params(config, params, fused=True)  # float64: the scalar engine's initial weights
+        model = FusedGPT.from_scalar_params(config, params)  # float64: the scalar engine's initial weights
         optimizer = make_optimizer(model, config)
         gc.collect()
         clock = Clock()
@@ -111,10 +111,10 @@ def time_torch_faithful(docs: list[str], preset: str, steps: int) -> list[tuple]
 
 def val_loss_of(config, params: dict, val_tokens: list) -> float:
     """Validation loss of scalar-layout weights, evaluated in float64."""
-    from microgpt_torch.model import GPT
+    from microgpt_torch.fast import FusedGPT
     from microgpt_torch.train import evaluate
 
-    return evaluate(GPT.from_scalar_params(config, params, fused=True), val_tokens)
+    return evaluate(FusedGPT.from_scalar_params(config, params), val_tokens)
 
 
 def bench_faithful(docs: list[str], preset: str, steps: int, plain_sample: int) -> dict:
@@ -167,11 +167,11 @@ def new_batched_run(config, params, train_tokens: list, batch_size: int, compile
     (torch.compile's default), instead of once per width."""
     import torch
 
-    from microgpt_torch.model import GPT
+    from microgpt_torch.fast import BatchedGPT
     from microgpt_torch.optim import make_optimizer
     from microgpt_torch.train import batched_steps
 
-    model = GPT.from_scalar_params(config, params, dtype=torch.float32, batched=True)
+    model = BatchedGPT.from_scalar_params(config, params, dtype=torch.float32)
     optimizer = make_optimizer(model, config)
     if compiled:
         torch._dynamo.reset()  # each measurement compiles from nothing (the disk cache aside)

@@ -1,8 +1,8 @@
 """The two engines, each taking the training scripts' own step on the same batch of documents.
 
 The scalar side is `compare.scalar_side` (no torch there). The torch side runs
-`microgpt_torch.train.train_step` (the function `scripts/train_torch.py` calls) on the fused
-model, as the script builds it; the trace is read with forward hooks on a readable-path twin
+`microgpt_torch.train.train_step` (the function `scripts/train_torch.py` calls) on the
+FusedGPT, as the script builds it; the trace is read with forward hooks on a readable GPT twin
 with the same weights, the gradients from the parameters, the moments from `adam_moments` in
 `optim.py`. What it produces comes back as plain Python floats in the scalar layout.
 """
@@ -13,6 +13,7 @@ import torch
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_torch import train as torch_train
 from microgpt_torch.checkpoint import from_scalar_checkpoint, restore
+from microgpt_torch.fast import FusedGPT
 from microgpt_torch.model import GPT as TorchGPT
 from microgpt_torch.model import scalar_name
 from microgpt_torch.optim import adam_moments as torch_adam_moments
@@ -24,11 +25,11 @@ __all__ = ["ScalarSide", "StepResult", "TorchSide"]
 
 
 class TorchSide:
-    """The torch model on the fused kernels and its torch.optim.Adam, as the training script
-    builds them, and a readable-path twin with the same weights that the trace is read from."""
+    """The FusedGPT and its torch.optim.Adam, as the training script builds them, and a
+    readable GPT twin with the same weights that the trace is read from."""
 
     def __init__(self, weights: Checkpoint, dtype: torch.dtype, device: str):
-        self.model, self.optimizer = restore(from_scalar_checkpoint(weights), dtype, device, fused=True)
+        self.model, self.optimizer = restore(from_scalar_checkpoint(weights), dtype, device, model_class=FusedGPT)
         self.readable = TorchGPT(weights.config).to(dtype=dtype, device=device)
 
     def step(self, batch, step: int) -> StepResult:

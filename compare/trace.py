@@ -167,13 +167,14 @@ class ScalarTracer:
 
 
 def torch_trace(model, tokens: list[int]) -> dict:
-    """Every stage of one document through a readable-path torch GPT, read by forward hooks."""
+    """Every stage of one document through the readable torch GPT, read by forward hooks."""
     import torch
 
+    from microgpt_torch.fast import FusedGPT
     from microgpt_torch.model import position_losses, softmax
 
-    if model.fused:
-        raise ValueError("the fused path keeps no intermediates: trace a model built with fused=False")
+    if isinstance(model, FusedGPT):
+        raise ValueError("a FusedGPT keeps no intermediates: trace the readable GPT of microgpt_torch.model")
     n = min(model.config.block_size, len(tokens) - 1)
     device = next(model.parameters()).device
     idx, targets = torch.tensor([tokens[:n]], device=device), torch.tensor([tokens[1:n + 1]], device=device)

@@ -186,12 +186,11 @@ def from_scalar_checkpoint(checkpoint: Checkpoint) -> TorchCheckpoint:
                            checkpoint.step, checkpoint.seed, checkpoint.run)
 
 
-def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None, fused: bool = False,
-            batched: bool = False):
+def restore(checkpoint: TorchCheckpoint, dtype=torch.float64, device=None, model_class: type[GPT] = GPT):
     """(model, optimizer) in the state the checkpoint was saved in, ready for step
-    `checkpoint.step` (0-based); `fused` builds the model on torch's fused kernels, `batched`
-    on the batched path's (the parameters are the same either way)."""
-    model = GPT(checkpoint.config, fused=fused, batched=batched).to(dtype=dtype, device=device)
+    `checkpoint.step` (0-based). The model is a `model_class`: the readable GPT, or one of
+    microgpt_torch/fast.py's (the parameters are the same for each)."""
+    model = model_class(checkpoint.config).to(dtype=dtype, device=device)
     model.load_state_dict(checkpoint.model)  # copies, casting to the model's dtype and device
     optimizer = make_optimizer(model, checkpoint.config)
     if checkpoint.adam is not None or checkpoint.step > 0:

@@ -1,4 +1,4 @@
-"""The batched path's kernels: the same maths as the model's fused path, in fewer and
+"""BatchedGPT's kernels (microgpt_torch/fast.py): the same maths as FusedGPT's, in fewer and
 cheaper operations on the large (B, T, ...) tensors of a training batch.
 
     y = rms_norm(x)                       # one autograd node; its backward in four operations

@@ -2,18 +2,17 @@
 
 `microgpt_scalar/model.py` reads one token at a time with a key/value cache; this model
 reads a whole (B, T) batch and gets the same causality from a mask, so row p of the
-attention sees positions 0 .. p only. The readable path writes RMSNorm, attention and the
-MLP as explicit tensor ops in the scalar code's order and with its names; a model built
-with `fused=True` takes torch's fused kernels instead, for speed, and one built with
-`batched=True` the kernels quickest on large batches (`microgpt_torch/kernels.py`).
+attention sees positions 0 .. p only. RMSNorm, attention, the MLP and the loss are written
+as explicit tensor ops in the scalar code's order and with its names, so the two files read
+side by side:
 
     model = GPT.from_scalar_params(config, scalar_model.params_as_floats())  # same weights
     logits, loss = model(idx, targets)             # idx, targets: (B, T) token ids
-    fast = GPT(config, fused=True)                 # what the faithful (one-document) run trains
-    batched = GPT(config, batched=True)            # what batched training runs
 
 The forward keeps no intermediates; a checker reads them with forward hooks on the modules
 (`attn.wq`'s output is q, `attn.softmax`'s input and output the attention logits and weights).
+The trainer's faster models (`microgpt_torch/fast.py`) are this one with some pieces swapped
+for torch's fused kernels, under the same parameter names.
 """
 from __future__ import annotations
 
@@ -25,35 +24,7 @@ import torch.nn.functional as F
 
 from microgpt_scalar.config import GPTConfig, init_std_of, param_shapes
 
-from . import kernels
-
 IGNORE_INDEX = -1  # a target that adds nothing to the loss (padding after a document's end)
-
-_SCALAR_NAME = re.compile(r"layer(0|[1-9][0-9]*)\.(attn|mlp)_(wq|wk|wv|wo|fc1|fc2)")
-_TORCH_NAME = re.compile(r"layers\.(0|[1-9][0-9]*)\.(attn|mlp)\.(wq|wk|wv|wo|fc1|fc2)\.weight")
-_SUBLAYER_WEIGHTS = {"attn": ("wq", "wk", "wv", "wo"), "mlp": ("fc1", "fc2")}
-_TOP_NAMES = ("wte", "wpe", "lm_head")
-
-
-def torch_name(scalar_name: str) -> str:
-    """"layer0.attn_wq" -> "layers.0.attn.wq.weight"; "wte" -> "wte.weight"."""
-    if scalar_name in _TOP_NAMES:
-        return f"{scalar_name}.weight"
-    match = _SCALAR_NAME.fullmatch(scalar_name)
-    if match is None or match[3] not in _SUBLAYER_WEIGHTS[match[2]]:
-        raise ValueError(f"unknown scalar parameter name {scalar_name!r}")
-    return f"layers.{match[1]}.{match[2]}.{match[3]}.weight"
-
-
-def scalar_name(torch_name: str) -> str:
-    """"layers.0.attn.wq.weight" -> "layer0.attn_wq"; "wte.weight" -> "wte"."""
-    top = torch_name.removesuffix(".weight")
-    if top in _TOP_NAMES and torch_name.endswith(".weight"):
-        return top
-    match = _TORCH_NAME.fullmatch(torch_name)
-    if match is None or match[3] not in _SUBLAYER_WEIGHTS[match[2]]:
-        raise ValueError(f"unknown torch parameter name {torch_name!r}")
-    return f"layer{match[1]}.{match[2]}_{match[3]}"
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -70,13 +41,16 @@ def rmsnorm(x: torch.Tensor) -> torch.Tensor:
     return x * scale
 
 
-def fused_rmsnorm(x: torch.Tensor) -> torch.Tensor:
-    return F.rms_norm(x, (x.size(-1),), eps=1e-5)
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean of -log(probs[target]) over the targets that are not IGNORE_INDEX."""
+    return position_losses(logits, targets)[targets != IGNORE_INDEX].mean()
 
 
-def norm_function(fused: bool, batched: bool):
-    """RMSNorm of the readable, fused or batched path."""
-    return kernels.rms_norm if batched else fused_rmsnorm if fused else rmsnorm
+def position_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log(probs[target]) at every position (B, T); meaningless where the target is IGNORE_INDEX."""
+    probs = softmax(logits)  # (B, T, vocab_size)
+    target_probs = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return -target_probs.log()
 
 
 class Softmax(nn.Module):
@@ -89,7 +63,7 @@ class Softmax(nn.Module):
 class Attention(nn.Module):
     """Causal self-attention of every position over positions 0 .. itself, head by head."""
 
-    def __init__(self, config: GPTConfig, fused: bool = False, batched: bool = False):
+    def __init__(self, config: GPTConfig):
         super().__init__()
         e = config.n_embd
         self.wq = nn.Linear(e, e, bias=False)
@@ -97,47 +71,32 @@ class Attention(nn.Module):
         self.wv = nn.Linear(e, e, bias=False)
         self.wo = nn.Linear(e, e, bias=False)
         self.softmax = Softmax()
-        self.n_head, self.head_dim, self.fused, self.batched = config.n_head, config.head_dim, fused, batched
+        self.n_head, self.head_dim = config.n_head, config.head_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.batched:
-            return self.batched_forward(x)
         B, T, C = x.shape
         q, k, v = self.wq(x), self.wk(x), self.wv(x)  # (B, T, C) each
         # Head h is the slice h * head_dim .. (h + 1) * head_dim of the embedding.
         q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-        if self.fused:
-            x_attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
-        else:
-            attn_logits = (q @ k.transpose(-2, -1)) / self.head_dim**0.5  # (B, nh, T, T)
-            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            attn_logits = attn_logits.masked_fill(~causal, float("-inf"))  # the cache holds 0 .. p only
-            attn_weights = self.softmax(attn_logits)  # (B, nh, T, T), zero above the diagonal
-            x_attn = attn_weights @ v  # (B, nh, T, hd)
+        attn_logits = (q @ k.transpose(-2, -1)) / self.head_dim**0.5  # (B, nh, T, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        attn_logits = attn_logits.masked_fill(~causal, float("-inf"))  # the cache holds 0 .. p only
+        attn_weights = self.softmax(attn_logits)  # (B, nh, T, T), zero above the diagonal
+        x_attn = attn_weights @ v  # (B, nh, T, hd)
         x_attn = x_attn.transpose(1, 2).reshape(B, T, C)  # the heads side by side
         return self.wo(x_attn)  # (B, T, C)
-
-    def batched_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The same attention: q, k and v from one product with the three matrices stacked,
-        and the attention method quickest for the shape (microgpt_torch/kernels.py)."""
-        # q comes out scaled by 1 / sqrt(head_dim), the attention logits' scale, at no cost.
-        w_qkv = torch.cat([self.wq.weight * self.head_dim**-0.5, self.wk.weight, self.wv.weight])  # (3C, C)
-        q, k, v = F.linear(x, w_qkv).split(x.size(-1), dim=-1)  # (B, T, C) each
-        return self.wo(kernels.attention(q, k, v, self.n_head))
 
 
 class MLP(nn.Module):
     """Widen to 4 * n_embd, apply the activation, project back."""
 
-    def __init__(self, config: GPTConfig, batched: bool = False):
+    def __init__(self, config: GPTConfig):
         super().__init__()
         self.fc1 = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
         self.fc2 = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
-        self.squared, self.batched = config.activation == "relu2", batched
+        self.squared = config.activation == "relu2"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.batched and self.squared:
-            return kernels.relu_squared_mlp(x, self.fc1.weight, self.fc2.weight)  # the same, in fewer passes
         x = self.fc1(x)  # (B, T, 4C)
         x = F.relu(x) ** 2 if self.squared else F.relu(x)
         return self.fc2(x)  # (B, T, C)
@@ -146,11 +105,11 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One layer: each sublayer reads the normalised stream and adds its output to it."""
 
-    def __init__(self, config: GPTConfig, fused: bool = False, batched: bool = False):
+    def __init__(self, config: GPTConfig):
         super().__init__()
-        self.norm = norm_function(fused, batched)  # no weights: a plain function
-        self.attn = Attention(config, fused, batched)
-        self.mlp = MLP(config, batched)
+        self.norm = rmsnorm  # no weights: a plain function
+        self.attn = Attention(config)
+        self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, C) -> (B, T, C)
         x = x + self.attn(self.norm(x))
@@ -161,22 +120,17 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Parameters and the forward pass. Weights are [n_out][n_in], the scalar layout."""
 
-    def __init__(self, config: GPTConfig, generator: torch.Generator | None = None, fused: bool = False,
-                 batched: bool = False):
+    def __init__(self, config: GPTConfig, generator: torch.Generator | None = None):
         """Draw every matrix from gauss(0, std) with `generator` (seeded 0 if none is given,
-        so building a model never depends on torch's global random state). `fused` picks
-        torch's fused kernels (equal to the readable path within float64 rounding); `batched`
-        the kernels quickest on large batches (microgpt_torch/kernels.py: the same maths,
-        rounded differently, so the faithful one-document run keeps the fused path)."""
+        so building a model never depends on torch's global random state)."""
         super().__init__()
-        fused = fused or batched
-        self.config, self.fused, self.batched = config, fused, batched
+        self.config = config
         # Registered in the scalar creation order, so parameters() walks the flat scalar order.
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.layers = nn.ModuleList(Block(config, fused, batched) for _ in range(config.n_layer))
-        self.norm = norm_function(fused, batched)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = rmsnorm
         if generator is None:
             generator = torch.Generator("cpu").manual_seed(0)
         with torch.no_grad():
@@ -187,10 +141,9 @@ class GPT(nn.Module):
                 param.copy_(values.normal_(0.0, init_std_of(config, scalar_name(name)), generator=generator))
 
     @classmethod
-    def from_scalar_params(cls, config: GPTConfig, params: dict, dtype=torch.float64, device=None,
-                           fused: bool = False, batched: bool = False) -> "GPT":
-        """A model holding exactly `params` (scalar name -> [n_out][n_in] rows of floats)."""
-        model = cls(config, fused=fused, batched=batched).to(dtype=dtype, device=device)  # the dtype first: float64 values stay exact
+    def from_scalar_params(cls, config: GPTConfig, params: dict, dtype=torch.float64, device=None) -> "GPT":
+        """A model of this class holding exactly `params` (scalar name -> [n_out][n_in] rows of floats)."""
+        model = cls(config).to(dtype=dtype, device=device)  # the dtype first: float64 values stay exact
         model.load_scalar_params(params)
         return model
 
@@ -227,15 +180,19 @@ class GPT(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
-        tokens = kernels.embedding(idx, self.wte.weight) if self.batched else self.wte(idx)  # (B, T, C)
+        tokens = self.wte(idx)  # (B, T, C)
         x = self.norm(tokens + self.wpe(pos))  # (B, T, C)
         for block in self.layers:
             x = block(x)
         logits = self.lm_head(x)  # (B, T, vocab_size)
         loss = None
         if targets is not None:
-            loss = fused_cross_entropy(logits, targets) if self.fused else cross_entropy(logits, targets)
+            loss = self.loss(logits, targets)
         return logits, loss
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean cross-entropy of the predictions, over the targets that are not IGNORE_INDEX."""
+        return cross_entropy(logits, targets)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor | None = None, temperature: float = 1.0,
@@ -260,18 +217,28 @@ class GPT(nn.Module):
         return idx
 
 
-
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean of -log(probs[target]) over the targets that are not IGNORE_INDEX."""
-    return position_losses(logits, targets)[targets != IGNORE_INDEX].mean()
-
-
-def position_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-log(probs[target]) at every position (B, T); meaningless where the target is IGNORE_INDEX."""
-    probs = softmax(logits)  # (B, T, vocab_size)
-    target_probs = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return -target_probs.log()
+_SCALAR_NAME = re.compile(r"layer(0|[1-9][0-9]*)\.(attn|mlp)_(wq|wk|wv|wo|fc1|fc2)")
+_TORCH_NAME = re.compile(r"layers\.(0|[1-9][0-9]*)\.(attn|mlp)\.(wq|wk|wv|wo|fc1|fc2)\.weight")
+_SUBLAYER_WEIGHTS = {"attn": ("wq", "wk", "wv", "wo"), "mlp": ("fc1", "fc2")}
+_TOP_NAMES = ("wte", "wpe", "lm_head")
 
 
-def fused_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+def torch_name(scalar_name: str) -> str:
+    """"layer0.attn_wq" -> "layers.0.attn.wq.weight"; "wte" -> "wte.weight"."""
+    if scalar_name in _TOP_NAMES:
+        return f"{scalar_name}.weight"
+    match = _SCALAR_NAME.fullmatch(scalar_name)
+    if match is None or match[3] not in _SUBLAYER_WEIGHTS[match[2]]:
+        raise ValueError(f"unknown scalar parameter name {scalar_name!r}")
+    return f"layers.{match[1]}.{match[2]}.{match[3]}.weight"
+
+
+def scalar_name(torch_name: str) -> str:
+    """"layers.0.attn.wq.weight" -> "layer0.attn_wq"; "wte.weight" -> "wte"."""
+    top = torch_name.removesuffix(".weight")
+    if top in _TOP_NAMES and torch_name.endswith(".weight"):
+        return top
+    match = _TORCH_NAME.fullmatch(torch_name)
+    if match is None or match[3] not in _SUBLAYER_WEIGHTS[match[2]]:
+        raise ValueError(f"unknown torch parameter name {torch_name!r}")
+    return f"layer{match[1]}.{match[2]}_{match[3]}"

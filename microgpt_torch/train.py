@@ -2,7 +2,7 @@
 training (padded mini-batches, a held-out split, data-parallel ready) and sampling.
 
     docs, tokenizer, config, params, rng = reference_start(load_docs(path), seed=42)
-    model = GPT.from_scalar_params(config, params, fused=True)  # the scalar engine's initial weights
+    model = FusedGPT.from_scalar_params(config, params)   # the scalar engine's initial weights
     optimizer = make_optimizer(model, config)
     loss = train_step(model, optimizer, tokenizer.encode(docs[0]), step=0)
     name = sample(model, tokenizer, rng)                  # the scalar engine's draws
@@ -71,9 +71,10 @@ def train_step(model: GPT, optimizer, tokens, step: int) -> float:
     """Forward, backward and one Adam update for 0-based `step`; returns the loss.
 
     `tokens` is one document's token ids (the reference program's step), or a list of
-    documents whose mean loss the step descends. The training scripts build the model with
-    fused=True: equal to the readable path within float64 rounding (tests/test_torch_model.py)
-    and, at some 150 operations on tiny tensors a step, 30% quicker forward and backward.
+    documents whose mean loss the step descends. The training scripts train a FusedGPT
+    (microgpt_torch/fast.py): equal to the readable GPT within float64 rounding
+    (tests/test_torch_fast.py) and, at some 150 operations on tiny tensors a step, 30% quicker
+    forward and backward.
     The gradients stay on the parameters until the next step.
     """
     set_learning_rate(optimizer, step, getattr(model, "module", model).config)

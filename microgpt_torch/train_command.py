@@ -55,7 +55,7 @@ from microgpt_torch.device import (any_process, cpu_threads, cpu_threads_for_bat
                                    pick_device)
 from microgpt_torch.device_names import DEVICE_NAMES  # noqa: E402
 from microgpt_torch.launch import launched_by_the_group_launcher, process_count, run_group, without_processes_flag  # noqa: E402,E501
-from microgpt_torch.model import GPT  # noqa: E402
+from microgpt_torch.fast import BatchedGPT, FusedGPT  # noqa: E402
 from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
                                   evaluate, faithful_steps, generate, loss_value, reference_start, sample,
@@ -176,15 +176,15 @@ def run_settings(args, dtype: torch.dtype) -> dict:
 
 def start(args, docs, device, dtype):
     """(docs, tokenizer, rng, model, optimizer, first step), fresh or resumed; rng is where
-    the reference program's sampling continues it. The model runs torch's fused kernels (in
-    batched mode, the batched path's)."""
+    the reference program's sampling continues it. The model is a FusedGPT, on torch's fused
+    kernels (in batched mode a BatchedGPT, on the batched kernels)."""
     overrides = config_overrides(args)
     size_check = get_config(args.preset, **overrides)
     check_model_fits(args, dataclasses.replace(size_check, vocab_size=len(docs.chars) + 1), dtype)
-    batched = args.mode == "batched"
+    model_class = BatchedGPT if args.mode == "batched" else FusedGPT
     docs, tokenizer, config, params, rng = reference_start(docs, args.seed, args.preset, **overrides)
     if args.resume is None:
-        model = GPT.from_scalar_params(config, params, dtype=dtype, device=device, fused=True, batched=batched)
+        model = model_class.from_scalar_params(config, params, dtype=dtype, device=device)
         return docs, tokenizer, rng, model, make_optimizer(model, config), 0
     checkpoint = load_any_checkpoint(args.resume, args.preset)
     check_config(checkpoint, **overrides)
@@ -193,7 +193,7 @@ def start(args, docs, device, dtype):
     if checkpoint.seed is not None and checkpoint.seed != args.seed:
         raise CheckpointError(f"checkpoint {args.resume} was trained with --seed {checkpoint.seed}, not {args.seed}")
     check_same_run(checkpoint.run, args.run, args.resume)
-    model, optimizer = restore(checkpoint, dtype=dtype, device=device, fused=True, batched=batched)
+    model, optimizer = restore(checkpoint, dtype=dtype, device=device, model_class=model_class)
     return docs, tokenizer, rng, model, optimizer, checkpoint.step
 
 

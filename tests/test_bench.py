@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-import microgpt_torch.model
+import microgpt_torch.fast
 from bench import cli, common, compare_wall, contention, gpu_check, kernels, memory, race, scalar
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
@@ -163,8 +163,8 @@ def test_torch_section_writes_every_figure(names_path, tmp_path, capsys):
 
 
 def test_torch_section_fails_when_the_torch_model_trains_differently(names_path, tmp_path, monkeypatch, capsys):
-    exact = microgpt_torch.model.fused_cross_entropy  # the faithful step's
-    monkeypatch.setattr(microgpt_torch.model, "fused_cross_entropy",
+    exact = microgpt_torch.fast.fused_cross_entropy  # the faithful step's
+    monkeypatch.setattr(microgpt_torch.fast, "fused_cross_entropy",
                         lambda *args, **kwargs: 1.01 * exact(*args, **kwargs))  # a loss 1% too high
     out = tmp_path / "bench.json"
     assert run_torch_section(names_path, out) == 1
@@ -358,7 +358,7 @@ def test_race_fails_when_the_project_step_computes_another_loss(names_path, tmp_
     from microgpt_torch import kernels as torch_kernels
 
     exact = torch_kernels.rms_norm
-    monkeypatch.setattr(torch_kernels, "rms_norm", lambda x: 1.01 * exact(x))  # the batched path's only
+    monkeypatch.setattr(torch_kernels, "rms_norm", lambda x: 1.01 * exact(x))  # BatchedGPT's only
     out = tmp_path / "bench.json"
     assert run_race_section(names_path, out) == 1
     assert "the project's step computes another loss" in capsys.readouterr().err and not out.exists()
@@ -418,15 +418,15 @@ def test_nanogpt_baseline_is_the_recipe_at_the_projects_sizes_and_learns(names_p
     assert losses[-1] < losses[0] - 0.5
 
 
-def test_previous_step_is_the_fused_path_bit_for_bit():
-    """The frozen step computes what the fused path (kept as it was, for the faithful run) computes."""
+def test_previous_step_is_the_fused_model_bit_for_bit():
+    """The frozen step computes what FusedGPT (kept as it was, for the faithful run) computes."""
     import torch
 
     from bench import previous_step
-    from microgpt_torch.model import GPT
+    from microgpt_torch.fast import FusedGPT
 
     config = get_config("microgpt-v2", vocab_size=27)
-    model = GPT(config, fused=True, generator=torch.Generator().manual_seed(5))
+    model = FusedGPT(config, generator=torch.Generator().manual_seed(5))
     previous = previous_step.PreviousGPT(config)
     previous.load_state_dict(model.state_dict())
     idx = torch.randint(27, (6, 16), generator=torch.Generator().manual_seed(1))

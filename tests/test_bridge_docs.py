@@ -314,6 +314,42 @@ def test_the_guide_pairs_scalar_and_torch_code_for_every_piece_in_forward_order(
     assert all(" " not in spec for spec in model_quotes), "section 3 quotes whole functions, as the files hold them"
 
 
+TORCH_MODEL_PIECES = {"rmsnorm", "MLP", "Attention", "Block", "GPT.forward", "GPT.loss", "cross_entropy",
+                      "position_losses"}
+
+
+def torch_model_quotes_unlike_the_file(bridge, guide: str) -> list[str]:
+    """The quotes of microgpt_torch/model.py whose code is not the whole function or class as
+    Python itself reads it from the file (inspect.getsource, not the guide's generator)."""
+    import inspect
+    import textwrap
+
+    import microgpt_torch.model
+
+    unlike = []
+    for _, spec, body, _ in bridge.blocks(guide, ("quote",)):
+        if not spec.startswith("microgpt_torch/model.py:"):
+            continue
+        piece = microgpt_torch.model
+        for name in spec.split(":", 1)[1].split()[0].split("."):
+            piece = getattr(piece, name)
+        shown = body.split("```python\n", 1)[1].rsplit("\n```", 1)[0]
+        if shown != textwrap.dedent(inspect.getsource(piece)).rstrip("\n"):
+            unlike.append(spec)
+    return unlike
+
+
+def test_the_guide_quotes_every_piece_of_the_torch_model_whole(bridge, guide):
+    quoted = {spec.split(":", 1)[1] for spec in bridge.quote_specs(guide) if spec.startswith("microgpt_torch/model.py:")}
+    assert TORCH_MODEL_PIECES <= quoted, sorted(TORCH_MODEL_PIECES - quoted)
+    assert torch_model_quotes_unlike_the_file(bridge, guide) == []
+    # The check sees a quote with a line left out.
+    trimmed = bridge.render(guide.replace("<!-- quote microgpt_torch/model.py:Attention -->",
+                                          '<!-- quote microgpt_torch/model.py:Attention drop="causal" -->'),
+                            kinds=("quote",))
+    assert torch_model_quotes_unlike_the_file(bridge, trimmed) == ['microgpt_torch/model.py:Attention drop="causal"']
+
+
 def test_the_guide_covers_the_autograd_vocabulary_in_snippets(bridge, guide):
     snippet_text = "".join(body for _, _, body, _ in bridge.blocks(guide, ("snippet",)))
     for term in ("requires_grad", ".grad", "zero_grad", "torch.no_grad", ".item()", ".detach()", "retain_graph",

@@ -24,6 +24,8 @@ from compare.weights import dense_weights
 from microgpt_scalar.config import get_config
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
+from microgpt_torch.fast import FusedGPT
+from microgpt_torch.model import GPT
 
 DOCS = ["emma", "olivia"]
 
@@ -45,9 +47,9 @@ def test_the_torch_side_runs_the_fused_model_the_script_builds():
     script = load_script("train_torch")
     args = script.parse_args(["--steps", "2"])
     docs = given_documents(["emma", "olivia", "ava"]).docs
-    assert script.start(args, Corpus.from_docs(list(docs)), torch.device("cpu"), torch.float64)[3].fused
+    assert type(script.start(args, Corpus.from_docs(list(docs)), torch.device("cpu"), torch.float64)[3]) is FusedGPT
     side = TorchSide(dense_weights(get_config(), ALPHABET, seed=1), torch.float64, "cpu")
-    assert side.model.fused and not side.readable.fused  # the step on the fused kernels, the trace on the readable path
+    assert type(side.model) is FusedGPT and type(side.readable) is GPT  # the step fused, the trace readable
 
 
 def scalar_numbers(report) -> tuple:

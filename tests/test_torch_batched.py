@@ -9,7 +9,8 @@ import torch
 from torch_checks import single_thread
 
 from microgpt_scalar.data import Corpus, DataError, default_data_path, load_docs, shuffle_docs
-from microgpt_torch.model import GPT, IGNORE_INDEX
+from microgpt_torch.fast import FusedGPT
+from microgpt_torch.model import IGNORE_INDEX
 from microgpt_torch.optim import make_graph_ready, make_optimizer
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, loss_value, reference_start,
                                   split_docs)
@@ -67,11 +68,11 @@ def run_start():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_device_resident_graph_ready_steps_equal_the_old_loop_for_50_steps(run_start, dtype):
     train_docs, tokenizer, config, params = run_start
-    oracle_model = GPT.from_scalar_params(config, params, dtype=dtype, fused=True)
+    oracle_model = FusedGPT.from_scalar_params(config, params, dtype=dtype)
     train_tokens = [tokenizer.encode(doc) for doc in train_docs]
     expected = oracle_losses(oracle_model, config, train_tokens, 64, 3, 50)
 
-    model = GPT.from_scalar_params(config, params, dtype=dtype, fused=True)
+    model = FusedGPT.from_scalar_params(config, params, dtype=dtype)
     optimizer = make_graph_ready(make_optimizer(model, config))
     assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor) and optimizer.param_groups[0]["capturable"]
     train = PackedDocuments.of_corpus(train_docs, config.block_size)
@@ -82,7 +83,7 @@ def test_device_resident_graph_ready_steps_equal_the_old_loop_for_50_steps(run_s
     for name, p in model.named_parameters():  # and the weights after 50 updates, bit for bit
         assert torch.equal(p, dict(oracle_model.named_parameters())[name]), name
     # Not vacuous: another batch order gives other losses.
-    other = GPT.from_scalar_params(config, params, dtype=dtype, fused=True)
+    other = FusedGPT.from_scalar_params(config, params, dtype=dtype)
     assert oracle_losses(other, config, train_tokens, 64, 4, 3) != expected[:3]
 
 
@@ -105,7 +106,7 @@ def test_a_non_finite_loss_is_found_at_the_read_back(run_start):
     train_docs, _, config, params = run_start
     params = {name: rows for name, rows in params.items()}
     params["lm_head"] = [[float("nan")] * len(row) for row in params["lm_head"]]
-    model = GPT.from_scalar_params(config, params, dtype=torch.float32, fused=True)
+    model = FusedGPT.from_scalar_params(config, params, dtype=torch.float32)
     optimizer = make_optimizer(model, config)
     steps = batched_steps(model, optimizer, PackedDocuments.of_corpus(train_docs, config.block_size), 8,
                           torch.Generator().manual_seed(0), check_each_step=False)

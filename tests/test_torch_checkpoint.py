@@ -18,6 +18,7 @@ from microgpt_scalar.optim import Adam, set_adam_moments
 from microgpt_scalar.train import train_step as scalar_train_step
 from microgpt_torch.checkpoint import (checkpoint_of, from_scalar_checkpoint, load_any_checkpoint,
                                        load_checkpoint, restore, save_checkpoint, to_scalar_checkpoint)
+from microgpt_torch.fast import FusedGPT
 from microgpt_torch.model import GPT, torch_name
 from microgpt_torch.optim import make_optimizer
 from microgpt_torch.train import faithful_steps, reference_start
@@ -45,7 +46,7 @@ def start():
 def trained(start, steps=10, dtype=torch.float64):
     """(model, optimizer, losses) after `steps` faithful steps, on the fused kernels as the script runs them."""
     docs, tokenizer, config, params, _ = start
-    model = GPT.from_scalar_params(config, params, dtype=dtype, fused=True)
+    model = FusedGPT.from_scalar_params(config, params, dtype=dtype)
     optimizer = make_optimizer(model, config)
     losses = [loss for _, loss in zip(range(steps), faithful_steps(model, optimizer, docs, tokenizer))]
     return model, optimizer, losses
@@ -89,7 +90,7 @@ def test_resumed_run_equals_the_uninterrupted_run(start, tmp_path, via):
     else:
         save_scalar_checkpoint(tmp_path / "a.json", to_scalar_checkpoint(checkpoint))
         checkpoint = load_any_checkpoint(tmp_path / "a.json")
-    resumed = continue_training(start, *restore(checkpoint, fused=True), 10, 10)
+    resumed = continue_training(start, *restore(checkpoint, model_class=FusedGPT), 10, 10)
     assert resumed == straight  # bit for bit: float64 survives JSON and torch.save exactly
 
 
@@ -117,7 +118,7 @@ def test_a_resume_that_loses_adam_state_is_caught(start):
     straight = continue_training(start, model, optimizer, 10, 3)
     model, _, _ = trained(start, steps=10)
     checkpoint = checkpoint_of(model, start[1].chars, None, step=10)
-    assert continue_training(start, *restore(checkpoint, fused=True), 10, 3) != straight
+    assert continue_training(start, *restore(checkpoint, model_class=FusedGPT), 10, 3) != straight
 
 
 def test_scalar_engine_checkpoint_continues_in_torch_like_in_the_scalar_engine(start, tmp_path):
@@ -128,7 +129,7 @@ def test_scalar_engine_checkpoint_continues_in_torch_like_in_the_scalar_engine(s
     for step in range(3):
         scalar_train_step(scalar, adam, tokenizer.encode(docs[step]), step)
     save_scalar_checkpoint(tmp_path / "s.json", scalar_checkpoint_of(scalar, tokenizer.chars, adam, 3, 42))
-    model, optimizer = restore(load_any_checkpoint(tmp_path / "s.json", preset="microgpt"), fused=True)
+    model, optimizer = restore(load_any_checkpoint(tmp_path / "s.json", preset="microgpt"), model_class=FusedGPT)
     assert model.scalar_params() == scalar.params_as_floats()  # exact transfer
     for name, p in model.named_parameters():
         assert optimizer.state[p]["step"] == 3, name
@@ -256,9 +257,9 @@ def test_a_version_1_checkpoint_resumes_exactly_like_the_run_that_wrote_it(start
     assert checkpoint.step == 2 and "layers.0.attn.wq.weight" in checkpoint.model
     assert torch.equal(checkpoint.model["layers.0.attn.wq.weight"],
                        torch.load(VERSION_1, weights_only=True)["model"]["layers.0.attn_wq.weight"])
-    assert continue_training(start, *restore(checkpoint, fused=True), 2, 2) == losses[2:]
+    assert continue_training(start, *restore(checkpoint, model_class=FusedGPT), 2, 2) == losses[2:]
     without_adam = dataclasses.replace(checkpoint, adam=None)  # the check can fail: Adam's state matters
-    assert continue_training(start, *restore(without_adam, fused=True), 2, 2) != losses[2:]
+    assert continue_training(start, *restore(without_adam, model_class=FusedGPT), 2, 2) != losses[2:]
 
 
 def test_a_checkpoint_of_a_later_version_is_refused_in_one_line(start, tmp_path):

@@ -11,6 +11,7 @@ from torch_checks import assert_results_close, forward_backward
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.data import Corpus, default_data_path, load_docs
 from microgpt_torch.checkpoint import load_checkpoint
+from microgpt_torch.fast import FusedGPT
 from microgpt_torch.model import GPT
 from microgpt_torch.train import PackedDocuments, generate, make_batch, reference_start, sample
 
@@ -27,15 +28,15 @@ def random_params(config, seed=7):
             for name, (n_out, n_in) in param_shapes(config)}
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["readable", "fused"])
-def test_cuda_logits_and_gradients_match_the_cpu_float64(fused):
+@pytest.mark.parametrize("model_class", [GPT, FusedGPT], ids=["readable", "fused"])
+def test_cuda_logits_and_gradients_match_the_cpu_float64(model_class):
     config = get_config("microgpt-v2", n_layer=2)
     params = random_params(config)
     docs = load_docs(DATA)[:32]
     _, tokenizer, _, _, _ = reference_start(docs, seed=0)
     results = []
     for device in ("cpu", "cuda"):
-        model = GPT.from_scalar_params(config, params, device=torch.device(device), fused=fused)
+        model = model_class.from_scalar_params(config, params, device=torch.device(device))
         idx, targets = make_batch([tokenizer.encode(doc) for doc in docs], config.block_size, device)
         results.append(forward_backward(model, idx, targets))
     assert_results_close("cuda", results[1], results[0], CUDA_ATOL, CUDA_RTOL)

@@ -1,6 +1,6 @@
-"""The batched path's kernels (microgpt_torch/kernels.py) against independent oracles:
+"""BatchedGPT's kernels (microgpt_torch/kernels.py) against independent oracles:
 finite differences for the hand-written backward passes, attention written head by head
-for every attention method, and the checkpoints of the other paths."""
+for every attention method, and the checkpoints of the other models."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,7 @@ from torch_checks import assert_float64_close, forward_backward, single_thread
 from microgpt_scalar.config import get_config
 from microgpt_torch import kernels
 from microgpt_torch.checkpoint import checkpoint_of, restore
-from microgpt_torch.model import GPT
+from microgpt_torch.fast import BatchedGPT, FusedGPT
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,13 +118,13 @@ def test_attention_method_follows_the_table():
     assert method("meta", 8, 16, 4) == "sdpa"  # a device the table does not name
 
 
-def test_batched_model_has_the_parameters_of_the_other_paths_and_loads_their_checkpoints():
+def test_batched_model_has_the_parameters_of_the_other_models_and_loads_their_checkpoints():
     config = get_config("microgpt")
-    fused = GPT(config, fused=True, generator=torch.Generator().manual_seed(3)).double()
-    batched = GPT(config, batched=True).double()
+    fused = FusedGPT(config, generator=torch.Generator().manual_seed(3)).double()
+    batched = BatchedGPT(config).double()
     assert [(n, p.shape) for n, p in batched.named_parameters()] == [(n, p.shape) for n, p in fused.named_parameters()]
-    restored, _ = restore(checkpoint_of(fused, list("abcdefghijklmnopqrstuvwxyz")), batched=True)
-    assert restored.batched and restored.scalar_params() == fused.scalar_params()
+    restored, _ = restore(checkpoint_of(fused, list("abcdefghijklmnopqrstuvwxyz")), model_class=BatchedGPT)
+    assert type(restored) is BatchedGPT and restored.scalar_params() == fused.scalar_params()
     idx = torch.randint(config.vocab_size, (4, config.block_size), generator=torch.Generator().manual_seed(0))
     logits, loss, grads = forward_backward(restored, idx, idx)
     expected_logits, expected_loss, expected_grads = forward_backward(fused, idx, idx)

@@ -12,6 +12,7 @@ from microgpt_scalar.config import get_config, num_params, param_shapes
 from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.train import forward_loss as scalar_forward_loss
+from microgpt_torch.fast import BatchedGPT, FusedGPT
 from microgpt_torch.model import GPT, IGNORE_INDEX, scalar_name, torch_name
 from microgpt_torch.train import make_batch
 
@@ -214,10 +215,12 @@ def test_scalar_grads_are_zero_before_backward():
 FLOAT32_ATOL, FLOAT32_RTOL = 1e-4, 1e-5
 
 
-def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, num_docs=48, fused=False,
-                    batched=False):
+MODELS = {"readable": GPT, "fused": FusedGPT, "batched": BatchedGPT}
+
+
+def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, num_docs=48, model_class=GPT):
     config = CONFIGS[config_name]
-    model = GPT.from_scalar_params(config, random_params(config, seed=11), dtype=dtype, fused=fused, batched=batched)
+    model = model_class.from_scalar_params(config, random_params(config, seed=11), dtype=dtype)
     docs = load_docs(DATA)[1000:1000 + num_docs]
     idx, targets = make_batch([tokenizer.encode(doc) for doc in docs], config.block_size)
     return model, idx, targets
@@ -226,7 +229,7 @@ def model_and_batch(tokenizer, config_name="microgpt-v2", dtype=torch.float64, n
 @pytest.mark.parametrize("path", ["readable", "fused", "batched"])
 @pytest.mark.parametrize("config_name", ["microgpt", "microgpt-v2"])
 def test_changing_a_later_token_never_changes_earlier_logits(tokenizer, path, config_name):
-    model, idx, _ = model_and_batch(tokenizer, config_name, fused=path == "fused", batched=path == "batched")
+    model, idx, _ = model_and_batch(tokenizer, config_name, model_class=MODELS[path])
     base, _ = model(idx)
     for p in range(idx.size(1)):
         changed = idx.clone()
@@ -271,8 +274,8 @@ def test_padded_batch_equals_sequences_run_one_by_one(tokenizer):
 def test_fused_and_batched_paths_equal_readable_path(tokenizer, path, config_name, dtype):
     atol, rtol = (FORWARD_ATOL, FORWARD_RTOL) if dtype == torch.float64 else (FLOAT32_ATOL, FLOAT32_RTOL)
     model, idx, targets = model_and_batch(tokenizer, config_name, dtype)
-    fast, _, _ = model_and_batch(tokenizer, config_name, dtype, fused=path == "fused", batched=path == "batched")
-    assert fast.fused and not model.fused and fast.batched == (path == "batched")
+    fast, _, _ = model_and_batch(tokenizer, config_name, dtype, model_class=MODELS[path])
+    assert type(fast) is MODELS[path] and type(model) is GPT
     readable = forward_backward(model, idx, targets)
     assert_results_close(path, forward_backward(fast, idx, targets), readable, atol, rtol)
 
@@ -309,8 +312,8 @@ def test_gradients_match_finite_differences(tokenizer):
 
 
 def test_trace_needs_the_readable_path(tokenizer):
-    model, _, _ = model_and_batch(tokenizer, num_docs=2, fused=True)
-    with pytest.raises(ValueError, match="fused path keeps no intermediates"):
+    model, _, _ = model_and_batch(tokenizer, num_docs=2, model_class=FusedGPT)
+    with pytest.raises(ValueError, match="a FusedGPT keeps no intermediates"):
         torch_trace(model, tokenizer.encode("emma"))
 
 

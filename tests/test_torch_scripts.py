@@ -22,7 +22,7 @@ from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import sample as scalar_sample
 from microgpt_scalar.train import train_step as scalar_train_step
 from microgpt_torch.checkpoint import checkpoint_of, load_checkpoint, save_checkpoint, to_scalar_checkpoint
-from microgpt_torch.model import GPT
+from microgpt_torch.fast import FusedGPT
 from microgpt_torch.optim import make_optimizer
 from microgpt_torch.train import faithful_steps, reference_start
 
@@ -97,7 +97,7 @@ def test_printed_log_comparison_fails_for_another_seed(capsys):
 def test_faithful_script_resumes_where_a_checkpoint_left_off(capsys, tmp_path):
     code, straight, _ = run_main(train_script, capsys, "--data", DATA, "--steps", 6, "--samples", 3)
     docs, tokenizer, config, params, _ = reference_start(load_docs(DATA), seed=42, num_steps=6)
-    model = GPT.from_scalar_params(config, params, fused=True)
+    model = FusedGPT.from_scalar_params(config, params)
     optimizer = make_optimizer(model, config)
     steps = faithful_steps(model, optimizer, docs, tokenizer)
     for _ in range(3):
@@ -263,7 +263,7 @@ def test_two_data_parallel_processes_equal_one_process(capsys, tmp_path):
 def make_checkpoints(tmp_path):
     """A short faithful run saved in both formats."""
     docs, tokenizer, config, params, _ = reference_start(load_docs(DATA), seed=42, num_steps=40)
-    model = GPT.from_scalar_params(config, params, fused=True)
+    model = FusedGPT.from_scalar_params(config, params)
     optimizer = make_optimizer(model, config)
     for _ in faithful_steps(model, optimizer, docs, tokenizer):
         pass

@@ -15,6 +15,7 @@ from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import sample as scalar_sample
 from microgpt_scalar.train import train_step as scalar_train_step
+from microgpt_torch.fast import FusedGPT
 from microgpt_torch.model import GPT, IGNORE_INDEX
 from microgpt_torch.optim import make_optimizer
 from microgpt_torch.train import (NonFiniteLossError, batch_order, batched_train_step, evaluate, faithful_steps,
@@ -48,7 +49,7 @@ def line(step: int, num_steps: int, loss: float) -> str:
 
 def faithful_torch_run(docs, preset, steps=None):
     docs, tokenizer, config, params, rng = reference_start(docs, seed=42, preset=preset)
-    model = GPT.from_scalar_params(config, params, fused=True)  # as scripts/train_torch.py builds it
+    model = FusedGPT.from_scalar_params(config, params)  # as scripts/train_torch.py builds it
     optimizer = make_optimizer(model, config)
     losses = []
     for step, loss in faithful_steps(model, optimizer, docs, tokenizer):
@@ -111,7 +112,7 @@ def test_faithful_run_prints_the_published_output(full_run):
 
 def test_published_figure_check_fails_for_a_wrong_seed(docs):
     docs, tokenizer, config, params, rng = reference_start(docs, seed=43)
-    model = GPT.from_scalar_params(config, params, fused=True)
+    model = FusedGPT.from_scalar_params(config, params)
     optimizer = make_optimizer(model, config)
     loss = train_step(model, optimizer, tokenizer.encode(docs[0]), 0)
     assert line(0, 500, loss) not in reference.published("microgpt").lines
@@ -150,7 +151,7 @@ def test_generate_returns_names_from_the_generator(docs):
 def test_train_step_refuses_a_non_finite_loss_and_leaves_the_weights(docs):
     docs, tokenizer, config, params, _ = reference_start(docs, seed=42)
     params["lm_head"][0][0] = float("nan")
-    model = GPT.from_scalar_params(config, params, fused=True)
+    model = FusedGPT.from_scalar_params(config, params)
     optimizer = make_optimizer(model, config)
     before = model.scalar_params()
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 1"):
@@ -161,7 +162,7 @@ def test_train_step_refuses_a_non_finite_loss_and_leaves_the_weights(docs):
 
 def test_batched_step_on_one_document_equals_the_faithful_step(docs):
     docs, tokenizer, config, params, _ = reference_start(docs, seed=42)
-    models = [GPT.from_scalar_params(config, params, fused=True) for _ in range(2)]
+    models = [FusedGPT.from_scalar_params(config, params) for _ in range(2)]
     optimizers = [make_optimizer(m, config) for m in models]
     for step in range(3):
         tokens = tokenizer.encode(docs[step])
