@@ -10,7 +10,8 @@ same documents, compared number by number.
 
 The scalar engine (the project's, a fault written into it, or a learner's file) is probed
 operation by operation and trains in a child process (compare.worker), which sends back
-numbers; everything is judged here. Raises ValueError (or its subclasses DataError,
+numbers; a class handed in by code runs here, through the same compare.runner.ScalarRunner,
+read as the same messages. Everything is judged here. Raises ValueError (or its subclasses DataError,
 CheckpointError, EngineError, EngineRefused, DeviceError) on bad input, EngineFailure if the
 scalar engine under test raises, exits, crashes or hangs while it runs; never prints.
 """
@@ -29,18 +30,18 @@ from .diff import TensorDiff, compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
 from .engines import first_line
 from .faults import FAULTS
-from .fd import finite_differences
+from .fd_check import check_finite_differences
 from .isolation import EngineFailure, EngineProcess, EngineRefused
 from .diagnosis import StepOutcome, diagnose, engine_facts
-from .probes import probe_keys, run_probes
-from .protocol import Depth, FiniteDiffs, ProtocolError, Step
+from .probes import probe_keys
+from .protocol import Depth, FiniteDiffs, Message, ProtocolError, Step, TrainRequest
 from .request import CompareRequest
-from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, ProbeCheck, Report, Settings,
-                     StepLoss)
+from .report import Coverage, DepthCheck, ProbeCheck, Report, Settings, StepLoss
+from .runner import ScalarRunner
 from .statements import SkippedLine, explain_name_error
-from .scalar_side import ScalarSide, StepResult
+from .scalar_side import StepResult
 from .suspects import RECURSION_ADVICE
-from .tolerances import FD_TOLERANCE, Tolerances, fd_agrees, tolerances_for
+from .tolerances import Tolerances, tolerances_for
 from .trace import Divergence, first_divergence, trace_stage_names
 from .weights import load_weights
 
@@ -78,14 +79,12 @@ def compare_step(request: CompareRequest | None = None, *, engine_process: Engin
                         request.inject, num_params(start.config), request.overrides, len(documents.docs))
 
     if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
-        settings = settings_for(f"{engine.__module__}.{engine.__qualname__}")
-        from .probe_check import check_probes  # torch: the probes' oracle
-
-        probes, facts = check_probes(run_probes(engine)), engine_facts(engine)
-        if on_probes is not None:
-            on_probes(probes, [], [])
-        return _diagnosed(lambda: run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings),
-                                            fd, probes=probes), {"probes": probes}, facts, None)
+        source = InProcessEngine(engine)
+        found = source.engine()
+        judged = {}
+        return _diagnosed(lambda: run_sides(start, documents, settings_for(found["label"]), ScalarReader(source, found),
+                                            fd, raw_probes=found["probes"], on_probes=on_probes, judged=judged),
+                          judged, found["facts"], found)
     process = engine_process or EngineProcess(engine, request.inject, request.timeout)
     try:
         found = _found_or_what_came(process)
@@ -128,7 +127,7 @@ def _found_or_what_came(process: EngineProcess) -> dict:
 
 
 def _run_child(process, found, start, documents, settings, fd, skipped, on_probes, judged) -> Report:
-    report = run_sides(start, documents, settings, ChildScalar(process, found), fd, raw_probes=found["probes"],
+    report = run_sides(start, documents, settings, ScalarReader(process, found), fd, raw_probes=found["probes"],
                        notes=found["notes"], skipped=skipped, on_probes=on_probes, judged=judged)
     process.check_own_files()
     report.sandbox = process.sandbox
@@ -199,12 +198,12 @@ class StepComparison:
         return all(d.agrees for d in tables) and self.divergence is None
 
 
-def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, raw_probes=None,
-              notes=(), probes: ProbeCheck | None = None, skipped=(), on_probes=None, judged=None) -> Report:
+def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar: ScalarReader, fd: int,
+              raw_probes=None, notes=(), skipped=(), on_probes=None, judged=None) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end. `raw_probes`: what run_probes found, judged
-    here against torch while the engine's process takes its step (or `probes`, judged
-    already); then on_probes(probes, skipped, notes) and judged["probes"] = probes."""
+    here against torch while the engine takes its step; then on_probes(probes, skipped,
+    notes) and judged["probes"] = probes."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
     batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
     depth = scalar.begin(start, batches, fd, settings.seed)  # a child starts training now, while torch loads here
@@ -213,14 +212,14 @@ def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scala
     from .probe_check import check_probes
     from .sides import TorchSide
 
-    if probes is None and raw_probes is not None:
+    probes = None
+    if raw_probes is not None:
         probes = explained(check_probes(raw_probes), list(skipped))
         if on_probes is not None:
             on_probes(probes, list(skipped), list(notes))
+        scalar.every_path = walks_every_path(probes)
     if judged is not None:
         judged["probes"] = probes
-    if isinstance(scalar, ChildScalar) and probes is not None:
-        scalar.every_path = walks_every_path(probes)
     with _tf32_off():
         return _step_both(start, settings, scalar, TorchSide(start, getattr(torch, settings.dtype), settings.device),
                           batches, depth, fd, probes, notes, tolerances, stages)
@@ -234,7 +233,7 @@ def _step_both(start, settings, scalar, torch_side, batches, depth, fd, probes, 
         comparison = compare_results(scalar_result, torch_result, tolerances, stages)
         losses.append(StepLoss(step, scalar_result.loss, torch_result.loss, comparison.loss.agrees))
         if step == start.step and fd:
-            fd_check = scalar.finite_differences(batch, scalar_result.grads, fd, step)
+            fd_check = check_finite_differences(scalar.finite_differences(fd), scalar_result.grads)
         if focus is None and (not comparison.agrees or step == start.step + settings.steps - 1):
             focus = (step, comparison, scalar_result, torch_result)
     focus_step, comparison, focus_scalar, focus_torch = focus
@@ -246,27 +245,47 @@ def _step_both(start, settings, scalar, torch_side, batches, depth, fd, probes, 
                   gradient_values(focus_scalar, focus_torch), probes, depth, list(notes))
 
 
-class InProcessScalar:
-    """The scalar side in this process: a class handed in by code, trusted like the caller."""
+class InProcessEngine:
+    """A class handed in by code, run in this process by the ScalarRunner that runs a file's
+    engine in its own process, and read the way that process is read (EngineProcess): what
+    was found, then one message at a time. Trusted like the caller: no sandbox, no time limit."""
 
-    def __init__(self, start: Checkpoint, value_cls, adam_cls, settings: Settings):
-        self.start, self.value_cls, self.adam_cls, self.settings = start, value_cls, adam_cls, settings
-        self.side = ScalarSide(start, value_cls, adam_cls)
+    sandbox = ""
 
-    def begin(self, start, batches, fd, seed) -> DepthCheck:
-        """The depth checks the engine's process makes too (compare.worker), here."""
-        from .depth import deepest_chain, model_depth
+    def __init__(self, value_cls, adam_cls=Adam):
+        self.label = f"{value_cls.__module__}.{value_cls.__qualname__}"
+        self.runner = ScalarRunner(value_cls, adam_cls)
+        self.phase = "loading"
+        self._chain, self._messages = None, iter(())
 
-        survived, failed = deepest_chain(self.value_cls)
-        graph, per_layer, _ = model_depth(start.config, start.params, batches[0], limited=failed is not None)
-        return DepthCheck(survived, failed, graph, per_layer, start.config.n_layer)
+    def engine(self) -> dict:
+        """What the engine's process finds (EngineProcess.engine), found here: its probes, how
+        deep its backward walks, its facts."""
+        probes = self.runner.probes()
+        self._chain = self.runner.deepest_chain()
+        return {"label": self.label, "notes": [], "probes": probes, "chain": self._chain, "missing": None,
+                "skipped": [], "facts": engine_facts(self.runner.value_cls), "speed": {}, "hung": False}
 
-    def step(self, batch, step: int, depth) -> StepResult:
-        return _guarded(self.side.step, self.settings, step, batch, step)
+    def start_training(self, weights: dict, batches: list, fd: int, seed: int) -> None:
+        limited = bool(self._chain and self._chain[1] is not None)
+        self._messages = self.runner.train(TrainRequest(weights, batches, fd, seed, limited))
 
-    def finite_differences(self, batch, grads, k: int, step: int):
-        fd_side = ScalarSide(self.start, self.value_cls, self.adam_cls)  # the parameters before this step's update
-        return _guarded(finite_differences, self.settings, step, fd_side, batch, grads, k, self.settings.seed)
+    def next_message(self, phase: str, *expected, timeout=None, why="", predicted=None) -> Message:
+        """The runner's next message; what the engine raises becomes one EngineFailure line."""
+        self.phase = phase
+        try:
+            return next(self._messages)
+        except StopIteration:
+            self.protocol_failure(ProtocolError("nothing more"))
+        except Exception as error:
+            step = self.runner.step
+            where = f"at step {step + 1}" if step is not None else f"while {self.runner.phase}"
+            recursion = isinstance(error, RecursionError) and self.runner.phase == "training"
+            raise EngineFailure(f"the scalar engine ({self.label}) raised {type(error).__name__} {where}: "
+                                f"{first_line(error)}", recursion) from error
+
+    def protocol_failure(self, error: ProtocolError):
+        raise EngineFailure(f"the scalar engine ({self.label}) gave {error} while {self.phase}")
 
 
 STEP_FACTOR = 20  # a step may take this many times what the engine's speed predicts
@@ -281,10 +300,11 @@ def walks_every_path(probes: ProbeCheck) -> bool:
     return bool(many and many.status == "fault" and many.got and abs(many.got[1]) > 10 * abs(many.expected[1]))
 
 
-class ChildScalar:
-    """The scalar side in the engine's own process: numbers come back, nothing else."""
+class ScalarReader:
+    """The scalar side's results, read as messages from the engine's process (EngineProcess)
+    or from a class run here (InProcessEngine): numbers come back, nothing else."""
 
-    def __init__(self, process: EngineProcess, found: dict, every_path: bool = False):
+    def __init__(self, process, found: dict, every_path: bool = False):
         self.process, self.chain = process, found["chain"]
         self.speed = found.get("speed") or {}
         self.nodes = None
@@ -312,7 +332,7 @@ class ChildScalar:
                                     True) from None
             raise
         if message.step != step:
-            self.process._protocol_failure(ProtocolError(f"step {message.step + 1} where step {step + 1} was due"))
+            self.process.protocol_failure(ProtocolError(f"step {message.step + 1} where step {step + 1} was due"))
         return StepResult(message.loss, message.grads, message.params, message.adam_m, message.adam_v, message.traces)
 
     def limit(self, passes: float) -> tuple:
@@ -331,22 +351,11 @@ class ChildScalar:
                        f"{self.nodes:,} nodes: a backward that walks far more nodes than the graph has, or an "
                        f"endless loop? --timeout sets a hard limit"), predicted
 
-    def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
+    def finite_differences(self, k: int) -> FiniteDiffs:
+        """The estimates of k gradients at the first step's weights (judged by compare.fd_check)."""
         limit, why, predicted = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
-        check = self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
-                                          predicted=predicted and predicted / 2)
-        entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
-                                    fd_agrees(e["autograd"], e["estimate"])) for e in check.entries]
-        return FiniteDifferenceCheck(check.step_size, FD_TOLERANCE, entries)
-
-
-def _guarded(function, settings: Settings, step: int, *args):
-    """Call into the engine under test; whatever it raises becomes one EngineFailure line."""
-    try:
-        return function(*args)
-    except Exception as error:
-        raise EngineFailure(f"the scalar engine ({settings.engine}) raised {type(error).__name__} "
-                            f"at step {step + 1}: {first_line(error)}") from error
+        return self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
+                                         predicted=predicted and predicted / 2)
 
 
 def compare_results(scalar: StepResult, torch_result: StepResult, tolerances: Tolerances,

@@ -9,14 +9,16 @@ against torch's float64 autograd, the worst absolute error of the estimate was
     h = 1e-3: 2.3e-6   h = 1e-4: 2.4e-8   h = 1e-5: 2.3e-10   h = 1e-6: 5.3e-10   h = 1e-7: 5e-9
 so h = 1e-5 sits at the bottom of the U. Its error is absolute, not relative (2.3e-10 on a
 gradient of 0.04, and up to 0.1% on gradients near 1e-7): compare.tolerances.FD_TOLERANCE.
+
+Only the estimates are made here, in the engine's process; they are judged against the
+engine's gradients by the checker (compare.fd_check).
 """
 from __future__ import annotations
 
 import itertools
 import random
 
-from .report import FiniteDifference, FiniteDifferenceCheck
-from .tolerances import FD_TOLERANCE, fd_agrees
+from .protocol import FiniteDiffs
 
 STEP_SIZE = 1e-5
 
@@ -34,11 +36,11 @@ def sample_entries(shapes: dict, k: int, rng: random.Random) -> list[tuple[str, 
     return in_turn[:k]
 
 
-def finite_differences(side, batch, grads: dict, k: int, seed: int) -> FiniteDifferenceCheck:
-    """Check k of `grads` (the scalar engine's gradients of `batch` at the side's current
-    parameters) against central differences of the same engine's loss."""
+def finite_differences(side, batch, k: int, seed: int) -> FiniteDiffs:
+    """Central differences of the side's loss on `batch` at its current parameters, for k
+    entries drawn with `seed`: the estimates alone, each {"name", "index", "estimate"}."""
     entries = []
-    shapes = {name: (len(rows), len(rows[0])) for name, rows in grads.items()}
+    shapes = {name: (len(rows), len(rows[0])) for name, rows in side.model.state_dict.items()}
     for name, r, c in sample_entries(shapes, k, random.Random(seed)):
         p = side.model.state_dict[name][r][c]
         original = p.data
@@ -47,8 +49,5 @@ def finite_differences(side, batch, grads: dict, k: int, seed: int) -> FiniteDif
         p.data = original - STEP_SIZE
         loss_down = side.loss(batch)
         p.data = original
-        estimate = (loss_up - loss_down) / (2 * STEP_SIZE)
-        autograd = grads[name][r][c]
-        agrees = fd_agrees(autograd, estimate)
-        entries.append(FiniteDifference(name, [r, c], autograd, estimate, agrees))
-    return FiniteDifferenceCheck(STEP_SIZE, FD_TOLERANCE, entries)
+        entries.append({"name": name, "index": [r, c], "estimate": (loss_up - loss_down) / (2 * STEP_SIZE)})
+    return FiniteDiffs(STEP_SIZE, entries)

@@ -152,10 +152,10 @@ class EngineProcess:
             message = self.next_message(f"training step {len(records) + 1}", Record, Samples)
             if isinstance(message, Samples):
                 if len(records) != self._certify_steps:
-                    self._protocol_failure(ProtocolError(f"names after {len(records)} of {self._certify_steps} steps"))
+                    self.protocol_failure(ProtocolError(f"names after {len(records)} of {self._certify_steps} steps"))
                 return records, message.names
             if message.step != len(records) + 1:
-                self._protocol_failure(ProtocolError(f"step {message.step} where step {len(records) + 1} was due"))
+                self.protocol_failure(ProtocolError(f"step {message.step} where step {len(records) + 1} was due"))
             records.append(step_record(message.step, message.loss, message.grads))
             if check(records[-1]) is False:
                 self.close()
@@ -227,7 +227,7 @@ class EngineProcess:
         try:
             return protocol.decode(line, *expected, Failure, shapes=self.shapes)
         except ProtocolError as error:
-            self._protocol_failure(error)
+            self.protocol_failure(error)
 
     def _next(self, deadline: float, tick):
         """The next line before `deadline` (None: the process closed its end), calling tick()
@@ -241,7 +241,7 @@ class EngineProcess:
             except queue.Empty:
                 tick()
 
-    def _protocol_failure(self, error: ProtocolError):
+    def protocol_failure(self, error: ProtocolError):
         self.close()
         raise EngineFailure(f"the scalar engine's process ({self.label}) sent {error} while {self.phase}; "
                             f"only the checker's own messages belong on its pipe") from None

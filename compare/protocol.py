@@ -411,7 +411,7 @@ class Step(Message):
 class FiniteDiffs(Message):
     kind = "fd"
     step_size: float
-    entries: list  # {"name", "index": [row, col], "autograd", "estimate"}: the numbers, judged by the parent
+    entries: list  # {"name", "index": [row, col], "estimate"}: judged by the parent against the step's gradients
 
     @classmethod
     def from_dict(cls, data, shapes=None):
@@ -420,8 +420,8 @@ class FiniteDiffs(Message):
             raise ProtocolError("entries is not a list")
         entries = []
         for entry in data["entries"]:
-            if not isinstance(entry, dict) or not {"name", "index", "autograd", "estimate"} <= set(entry):
-                raise ProtocolError("a finite difference lacks name, index, autograd or estimate")
+            if not isinstance(entry, dict) or not {"name", "index", "estimate"} <= set(entry):
+                raise ProtocolError("a finite difference lacks name, index or estimate")
             name = _string(entry["name"], "name")
             index = entry["index"]
             if shapes is not None and name not in shapes:
@@ -431,8 +431,7 @@ class FiniteDiffs(Message):
             index = [_whole(index[0], "index"), _whole(index[1], "index")]
             if shapes is not None and not (index[0] < shapes[name][0] and index[1] < shapes[name][1]):
                 raise ProtocolError(f"finite difference at {index}, outside {name}")
-            entries.append({"name": name, "index": index, "autograd": _number(entry["autograd"], "autograd"),
-                            "estimate": _number(entry["estimate"], "estimate")})
+            entries.append({"name": name, "index": index, "estimate": _number(entry["estimate"], "estimate")})
         return cls(_number(data["step_size"], "step_size"), entries)
 
 

@@ -17,7 +17,7 @@ from helpers import load_script
 from helpers import verdict_of
 
 from compare import compare_step, load_report, save_report
-from compare.check import InProcessScalar, run_sides
+from compare.check import InProcessEngine, ScalarReader, run_sides
 from compare.documents import ALPHABET, given_documents
 from compare.fd import STEP_SIZE
 from compare.tolerances import FD_TOLERANCE as TOLERANCE
@@ -234,8 +234,8 @@ def test_a_wrong_adam_update_is_caught_after_right_gradients():
 
     settings = compare_step(docs=["emma"]).settings  # what the run records about itself
     start = dense_weights(get_config(), ALPHABET, settings.seed)
-    scalar = InProcessScalar(start, Value, AdamWithoutBiasCorrection, settings)
-    report = run_sides(start, given_documents(["emma"]), settings, scalar, fd=0)
+    source = InProcessEngine(Value, AdamWithoutBiasCorrection)
+    report = run_sides(start, given_documents(["emma"]), settings, ScalarReader(source, source.engine()), fd=0)
     assert all(d.agrees for d in report.gradients) and report.loss.agrees
     assert not any(d.agrees for d in report.parameters)
     assert not report.agrees

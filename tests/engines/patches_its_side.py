@@ -5,6 +5,7 @@ Expect: exit 1, says changed the checker's own code
 """
 import compare.certify
 import compare.probes
+import compare.runner
 import compare.scalar_side
 import compare.worker
 import microgpt_scalar.engine as _real
@@ -16,7 +17,7 @@ def _patch():
         orig_init(self, weights, _real.Value, adam_cls)
     compare.scalar_side.ScalarSide.__init__ = init
     orig_probes = compare.probes.run_probes
-    compare.worker.run_probes = lambda value_cls: orig_probes(_real.Value)
+    compare.runner.run_probes = lambda value_cls, **kwargs: orig_probes(_real.Value, **kwargs)
     orig_record = compare.certify.record_run
     compare.worker.record_run = lambda docs, steps, n, value_cls, *a: orig_record(docs, steps, n, _real.Value, *a)
 
