@@ -6,7 +6,7 @@ same documents, compared number by number.
     report = compare_step(engine="my_engine.py", fd=20)      # a learner's Value, plus finite differences
     report = compare_step(inject="grad-assign")              # a known fault: must disagree
     report = compare_step(overrides={"n_layer": 8})          # a deeper model, a deeper graph
-    report.agrees, report.probes, report.divergence, report.differing_gradients
+    report.agrees, report.probes, report.focus.divergence, report.differing_gradients
 
 The scalar engine (the project's, a fault written into it, or a learner's file) is probed
 operation by operation and trains in a child process (compare.worker), which sends back
@@ -18,7 +18,6 @@ scalar engine under test raises, exits, crashes or hangs while it runs; never pr
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import num_params
@@ -26,7 +25,7 @@ from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
 from microgpt_scalar.optim import Adam
 from microgpt_torch.device_names import DeviceError, parse_device  # noqa: F401 (DeviceError: compare.DeviceError)
 
-from .diff import TensorDiff, compare_tensor
+from .diff import compare_tensor
 from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
 from .engines import first_line
 from .faults import FAULTS
@@ -36,13 +35,13 @@ from .diagnosis import StepOutcome, diagnose, engine_facts
 from .probes import probe_keys
 from .protocol import Depth, FiniteDiffs, Message, ProtocolError, Step, TrainRequest
 from .request import CompareRequest
-from .report import Coverage, DepthCheck, ProbeCheck, Report, Settings, StepLoss
+from .report import DepthCheck, ProbeCheck, Report, Settings, StepComparison, StepLoss
 from .runner import ScalarRunner
 from .statements import SkippedLine, explain_name_error
 from .scalar_side import StepResult
 from .suspects import RECURSION_ADVICE
 from .tolerances import Tolerances, tolerances_for
-from .trace import Divergence, first_divergence, trace_stage_names
+from .trace import first_divergence, trace_stage_names
 from .weights import load_weights
 
 
@@ -74,9 +73,11 @@ def compare_step(request: CompareRequest | None = None, *, engine_process: Engin
         raise ValueError(f"--fd {fd} is more than the {num_params(start.config):,} parameters of the model")
 
     def settings_for(engine_label: str) -> Settings:
-        return Settings(request.preset, request.weights, request.seed, documents.used(start.step, steps),
-                        list(start.chars), documents.per_step, start.step, steps, request.dtype, device, engine_label,
-                        request.inject, num_params(start.config), request.overrides, len(documents.docs))
+        return Settings(preset=request.preset, weights=request.weights, seed=request.seed,
+                        docs=documents.used(start.step, steps), chars=list(start.chars), per_step=documents.per_step,
+                        start_step=start.step, steps=steps, dtype=request.dtype, device=device, engine=engine_label,
+                        fault=request.inject, num_params=num_params(start.config), overrides=request.overrides,
+                        num_docs=len(documents.docs))
 
     if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
         source = InProcessEngine(engine)
@@ -183,21 +184,6 @@ def _tf32_off():
     return float32_precision("ieee")
 
 
-@dataclass
-class StepComparison:
-    loss: TensorDiff
-    gradients: list
-    parameters: list
-    adam_m: list
-    adam_v: list
-    divergence: Divergence | None
-
-    @property
-    def agrees(self) -> bool:
-        tables = [self.loss, *self.gradients, *self.parameters, *self.adam_m, *self.adam_v]
-        return all(d.agrees for d in tables) and self.divergence is None
-
-
 def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar: ScalarReader, fd: int,
               raw_probes=None, notes=(), skipped=(), on_probes=None, judged=None) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
@@ -239,10 +225,10 @@ def _step_both(start, settings, scalar, torch_side, batches, depth, fd, probes, 
     focus_step, comparison, focus_scalar, focus_torch = focus
     final = [compare_tensor(name, torch_result.params[name], scalar_result.params[name], tolerances.values)
              for name in scalar_result.params]
-    return Report(settings, tolerances, losses, focus_step, comparison.loss, comparison.gradients,
-                  comparison.parameters, comparison.adam_m, comparison.adam_v, final,
-                  coverage_of(comparison.gradients), comparison.divergence, stages, fd_check,
-                  gradient_values(focus_scalar, focus_torch), probes, depth, list(notes))
+    return Report(settings=settings, tolerances=tolerances, losses=losses, focus_step=focus_step, focus=comparison,
+                  final_parameters=final, trace_stages=stages, finite_differences=fd_check,
+                  gradient_values=gradient_values(focus_scalar, focus_torch), probes=probes, depth=depth,
+                  notes=list(notes))
 
 
 class InProcessEngine:
@@ -373,11 +359,6 @@ def compare_results(scalar: StepResult, torch_result: StepResult, tolerances: To
         adam_v=tables("adam_v", tolerances.values),
         divergence=first_divergence(scalar.traces, torch_result.traces, stages, tolerances.values),
     )
-
-
-def coverage_of(gradients: list) -> Coverage:
-    return Coverage(total=sum(d.checked for d in gradients), nonzero=sum(d.nonzero for d in gradients),
-                    zero_tensors=[d.name for d in gradients if d.nonzero == 0])
 
 
 def gradient_values(scalar: StepResult, torch_result: StepResult) -> dict:

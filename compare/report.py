@@ -22,7 +22,7 @@ from .tolerances import Tolerance, Tolerances
 from .trace import Divergence
 
 FORMAT = "microgpt-compare-report"
-VERSION = 2  # 1: the report's fields at the top level, no summary
+VERSION = 3  # 1: the report's fields at the top level, no summary; 2: the focus step's tables there too
 
 
 @dataclass
@@ -152,19 +152,35 @@ class DepthCheck:
 
 
 @dataclass
-class Report:
-    settings: Settings
-    tolerances: Tolerances
-    losses: list  # StepLoss for every step
-    focus_step: int  # the step the tables describe: the first that disagrees, else the last
-    loss: TensorDiff  # at the focus step
+class StepComparison:
+    """One step of the two engines, number by number: torch's against the scalar engine's."""
+
+    loss: TensorDiff
     gradients: list  # TensorDiff per parameter tensor, before the update
     parameters: list  # ... after the update
     adam_m: list
     adam_v: list
+    divergence: Divergence | None  # where the forward passes part, if they do
+
+    @property
+    def agrees(self) -> bool:
+        tables = [self.loss, *self.gradients, *self.parameters, *self.adam_m, *self.adam_v]
+        return all(d.agrees for d in tables) and self.divergence is None
+
+    @property
+    def coverage(self) -> Coverage:
+        return Coverage(total=sum(d.checked for d in self.gradients), nonzero=sum(d.nonzero for d in self.gradients),
+                        zero_tensors=[d.name for d in self.gradients if d.nonzero == 0])
+
+
+@dataclass
+class Report:
+    settings: Settings
+    tolerances: Tolerances
+    losses: list  # StepLoss for every step
+    focus_step: int  # the step `focus` describes: the first that disagrees, else the last
+    focus: StepComparison
     final_parameters: list  # TensorDiff per tensor after the last step
-    coverage: Coverage
-    divergence: Divergence | None  # where the forward passes part at the focus step, if they do
     trace_stages: list  # the stage names, in forward order
     finite_differences: FiniteDifferenceCheck | None = None
     gradient_values: dict = field(default_factory=dict)  # name -> {"scalar": flat, "torch": flat}
@@ -189,15 +205,14 @@ class Report:
     @property
     def step_agrees(self) -> bool:
         """The model's training steps agree (the probes aside)."""
-        tables = [self.loss, *self.gradients, *self.parameters, *self.adam_m, *self.adam_v, *self.final_parameters]
-        return (all(step.agrees for step in self.losses) and all(d.agrees for d in tables)
-                and self.divergence is None
+        return (all(step.agrees for step in self.losses) and self.focus.agrees
+                and all(d.agrees for d in self.final_parameters)
                 and (self.finite_differences is None or self.finite_differences.agrees))
 
     @property
     def differing_gradients(self) -> list:
         """Tensors whose gradients disagree, worst first (by how far past the tolerance)."""
-        return [d.name for d in sorted(self.gradients, key=lambda d: -d.excess) if not d.agrees]
+        return [d.name for d in sorted(self.focus.gradients, key=lambda d: -d.excess) if not d.agrees]
 
 
 def to_dict(report: Report, values: bool = False) -> dict:
@@ -211,15 +226,21 @@ def to_dict(report: Report, values: bool = False) -> dict:
 
 
 def from_dict(data: dict) -> Report:
-    if data.get("format") != FORMAT or data.get("version") not in (1, VERSION):
+    """The report of a file of any version: 1 and 2 held the focus step's tables (and their
+    coverage) at the report's top level."""
+    version = data.get("version")
+    if data.get("format") != FORMAT or version not in (1, 2, VERSION):
         raise ValueError(f"not a {FORMAT} of version {VERSION}")
-    if data["version"] != 1:
+    if version != 1:
         if "report" not in data:  # the summary alone: the engine was refused or failed before a report
             raise ValueError(f"holds no report, only the summary of an engine that ended {data.get('verdict')}: "
                              f"{data.get('cause')}")
         data = data["report"]
-    tables = {key: [TensorDiff(**d) for d in data[key]]
-              for key in ("gradients", "parameters", "adam_m", "adam_v", "final_parameters")}
+    focus = data["focus"] if version == VERSION else data
+
+    def tables(key: str, source: dict) -> list:
+        return [TensorDiff(**d) for d in source[key]]
+
     fd = data["finite_differences"]
     if fd is not None:
         fd = FiniteDifferenceCheck(fd["step_size"], Tolerance(**fd["tolerance"]),
@@ -229,9 +250,12 @@ def from_dict(data: dict) -> Report:
         tolerances=Tolerances(Tolerance(**data["tolerances"]["values"]), Tolerance(**data["tolerances"]["gradients"])),
         losses=[StepLoss(**step) for step in data["losses"]],
         focus_step=data["focus_step"],
-        loss=TensorDiff(**data["loss"]),
-        coverage=Coverage(**data["coverage"]),
-        divergence=Divergence(**data["divergence"]) if data["divergence"] is not None else None,
+        focus=StepComparison(
+            loss=TensorDiff(**focus["loss"]),
+            gradients=tables("gradients", focus), parameters=tables("parameters", focus),
+            adam_m=tables("adam_m", focus), adam_v=tables("adam_v", focus),
+            divergence=Divergence(**focus["divergence"]) if focus["divergence"] is not None else None),
+        final_parameters=tables("final_parameters", data),
         trace_stages=data["trace_stages"],
         finite_differences=fd,
         gradient_values=data["gradient_values"],
@@ -241,7 +265,6 @@ def from_dict(data: dict) -> Report:
         sandbox=data.get("sandbox", ""),
         skipped_lines=data.get("skipped_lines", []),
         causes=[Cause(**cause) for cause in data.get("causes", [])],
-        **tables,
     )
 
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 import dataclasses
 
 SUMMARY_KEYS = ("verdict", "agrees", "exit_code", "probes", "missing", "skipped_lines", "cause", "tensors")
-TABLES = (("gradient", "gradients"), ("parameter", "parameters"), ("adam_m", "adam_m"), ("adam_v", "adam_v"),
-          ("final_parameter", "final_parameters"))
+TABLES = (("gradient", "gradients"), ("parameter", "parameters"), ("adam_m", "adam_m"), ("adam_v", "adam_v"))
 
 
 def summary_of(report) -> dict:
@@ -124,10 +123,10 @@ def probe_entries(probes) -> list:
 
 
 def tensor_entries(report) -> list:
-    entries = [_tensor("loss", report.loss)]
-    for kind, attribute in TABLES:
-        entries += [_tensor(kind, diff) for diff in getattr(report, attribute)]
-    return entries
+    entries = [_tensor("loss", report.focus.loss)]
+    for kind, attribute in TABLES:  # the focus step's
+        entries += [_tensor(kind, diff) for diff in getattr(report.focus, attribute)]
+    return entries + [_tensor("final_parameter", diff) for diff in report.final_parameters]
 
 
 def worst_tensor(summary: dict) -> dict | None:

@@ -78,8 +78,9 @@ def refusal_message(error: EngineRefused) -> str:
 
 
 def worst_tensor_lines(report: Report) -> list:
-    tables = [("gradient", report.gradients), ("parameter", report.parameters), ("Adam m", report.adam_m),
-              ("Adam v", report.adam_v)]
+    focus = report.focus
+    tables = [("gradient", focus.gradients), ("parameter", focus.parameters), ("Adam m", focus.adam_m),
+              ("Adam v", focus.adam_v)]
     wrong = sorted(((kind, d) for kind, diffs in tables for d in diffs if not d.agrees), key=lambda pair: -pair[1].excess)
     if not wrong:
         return []

@@ -30,7 +30,7 @@ def test_correct_learner_engine_in_its_own_file_agrees_with_torch():
     report = compare_step(engine=str(LEARNER), steps=2)
     assert report.agrees
     assert report.settings.engine == str(LEARNER)
-    assert report.coverage.zero_tensors == []
+    assert report.focus.coverage.zero_tensors == []
 
 
 def test_engine_spec_names_the_class_after_a_colon():

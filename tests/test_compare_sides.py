@@ -73,8 +73,8 @@ def test_a_change_to_the_scalar_train_step_changes_compares_result(monkeypatch):
     monkeypatch.setattr(microgpt_scalar.train, "learning_rate_at", lambda step, config: 1.001 * original(step, config))
     report = compare_step(docs=DOCS, engine=Value)
     assert not report.agrees
-    assert report.loss.agrees and all(d.agrees for d in report.gradients)  # the update alone moved
-    assert not any(d.agrees for d in report.parameters)
+    assert report.focus.loss.agrees and all(d.agrees for d in report.focus.gradients)  # the update alone moved
+    assert not any(d.agrees for d in report.focus.parameters)
 
 
 def test_a_change_to_the_torch_train_step_changes_compares_result(monkeypatch):
@@ -88,7 +88,7 @@ def test_a_change_to_the_torch_train_step_changes_compares_result(monkeypatch):
 
     monkeypatch.setattr(microgpt_torch.train, "set_learning_rate", doubled_rate)
     report = compare_step(docs=DOCS)
-    assert not report.agrees and not any(d.agrees for d in report.parameters)
+    assert not report.agrees and not any(d.agrees for d in report.focus.parameters)
 
 
 def test_both_sides_read_gradients_from_before_the_update_and_moments_after_it():

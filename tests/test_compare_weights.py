@@ -64,7 +64,7 @@ def test_a_checkpoint_of_either_engine_resumes_both_sides_in_agreement(engine, t
     report = compare_step(weights=str(path), docs=["emma", "olivia"])
     assert report.agrees and report.settings.start_step == 2
     assert report.losses[0].step == 2  # the schedule and Adam's bias correction go on from step 2
-    assert all(d.nonzero == d.checked for d in report.adam_v if d.name == "lm_head")  # moments carried over
+    assert all(d.nonzero == d.checked for d in report.focus.adam_v if d.name == "lm_head")  # moments carried over
 
 
 def test_a_checkpoint_of_another_preset_is_refused(tmp_path):
