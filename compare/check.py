@@ -9,8 +9,8 @@ same documents, compared number by number.
     report.agrees, report.probes, report.focus.divergence, report.differing_gradients
 
 The scalar engine (the project's, a fault written into it, or a learner's file) is probed
-operation by operation and trains in a child process (compare.worker), which sends back
-numbers; a class handed in by code runs here, through the same compare.runner.ScalarRunner,
+operation by operation and trains in a child process (compare.engine.worker), which sends back
+numbers; a class handed in by code runs here, through the same compare.engine.runner.ScalarRunner,
 read as the same messages. Everything is judged here. Raises ValueError (or its subclasses DataError,
 CheckpointError, EngineError, EngineRefused, DeviceError) on bad input, EngineFailure if the
 scalar engine under test raises, exits, crashes or hangs while it runs; never prints.
@@ -22,28 +22,25 @@ import dataclasses
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import num_params
 from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
-from microgpt_scalar.optim import Adam
 from microgpt_torch.device_names import DeviceError, parse_device  # noqa: F401 (DeviceError: compare.DeviceError)
 
-from .diff import compare_tensor
-from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
-from .engines import first_line
-from .faults import FAULTS
-from .fd_check import check_finite_differences
-from .isolation import EngineFailure, EngineProcess, EngineRefused
-from .diagnosis import StepOutcome, diagnose, engine_facts
-from .probes import probe_keys
-from .protocol import Depth, FiniteDiffs, Message, ProtocolError, Step, TrainRequest
+from .engine.faults import FAULTS
+from .engine.probes import probe_keys
+from .engine.process import EngineFailure, EngineProcess, EngineRefused
+from .engine.reader import InProcessEngine, ScalarReader
+from .engine.statements import SkippedLine, explain_name_error
+from .judge.diagnosis import StepOutcome, diagnose
+from .judge.diff import compare_tensor
+from .judge.fd import check_finite_differences
+from .judge.probe_check import ProbeCheck, walks_every_path
+from .judge.step import compare_results
+from .judge.tolerances import tolerances_for
+from .report.report import Report, Settings, StepLoss
 from .request import CompareRequest
-from .report import DepthCheck, ProbeCheck, Report, Settings, StepComparison, StepLoss
-from .runner import ScalarRunner
-from .statements import SkippedLine, explain_name_error
-from .scalar_side import StepResult
-from .suspects import RECURSION_ADVICE
-from .tolerances import Tolerances, tolerances_for
-from .trace import first_divergence, trace_stage_names
-from .weights import load_weights
-
+from .step.documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
+from .step.scalar import StepResult
+from .step.trace import trace_stage_names
+from .step.weights import load_weights
 
 
 def compare_step(request: CompareRequest | None = None, *, engine_process: EngineProcess | None = None,
@@ -91,7 +88,7 @@ def compare_step(request: CompareRequest | None = None, *, engine_process: Engin
         found = _found_or_what_came(process)
         skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
         if found["missing"] or found.get("hung"):
-            from .probe_check import check_probes, unfinished_message  # torch: the probes' oracle
+            from .judge.probe_check import check_probes, unfinished_message  # torch: the probes' oracle
 
             probes = explained(check_probes(found["probes"]), skipped)
             if found["missing"]:
@@ -118,7 +115,7 @@ def _found_or_what_came(process: EngineProcess) -> dict:
         return process.engine()
     except EngineFailure as error:
         if process.probes_so_far:
-            from .probe_check import check_probes
+            from .judge.probe_check import check_probes
 
             so_far = {key: process.probes_so_far.get(key, {"not_run": "the engine's process stopped first"})
                       for key in probe_keys()}
@@ -195,8 +192,8 @@ def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scala
     depth = scalar.begin(start, batches, fd, settings.seed)  # a child starts training now, while torch loads here
     import torch
 
-    from .probe_check import check_probes
-    from .sides import TorchSide
+    from .judge.probe_check import check_probes
+    from .step.torch_side import TorchSide
 
     probes = None
     if raw_probes is not None:
@@ -229,136 +226,6 @@ def _step_both(start, settings, scalar, torch_side, batches, depth, fd, probes, 
                   final_parameters=final, trace_stages=stages, finite_differences=fd_check,
                   gradient_values=gradient_values(focus_scalar, focus_torch), probes=probes, depth=depth,
                   notes=list(notes))
-
-
-class InProcessEngine:
-    """A class handed in by code, run in this process by the ScalarRunner that runs a file's
-    engine in its own process, and read the way that process is read (EngineProcess): what
-    was found, then one message at a time. Trusted like the caller: no sandbox, no time limit."""
-
-    sandbox = ""
-
-    def __init__(self, value_cls, adam_cls=Adam):
-        self.label = f"{value_cls.__module__}.{value_cls.__qualname__}"
-        self.runner = ScalarRunner(value_cls, adam_cls)
-        self.phase = "loading"
-        self._chain, self._messages = None, iter(())
-
-    def engine(self) -> dict:
-        """What the engine's process finds (EngineProcess.engine), found here: its probes, how
-        deep its backward walks, its facts."""
-        probes = self.runner.probes()
-        self._chain = self.runner.deepest_chain()
-        return {"label": self.label, "notes": [], "probes": probes, "chain": self._chain, "missing": None,
-                "skipped": [], "facts": engine_facts(self.runner.value_cls), "speed": {}, "hung": False}
-
-    def start_training(self, weights: dict, batches: list, fd: int, seed: int) -> None:
-        limited = bool(self._chain and self._chain[1] is not None)
-        self._messages = self.runner.train(TrainRequest(weights, batches, fd, seed, limited))
-
-    def next_message(self, phase: str, *expected, timeout=None, why="", predicted=None) -> Message:
-        """The runner's next message; what the engine raises becomes one EngineFailure line."""
-        self.phase = phase
-        try:
-            return next(self._messages)
-        except StopIteration:
-            self.protocol_failure(ProtocolError("nothing more"))
-        except Exception as error:
-            step = self.runner.step
-            where = f"at step {step + 1}" if step is not None else f"while {self.runner.phase}"
-            recursion = isinstance(error, RecursionError) and self.runner.phase == "training"
-            raise EngineFailure(f"the scalar engine ({self.label}) raised {type(error).__name__} {where}: "
-                                f"{first_line(error)}", recursion) from error
-
-    def protocol_failure(self, error: ProtocolError):
-        raise EngineFailure(f"the scalar engine ({self.label}) gave {error} while {self.phase}")
-
-
-STEP_FACTOR = 20  # a step may take this many times what the engine's speed predicts
-STEP_FLOOR = 45.0  # seconds: never stop a step sooner (a busy machine, a slow start: the speed is measured once)
-EVERY_PATH_FLOOR = 5.0  # ... unless the probes showed a backward that takes every path (it never ends)
-
-
-def walks_every_path(probes: ProbeCheck) -> bool:
-    """Whether the probe of y = y + y ten times (1,024 paths) came out far above 1,024: a
-    backward that walks every path, whose time on the model's graph grows without bound."""
-    many = next((r for r in probes.results if r.operator == "many paths"), None)
-    return bool(many and many.status == "fault" and many.got and abs(many.got[1]) > 10 * abs(many.expected[1]))
-
-
-class ScalarReader:
-    """The scalar side's results, read as messages from the engine's process (EngineProcess)
-    or from a class run here (InProcessEngine): numbers come back, nothing else."""
-
-    def __init__(self, process, found: dict, every_path: bool = False):
-        self.process, self.chain = process, found["chain"]
-        self.speed = found.get("speed") or {}
-        self.nodes = None
-        self.every_path = every_path  # the probes showed a walk that takes every path: the step cannot end
-
-    def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
-        weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
-                   "adam": start.adam, "step": start.step, "seed": start.seed}
-        self.process.start_training(weights, batches, fd, seed)
-        survived, failed = self.chain if self.chain else (None, None)
-        return DepthCheck(survived, failed, None, None, start.config.n_layer)  # the rest comes with the first step
-
-    def step(self, batch, step: int, depth: DepthCheck) -> StepResult:
-        if depth.graph is None:
-            found = self.process.next_message("setting up the model", Depth)
-            depth.graph, depth.per_layer = found.graph, found.per_layer
-            self.nodes = found.nodes
-        limit, why, predicted = self.limit(1.0)
-        try:
-            message = self.process.next_message(f"training step {step + 1}", Step, timeout=limit, why=why,
-                                                predicted=predicted)
-        except EngineFailure as error:
-            if error.recursion:
-                raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
-                                    True) from None
-            raise
-        if message.step != step:
-            self.process.protocol_failure(ProtocolError(f"step {message.step + 1} where step {step + 1} was due"))
-        return StepResult(message.loss, message.grads, message.params, message.adam_m, message.adam_v, message.traces)
-
-    def limit(self, passes: float) -> tuple:
-        """(seconds, why, predicted seconds) for a phase of `passes` forward-and-backward passes
-        of the model: 20 times what the engine's speed on the probes predicts, at least
-        STEP_FLOOR; (None, "", None) when its speed is unknown (the process's own limit holds)."""
-        if not self.speed.get("per_node") or not self.nodes:
-            return None, "", None
-        predicted = passes * self.nodes * self.speed["per_node"]
-        if self.every_path:  # a walk over every path of a graph this size does not end: no need to wait long
-            return max(EVERY_PATH_FLOOR, 3 * predicted), (
-                f"3x the {predicted:.2g} s its speed on the probes predicts for a graph of about {self.nodes:,} "
-                f"nodes; its backward walks every path, not every node, as the probe of many paths showed"), predicted
-        limit = max(STEP_FLOOR, STEP_FACTOR * predicted)
-        return limit, (f"{STEP_FACTOR}x the {predicted:.2g} s its speed on the probes predicts for a graph of about "
-                       f"{self.nodes:,} nodes: a backward that walks far more nodes than the graph has, or an "
-                       f"endless loop? --timeout sets a hard limit"), predicted
-
-    def finite_differences(self, k: int) -> FiniteDiffs:
-        """The estimates of k gradients at the first step's weights (judged by compare.fd_check)."""
-        limit, why, predicted = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
-        return self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
-                                         predicted=predicted and predicted / 2)
-
-
-def compare_results(scalar: StepResult, torch_result: StepResult, tolerances: Tolerances,
-                    stages: list) -> StepComparison:
-    """Every number of the torch step against the scalar one (the expected values)."""
-    def tables(what: str, tolerance):
-        scalar_tensors, torch_tensors = getattr(scalar, what), getattr(torch_result, what)
-        return [compare_tensor(name, torch_tensors[name], scalar_tensors[name], tolerance) for name in scalar_tensors]
-
-    return StepComparison(
-        loss=compare_tensor("loss", torch_result.loss, scalar.loss, tolerances.values),
-        gradients=tables("grads", tolerances.gradients),
-        parameters=tables("params", tolerances.values),
-        adam_m=tables("adam_m", tolerances.values),
-        adam_v=tables("adam_v", tolerances.values),
-        divergence=first_divergence(scalar.traces, torch_result.traces, stages, tolerances.values),
-    )
 
 
 def gradient_values(scalar: StepResult, torch_result: StepResult) -> dict:

@@ -18,15 +18,17 @@ from helpers import REPO, load_script
 from helpers import verdict_of
 
 from compare import compare_step, load_report, save_report
-from compare.check import InProcessEngine, ScalarReader, run_sides
-from compare.documents import ALPHABET, given_documents
-from compare.fd import STEP_SIZE
-from compare.tolerances import FD_TOLERANCE as TOLERANCE
-from compare.render import render
-from compare.report import Coverage, FiniteDifference, FiniteDifferenceCheck, from_dict, to_dict
-from compare.summary import SUMMARY_KEYS
-from compare.tolerances import TOLERANCES
-from compare.weights import dense_weights
+from compare.check import run_sides
+from compare.engine.reader import InProcessEngine, ScalarReader
+from compare.engine.runner import STEP_SIZE
+from compare.judge.fd import FiniteDifference, FiniteDifferenceCheck
+from compare.judge.step import Coverage
+from compare.judge.tolerances import FD_TOLERANCE as TOLERANCE, TOLERANCES
+from compare.report.render import render
+from compare.report.saved import from_dict, to_dict
+from compare.report.summary import SUMMARY_KEYS
+from compare.step.documents import ALPHABET, given_documents
+from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam

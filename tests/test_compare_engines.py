@@ -12,7 +12,7 @@ from helpers import LEARNER_ENGINE as LEARNER
 from helpers import edited_copy
 
 from compare import EngineFailure, compare_step
-from compare.engines import REQUIRED_ATTRIBUTES, REQUIRED_METHODS, EngineError, load_engine, missing_operations
+from compare.engine.loader import REQUIRED_ATTRIBUTES, REQUIRED_METHODS, EngineError, load_engine, missing_operations
 from microgpt_scalar import model as scalar_model
 from microgpt_scalar import train as scalar_train
 from microgpt_scalar.config import get_config, param_shapes

@@ -12,11 +12,11 @@ import pytest
 from helpers import load_script, verdict_of
 
 from compare import compare_step, load_report
-from compare.diagnosis import title
-from compare.render import render
-from compare.faults import ALL_TENSORS, FAULTS, faulty_engine
-from compare.probes import FRESH_GRAPH, FRESH_NODE, PROBES
-from compare.trace import trace_stage_names
+from compare.engine.faults import ALL_TENSORS, FAULTS, faulty_engine
+from compare.engine.probes import FRESH_GRAPH, FRESH_NODE, PROBES
+from compare.judge.diagnosis import title
+from compare.report.render import render
+from compare.step.trace import trace_stage_names
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam

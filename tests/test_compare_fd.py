@@ -10,12 +10,13 @@ import random
 import torch
 
 from compare import compare_step
-from compare.documents import ALPHABET, given_documents
-from compare.fd import STEP_SIZE, finite_differences, sample_entries
-from compare.fd_check import check_finite_differences
-from compare.tolerances import FD_TOLERANCE as TOLERANCE
-from compare.sides import ScalarSide, TorchSide
-from compare.weights import dense_weights
+from compare.engine.runner import STEP_SIZE, finite_differences, sample_entries
+from compare.judge.fd import check_finite_differences
+from compare.judge.tolerances import FD_TOLERANCE as TOLERANCE
+from compare.step.documents import ALPHABET, given_documents
+from compare.step.scalar import ScalarSide
+from compare.step.torch_side import TorchSide
+from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam

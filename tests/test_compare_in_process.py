@@ -15,12 +15,13 @@ import sys
 import pytest
 from helpers import REPO
 
-from compare.check import InProcessEngine, ScalarReader, compare_step
-from compare.documents import ALPHABET, given_documents
-from compare.engines import load_engine
-from compare.isolation import EngineProcess
-from compare.report import to_dict
-from compare.weights import dense_weights
+from compare.check import compare_step
+from compare.engine.loader import load_engine
+from compare.engine.process import EngineProcess
+from compare.engine.reader import InProcessEngine, ScalarReader
+from compare.report.saved import to_dict
+from compare.step.documents import ALPHABET, given_documents
+from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config
 
 ENGINE = REPO / "tests" / "engines" / "local_gradients.py"

@@ -15,12 +15,13 @@ from helpers import REPO, load_script
 import microgpt_scalar.train
 import microgpt_torch.train
 from compare import compare_step
-from compare.documents import ALPHABET, given_documents
+from compare.step.documents import ALPHABET, given_documents
 from microgpt_scalar.data import Corpus
-from compare.faults import faulty_engine
-from compare.sides import ScalarSide, TorchSide
-from compare.trace import trace_stage_names
-from compare.weights import dense_weights
+from compare.engine.faults import faulty_engine
+from compare.step.scalar import ScalarSide
+from compare.step.torch_side import TorchSide
+from compare.step.trace import trace_stage_names
+from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from compare import compare_step
-from compare.documents import ALPHABET, BUILTIN_DOCS, file_documents, given_documents
-from compare.weights import dense_weights, load_weights, reference_weights
+from compare.step.documents import ALPHABET, BUILTIN_DOCS, file_documents, given_documents
+from compare.step.weights import dense_weights, load_weights, reference_weights
 from microgpt_scalar.checkpoint import CheckpointError, checkpoint_of, save_checkpoint
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, shuffle_docs

@@ -1,13 +1,13 @@
 """The scalar side of a comparison, in a process of its own: it loads the engine under test
-and runs it through `compare.runner.ScalarRunner` (the same code that runs a class handed in
+and runs it through `compare.engine.runner.ScalarRunner` (the same code that runs a class handed in
 by code in the checker's own process), and sends back only plain numbers, the messages of
-`compare.protocol`. The verdict is reached in the parent (`compare.isolation` starts this
-process inside `compare.sandbox`): an exit, a crash or a hang here reaches it as one line.
+`compare.engine.protocol`. The verdict is reached in the parent (`compare.engine.process` starts this
+process inside `compare.engine.sandbox`): an exit, a crash or a hang here reaches it as one line.
 
 What this process sends are measurements; everything is judged in the parent from them
 (probes, finite differences, a certificate's printed losses and gradient norms).
 Two guards end the run in one line when the engine's code goes for the checker itself: a
-tripwire (`compare.confine`) at the moment it writes a file outside its private folder,
+tripwire (`compare.engine.confine`) at the moment it writes a file outside its private folder,
 starts a process, sends a signal, reaches the network or swaps a code object of the
 checker, and a comparison of the checker's functions, classes, code objects and builtins
 with what they were before the engine loaded, after loading, probing and every step. Code
@@ -31,19 +31,17 @@ from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
 from . import protocol
-from .certify import record_run
 from .confine import install_tripwire
-from .diagnosis import engine_facts
-from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
 from .faults import faulty_engine
+from .loader import EngineError, engine_facts, first_line, load_engine_file, missing_message, missing_operations
+from .own_files import OWN_PACKAGES
 from .probes import PROBE_BUDGET
 from .protocol import (CertifyRequest, Done, EngineFacts, EngineFound, Failure, LoadError, LoadRequest, ProbeResult,
                        Record, Samples, SandboxReport, Stop, TrainRequest)
-from .runner import ScalarRunner
-from .sandbox import OWN_PACKAGES
+from .runner import ScalarRunner, record_run
 from .statements import install_guard
 
-_PROJECT = tuple(str(Path(__file__).resolve().parents[1] / folder) + os.sep for folder in ("compare", "microgpt_scalar"))
+_PROJECT = tuple(str(Path(__file__).resolve().parents[2] / folder) + os.sep for folder in ("compare", "microgpt_scalar"))
 
 
 def engine_classes(request: LoadRequest, arm, home: str):

@@ -37,7 +37,7 @@ TABLES = (("gradient", "gradients"), ("parameter", "parameters"), ("adam_m", "ad
 
 
 def summary_of(report) -> dict:
-    """The summary of a finished check (compare.report.Report)."""
+    """The summary of a finished check (compare.report.report.Report)."""
     agrees = report.agrees
     return {
         "verdict": "AGREE" if agrees else "DISAGREE",
@@ -52,7 +52,7 @@ def summary_of(report) -> dict:
 
 
 def refusal_summary(error) -> dict:
-    """The summary of an engine refused before any step (compare.isolation.EngineRefused): it
+    """The summary of an engine refused before any step (compare.engine.process.EngineRefused): it
     lacks operations the model needs (MISSING), or its file cannot be loaded as an engine
     (REFUSED). `found` holds the judged probes, when it got that far; `skipped` the lines
     of its file the loader skipped."""
@@ -77,11 +77,11 @@ def failure_summary(error) -> dict:
 
 
 def cause_line(causes: list) -> str | None:
-    """The likeliest cause (compare.diagnosis.Cause) in one line, with the line of the
+    """The likeliest cause (compare.judge.diagnosis.Cause) in one line, with the line of the
     engine's code to look at; None when the diagnosis names none."""
     if not causes:
         return None
-    from .diagnosis import title
+    from ..judge.diagnosis import title
 
     cause = causes[0]
     text = cause.text.rstrip(".")
@@ -89,8 +89,8 @@ def cause_line(causes: list) -> str | None:
 
 
 def missing_names(message: str) -> list:
-    """The operations named in an engine refusal's line as lacking (compare.engines.missing_message)."""
-    from .engines import REQUIRED_ATTRIBUTES, REQUIRED_METHODS
+    """The operations named in an engine refusal's line as lacking (compare.engine.loader.missing_message)."""
+    from ..engine.loader import REQUIRED_ATTRIBUTES, REQUIRED_METHODS
 
     _, colon, needs = message.partition("lacks what the transformer needs: ")
     if not colon:

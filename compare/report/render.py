@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from .diagnosis import cause_lines, title
-from .diff import TensorDiff
-from .engines import DERIVATIVES, template
-from .faults import ALL_TENSORS
-from .report import ProbeCheck, Report
-from .suspects import backward_suspects, forward_suspects, matching_probes
-from .trace import entry_meaning
+from .report import Report
+from ..engine.faults import ALL_TENSORS
+from ..engine.loader import DERIVATIVES, template
+from ..judge.diagnosis import cause_lines, title
+from ..judge.diff import TensorDiff
+from ..judge.probe_check import ProbeCheck
+from ..judge.suspects import backward_suspects, forward_suspects, matching_probes
+from ..step.trace import entry_meaning
 
 WIDTH = max(len(name) for name in ALL_TENSORS)  # the widest default tensor name
 
