@@ -24,30 +24,20 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compare.engines import EngineError, first_line, missing_operations
-from compare.gradients import GradientRecorder
-from compare.tolerances import GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, close
+from compare.engine.loader import EngineError, first_line, missing_operations
+from compare.engine.runner import StepRecord, record_run
+from compare.judge.tolerances import GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, close
 from microgpt_scalar.config import GPTConfig, get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.files import FileError, read_input, shown
-from microgpt_scalar.train import sample, start_run, train_step
 
 GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "microgpt.json"
 FORMAT = "microgpt-golden"
 VERSION = 1
 
 
-
 class GoldenError(ValueError):
     """A golden trace that cannot be read, or that does not fit the run asked for."""
-
-
-@dataclass
-class StepRecord:
-    step: int  # 1-based, as printed
-    loss: float
-    printed: str  # the loss as the log prints it, f"{loss:.4f}"
-    grad_norms: dict  # parameter name -> sqrt(sum of squared gradients), before the update
 
 
 @dataclass
@@ -72,40 +62,6 @@ class Certificate:
 def documents_digest(docs: list[str]) -> str:
     """sha256 of the documents in file order: identifies the data whatever its line endings."""
     return hashlib.sha256("\n".join(docs).encode("utf-8")).hexdigest()
-
-
-def gradient_norms(grads: dict) -> dict:
-    """name -> sqrt(sum of g * g) over the tensor (name -> rows of gradients), with fsum so
-    the order of terms is moot."""
-    return {name: math.sqrt(math.fsum(g * g for row in rows for g in row)) for name, rows in grads.items()}
-
-
-def step_record(step: int, loss: float, grads: dict) -> StepRecord:
-    """A step's record from its loss and gradients: the loss as the log prints it, the norms."""
-    return StepRecord(step, loss, f"{loss:.4f}", gradient_norms(grads))
-
-
-def record_run(docs: list[str], steps: int, num_samples: int, value_cls=Value, config: GPTConfig | None = None,
-               seed: int = 42, on_step=None, on_grads=None) -> tuple[list[StepRecord], list[str]]:
-    """Train the first `steps` of the run `config` describes (default: preset microgpt, whose
-    num_steps sets the learning-rate schedule), then sample `num_samples` names.
-
-    `on_step(record)` sees each step as it ends; if it returns False the run stops there and
-    no names are sampled. `on_grads(record, grads)` sees the step's gradients too (name ->
-    rows). Returns (step records, samples).
-    """
-    config = get_config() if config is None else config
-    docs, tokenizer, model, optimizer, rng = start_run(docs, config, seed, value_cls)
-    recorder = GradientRecorder(optimizer, model)  # the gradients, from before Adam resets them
-    records = []
-    for s in range(steps):
-        loss = float(train_step(model, recorder, tokenizer.encode(docs[s % len(docs)]), s))
-        records.append(step_record(s + 1, loss, recorder.grads))
-        if on_grads is not None:
-            on_grads(records[-1], recorder.grads)
-        if on_step is not None and on_step(records[-1]) is False:
-            return records, []
-    return records, [sample(model, tokenizer, rng) for _ in range(num_samples)]
 
 
 def make_golden(docs: list[str], steps: int = 20, num_samples: int = 3, preset: str = "microgpt",

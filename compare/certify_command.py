@@ -35,12 +35,10 @@ import os
 import sys
 from pathlib import Path
 
-from compare.certify import (
-    GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, check_fit, golden_config, judge_run, load_golden,
-    make_golden, wanted_samples,
-)
-from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from compare.sandbox import add_limit_flags, limits_from
+from compare.certify import (GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, check_fit, golden_config,
+                             judge_run, load_golden, make_golden, wanted_samples)
+from compare.engine.process import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
+from compare.engine.sandbox import add_limit_flags, limits_from
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_data_flag, add_quiet_flag, add_size_flags,
                                  check_scalar_model_fits, command, data_path, int_from, print_error, seconds,
                                  size_overrides, step_count)
@@ -110,7 +108,7 @@ def main(argv=None) -> int:
         print_error(error)
         return 1
     except EngineRefused as error:
-        from compare.render import skipped_block
+        from compare.report.render import skipped_block
 
         if error.skipped:
             print(skipped_block(error.skipped))
@@ -134,7 +132,7 @@ def class_limits(args):
 
 def check_class_command(args) -> int:
     """--engines: every engine, --jobs at a time; one table, the files in --out."""
-    from compare.class_report import counts_line, table_text, write_class_files
+    from compare.report.class_report import counts_line, table_text, write_class_files
     from compare.classroom import ClassOptions, SubmissionError, check_class, find_submissions
 
     try:
@@ -188,8 +186,8 @@ def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, over
         print(f"making the golden trace of this model ({', '.join(f'{k} {v}' for k, v in overrides.items())}) "
               f"with the project's engine", file=sys.stderr)
         golden = make_golden(docs, steps, num_samples, "microgpt", 42, overrides)
-    from compare.probe_check import check_probes, unfinished_message  # torch: the oracle of the probes
-    from compare.render import early_block
+    from compare.judge.probe_check import check_probes, unfinished_message  # torch: the oracle of the probes
+    from compare.report.render import early_block
 
     probes = check_probes(found["probes"])
     if not quiet:  # before training: kept if it fails
@@ -209,7 +207,7 @@ def run(engine: EngineProcess, found: dict, docs: list, golden, steps: int, over
 def verdict(certificate, probes, args) -> int:
     """The last line: PASS only if the log matches and no probe fails; what was not probed
     (an operation the engine lacks) is named, never counted as agreeing."""
-    from compare.render import not_checked_text
+    from compare.report.render import not_checked_text
 
     missing = not_checked_text(probes)
     not_checked = f"; not checked: {missing}" if missing else ""

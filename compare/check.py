@@ -6,44 +6,41 @@ same documents, compared number by number.
     report = compare_step(engine="my_engine.py", fd=20)      # a learner's Value, plus finite differences
     report = compare_step(inject="grad-assign")              # a known fault: must disagree
     report = compare_step(overrides={"n_layer": 8})          # a deeper model, a deeper graph
-    report.agrees, report.probes, report.divergence, report.differing_gradients
+    report.agrees, report.probes, report.focus.divergence, report.differing_gradients
 
 The scalar engine (the project's, a fault written into it, or a learner's file) is probed
-operation by operation and trains in a child process (compare.worker), which sends back
-numbers; everything is judged here. Raises ValueError (or its subclasses DataError,
+operation by operation and trains in a child process (compare.engine.worker), which sends back
+numbers; a class handed in by code runs here, through the same compare.engine.runner.ScalarRunner,
+read as the same messages. Everything is judged here. Raises ValueError (or its subclasses DataError,
 CheckpointError, EngineError, EngineRefused, DeviceError) on bad input, EngineFailure if the
 scalar engine under test raises, exits, crashes or hangs while it runs; never prints.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import num_params
 from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
-from microgpt_scalar.optim import Adam
 from microgpt_torch.device_names import DeviceError, parse_device  # noqa: F401 (DeviceError: compare.DeviceError)
 
-from .diff import TensorDiff, compare_tensor
-from .documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
-from .engines import first_line
-from .faults import FAULTS
-from .fd import finite_differences
-from .isolation import EngineFailure, EngineProcess, EngineRefused
-from .diagnosis import StepOutcome, diagnose, engine_facts
-from .probes import probe_keys, run_probes
-from .protocol import Depth, FiniteDiffs, ProtocolError, Step
+from .engine.faults import FAULTS
+from .engine.probes import probe_keys
+from .engine.process import EngineFailure, EngineProcess, EngineRefused
+from .engine.reader import InProcessEngine, ScalarReader
+from .engine.statements import SkippedLine, explain_name_error
+from .judge.diagnosis import StepOutcome, diagnose
+from .judge.diff import compare_tensor
+from .judge.fd import check_finite_differences
+from .judge.probe_check import ProbeCheck, walks_every_path
+from .judge.step import compare_results
+from .judge.tolerances import tolerances_for
+from .report.report import Report, Settings, StepLoss
 from .request import CompareRequest
-from .report import (Coverage, DepthCheck, FiniteDifference, FiniteDifferenceCheck, ProbeCheck, Report, Settings,
-                     StepLoss)
-from .statements import SkippedLine, explain_name_error
-from .scalar_side import ScalarSide, StepResult
-from .suspects import RECURSION_ADVICE
-from .tolerances import FD_TOLERANCE, Tolerances, fd_agrees, tolerances_for
-from .trace import Divergence, first_divergence, trace_stage_names
-from .weights import load_weights
-
+from .step.documents import ALPHABET, BUILTIN_DOCS, Documents, file_documents, given_documents
+from .step.scalar import StepResult
+from .step.trace import trace_stage_names
+from .step.weights import load_weights
 
 
 def compare_step(request: CompareRequest | None = None, *, engine_process: EngineProcess | None = None,
@@ -73,25 +70,25 @@ def compare_step(request: CompareRequest | None = None, *, engine_process: Engin
         raise ValueError(f"--fd {fd} is more than the {num_params(start.config):,} parameters of the model")
 
     def settings_for(engine_label: str) -> Settings:
-        return Settings(request.preset, request.weights, request.seed, documents.used(start.step, steps),
-                        list(start.chars), documents.per_step, start.step, steps, request.dtype, device, engine_label,
-                        request.inject, num_params(start.config), request.overrides, len(documents.docs))
+        return Settings(preset=request.preset, weights=request.weights, seed=request.seed,
+                        docs=documents.used(start.step, steps), chars=list(start.chars), per_step=documents.per_step,
+                        start_step=start.step, steps=steps, dtype=request.dtype, device=device, engine=engine_label,
+                        fault=request.inject, num_params=num_params(start.config), overrides=request.overrides,
+                        num_docs=len(documents.docs))
 
     if engine is not None and not isinstance(engine, str):  # a class handed in by code: in this process
-        settings = settings_for(f"{engine.__module__}.{engine.__qualname__}")
-        from .probe_check import check_probes  # torch: the probes' oracle
-
-        probes, facts = check_probes(run_probes(engine)), engine_facts(engine)
-        if on_probes is not None:
-            on_probes(probes, [], [])
-        return _diagnosed(lambda: run_sides(start, documents, settings, InProcessScalar(start, engine, Adam, settings),
-                                            fd, probes=probes), {"probes": probes}, facts, None)
+        source = InProcessEngine(engine)
+        found = source.engine()
+        judged = {}
+        return _diagnosed(lambda: run_sides(start, documents, settings_for(found["label"]), ScalarReader(source, found),
+                                            fd, raw_probes=found["probes"], on_probes=on_probes, judged=judged),
+                          judged, found["facts"], found)
     process = engine_process or EngineProcess(engine, request.inject, request.timeout)
     try:
         found = _found_or_what_came(process)
         skipped = [SkippedLine(**line) for line in found.get("skipped", [])]
         if found["missing"] or found.get("hung"):
-            from .probe_check import check_probes, unfinished_message  # torch: the probes' oracle
+            from .judge.probe_check import check_probes, unfinished_message  # torch: the probes' oracle
 
             probes = explained(check_probes(found["probes"]), skipped)
             if found["missing"]:
@@ -118,7 +115,7 @@ def _found_or_what_came(process: EngineProcess) -> dict:
         return process.engine()
     except EngineFailure as error:
         if process.probes_so_far:
-            from .probe_check import check_probes
+            from .judge.probe_check import check_probes
 
             so_far = {key: process.probes_so_far.get(key, {"not_run": "the engine's process stopped first"})
                       for key in probe_keys()}
@@ -128,7 +125,7 @@ def _found_or_what_came(process: EngineProcess) -> dict:
 
 
 def _run_child(process, found, start, documents, settings, fd, skipped, on_probes, judged) -> Report:
-    report = run_sides(start, documents, settings, ChildScalar(process, found), fd, raw_probes=found["probes"],
+    report = run_sides(start, documents, settings, ScalarReader(process, found), fd, raw_probes=found["probes"],
                        notes=found["notes"], skipped=skipped, on_probes=on_probes, judged=judged)
     process.check_own_files()
     report.sandbox = process.sandbox
@@ -184,43 +181,28 @@ def _tf32_off():
     return float32_precision("ieee")
 
 
-@dataclass
-class StepComparison:
-    loss: TensorDiff
-    gradients: list
-    parameters: list
-    adam_m: list
-    adam_v: list
-    divergence: Divergence | None
-
-    @property
-    def agrees(self) -> bool:
-        tables = [self.loss, *self.gradients, *self.parameters, *self.adam_m, *self.adam_v]
-        return all(d.agrees for d in tables) and self.divergence is None
-
-
-def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar, fd: int, raw_probes=None,
-              notes=(), probes: ProbeCheck | None = None, skipped=(), on_probes=None, judged=None) -> Report:
+def run_sides(start: Checkpoint, documents: Documents, settings: Settings, scalar: ScalarReader, fd: int,
+              raw_probes=None, notes=(), skipped=(), on_probes=None, judged=None) -> Report:
     """Step both engines `settings.steps` times; describe the first step that disagrees
     (or the last), and the parameters at the end. `raw_probes`: what run_probes found, judged
-    here against torch while the engine's process takes its step (or `probes`, judged
-    already); then on_probes(probes, skipped, notes) and judged["probes"] = probes."""
+    here against torch while the engine takes its step; then on_probes(probes, skipped,
+    notes) and judged["probes"] = probes."""
     tolerances, stages = tolerances_for(settings.dtype), trace_stage_names(start.config)
     batches = [documents.batch(step) for step in range(start.step, start.step + settings.steps)]
     depth = scalar.begin(start, batches, fd, settings.seed)  # a child starts training now, while torch loads here
     import torch
 
-    from .probe_check import check_probes
-    from .sides import TorchSide
+    from .judge.probe_check import check_probes
+    from .step.torch_side import TorchSide
 
-    if probes is None and raw_probes is not None:
+    probes = None
+    if raw_probes is not None:
         probes = explained(check_probes(raw_probes), list(skipped))
         if on_probes is not None:
             on_probes(probes, list(skipped), list(notes))
+        scalar.every_path = walks_every_path(probes)
     if judged is not None:
         judged["probes"] = probes
-    if isinstance(scalar, ChildScalar) and probes is not None:
-        scalar.every_path = walks_every_path(probes)
     with _tf32_off():
         return _step_both(start, settings, scalar, TorchSide(start, getattr(torch, settings.dtype), settings.device),
                           batches, depth, fd, probes, notes, tolerances, stages)
@@ -234,141 +216,16 @@ def _step_both(start, settings, scalar, torch_side, batches, depth, fd, probes, 
         comparison = compare_results(scalar_result, torch_result, tolerances, stages)
         losses.append(StepLoss(step, scalar_result.loss, torch_result.loss, comparison.loss.agrees))
         if step == start.step and fd:
-            fd_check = scalar.finite_differences(batch, scalar_result.grads, fd, step)
+            fd_check = check_finite_differences(scalar.finite_differences(fd), scalar_result.grads)
         if focus is None and (not comparison.agrees or step == start.step + settings.steps - 1):
             focus = (step, comparison, scalar_result, torch_result)
     focus_step, comparison, focus_scalar, focus_torch = focus
     final = [compare_tensor(name, torch_result.params[name], scalar_result.params[name], tolerances.values)
              for name in scalar_result.params]
-    return Report(settings, tolerances, losses, focus_step, comparison.loss, comparison.gradients,
-                  comparison.parameters, comparison.adam_m, comparison.adam_v, final,
-                  coverage_of(comparison.gradients), comparison.divergence, stages, fd_check,
-                  gradient_values(focus_scalar, focus_torch), probes, depth, list(notes))
-
-
-class InProcessScalar:
-    """The scalar side in this process: a class handed in by code, trusted like the caller."""
-
-    def __init__(self, start: Checkpoint, value_cls, adam_cls, settings: Settings):
-        self.start, self.value_cls, self.adam_cls, self.settings = start, value_cls, adam_cls, settings
-        self.side = ScalarSide(start, value_cls, adam_cls)
-
-    def begin(self, start, batches, fd, seed) -> DepthCheck:
-        """The depth checks the engine's process makes too (compare.worker), here."""
-        from .depth import deepest_chain, model_depth
-
-        survived, failed = deepest_chain(self.value_cls)
-        graph, per_layer, _ = model_depth(start.config, start.params, batches[0], limited=failed is not None)
-        return DepthCheck(survived, failed, graph, per_layer, start.config.n_layer)
-
-    def step(self, batch, step: int, depth) -> StepResult:
-        return _guarded(self.side.step, self.settings, step, batch, step)
-
-    def finite_differences(self, batch, grads, k: int, step: int):
-        fd_side = ScalarSide(self.start, self.value_cls, self.adam_cls)  # the parameters before this step's update
-        return _guarded(finite_differences, self.settings, step, fd_side, batch, grads, k, self.settings.seed)
-
-
-STEP_FACTOR = 20  # a step may take this many times what the engine's speed predicts
-STEP_FLOOR = 45.0  # seconds: never stop a step sooner (a busy machine, a slow start: the speed is measured once)
-EVERY_PATH_FLOOR = 5.0  # ... unless the probes showed a backward that takes every path (it never ends)
-
-
-def walks_every_path(probes: ProbeCheck) -> bool:
-    """Whether the probe of y = y + y ten times (1,024 paths) came out far above 1,024: a
-    backward that walks every path, whose time on the model's graph grows without bound."""
-    many = next((r for r in probes.results if r.operator == "many paths"), None)
-    return bool(many and many.status == "fault" and many.got and abs(many.got[1]) > 10 * abs(many.expected[1]))
-
-
-class ChildScalar:
-    """The scalar side in the engine's own process: numbers come back, nothing else."""
-
-    def __init__(self, process: EngineProcess, found: dict, every_path: bool = False):
-        self.process, self.chain = process, found["chain"]
-        self.speed = found.get("speed") or {}
-        self.nodes = None
-        self.every_path = every_path  # the probes showed a walk that takes every path: the step cannot end
-
-    def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
-        weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
-                   "adam": start.adam, "step": start.step, "seed": start.seed}
-        self.process.start_training(weights, batches, fd, seed)
-        survived, failed = self.chain if self.chain else (None, None)
-        return DepthCheck(survived, failed, None, None, start.config.n_layer)  # the rest comes with the first step
-
-    def step(self, batch, step: int, depth: DepthCheck) -> StepResult:
-        if depth.graph is None:
-            found = self.process.next_message("setting up the model", Depth)
-            depth.graph, depth.per_layer = found.graph, found.per_layer
-            self.nodes = found.nodes
-        limit, why, predicted = self.limit(1.0)
-        try:
-            message = self.process.next_message(f"training step {step + 1}", Step, timeout=limit, why=why,
-                                                predicted=predicted)
-        except EngineFailure as error:
-            if error.recursion:
-                raise EngineFailure(f"{error}; {RECURSION_ADVICE.format(graph=depth.graph, survived=depth.survived)}",
-                                    True) from None
-            raise
-        if message.step != step:
-            self.process._protocol_failure(ProtocolError(f"step {message.step + 1} where step {step + 1} was due"))
-        return StepResult(message.loss, message.grads, message.params, message.adam_m, message.adam_v, message.traces)
-
-    def limit(self, passes: float) -> tuple:
-        """(seconds, why, predicted seconds) for a phase of `passes` forward-and-backward passes
-        of the model: 20 times what the engine's speed on the probes predicts, at least
-        STEP_FLOOR; (None, "", None) when its speed is unknown (the process's own limit holds)."""
-        if not self.speed.get("per_node") or not self.nodes:
-            return None, "", None
-        predicted = passes * self.nodes * self.speed["per_node"]
-        if self.every_path:  # a walk over every path of a graph this size does not end: no need to wait long
-            return max(EVERY_PATH_FLOOR, 3 * predicted), (
-                f"3x the {predicted:.2g} s its speed on the probes predicts for a graph of about {self.nodes:,} "
-                f"nodes; its backward walks every path, not every node, as the probe of many paths showed"), predicted
-        limit = max(STEP_FLOOR, STEP_FACTOR * predicted)
-        return limit, (f"{STEP_FACTOR}x the {predicted:.2g} s its speed on the probes predicts for a graph of about "
-                       f"{self.nodes:,} nodes: a backward that walks far more nodes than the graph has, or an "
-                       f"endless loop? --timeout sets a hard limit"), predicted
-
-    def finite_differences(self, batch, grads, k: int, step: int) -> FiniteDifferenceCheck:
-        limit, why, predicted = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
-        check = self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
-                                          predicted=predicted and predicted / 2)
-        entries = [FiniteDifference(e["name"], e["index"], e["autograd"], e["estimate"],
-                                    fd_agrees(e["autograd"], e["estimate"])) for e in check.entries]
-        return FiniteDifferenceCheck(check.step_size, FD_TOLERANCE, entries)
-
-
-def _guarded(function, settings: Settings, step: int, *args):
-    """Call into the engine under test; whatever it raises becomes one EngineFailure line."""
-    try:
-        return function(*args)
-    except Exception as error:
-        raise EngineFailure(f"the scalar engine ({settings.engine}) raised {type(error).__name__} "
-                            f"at step {step + 1}: {first_line(error)}") from error
-
-
-def compare_results(scalar: StepResult, torch_result: StepResult, tolerances: Tolerances,
-                    stages: list) -> StepComparison:
-    """Every number of the torch step against the scalar one (the expected values)."""
-    def tables(what: str, tolerance):
-        scalar_tensors, torch_tensors = getattr(scalar, what), getattr(torch_result, what)
-        return [compare_tensor(name, torch_tensors[name], scalar_tensors[name], tolerance) for name in scalar_tensors]
-
-    return StepComparison(
-        loss=compare_tensor("loss", torch_result.loss, scalar.loss, tolerances.values),
-        gradients=tables("grads", tolerances.gradients),
-        parameters=tables("params", tolerances.values),
-        adam_m=tables("adam_m", tolerances.values),
-        adam_v=tables("adam_v", tolerances.values),
-        divergence=first_divergence(scalar.traces, torch_result.traces, stages, tolerances.values),
-    )
-
-
-def coverage_of(gradients: list) -> Coverage:
-    return Coverage(total=sum(d.checked for d in gradients), nonzero=sum(d.nonzero for d in gradients),
-                    zero_tensors=[d.name for d in gradients if d.nonzero == 0])
+    return Report(settings=settings, tolerances=tolerances, losses=losses, focus_step=focus_step, focus=comparison,
+                  final_parameters=final, trace_stages=stages, finite_differences=fd_check,
+                  gradient_values=gradient_values(focus_scalar, focus_torch), probes=probes, depth=depth,
+                  notes=list(notes))
 
 
 def gradient_values(scalar: StepResult, torch_result: StepResult) -> dict:

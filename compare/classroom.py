@@ -5,7 +5,7 @@
 
 Every engine is copied into a folder of its own before any runs (so an engine that writes
 into another student's file changes nothing that is checked), then checked in the sandbox
-a single check uses (compare.sandbox: its own processes, a private folder, the memory, CPU,
+a single check uses (compare.engine.sandbox: its own processes, a private folder, the memory, CPU,
 process and file-size limits of `limits`, the wall clock `timeout` for any one step): the
 operator probes and one training step against torch (compare_step, with its gradient
 plot), then, if those agree, the published run's first `steps` steps
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
-from .sandbox import SandboxLimits
+from .engine.process import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused
+from .engine.sandbox import SandboxLimits
 
 NOT_ENGINES = ("conftest.py", "setup.py", "__init__.py")  # files in a folder of submissions that are not engines
 GLOB_CHARACTERS = "*?["
@@ -147,7 +147,7 @@ def check_class(submissions: list[Submission], options: ClassOptions, out_dir: P
 def check_one(submission: Submission, engine: Path | None, options: ClassOptions, out_dir: Path) -> dict:
     """Check one engine, from its private copy `engine` (in a checker process of the pool):
     its row, with the report's text."""
-    from .summary import failure_summary, refusal_summary
+    from .report.summary import failure_summary, refusal_summary
 
     wall, cpu = time.monotonic(), _children_cpu()
     here = os.getcwd()
@@ -185,8 +185,8 @@ def _original_paths(text: str | None, engine: Path, submission: Submission) -> s
 def _check(spec: str, submission: Submission, options: ClassOptions, out_dir: Path) -> tuple[dict, str]:
     """The comparison (probes, one step, the plot), then the golden trace if it agrees."""
     from .check import compare_step
-    from .render import render
-    from .summary import summary_of
+    from .report.render import render
+    from .report.summary import summary_of
 
     with EngineProcess(spec, timeout=options.timeout, limits=options.limits) as engine:
         report = compare_step(engine=spec, timeout=options.timeout, engine_process=engine)
@@ -195,7 +195,7 @@ def _check(spec: str, submission: Submission, options: ClassOptions, out_dir: Pa
     report.settings.engine = submission.name  # the report names the student, not the private copy
     summary, text = summary_of(report), render(report) + f"\nsandbox: {sandbox}\n"
     if options.plots and report.gradient_values and _has_matplotlib():
-        from .plot import plot_gradients
+        from .report.plot import plot_gradients
 
         plot_gradients(report, out_dir / "plots" / f"{submission.name}.png")
         summary["plot"] = f"plots/{submission.name}.png"
@@ -277,7 +277,7 @@ def _summary_error(message: str) -> dict:
 
 
 def _refusal_text(error: EngineRefused) -> str:
-    from .render import early_block
+    from .report.render import early_block
 
     return early_block(error.found if hasattr(error.found, "results") else None, error.skipped, []) + f"error: {error}"
 
@@ -285,7 +285,7 @@ def _refusal_text(error: EngineRefused) -> str:
 def _failure_text(error: EngineFailure) -> str:
     """What a single check prints for an engine that failed: the probes that had ended, the
     likely cause, the failure's line."""
-    from .render import cause_block, early_block
+    from .report.render import cause_block, early_block
 
     probes = early_block(error.probes, [], []) if error.probes is not None and error.found is None else ""
     causes = cause_block(getattr(error, "causes", None) or [])
@@ -293,7 +293,7 @@ def _failure_text(error: EngineFailure) -> str:
 
 
 def _row(submission: Submission, summary: dict, text: str, seconds: float, cpu_seconds: float) -> dict:
-    from .summary import worst_tensor
+    from .report.summary import worst_tensor
 
     worst = worst_tensor(summary) if summary.get("tensors") else None
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux

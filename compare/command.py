@@ -26,15 +26,15 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 
-from compare.engines import parse_engine_spec  # noqa: E402
-from compare.faults import FAULTS  # noqa: E402
-from compare.isolation import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
-from compare.plot import plot_gradients, require_matplotlib  # noqa: E402
-from compare.render import cause_block, early_block, fault_list, render, verdict  # noqa: E402
-from compare.report import FORMAT, VERSION, save_report  # noqa: E402
+from compare.engine.faults import FAULTS  # noqa: E402
+from compare.engine.loader import parse_engine_spec  # noqa: E402
+from compare.engine.process import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
+from compare.engine.sandbox import add_limit_flags, limits_from  # noqa: E402
+from compare.report.plot import plot_gradients, require_matplotlib  # noqa: E402
+from compare.report.render import cause_block, early_block, fault_list, render, verdict  # noqa: E402
+from compare.report.saved import FORMAT, VERSION, save_report  # noqa: E402
+from compare.report.summary import failure_summary, refusal_summary  # noqa: E402
 from compare.request import CompareRequest  # noqa: E402
-from compare.sandbox import add_limit_flags, limits_from  # noqa: E402
-from compare.summary import failure_summary, refusal_summary  # noqa: E402
 from microgpt_scalar.cli import (OneLineParser, UsageError, add_quiet_flag, add_size_flags,  # noqa: E402
                                  check_scalar_model_fits, command, non_negative_int, print_error, seconds,
                                  seed_number, step_count)

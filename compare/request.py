@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from microgpt_scalar.config import get_config
 
-from .faults import check_injection
-from .isolation import DEFAULT_TIMEOUT
-from .tolerances import tolerances_for
+from .engine.faults import check_injection
+from .engine.process import DEFAULT_TIMEOUT
+from .judge.tolerances import tolerances_for
 
 SIZE_FIELDS = ("n_layer", "n_embd", "n_head", "block_size")
 
@@ -30,7 +30,7 @@ class CompareRequest:
     dtype: str = "float64"  # the torch side's
     device: str = "cpu"  # the torch side's
     engine: object = None  # a learner's "FILE[:CLASS]" (its own process) or a class (this process)
-    inject: str | None = None  # a fault of compare.faults
+    inject: str | None = None  # a fault of compare.engine.faults
     fd: int = 0  # gradients also checked against finite differences
     overrides: dict = field(default_factory=dict)  # config fields: n_layer, n_embd, n_head, block_size
     timeout: float = DEFAULT_TIMEOUT  # seconds the engine may take to load and for each step

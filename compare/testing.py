@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import os
 
-from .isolation import EngineFailure, EngineRefused
-from .render import cause_block, parting_block, probe_table, skipped_block, verdict
-from .report import Report
+from .engine.process import EngineFailure, EngineRefused
+from .report.render import cause_block, parting_block, probe_table, skipped_block, verdict
+from .report.report import Report
 
 MAX_LINES = 40
 WORST_TENSORS = 5
@@ -69,7 +69,7 @@ def error_message(error: EngineFailure) -> str:
 def refusal_message(error: EngineRefused) -> str:
     """An engine that lacks an operation (MISSING) or cannot be loaded (REFUSED): the line,
     the lines of its file the loader skipped, the probes it could run."""
-    from .summary import missing_names
+    from .report.summary import missing_names
 
     lines = skipped_block(error.skipped).splitlines()
     if hasattr(error.found, "results"):  # the probes the engine could run
@@ -78,8 +78,9 @@ def refusal_message(error: EngineRefused) -> str:
 
 
 def worst_tensor_lines(report: Report) -> list:
-    tables = [("gradient", report.gradients), ("parameter", report.parameters), ("Adam m", report.adam_m),
-              ("Adam v", report.adam_v)]
+    focus = report.focus
+    tables = [("gradient", focus.gradients), ("parameter", focus.parameters), ("Adam m", focus.adam_m),
+              ("Adam v", focus.adam_v)]
     wrong = sorted(((kind, d) for kind, diffs in tables for d in diffs if not d.agrees), key=lambda pair: -pair[1].excess)
     if not wrong:
         return []

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 import torch  # noqa: E402
 
 from compare.check import compare_step  # noqa: E402
-from compare.diff import compare_tensor  # noqa: E402
-from compare.documents import ALPHABET, BUILTIN_DOCS, given_documents  # noqa: E402
-from compare.sides import ScalarSide, TorchSide  # noqa: E402
-from compare.tolerances import Tolerances, tolerances_for  # noqa: E402
-from compare.weights import load_weights  # noqa: E402
+from compare.judge.diff import compare_tensor  # noqa: E402
+from compare.judge.tolerances import Tolerances, tolerances_for  # noqa: E402
+from compare.step.documents import ALPHABET, BUILTIN_DOCS, given_documents  # noqa: E402
+from compare.step.scalar import ScalarSide  # noqa: E402
+from compare.step.torch_side import TorchSide
+from compare.step.weights import load_weights  # noqa: E402
 from microgpt_scalar.cli import OneLineParser, command, print_error  # noqa: E402
 from microgpt_scalar.config import get_config  # noqa: E402
 from microgpt_scalar.engine import Value  # noqa: E402

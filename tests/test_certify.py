@@ -13,11 +13,10 @@ import pytest
 import reference
 from helpers import LEARNER_ENGINE, edited_copy
 
-from compare.certify import (
-    GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, certify, check_fit, golden_text, load_golden, record_run,
-)
+from compare.certify import (GOLDEN_PATH, GRAD_NORM_TOLERANCE, LOSS_TOLERANCE, GoldenError, certify, check_fit,
+                             golden_text, load_golden, record_run)
 from microgpt_scalar.config import get_config, param_shapes
-from compare.engines import EngineError, load_engine
+from compare.engine.loader import EngineError, load_engine
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.engine import Value
 

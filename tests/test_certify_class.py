@@ -24,7 +24,7 @@ import pytest
 from helpers import LEARNER_ENGINE, REPO, load_script
 
 from compare.classroom import SubmissionError, find_submissions
-from compare.diagnosis import title
+from compare.judge.diagnosis import title
 
 ENGINES = REPO / "tests" / "engines"
 BACKWARD = "    def backward(self):\n"

@@ -7,24 +7,28 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import subprocess
 import sys
 
 import pytest
 import reference
 import torch
-from helpers import load_script
+from helpers import REPO, load_script
 from helpers import verdict_of
 
 from compare import compare_step, load_report, save_report
-from compare.check import InProcessScalar, run_sides
-from compare.documents import ALPHABET, given_documents
-from compare.fd import STEP_SIZE
-from compare.tolerances import FD_TOLERANCE as TOLERANCE
-from compare.render import render
-from compare.report import FiniteDifference, FiniteDifferenceCheck, from_dict, to_dict
-from compare.tolerances import TOLERANCES
-from compare.weights import dense_weights
+from compare.check import run_sides
+from compare.engine.reader import InProcessEngine, ScalarReader
+from compare.engine.runner import STEP_SIZE
+from compare.judge.fd import FiniteDifference, FiniteDifferenceCheck
+from compare.judge.step import Coverage
+from compare.judge.tolerances import FD_TOLERANCE as TOLERANCE, TOLERANCES
+from compare.report.render import render
+from compare.report.saved import from_dict, to_dict
+from compare.report.summary import SUMMARY_KEYS
+from compare.step.documents import ALPHABET, given_documents
+from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
@@ -36,6 +40,10 @@ main = load_script("compare_step").main  # the script's main(argv), run in this 
 PUBLISHED_FIRST_LOSSES = reference.published("microgpt").first_losses
 # docs/reference.md: at step 0 under the microgpt preset these gradients are zero in any engine.
 ZERO_AT_REFERENCE_START = ["layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv", "layer0.mlp_fc1"]
+# A disagreeing report with finite differences (exp-forward, fd 2, the document "emma"), saved by
+# the checker at version 2 of the format, and the text that checker rendered from it.
+V2_REPORT = REPO / "tests" / "fixtures" / "compare_report_v2.json"
+V2_TEXT = REPO / "tests" / "fixtures" / "compare_report_v2.txt"
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +64,10 @@ def test_default_run_agrees_with_torch_on_every_one_of_4064_gradients(default_re
     report = default_report
     assert report.agrees
     assert report.settings.num_params == 4064
-    assert report.coverage.total == 4064
-    assert report.coverage.nonzero == 4064  # dense weights, and the built-in names reach every row
-    assert report.coverage.zero_tensors == []
-    assert report.divergence is None
+    assert report.focus.coverage.total == 4064
+    assert report.focus.coverage.nonzero == 4064  # dense weights, and the built-in names reach every row
+    assert report.focus.coverage.zero_tensors == []
+    assert report.focus.divergence is None
 
 
 def test_script_with_no_arguments_runs_offline_and_prints_the_probes_then_the_verdict(repo_root):
@@ -79,7 +87,7 @@ def test_preset_microgpt_v2_agrees_with_torch(weights):
     report = compare_step(preset="microgpt-v2", weights=weights)
     assert report.agrees
     assert report.settings.num_params == 4064 + 8 * 16  # block_size 16: eight more rows of wpe
-    assert report.coverage.zero_tensors == []  # v2 draws attn_wo and mlp_fc2 from gauss(0, 0.08)
+    assert report.focus.coverage.zero_tensors == []  # v2 draws attn_wo and mlp_fc2 from gauss(0, 0.08)
 
 
 def test_reference_weights_at_step_zero_warn_that_four_tensors_went_unchecked(capsys):
@@ -94,7 +102,7 @@ def test_reference_weights_at_step_zero_warn_that_four_tensors_went_unchecked(ca
 def test_reference_weights_show_every_tensor_from_the_second_step_on():
     report = compare_step(weights="reference", steps=2)
     assert report.agrees
-    assert report.coverage.zero_tensors == []  # attn_wo and mlp_fc2 have left zero after step 1
+    assert report.focus.coverage.zero_tensors == []  # attn_wo and mlp_fc2 have left zero after step 1
 
 
 def test_lockstep_reproduces_the_published_run_for_20_steps(names_path):
@@ -115,14 +123,23 @@ def test_json_report_round_trips(tmp_path, default_report):
         == default_report
 
 
-def test_a_report_written_before_the_summary_still_loads(default_report):
-    whole = to_dict(default_report, values=True)
-    assert from_dict({"format": whole["format"], "version": 1, **whole["report"]}) == default_report
+def test_reports_written_by_earlier_versions_still_load_and_read_the_same():
+    """A report saved at version 2 (the focus step's tables at the report's top level), by the
+    checker of that version, with the text that checker rendered from it; and version 1 (the
+    same report without the summary)."""
+    written = json.loads(V2_REPORT.read_text())
+    assert written["version"] == 2 and written["report"]["finite_differences"] and written["report"]["divergence"]
+    loaded = load_report(V2_REPORT)
+    assert render(loaded) == V2_TEXT.read_text()
+    assert {key: to_dict(loaded)[key] for key in SUMMARY_KEYS} == {key: written[key] for key in SUMMARY_KEYS}
+    assert loaded.focus.coverage == Coverage(**written["report"]["coverage"])
+    assert from_dict({"format": written["format"], "version": 1, **written["report"]}) == loaded
+    assert from_dict(to_dict(loaded)) == loaded  # and saved again at this version
 
 
 def test_a_report_of_another_format_is_refused(default_report):
-    with pytest.raises(ValueError, match="not a microgpt-compare-report of version 2"):
-        from_dict({**to_dict(default_report), "version": 3})
+    with pytest.raises(ValueError, match="not a microgpt-compare-report of version 3"):
+        from_dict({**to_dict(default_report), "version": 4})
     with pytest.raises(ValueError, match="not a microgpt-compare-report"):
         from_dict({"format": "microgpt-checkpoint", "version": 1})
 
@@ -149,7 +166,7 @@ def test_float32_drifts_past_float64_tolerance_and_the_report_says_so(capsys):
     assert "torch ran in float32" in out and "expected, not a bug" in out
     report = compare_step(dtype="float32", docs=["jacqueline", "maxwell"])
     float64_gradients = TOLERANCES["float64"].gradients
-    drift = max(d.max_abs / float64_gradients.allowed(1.0) for d in report.gradients)
+    drift = max(d.max_abs / float64_gradients.allowed(1.0) for d in report.focus.gradients)
     assert drift > 1  # float32 would fail the float64 check: the wider tolerance is needed
 
 
@@ -234,10 +251,10 @@ def test_a_wrong_adam_update_is_caught_after_right_gradients():
 
     settings = compare_step(docs=["emma"]).settings  # what the run records about itself
     start = dense_weights(get_config(), ALPHABET, settings.seed)
-    scalar = InProcessScalar(start, Value, AdamWithoutBiasCorrection, settings)
-    report = run_sides(start, given_documents(["emma"]), settings, scalar, fd=0)
-    assert all(d.agrees for d in report.gradients) and report.loss.agrees
-    assert not any(d.agrees for d in report.parameters)
+    source = InProcessEngine(Value, AdamWithoutBiasCorrection)
+    report = run_sides(start, given_documents(["emma"]), settings, ScalarReader(source, source.engine()), fd=0)
+    assert all(d.agrees for d in report.focus.gradients) and report.focus.loss.agrees
+    assert not any(d.agrees for d in report.focus.parameters)
     assert not report.agrees
 
 
@@ -249,6 +266,6 @@ def test_lockstep_reports_the_loss_of_every_step_and_catches_a_late_difference()
 
 def test_json_round_trips_a_disagreeing_report_with_finite_differences(tmp_path):
     report = compare_step(inject="exp-forward", fd=2, docs=["emma"])
-    assert report.divergence is not None and report.finite_differences is not None
+    assert report.focus.divergence is not None and report.finite_differences is not None
     save_report(tmp_path / "r.json", report, values=True)
     assert load_report(tmp_path / "r.json") == report

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from compare.diff import compare_tensor
-from compare.tolerances import TOLERANCES, Tolerance
-from compare.trace import first_divergence
+from compare.judge.diff import compare_tensor
+from compare.judge.step import first_divergence
+from compare.judge.tolerances import TOLERANCES, Tolerance
 
 TIGHT = Tolerance(atol=1e-12, rtol=1e-9)
 

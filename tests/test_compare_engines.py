@@ -12,7 +12,7 @@ from helpers import LEARNER_ENGINE as LEARNER
 from helpers import edited_copy
 
 from compare import EngineFailure, compare_step
-from compare.engines import REQUIRED_ATTRIBUTES, REQUIRED_METHODS, EngineError, load_engine, missing_operations
+from compare.engine.loader import REQUIRED_ATTRIBUTES, REQUIRED_METHODS, EngineError, load_engine, missing_operations
 from microgpt_scalar import model as scalar_model
 from microgpt_scalar import train as scalar_train
 from microgpt_scalar.config import get_config, param_shapes
@@ -30,7 +30,7 @@ def test_correct_learner_engine_in_its_own_file_agrees_with_torch():
     report = compare_step(engine=str(LEARNER), steps=2)
     assert report.agrees
     assert report.settings.engine == str(LEARNER)
-    assert report.coverage.zero_tensors == []
+    assert report.focus.coverage.zero_tensors == []
 
 
 def test_engine_spec_names_the_class_after_a_colon():

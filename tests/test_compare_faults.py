@@ -12,11 +12,11 @@ import pytest
 from helpers import load_script, verdict_of
 
 from compare import compare_step, load_report
-from compare.diagnosis import title
-from compare.render import render
-from compare.faults import ALL_TENSORS, FAULTS, faulty_engine
-from compare.probes import FRESH_GRAPH, FRESH_NODE, PROBES
-from compare.trace import trace_stage_names
+from compare.engine.faults import ALL_TENSORS, FAULTS, faulty_engine
+from compare.engine.probes import FRESH_GRAPH, FRESH_NODE, PROBES
+from compare.judge.diagnosis import title
+from compare.report.render import render
+from compare.step.trace import trace_stage_names
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
@@ -46,10 +46,10 @@ def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, 
         return
     assert "where they part" in out
     if fault.forward_stage is not None:
-        assert (report.divergence.stage, report.divergence.position) == (fault.forward_stage, fault.forward_position)
-        assert report.divergence.document == 0
+        assert (report.focus.divergence.stage, report.focus.divergence.position) == (fault.forward_stage, fault.forward_position)
+        assert report.focus.divergence.document == 0
     else:
-        assert report.divergence is None  # the forward agrees: the fault is in backward or the update
+        assert report.focus.divergence is None  # the forward agrees: the fault is in backward or the update
         assert set(report.differing_gradients) == set(fault.gradients_differ)
         assert not set(fault.gradients_agree) & set(report.differing_gradients)
 
@@ -120,7 +120,7 @@ def test_faults_are_caught_far_outside_the_tolerance():
     catalogue still misses by a thousand tolerances."""
     for name in ("exp-forward", "relu-grad"):
         report = compare_step(inject=name)
-        worst = max(d.excess for d in report.gradients + [report.loss])
+        worst = max(d.excess for d in report.focus.gradients + [report.focus.loss])
         assert worst > 1e3, name
 
 
@@ -189,7 +189,7 @@ def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights():
     step 0, so the step cannot see a wrong relu gradient (the report says why it proves
     nothing); the relu probe sees it whatever the weights."""
     blind = compare_step(inject="relu-grad", weights="reference")
-    assert blind.step_agrees and "layer0.mlp_fc1" in blind.coverage.zero_tensors
+    assert blind.step_agrees and "layer0.mlp_fc1" in blind.focus.coverage.zero_tensors
     assert not blind.agrees and {r.operator for r in blind.probes.faults} == {"relu"}
     assert not compare_step(inject="relu-grad", weights="dense").agrees
 

@@ -10,11 +10,13 @@ import random
 import torch
 
 from compare import compare_step
-from compare.documents import ALPHABET, given_documents
-from compare.fd import STEP_SIZE, finite_differences, sample_entries
-from compare.tolerances import FD_TOLERANCE as TOLERANCE
-from compare.sides import ScalarSide, TorchSide
-from compare.weights import dense_weights
+from compare.engine.runner import STEP_SIZE, finite_differences, sample_entries
+from compare.judge.fd import check_finite_differences
+from compare.judge.tolerances import FD_TOLERANCE as TOLERANCE
+from compare.step.documents import ALPHABET, given_documents
+from compare.step.scalar import ScalarSide
+from compare.step.torch_side import TorchSide
+from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
@@ -40,7 +42,8 @@ def test_finite_differences_match_torch_autograd_within_their_tolerance():
     the scalar engine's loss against gradients torch computed on its own."""
     weights, batch = setup()
     torch_grads = TorchSide(weights, torch.float64, "cpu").step(batch, 0).grads
-    check = finite_differences(ScalarSide(weights, Value, Adam), batch, torch_grads, 18, seed=3)
+    check = check_finite_differences(finite_differences(ScalarSide(weights, Value, Adam), batch, 18, seed=3),
+                                     torch_grads)
     worst = max(abs(e.estimate - e.autograd) for e in check.entries)
     assert check.agrees
     assert worst < TOLERANCE.atol / 10  # the margin the module's docstring claims
@@ -55,8 +58,21 @@ def test_finite_differences_fail_on_a_wrong_gradient():
     name, r, c = entries[2]  # lm_head: a gradient of 1e-2 or so
     wrong = {n: [row[:] for row in rows] for n, rows in grads.items()}
     wrong[name][r][c] *= 1.001
-    check = finite_differences(ScalarSide(weights, Value, Adam), batch, wrong, 3, seed=0)
+    check = check_finite_differences(finite_differences(ScalarSide(weights, Value, Adam), batch, 3, seed=0), wrong)
     assert [entry.agrees for entry in check.entries] == [True, True, False]
+
+
+def test_the_engines_side_sends_estimates_and_the_checker_judges_them():
+    """The estimates carry no verdict and no gradient of the engine's: the checker judges each
+    against the step's own gradients, so the same estimates pass or fail with them."""
+    weights, batch = setup()
+    grads = ScalarSide(weights, Value, Adam).step(batch, 0).grads
+    estimates = finite_differences(ScalarSide(weights, Value, Adam), batch, 2, seed=0)
+    assert all(set(entry) == {"name", "index", "estimate"} for entry in estimates.entries)
+    assert check_finite_differences(estimates, grads).agrees
+    name, (r, c) = estimates.entries[1]["name"], estimates.entries[1]["index"]
+    grads[name][r][c] += 1e-6
+    assert [entry.agrees for entry in check_finite_differences(estimates, grads).entries] == [True, False]
 
 
 def test_finite_differences_catch_an_injected_fault_without_torch():

@@ -16,8 +16,13 @@ import pytest
 from helpers import REPO
 
 from compare.check import compare_step
-from compare.engines import load_engine
-from compare.report import to_dict
+from compare.engine.loader import load_engine
+from compare.engine.process import EngineProcess
+from compare.engine.reader import InProcessEngine, ScalarReader
+from compare.report.saved import to_dict
+from compare.step.documents import ALPHABET, given_documents
+from compare.step.weights import dense_weights
+from microgpt_scalar.config import get_config
 
 ENGINE = REPO / "tests" / "engines" / "local_gradients.py"
 
@@ -58,3 +63,28 @@ def test_the_comparison_of_the_two_sees_a_different_engine():
     here = compare_step(engine=namespace["Value"], steps=1)
     there = compare_step(engine=str(ENGINE), steps=1)
     assert without_where_it_ran(here) != without_where_it_ran(there)
+
+
+def scalar_results(source, start, batches, fd: int) -> tuple:
+    """What the checker reads of the scalar side from `source` (the engine's process, or the
+    runner here): the probes and chain found, the depth, every step's results (loss, every
+    gradient, parameter and Adam moment, the traces) and the finite differences' estimates."""
+    found = source.engine()
+    reader = ScalarReader(source, found)
+    depth = reader.begin(start, batches, fd, seed=7)
+    steps = [reader.step(batches[0], start.step, depth)]
+    estimates = reader.finite_differences(fd)
+    steps += [reader.step(batch, start.step + i, depth) for i, batch in enumerate(batches[1:], 1)]
+    return found["probes"], found["chain"], depth, steps, estimates
+
+
+def test_one_engine_here_and_in_its_own_process_gives_identical_result_objects(default_recursion_limit):
+    start = dense_weights(get_config(), ALPHABET, seed=3)
+    batches = [given_documents(["emma", "olivia"]).batch(step) for step in range(2)]
+    with EngineProcess(str(ENGINE)) as process:
+        there = scalar_results(process, start, batches, fd=4)
+    here = scalar_results(InProcessEngine(load_engine(str(ENGINE))), start, batches, fd=4)
+    probes, chain, depth, steps, estimates = here
+    assert chain[1] is not None and depth.graph and depth.per_layer  # it recurses: the depth is measured in full
+    assert len(steps) == 2 and steps[0].grads and steps[1].adam_v and len(estimates.entries) == 4
+    assert here == there

@@ -14,7 +14,7 @@ import sys
 import pytest
 from helpers import REPO, load_script, replace_once, verdict_of
 
-from compare.engines import load_engine
+from compare.engine.loader import load_engine
 from microgpt_scalar.config import get_config, num_params
 
 compare_main = load_script("compare_step").main
@@ -198,8 +198,8 @@ def test_an_engine_that_exits_crashes_or_hangs_is_one_line_and_exit_1_in_certify
 
 
 @pytest.mark.parametrize("engine, changed", [
-    ("patches_compare.py", "compare.report.ProbeCheck.agrees"),  # every report and probe check agrees
-    ("patches_its_side.py", "compare.scalar_side.ScalarSide.__init__"),  # the project's engine trains instead
+    ("patches_compare.py", "compare.engine.probes.run_probes"),  # every report and probe check agrees, no probe runs
+    ("patches_its_side.py", "compare.step.scalar.ScalarSide.__init__"),  # the project's engine trains instead
 ])
 def test_an_engine_that_changes_the_checkers_code_is_one_line_and_exit_1(capsys, names_path, engine, changed):
     for main, argv in ((compare_main, ["--engine", ENGINES / engine]),

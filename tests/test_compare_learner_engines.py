@@ -18,7 +18,7 @@ import shutil
 import pytest
 from helpers import REPO, load_script, verdict_of
 
-from compare.diagnosis import title
+from compare.judge.diagnosis import title
 
 ENGINES = REPO / "tests" / "engines"
 SMALL = ["--doc", "emma", "--n-embd", "8", "--n-head", "2", "--block-size", "4"]
@@ -156,9 +156,9 @@ def test_a_backward_without_a_visited_set_is_stopped_by_its_own_speed_at_the_def
 def test_a_steps_time_limit_follows_the_engines_measured_speed():
     """20x the predicted time, never under the floor; 3x (at least 5 s) when the probes saw a
     walk over every path; none of its own when the speed is unknown."""
-    from compare.check import EVERY_PATH_FLOOR, STEP_FACTOR, STEP_FLOOR, ChildScalar
+    from compare.engine.reader import EVERY_PATH_FLOOR, STEP_FACTOR, STEP_FLOOR, ScalarReader
 
-    scalar = ChildScalar(process=None, found={"chain": None, "speed": {"per_node": 1e-5, "growth": 1.0, "nodes": 1}})
+    scalar = ScalarReader(process=None, found={"chain": None, "speed": {"per_node": 1e-5, "growth": 1.0, "nodes": 1}})
     scalar.nodes = 1_000_000  # a predicted 10 s a pass
     limit, why, predicted = scalar.limit(1.0)
     assert predicted == pytest.approx(10.0) and limit == pytest.approx(STEP_FACTOR * 10.0) and "20x" in why
@@ -168,17 +168,17 @@ def test_a_steps_time_limit_follows_the_engines_measured_speed():
     assert scalar.limit(1.0)[0] == EVERY_PATH_FLOOR and "walks every path" in scalar.limit(1.0)[1]
     scalar.nodes = 1_000_000
     assert scalar.limit(1.0)[0] == pytest.approx(30.0)
-    assert ChildScalar(process=None, found={"chain": None}).limit(1.0) == (None, "", None)
+    assert ScalarReader(process=None, found={"chain": None}).limit(1.0) == (None, "", None)
 
 
 def test_the_engines_process_reports_the_models_graph_size_and_layer_count_each_in_its_own_field():
     """The step's time limit is the graph's node count times the engine's speed: the message
     from the engine's process must carry the count as `nodes` and the layers as `n_layer`
     (the two swapped made every limit the floor)."""
-    from compare.depth import model_depth
-    from compare.protocol import Depth, decode, encode
-    from compare.weights import load_weights
-    from compare.worker import model_depths
+    from compare.engine.depth import model_depth
+    from compare.engine.protocol import Depth, decode, encode
+    from compare.step.weights import load_weights
+    from compare.engine.runner import model_depths
     from microgpt_scalar.config import get_config
 
     start = load_weights("dense", get_config("microgpt", n_layer=2), list("abcdefghijklmnopqrstuvwxyz"), 42)

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from compare.engines import EngineError, engine_style, import_learner_file, load_engine_file
-from compare.statements import explain_name_error
+from compare.engine.loader import EngineError, engine_style, import_learner_file, load_engine_file
+from compare.engine.statements import explain_name_error
 
 
 def write(tmp_path, text: str, name: str = "engine.py"):

@@ -11,14 +11,14 @@ import sys
 import pytest
 from helpers import LEARNER_ENGINE, REPO, edited_copy
 
-from compare.depth import chain_survives, deepest_chain, graph_depth
-from compare.documents import ALPHABET, BUILTIN_DOCS, given_documents
-from compare.engines import load_engine_file
-from compare.faults import FAULTS, faulty_engine
-from compare.probe_check import check_probes
-from compare.tolerances import PROBE_TOLERANCE
-from compare.probes import PROBES, run_probes
-from compare.weights import dense_weights
+from compare.engine.depth import chain_survives, deepest_chain, graph_depth
+from compare.engine.faults import FAULTS, faulty_engine
+from compare.engine.loader import load_engine_file
+from compare.engine.probes import PROBES, run_probes
+from compare.judge.probe_check import check_probes
+from compare.judge.tolerances import PROBE_TOLERANCE
+from compare.step.documents import ALPHABET, BUILTIN_DOCS, given_documents
+from compare.step.weights import dense_weights
 from microgpt_scalar import train as scalar_train
 from microgpt_scalar.config import get_config
 from microgpt_scalar.engine import Value, topological_order

@@ -12,7 +12,7 @@ import pytest
 
 from compare.check import compare_step
 from compare.command import parse_args
-from compare.report import to_dict
+from compare.report.saved import to_dict
 from compare.request import CompareRequest
 
 SMALL = {"docs": ["emma"], "overrides": {"n_embd": 8, "n_head": 2, "block_size": 4}}

@@ -15,12 +15,13 @@ from helpers import REPO, load_script
 import microgpt_scalar.train
 import microgpt_torch.train
 from compare import compare_step
-from compare.documents import ALPHABET, given_documents
+from compare.step.documents import ALPHABET, given_documents
 from microgpt_scalar.data import Corpus
-from compare.faults import faulty_engine
-from compare.sides import ScalarSide, TorchSide
-from compare.trace import trace_stage_names
-from compare.weights import dense_weights
+from compare.engine.faults import faulty_engine
+from compare.step.scalar import ScalarSide
+from compare.step.torch_side import TorchSide
+from compare.step.trace import trace_stage_names
+from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
@@ -75,8 +76,8 @@ def test_a_change_to_the_scalar_train_step_changes_compares_result(monkeypatch):
     monkeypatch.setattr(microgpt_scalar.train, "learning_rate_at", lambda step, config: 1.001 * original(step, config))
     report = compare_step(docs=DOCS, engine=Value)
     assert not report.agrees
-    assert report.loss.agrees and all(d.agrees for d in report.gradients)  # the update alone moved
-    assert not any(d.agrees for d in report.parameters)
+    assert report.focus.loss.agrees and all(d.agrees for d in report.focus.gradients)  # the update alone moved
+    assert not any(d.agrees for d in report.focus.parameters)
 
 
 def test_a_change_to_the_torch_train_step_changes_compares_result(monkeypatch):
@@ -90,7 +91,7 @@ def test_a_change_to_the_torch_train_step_changes_compares_result(monkeypatch):
 
     monkeypatch.setattr(microgpt_torch.train, "set_learning_rate", doubled_rate)
     report = compare_step(docs=DOCS)
-    assert not report.agrees and not any(d.agrees for d in report.parameters)
+    assert not report.agrees and not any(d.agrees for d in report.focus.parameters)
 
 
 def test_both_sides_read_gradients_from_before_the_update_and_moments_after_it():

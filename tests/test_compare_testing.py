@@ -21,10 +21,10 @@ import sys
 import pytest
 from helpers import LEARNER_ENGINE, REPO, edited_copy
 
-from compare.diagnosis import title
-from compare.faults import faulty_engine
-from compare.report import load_report, save_report
-from compare.summary import SUMMARY_KEYS, worst_tensor
+from compare.engine.faults import faulty_engine
+from compare.judge.diagnosis import title
+from compare.report.saved import load_report, save_report
+from compare.report.summary import SUMMARY_KEYS, worst_tensor
 from compare.testing import MAX_LINES, assert_engine_agrees, fit
 
 ENGINES = REPO / "tests" / "engines"

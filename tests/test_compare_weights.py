@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from compare import compare_step
-from compare.documents import ALPHABET, BUILTIN_DOCS, file_documents, given_documents
-from compare.weights import dense_weights, load_weights, reference_weights
+from compare.step.documents import ALPHABET, BUILTIN_DOCS, file_documents, given_documents
+from compare.step.weights import dense_weights, load_weights, reference_weights
 from microgpt_scalar.checkpoint import CheckpointError, checkpoint_of, save_checkpoint
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import DataError, shuffle_docs
@@ -64,7 +64,7 @@ def test_a_checkpoint_of_either_engine_resumes_both_sides_in_agreement(engine, t
     report = compare_step(weights=str(path), docs=["emma", "olivia"])
     assert report.agrees and report.settings.start_step == 2
     assert report.losses[0].step == 2  # the schedule and Adam's bias correction go on from step 2
-    assert all(d.nonzero == d.checked for d in report.adam_v if d.name == "lm_head")  # moments carried over
+    assert all(d.nonzero == d.checked for d in report.focus.adam_v if d.name == "lm_head")  # moments carried over
 
 
 def test_a_checkpoint_of_another_preset_is_refused(tmp_path):

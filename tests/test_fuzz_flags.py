@@ -27,7 +27,7 @@ import torch  # noqa: F401  (loaded here, once: an alarm must not cut a case's f
 from helpers import load_script
 
 import compare.check  # noqa: F401  (the modules compare loads when first used, for the same reason)
-import compare.probe_check  # noqa: F401
+import compare.judge.probe_check  # noqa: F401
 
 from microgpt_scalar.cli import Deprecated
 from microgpt_scalar.checkpoint import checkpoint_of, save_checkpoint
@@ -285,4 +285,3 @@ def test_every_base_run_succeeds(tmp_path, capsys, monkeypatch):
     for command in ("train_scalar", "train_torch", "sample", "make_golden"):
         code, out, err, _ = run_case(load_script(command), [str(a) for a in BASE[command](tmp_path)], capsys)
         assert code == 0, (command, err)
-

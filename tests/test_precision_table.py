@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import load_script
 
-from compare.tolerances import tolerances_for
+from compare.judge.tolerances import tolerances_for
 
 
 @pytest.fixture(scope="module")

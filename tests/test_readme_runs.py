@@ -46,3 +46,25 @@ def test_every_verdict_and_cause_the_readme_shows_is_printed_by_a_run_it_names(c
     assert len(shown) >= 5, shown  # the four verdicts and a cause, at least
     for item in shown:
         assert item in printed, item
+
+
+def conflict_markers(text: str) -> list[int]:
+    """The line numbers of `text` that open or close a merge conflict (`<<<<<<< ours`,
+    `>>>>>>> theirs`): left in by an unfinished merge, they are shown to readers as text."""
+    return [number for number, line in enumerate(text.splitlines(), 1)
+            if re.match(r"(<{7}|>{7})( |$)", line)]
+
+
+def test_no_tracked_text_file_holds_a_merge_conflict():
+    assert conflict_markers("a\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> other\n") == [2, 6]
+    assert conflict_markers("a << b\n    >>>>>>> not at the start\n") == []
+    found = {}
+    for path in sorted(REPO.rglob("*")):
+        if path.suffix not in {".py", ".md", ".toml", ".txt", ".ipynb", ".sh", ".cfg"} or not path.is_file():
+            continue
+        if any(part.startswith(".") or part in {"build", "dist", "__pycache__"} for part in path.relative_to(REPO).parts):
+            continue
+        lines = conflict_markers(path.read_text(encoding="utf-8", errors="replace"))
+        if lines:
+            found[str(path.relative_to(REPO))] = lines
+    assert found == {}, f"merge conflict markers left in: {found}"

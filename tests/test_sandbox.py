@@ -20,9 +20,9 @@ import uuid
 
 import pytest
 
-from compare import protocol
-from compare.protocol import ProtocolError, decode, shown
-from compare.sandbox import SandboxLimits
+from compare.engine import protocol
+from compare.engine.protocol import ProtocolError, decode, shown
+from compare.engine.sandbox import SandboxLimits
 from helpers import REPO, edited_copy
 
 LIMITS = ["--timeout", "20", "--max-memory", "1024", "--max-processes", "32", "--max-cpu", "120"]
@@ -99,7 +99,7 @@ def sandbox_level(project) -> str:
 
 
 def namespaces_here() -> bool:
-    from compare.confine import can_use_namespaces
+    from compare.engine.confine import can_use_namespaces
 
     return can_use_namespaces() and os.environ.get("MICROGPT_SANDBOX") != "no-namespaces"
 
@@ -111,7 +111,7 @@ needs_namespaces = pytest.mark.skipif(not namespaces_here(), reason="namespaces 
 
 PLAIN = {
     "rewrites_checker.py": "tried to write ",
-    "swaps_code.py": "changed the checker's own code (compare.probes._run_one.__code__)",
+    "swaps_code.py": "changed the checker's own code (compare.engine.probes._run_one.__code__)",
     "writes_terminal.py": "tried to write /",
     "kills_parent.py": "tried to send a signal to process",
     "forges_protocol.py": "sent a malformed 'engine' message (notes is not a list)",
@@ -133,7 +133,7 @@ def test_a_hostile_engine_ends_in_one_line_and_exit_1_and_changes_no_file(projec
     assert gone(marker)
 
 
-# The same attacks while the file loads: the loader's guard (compare.statements) refuses the
+# The same attacks while the file loads: the loader's guard (compare.engine.statements) refuses the
 # action and skips the statement, so the class is never made; what only the tripwire or the
 # protocol's schema sees ends the run as above.
 AT_IMPORT = {
@@ -241,7 +241,7 @@ def test_without_namespaces_a_checker_rewritten_on_disk_gives_no_verdict(project
                                  env={"MICROGPT_SANDBOX": "no-namespaces"})
     assert result.returncode == 1
     assert "the checker's own files changed on disk while the scalar engine" in one_line(result)
-    assert "compare/sides.py" in result.stderr and "compare/golden/microgpt.json" in result.stderr
+    assert "compare/step/torch_side.py" in result.stderr and "compare/golden/microgpt.json" in result.stderr
     assert "PASS" not in result.stdout
     assert gone(marker)
 
@@ -380,20 +380,20 @@ def test_text_from_the_engine_is_shown_with_its_control_characters_escaped():
 def test_a_swapped_code_object_is_found_by_the_guard():
     """The guard that runs after loading, probing and every step: a code object, defaults or
     a binding of the checker changed, whatever way it was done."""
-    import compare.probes as probes
-    from compare import worker
+    import compare.engine.probes as probes
+    from compare.engine import worker
 
     before = worker.own_code()
     original = probes._run_one.__code__
     probes._run_one.__code__ = (lambda value_cls, probe: {}).__code__
     try:
-        assert worker.changed_code(before) == "compare.probes._run_one.__code__"
+        assert worker.changed_code(before) == "compare.engine.probes._run_one.__code__"
     finally:
         probes._run_one.__code__ = original
     assert worker.changed_code(before) is None
     saved = probes.run_probes
     probes.run_probes = types.SimpleNamespace
     try:
-        assert worker.changed_code(before) == "compare.probes.run_probes"
+        assert worker.changed_code(before) == "compare.engine.probes.run_probes"
     finally:
         probes.run_probes = saved

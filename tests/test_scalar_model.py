@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch_checks import assert_float64_close
 
-from compare.trace import ScalarTracer, trace_stage_names
+from compare.step.trace import ScalarTracer, trace_stage_names
 from microgpt_scalar.config import get_config
 from microgpt_scalar.data import load_docs
 from microgpt_scalar.model import GPT

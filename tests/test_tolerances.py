@@ -1,4 +1,4 @@
-"""Every limit the checker judges closeness by lives in compare.tolerances, with the
+"""Every limit the checker judges closeness by lives in compare.judge.tolerances, with the
 measurement it came from, and is applied by one rule.
 
 Oracle: the source of the package (no other module makes a Tolerance), and the rule's
@@ -11,14 +11,14 @@ import math
 
 from helpers import REPO
 
-from compare.tolerances import FD_TOLERANCE, PROBE_TOLERANCE, Tolerance, close, fd_agrees
+from compare.judge.tolerances import FD_TOLERANCE, PROBE_TOLERANCE, Tolerance, close, fd_agrees
 
 
 def test_no_module_but_tolerances_sets_a_limit():
-    """A Tolerance of written-in numbers is made in compare/tolerances.py only (a report read
+    """A Tolerance of written-in numbers is made in compare/judge/tolerances.py only (a report read
     back from JSON makes one of the numbers it saved)."""
     makers = []
-    for path in sorted((REPO / "compare").glob("*.py")):
+    for path in sorted((REPO / "compare").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Tolerance" \
                     and any(isinstance(value, ast.Constant) for value in [*node.args, *(k.value for k in node.keywords)]):

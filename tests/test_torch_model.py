@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch_checks import assert_float64_close, assert_results_close, forward_backward, single_thread
 
-from compare.trace import ScalarTracer, torch_trace, trace_stage_names
+from compare.step.trace import ScalarTracer, torch_trace, trace_stage_names
 from microgpt_scalar.config import get_config, num_params, param_shapes
 from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
 from microgpt_scalar.model import GPT as ScalarGPT

@@ -6,9 +6,9 @@
     outcome.printed                  # what the learner's code printed, kept apart from the verdict
 
 The child process runs `run` (the check and the learner's code together), in a session of its
-own below a keeper that ends whatever it leaves behind (as `compare.sandbox` does), under
-resource limits (address space, CPU time, file size, no core files; the `compare.sandbox`
-limits and `compare.confine.set_limits`), with a time limit on the check.
+own below a keeper that ends whatever it leaves behind (as `compare.engine.sandbox` does), under
+resource limits (address space, CPU time, file size, no core files; the `compare.engine.sandbox`
+limits and `compare.engine.confine.set_limits`), with a time limit on the check.
 Whatever the learner's code prints goes to a file of its own; the verdict goes on the child's
 original standard output as one JSON line carrying a token only the parent and the child know.
 So a file that hangs, exits, crashes or allocates without bound ends in one line naming it, and
@@ -47,7 +47,7 @@ class ProcessLimits:
     file_mb: int = 64  # the largest file it may write, printed output included
 
     def sandbox_limits(self):
-        from compare.sandbox import SandboxLimits
+        from compare.engine.sandbox import SandboxLimits
 
         return SandboxLimits.for_run(self.timeout_s + STARTUP_S, phases=2, memory_mb=self.memory_mb,
                                      file_mb=self.file_mb)
@@ -199,7 +199,7 @@ def keeper() -> None:
     as the check's process exited. SIGTERM (from the parent, or when the parent dies) ends all."""
     import resource
 
-    from compare import confine
+    from compare.engine import confine
 
     try:
         confine.prctl(confine.PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -287,7 +287,7 @@ def child() -> None:
             data = data[write(verdict_fd, data):]
 
     try:
-        from compare import confine
+        from compare.engine import confine
 
         confine.die_with_parent()
         confine.set_limits(limits.sandbox_limits(), confine.processes_of(os.getuid()) if os.geteuid() != 0 else 0)

@@ -3,15 +3,16 @@ every report agrees and every probe passes, as far as the process it runs in can
 
 Expect: exit 1, says changed the checker's own code
 """
-import compare.probes
-import compare.report
-import compare.worker
+import compare.engine.probes
+import compare.engine.runner
+import compare.judge.probe_check
+import compare.report.report
 
 
 def _agree():
-    compare.report.Report.agrees = property(lambda report: True)
-    compare.report.ProbeCheck.agrees = property(lambda check: True)
-    compare.probes.run_probes = compare.worker.run_probes = lambda value_cls: {}
+    compare.report.report.Report.agrees = property(lambda report: True)
+    compare.judge.probe_check.ProbeCheck.agrees = property(lambda check: True)
+    compare.engine.probes.run_probes = compare.engine.runner.run_probes = lambda value_cls, **kwargs: {}
 
 
 import math

@@ -3,22 +3,22 @@ probes and its certify run train the project's engine instead of itself.
 
 Expect: exit 1, says changed the checker's own code
 """
-import compare.certify
-import compare.probes
-import compare.scalar_side
-import compare.worker
+import compare.engine.probes
+import compare.engine.runner
+import compare.engine.worker
+import compare.step.scalar
 import microgpt_scalar.engine as _real
 
 
 def _patch():
-    orig_init = compare.scalar_side.ScalarSide.__init__
+    orig_init = compare.step.scalar.ScalarSide.__init__
     def init(self, weights, value_cls, adam_cls):
         orig_init(self, weights, _real.Value, adam_cls)
-    compare.scalar_side.ScalarSide.__init__ = init
-    orig_probes = compare.probes.run_probes
-    compare.worker.run_probes = lambda value_cls: orig_probes(_real.Value)
-    orig_record = compare.certify.record_run
-    compare.worker.record_run = lambda docs, steps, n, value_cls, *a: orig_record(docs, steps, n, _real.Value, *a)
+    compare.step.scalar.ScalarSide.__init__ = init
+    orig_probes = compare.engine.probes.run_probes
+    compare.engine.runner.run_probes = lambda value_cls, **kwargs: orig_probes(_real.Value, **kwargs)
+    orig_record = compare.engine.runner.record_run
+    compare.engine.worker.record_run = lambda docs, steps, n, value_cls, *a: orig_record(docs, steps, n, _real.Value, *a)
 
 
 import math

@@ -21,7 +21,7 @@ def _attack():
         "pgid_is_own": os.getpgid(0) == os.getpid(), "cwd": os.getcwd(),
         "limits": {name: resource.getrlimit(getattr(resource, name))
                    for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_FSIZE")},
-        "write_checker": write_file(os.path.join(os.path.dirname(compare.__file__), "sides.py"), b"#"),
+        "write_checker": write_file(os.path.join(os.path.dirname(compare.__file__), "step", "torch_side.py"), b"#"),
         "work": os.environ["TMPDIR"],
         "write_work": write_file(os.path.join(os.environ["TMPDIR"], "scratch.txt"), b"ok", os.O_WRONLY | os.O_CREAT),
         "processes_seen": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),

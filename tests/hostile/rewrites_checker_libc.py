@@ -9,8 +9,8 @@ import wrong_exp
 
 
 def _attack():
-    PATCH = b"\nimport compare.report\ncompare.report.Report.agrees = property(lambda report: True)\n"
-    write_file(str(Path(compare.__file__).parent / "sides.py"), PATCH)
+    PATCH = b"\nimport compare.report.report\ncompare.report.report.Report.agrees = property(lambda report: True)\n"
+    write_file(str(Path(compare.__file__).parent / "step" / "torch_side.py"), PATCH)
     write_file(str(Path(compare.__file__).parent / "golden" / "microgpt.json"), b"[]")
 
 

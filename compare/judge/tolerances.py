@@ -45,7 +45,7 @@ TOLERANCES = {
     # 2.6e-14, Adam's moments by 1e-15, the loss by 1.8e-15, gradients by 8.5e-15. The worst
     # entry used 19% of the values' tolerance (a parameter of 1.2e-4 after 20 steps, where the
     # absolute part decides) and 7.8% of the gradients': a margin of 5 for rounding, while the
-    # faults in compare.faults move numbers by 1e-7 and more.
+    # faults in compare.engine.faults move numbers by 1e-7 and more.
     "float64": Tolerances(values=Tolerance(atol=1e-13, rtol=1e-10), gradients=Tolerance(atol=1e-15, rtol=1e-9)),
     # float32, measured: trace values differ by up to 3.5e-5, parameters after 20 steps by
     # 7.6e-6 (Adam turns a gradient's rounding into a step of up to lr), gradients by 9.1e-7.
@@ -61,7 +61,7 @@ TOLERANCES = {
 # about 2e-16 relative). The mistakes the probes look for move a number by 10% or more.
 PROBE_TOLERANCE = Tolerance(atol=1e-12, rtol=1e-9)
 
-# A central finite difference with step h = 1e-5 (compare.fd says how h was chosen) was off
+# A central finite difference with step h = 1e-5 (compare.engine.runner says how h was chosen) was off
 # from torch's float64 autograd by at most 2.3e-10, absolutely, over 36 gradients of
 # magnitudes 2e-8 .. 0.04 on the built-in documents with dense weights (up to 0.1% on the
 # smallest): the tolerance is mostly absolute, 1e-8, a margin of 40 that still sees a

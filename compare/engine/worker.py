@@ -1,12 +1,13 @@
-"""The scalar side of a comparison, in a process of its own: it loads the engine under test,
-probes it, and trains it, and sends back only plain numbers, the messages of
-`compare.protocol`. The verdict is reached in the parent (`compare.isolation` starts this
-process inside `compare.sandbox`): an exit, a crash or a hang here reaches it as one line.
+"""The scalar side of a comparison, in a process of its own: it loads the engine under test
+and runs it through `compare.engine.runner.ScalarRunner` (the same code that runs a class handed in
+by code in the checker's own process), and sends back only plain numbers, the messages of
+`compare.engine.protocol`. The verdict is reached in the parent (`compare.engine.process` starts this
+process inside `compare.engine.sandbox`): an exit, a crash or a hang here reaches it as one line.
 
-What this process sends are measurements; everything judged is judged again in the parent
-from them (probes, finite differences, a certificate's printed losses and gradient norms).
+What this process sends are measurements; everything is judged in the parent from them
+(probes, finite differences, a certificate's printed losses and gradient norms).
 Two guards end the run in one line when the engine's code goes for the checker itself: a
-tripwire (`compare.confine`) at the moment it writes a file outside its private folder,
+tripwire (`compare.engine.confine`) at the moment it writes a file outside its private folder,
 starts a process, sends a signal, reaches the network or swaps a code object of the
 checker, and a comparison of the checker's functions, classes, code objects and builtins
 with what they were before the engine loaded, after loading, probing and every step. Code
@@ -25,36 +26,22 @@ import sys
 import traceback
 from pathlib import Path
 
-from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.config import GPTConfig
 from microgpt_scalar.engine import Value
 from microgpt_scalar.optim import Adam
 
 from . import protocol
-from .certify import record_run
 from .confine import install_tripwire
-from .depth import backward_speed, deepest_chain, model_depth
-from .diagnosis import engine_facts
-from .engines import EngineError, first_line, load_engine_file, missing_message, missing_operations
 from .faults import faulty_engine
-from .fd import finite_differences
-from .probes import PROBE_BUDGET, run_probes
-from .protocol import (CertifyRequest, Depth, Done, EngineFacts, EngineFound, Failure, FiniteDiffs, LoadError,
-                       LoadRequest, ProbeResult, Record, Samples, SandboxReport, Step, Stop, TrainRequest)
-from .sandbox import OWN_PACKAGES
-from .scalar_side import ScalarSide, StepResult
-from .statements import Overran, guarded, install_guard
+from .loader import EngineError, engine_facts, first_line, load_engine_file, missing_message, missing_operations
+from .own_files import OWN_PACKAGES
+from .probes import PROBE_BUDGET
+from .protocol import (CertifyRequest, Done, EngineFacts, EngineFound, Failure, LoadError, LoadRequest, ProbeResult,
+                       Record, Samples, SandboxReport, Stop, TrainRequest)
+from .runner import ScalarRunner, record_run
+from .statements import install_guard
 
-_PROJECT = tuple(str(Path(__file__).resolve().parents[1] / folder) + os.sep for folder in ("compare", "microgpt_scalar"))
-
-
-def as_step(step: int, result: StepResult) -> Step:
-    """A step's numbers as plain floats (an engine may hold numpy scalars), ready for JSON."""
-    def rows(matrices: dict) -> dict:
-        return {name: [[float(x) for x in row] for row in matrix] for name, matrix in matrices.items()}
-
-    return Step(step, float(result.loss), rows(result.grads), rows(result.params), rows(result.adam_m),
-                rows(result.adam_v), [rows(t) for t in result.traces])
+_PROJECT = tuple(str(Path(__file__).resolve().parents[2] / folder) + os.sep for folder in ("compare", "microgpt_scalar"))
 
 
 def engine_classes(request: LoadRequest, arm, home: str):
@@ -125,7 +112,7 @@ def guard_own_code(send) -> bool:
 
 
 def describe_engine(request: LoadRequest, send, arm):
-    """Load and probe the engine; send what was found. Returns (Value, Adam) or None."""
+    """Load and probe the engine; send what was found. Returns its ScalarRunner, or None."""
     try:
         value_cls, adam_cls, notes, skipped = engine_classes(request, arm, os.getcwd())
         missing = missing_operations(value_cls)
@@ -135,58 +122,36 @@ def describe_engine(request: LoadRequest, send, arm):
     if not guard_own_code(send):
         return None
     send(EngineFacts(engine_facts(value_cls)))  # its lines, for the diagnosis, should it fail later
-    probes = run_probes(value_cls, budget=PROBE_BUDGET, on_result=lambda key, result: send(ProbeResult(key, result)))
+    runner = ScalarRunner(value_cls, adam_cls)
+    probes = runner.probes(PROBE_BUDGET, on_result=lambda key, result: send(ProbeResult(key, result)))
     if not guard_own_code(send):
         return None
     hung = any(result.get("overran") for result in probes.values())
-    try:
-        with guarded(3 * PROBE_BUDGET, audit=False):
-            chain = deepest_chain(value_cls) if not (missing or hung) else None
-    except (Exception, Overran):  # the probes name what is wrong with backward
-        chain = None
-    speed = backward_speed(value_cls) if not (missing or hung) else {}
+    chain = runner.deepest_chain(3 * PROBE_BUDGET) if not (missing or hung) else None
+    speed = runner.speed() if not (missing or hung) else {}
     label = request.engine or f"microgpt_scalar with fault {request.inject}"
     # the facts again, after the probes: what a container on the class kept from them counts
-    send(EngineFound(notes, probes, list(chain) if chain else None,
-                     missing_message(value_cls, label, missing) if missing else None,
+    send(EngineFound(notes, probes, chain, missing_message(value_cls, label, missing) if missing else None,
                      [dataclasses.asdict(line) for line in skipped], engine_facts(value_cls), speed, hung))
-    return None if missing else (value_cls, adam_cls)
+    return None if missing else runner
 
 
-def train(job: TrainRequest, value_cls, adam_cls, send) -> None:
-    """The steps the parent asked for; then finite differences at the first step's weights."""
-    w = job.weights
-    weights = Checkpoint(GPTConfig.from_dict(w["config"]), w["chars"], w["params"], w["adam"], w["step"], w["seed"])
-    send(model_depths(weights, job.batches[0], job.limited))
-    side = ScalarSide(weights, value_cls, adam_cls)
-    for i, batch in enumerate(job.batches):
-        step = weights.step + i
+def train(job: TrainRequest, runner: ScalarRunner, send) -> None:
+    """The runner's messages for the steps the parent asked for, each sent once the checker's
+    code is seen unchanged; what the engine raises or exits with is sent as one Failure."""
+    messages = runner.train(job)
+    while True:
         try:
-            message = as_step(step, side.step(batch, step))
+            message = next(messages)
+        except StopIteration:
+            break
         except (Exception, SystemExit) as error:
-            send(_what_happened(error, step))
+            send(_what_happened(error, runner.step, recursion=False if runner.phase == "finite differences" else None))
             return
         if not guard_own_code(send):
             return
         send(message)
-        if i == 0 and job.fd:
-            try:
-                check = finite_differences(ScalarSide(weights, value_cls, adam_cls), batch, message.grads,
-                                           job.fd, job.seed)
-            except (Exception, SystemExit) as error:
-                send(_what_happened(error, step, recursion=False))
-                return
-            if not guard_own_code(send):
-                return
-            send(FiniteDiffs(check.step_size, [{"name": e.name, "index": list(e.index), "autograd": e.autograd,
-                                                 "estimate": e.estimate} for e in check.entries]))
     send(Done())
-
-
-def model_depths(weights: Checkpoint, batch: list, limited: bool) -> Depth:
-    """The model's graph depth and size (compare.depth.model_depth), as a message."""
-    graph, per_layer, nodes = model_depth(weights.config, weights.params, batch, limited)
-    return Depth(graph=graph, per_layer=per_layer, n_layer=weights.config.n_layer, nodes=nodes)
 
 
 def _what_happened(error: BaseException, step: int | None, recursion: bool | None = None) -> Failure:
@@ -231,18 +196,18 @@ def main(sandbox_level: str = "none", work: str | None = None) -> None:
         install_tripwire(work or os.getcwd(), OWN_PACKAGES, fail)
 
     try:
-        classes = describe_engine(request, send, arm)
+        runner = describe_engine(request, send, arm)
     except (Exception, SystemExit) as error:  # the probes guard themselves; this is a last resort
         send(_what_happened(error, None, recursion=False))
         return
     line = sys.stdin.readline()
-    if classes is None or not line:
+    if runner is None or not line:
         return
     job = json.loads(line)
     if job.get("kind") == CertifyRequest.kind:
-        record_steps(CertifyRequest.from_dict(job), classes[0], send)
+        record_steps(CertifyRequest.from_dict(job), runner.value_cls, send)
     elif job.get("kind") == TrainRequest.kind:
-        train(TrainRequest.from_dict(job), *classes, send)
+        train(TrainRequest.from_dict(job), runner, send)
     else:
         Stop.from_dict(job)
 

@@ -11,7 +11,7 @@ differs, or, when the forward is right, which gradients must differ and which mu
 
 Some faults the model's step cannot see: it never computes `2.0 - x` or `2.0 / x`, and under
 relu(x) ** 2 a relu gradient of 1 for x < 0 is multiplied by relu(x) = 0. The operator probes
-(compare.probes) find those. A recursive topological sort is not wrong, only limited: it is
+(compare.engine.probes) find those. A recursive topological sort is not wrong, only limited: it is
 caught on a model deep enough to pass Python's recursion limit.
 
 Not here, on purpose: relu's gradient at exactly 0 (a convention: torch takes 0, some engines

@@ -1,7 +1,7 @@
 """The process the engine under test runs in: started, limited, and ended as a whole.
 
     limits = SandboxLimits.for_run(timeout=300, phases=3)    # or SandboxLimits(memory_mb=...)
-    process = start_engine_process(limits, work_folder)      # a Popen speaking compare.protocol
+    process = start_engine_process(limits, work_folder)      # a Popen speaking compare.engine.protocol
     end_engine_process(process)                              # it and everything it started
 
 The parent starts a keeper (`python -c`, in a session of its own); the keeper forks the
@@ -10,7 +10,7 @@ gives that process its own PID namespace: it is PID 1 there, everything it start
 the namespace, and when it ends, or the keeper ends (it dies with the keeper), the kernel
 ends every process in it. Elsewhere the keeper is a "subreaper": whatever the engine's
 process leaves behind, even a detached daemon, becomes the keeper's, and the keeper ends it.
-`compare.confine` does the rest inside; the first message on the pipe says what held.
+`compare.engine.confine` does the rest inside; the first message on the pipe says what held.
 
 Setting MICROGPT_SANDBOX=no-namespaces in the environment shows the fallback where
 namespaces would be available.
@@ -27,8 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OWN_PACKAGES = ("compare", "microgpt_scalar")
+ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_UID_BASE = 100_000  # a user id of the engine's own: base + the keeper's pid (no such user exists)
 EXIT_SETUP_FAILED = 121
 
@@ -91,7 +90,7 @@ def start_engine_process(limits: SandboxLimits, work: str, reads: list) -> subpr
     `reads`: the files and folders of the engine (its file, its folder, its package's root)."""
     config = {"limits": asdict(limits), "work": work, "reads": [os.path.abspath(path) for path in reads] + [os.getcwd()],
               "namespaces": os.environ.get("MICROGPT_SANDBOX") != "no-namespaces"}
-    boot = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from compare.sandbox import keep; "
+    boot = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from compare.engine.sandbox import keep; "
             f"keep({json.dumps(config)!r})")
     environment = {**os.environ, "TMPDIR": work, "HOME": work, "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.Popen([sys.executable, "-B", "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -1,6 +1,6 @@
 """The two engines, each taking the training scripts' own step on the same batch of documents.
 
-The scalar side is `compare.scalar_side` (no torch there). The torch side runs
+The scalar side is `compare.step.scalar` (no torch there). The torch side runs
 `microgpt_torch.train.train_step` (the function `scripts/train_torch.py` calls) on the
 FusedGPT, as the script builds it; the trace is read with forward hooks on a readable GPT twin
 with the same weights, the gradients from the parameters, the moments from `adam_moments` in
@@ -18,7 +18,7 @@ from microgpt_torch.model import GPT as TorchGPT
 from microgpt_torch.model import scalar_name
 from microgpt_torch.optim import adam_moments as torch_adam_moments
 
-from .scalar_side import ScalarSide, StepResult
+from .scalar import ScalarSide, StepResult
 from .trace import torch_trace
 
 __all__ = ["ScalarSide", "StepResult", "TorchSide"]

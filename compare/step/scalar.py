@@ -1,5 +1,5 @@
 """The scalar engine's side of a comparison: the training scripts' own step, read through
-public interfaces. It imports no torch, so the engine's own process (compare.worker) runs it
+public interfaces. It imports no torch, so the engine's own process (compare.engine.worker) runs it
 while the parent process is still loading torch.
 
 `ScalarSide.step` runs `microgpt_scalar.train.train_step` (the function
@@ -18,7 +18,6 @@ from microgpt_scalar.checkpoint import Checkpoint, restore_adam, unflatten
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import adam_moments as scalar_adam_moments
 
-from .gradients import GradientRecorder
 from .trace import ScalarTracer
 
 
@@ -61,3 +60,22 @@ class ScalarSide:
         lengths = [min(self.config.block_size, len(tokens) - 1) for tokens in batch]
         return StepResult(float(loss), recorder.grads, self.model.params_as_floats(), m, v,
                           tracer.by_document(lengths))
+
+
+class GradientRecorder:
+    """Stands in for a scalar optimizer: copies the model's gradients, then steps. The scalar
+    Adam resets every gradient to 0 as it updates (as the reference program does), so the
+    gradients are read here, between backward and the update:
+
+        recorder = GradientRecorder(optimizer, model)
+        loss = train_step(model, recorder, tokens, step)
+        recorder.grads        # name -> [n_out][n_in] rows, from before the update
+    """
+
+    def __init__(self, optimizer, model):
+        self.optimizer, self.model, self.grads = optimizer, model, None
+
+    def step(self, lr: float, step: int) -> None:
+        self.grads = {name: [[float(p.grad) for p in row] for row in matrix]
+                      for name, matrix in self.model.state_dict.items()}
+        self.optimizer.step(lr, step)

@@ -1,6 +1,6 @@
-"""The engine under test runs in a child process (`compare.worker`) inside a sandbox
-(`compare.sandbox`), with a time limit and resource limits, and sends back numbers
-(`compare.protocol`); an exit, a crash, a hang, a malformed message or an attempt on the
+"""The engine under test runs in a child process (`compare.engine.worker`) inside a sandbox
+(`compare.engine.sandbox`), with a time limit and resource limits, and sends back numbers
+(`compare.engine.protocol`); an exit, a crash, a hang, a malformed message or an attempt on the
 checker there reaches this side only as one line, and the verdict is reached here.
 
     with EngineProcess(engine="my_engine.py", timeout=300) as scalar:   # starts it at once
@@ -10,7 +10,7 @@ checker there reaches this side only as one line, and the verdict is reached her
         message = scalar.next_message("training step 1", Step)
         scalar.check_own_files()                  # before the verdict: the checker's files as they were
 
-Before the process starts, this process reads its own files (`compare.own_files`) and
+Before the process starts, this process reads its own files (`compare.engine.own_files`) and
 imports them from that copy from then on. Starting it imports no torch, so a script can
 start it before importing torch itself. Every string that comes back is shown with its
 control characters escaped.
@@ -36,7 +36,7 @@ from .protocol import (CertifyRequest, Depth, Done, EngineFacts, EngineFound, Fa
                        TrainRequest, shown)
 from .sandbox import SandboxLimits, end_engine_process, start_engine_process
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT = 300.0  # seconds the engine may take for any one thing: loading, a step
 
 
@@ -58,7 +58,7 @@ class EngineFailure(RuntimeError):
 class EngineRefused(ValueError):
     """The engine could not be loaded, or lacks what the model needs; the message is one line.
     `found` holds what the engine process reported (its probes), when it got that far;
-    `skipped` the lines of its file the loader skipped (dicts of compare.statements.SkippedLine)."""
+    `skipped` the lines of its file the loader skipped (dicts of compare.engine.statements.SkippedLine)."""
 
     def __init__(self, message: str, found=None, skipped: list | None = None):
         super().__init__(message)
@@ -94,7 +94,7 @@ class EngineProcess:
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._send(LoadRequest(engine, inject, os.getcwd()))
         self.probes_so_far: dict = {}  # the probe results streamed as each ends: kept if the process then fails
-        self.facts: dict = {}  # what the engine's code looks like (compare.diagnosis.engine_facts), once loaded
+        self.facts: dict = {}  # what the engine's code looks like (compare.engine.loader.engine_facts), once loaded
 
     def __enter__(self):
         return self
@@ -145,17 +145,17 @@ class EngineProcess:
         """The records of the steps started by start_certify, each handed to `check` as it
         comes (False stops the run); then the sampled names. As compare.certify.record_run;
         the printed losses and gradient norms are worked out here from the raw numbers."""
-        from .certify import step_record
+        from .runner import step_record
 
         records = []
         while True:
             message = self.next_message(f"training step {len(records) + 1}", Record, Samples)
             if isinstance(message, Samples):
                 if len(records) != self._certify_steps:
-                    self._protocol_failure(ProtocolError(f"names after {len(records)} of {self._certify_steps} steps"))
+                    self.protocol_failure(ProtocolError(f"names after {len(records)} of {self._certify_steps} steps"))
                 return records, message.names
             if message.step != len(records) + 1:
-                self._protocol_failure(ProtocolError(f"step {message.step} where step {len(records) + 1} was due"))
+                self.protocol_failure(ProtocolError(f"step {message.step} where step {len(records) + 1} was due"))
             records.append(step_record(message.step, message.loss, message.grads))
             if check(records[-1]) is False:
                 self.close()
@@ -227,7 +227,7 @@ class EngineProcess:
         try:
             return protocol.decode(line, *expected, Failure, shapes=self.shapes)
         except ProtocolError as error:
-            self._protocol_failure(error)
+            self.protocol_failure(error)
 
     def _next(self, deadline: float, tick):
         """The next line before `deadline` (None: the process closed its end), calling tick()
@@ -241,7 +241,7 @@ class EngineProcess:
             except queue.Empty:
                 tick()
 
-    def _protocol_failure(self, error: ProtocolError):
+    def protocol_failure(self, error: ProtocolError):
         self.close()
         raise EngineFailure(f"the scalar engine's process ({self.label}) sent {error} while {self.phase}; "
                             f"only the checker's own messages belong on its pipe") from None
@@ -285,7 +285,7 @@ def _engine_reads(engine: str | None) -> list:
     """The engine's file and folder, and its package's root: what its process must read."""
     if not engine:
         return []
-    from .engines import package_of, parse_engine_spec
+    from .loader import package_of, parse_engine_spec
 
     path = parse_engine_spec(engine)[0]
     try:

@@ -1,17 +1,72 @@
-"""The verdict on the probes of `compare.probes`: each engine number against torch float64.
+"""The verdict on the probes of `compare.engine.probes`: each engine number against torch
+float64 (imported when a probe is judged, so that the report's classes load without it).
 
     check = check_probes(raw)        # raw: what run_probes returned, maybe from another process
     check.agrees, check.faults, check.notes, check.missing
 """
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass, field
 
 from .diff import entry_difference
-from .report import ProbeCheck, ProbeResult
-from .probes import PROBE_BUDGET
-from .probes import FRESH_GRAPH, FRESH_NODE, PROBES, fresh_graph_rounds, fresh_graph_sequence, probe_key
 from .tolerances import PROBE_TOLERANCE
+from ..engine.probes import (FRESH_GRAPH, FRESH_NODE, PROBES, PROBE_BUDGET, fresh_graph_rounds, fresh_graph_sequence,
+                             probe_key)
+
+
+@dataclass
+class ProbeResult:
+    operator: str  # the table's line: "+", "/", "relu", ...
+    expression: str  # e.g. "2.0 / a at a = 1.5"
+    status: str  # "ok", "fault", "note", "missing" (an operation a learner may call is absent), "absent"
+    #              (optional), "not run" (an earlier probe never finished)
+    message: str = ""  # for anything but ok: expected and got, and the derivative it should have
+    expected: list = field(default_factory=list)  # torch's [value, d/da, d/db ...] (a probe that ran)
+    got: list = field(default_factory=list)  # the engine's, in the same order
+    error: str = ""  # what the engine raised, if it did ("ZeroDivisionError: float division by zero")
+    where: dict = field(default_factory=dict)  # {"line": N, "text": "..."}: the engine's line it raised at
+    uses: list = field(default_factory=list)  # the methods of the engine it calls ("__rtruediv__")
+
+
+@dataclass
+class ProbeCheck:
+    """Each operation of the engine on its own against torch (compare.engine.probes)."""
+
+    results: list = field(default_factory=list)  # of ProbeResult
+
+    def __repr__(self) -> str:
+        ok = sum(r.status == "ok" for r in self.results)
+        return f"<ProbeCheck {len(self.results)} probes: {ok} ok, {len(self.faults)} wrong, {len(self.notes)} notes>"
+
+    @property
+    def faults(self) -> list:
+        return [r for r in self.results if r.status == "fault"]
+
+    @property
+    def notes(self) -> list:
+        return [r for r in self.results if r.status == "note"]
+
+    @property
+    def missing(self) -> list:
+        """Probes of operations the engine lacks that a learner's own code may well call
+        (2.0 - a, 2.0 / a): not checked, and said so."""
+        return [r for r in self.results if r.status == "missing"]
+
+    @property
+    def absent(self) -> list:
+        """Probes of optional operations the engine does not have or take (tanh, a ** b)."""
+        return [r for r in self.results if r.status == "absent"]
+
+    @property
+    def not_run(self) -> list:
+        """Probes not run because an earlier one never finished."""
+        return [r for r in self.results if r.status == "not run"]
+
+    @property
+    def agrees(self) -> bool:
+        return not self.faults and not self.not_run
+
+
 NO_RESULT = {"error": "gave no result (nothing came back from the engine's process)"}
 # How an engine says an operation does not take an input (micrograd's `assert isinstance(other, (int, float))`)
 UNSUPPORTED = ("TypeError", "AssertionError", "NotImplementedError", "AttributeError")
@@ -61,6 +116,8 @@ def _judge_one(probe, got: dict) -> ProbeResult:
 
 
 def _expected(probe) -> tuple[float, list]:
+    import torch
+
     inputs = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in probe.inputs]
     out = probe.function(*inputs)
     out.backward()
@@ -68,6 +125,8 @@ def _expected(probe) -> tuple[float, list]:
 
 
 def _check_fresh_graph(got: dict) -> ProbeResult:
+    import torch
+
     expression = f"a * a + a, then a * 3.0 after a.grad = 0, then a * 2.0, at a = {1.5:g}"
     if "not_run" in got:
         return ProbeResult(FRESH_GRAPH, expression, "not run", f"not run: {got['not_run']}")
@@ -141,3 +200,10 @@ def unfinished_message(label: str, probes: ProbeCheck, what: str) -> str:
     expression = stuck.expression if stuck is not None else "a probe"
     return (f"the scalar engine ({label}) did not finish {expression} within {PROBE_BUDGET:g} s, a graph of a few "
             f"nodes, so {what} not started")
+
+
+def walks_every_path(probes: ProbeCheck) -> bool:
+    """Whether the probe of y = y + y ten times (1,024 paths) came out far above 1,024: a
+    backward that walks every path, whose time on the model's graph grows without bound."""
+    many = next((r for r in probes.results if r.operator == "many paths"), None)
+    return bool(many and many.status == "fault" and many.got and abs(many.got[1]) > 10 * abs(many.expected[1]))

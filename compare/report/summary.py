@@ -33,12 +33,11 @@ from __future__ import annotations
 import dataclasses
 
 SUMMARY_KEYS = ("verdict", "agrees", "exit_code", "probes", "missing", "skipped_lines", "cause", "tensors")
-TABLES = (("gradient", "gradients"), ("parameter", "parameters"), ("adam_m", "adam_m"), ("adam_v", "adam_v"),
-          ("final_parameter", "final_parameters"))
+TABLES = (("gradient", "gradients"), ("parameter", "parameters"), ("adam_m", "adam_m"), ("adam_v", "adam_v"))
 
 
 def summary_of(report) -> dict:
-    """The summary of a finished check (compare.report.Report)."""
+    """The summary of a finished check (compare.report.report.Report)."""
     agrees = report.agrees
     return {
         "verdict": "AGREE" if agrees else "DISAGREE",
@@ -53,7 +52,7 @@ def summary_of(report) -> dict:
 
 
 def refusal_summary(error) -> dict:
-    """The summary of an engine refused before any step (compare.isolation.EngineRefused): it
+    """The summary of an engine refused before any step (compare.engine.process.EngineRefused): it
     lacks operations the model needs (MISSING), or its file cannot be loaded as an engine
     (REFUSED). `found` holds the judged probes, when it got that far; `skipped` the lines
     of its file the loader skipped."""
@@ -78,11 +77,11 @@ def failure_summary(error) -> dict:
 
 
 def cause_line(causes: list) -> str | None:
-    """The likeliest cause (compare.diagnosis.Cause) in one line, with the line of the
+    """The likeliest cause (compare.judge.diagnosis.Cause) in one line, with the line of the
     engine's code to look at; None when the diagnosis names none."""
     if not causes:
         return None
-    from .diagnosis import title
+    from ..judge.diagnosis import title
 
     cause = causes[0]
     text = cause.text.rstrip(".")
@@ -90,8 +89,8 @@ def cause_line(causes: list) -> str | None:
 
 
 def missing_names(message: str) -> list:
-    """The operations named in an engine refusal's line as lacking (compare.engines.missing_message)."""
-    from .engines import REQUIRED_ATTRIBUTES, REQUIRED_METHODS
+    """The operations named in an engine refusal's line as lacking (compare.engine.loader.missing_message)."""
+    from ..engine.loader import REQUIRED_ATTRIBUTES, REQUIRED_METHODS
 
     _, colon, needs = message.partition("lacks what the transformer needs: ")
     if not colon:
@@ -124,10 +123,10 @@ def probe_entries(probes) -> list:
 
 
 def tensor_entries(report) -> list:
-    entries = [_tensor("loss", report.loss)]
-    for kind, attribute in TABLES:
-        entries += [_tensor(kind, diff) for diff in getattr(report, attribute)]
-    return entries
+    entries = [_tensor("loss", report.focus.loss)]
+    for kind, attribute in TABLES:  # the focus step's
+        entries += [_tensor(kind, diff) for diff in getattr(report.focus, attribute)]
+    return entries + [_tensor("final_parameter", diff) for diff in report.final_parameters]
 
 
 def worst_tensor(summary: dict) -> dict | None:

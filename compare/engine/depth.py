@@ -14,8 +14,25 @@ import dataclasses
 import math
 import threading
 import time
+from dataclasses import dataclass
 
 CHAIN_LENGTHS = (1_500, 5_000)  # tried in turn: past the recursion limit, then a model of about 25 layers
+
+# What a step that raised RecursionError is told, with the two depths
+RECURSION_ADVICE = ("the model's graph is {graph:,} nodes deep and this backward survives chains of about "
+                    "{survived:,}: its topological sort recurses once per node, past Python's recursion limit. "
+                    "Make it iterative (an explicit stack) to check this configuration")
+
+
+@dataclass
+class DepthCheck:
+    """How deep a graph the engine's backward walks, against how deep the checked model's is."""
+
+    survived: int | None  # the longest chain backward survived (None: not measured)
+    failed: int | None  # the shortest chain it failed on with RecursionError (None: none it tried)
+    graph: int | None  # the longest path from a parameter to the loss in the checked model
+    per_layer: int | None  # how much one more layer adds to it
+    n_layer: int  # the checked model's layers
 
 
 def chain_survives(value_cls, length: int) -> bool:
@@ -40,7 +57,7 @@ def chain_survives(value_cls, length: int) -> bool:
 
     thread = threading.Thread(target=walk, name="chain", daemon=True)
     thread.start()
-    thread.join()  # the engine's process bounds it with its timer (compare.statements.guarded)
+    thread.join()  # the engine's process bounds it with its timer (compare.engine.statements.guarded)
     if "error" in found:
         raise found["error"]
     return found["survived"]

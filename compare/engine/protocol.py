@@ -113,7 +113,7 @@ def _where(value, name: str) -> dict:
 
 
 def _skipped_lines(value, name: str = "skipped") -> list:
-    """The lines the loader skipped: dicts of compare.statements.SkippedLine's fields."""
+    """The lines the loader skipped: dicts of compare.engine.statements.SkippedLine's fields."""
     if not isinstance(value, list):
         raise ProtocolError(f"{name} is not a list")
     lines = []
@@ -130,7 +130,7 @@ def _skipped_lines(value, name: str = "skipped") -> list:
 
 
 def _facts(value) -> dict:
-    """compare.diagnosis.engine_facts: the engine's methods' source lines and a few flags."""
+    """compare.engine.loader.engine_facts: the engine's methods' source lines and a few flags."""
     if not isinstance(value, dict):
         raise ProtocolError("facts is not a table")
     methods = value.get("methods", {})
@@ -159,7 +159,7 @@ def _facts(value) -> dict:
 
 
 def _speed(value) -> dict:
-    """compare.depth.backward_speed: {} or {"per_node", "growth", "nodes"}."""
+    """compare.engine.depth.backward_speed: {} or {"per_node", "growth", "nodes"}."""
     if not isinstance(value, dict):
         raise ProtocolError("speed is not a table")
     if not value:
@@ -195,7 +195,7 @@ class Message:
 class LoadRequest(Message):
     kind = "load"
     engine: str | None  # "FILE[:CLASS]", or None for the project's engine
-    inject: str | None  # a fault of compare.faults, or None
+    inject: str | None  # a fault of compare.engine.faults, or None
     cwd: str = ""  # the folder a relative engine path is relative to: the parent's working folder
 
     @classmethod
@@ -289,12 +289,12 @@ class ProbeResult(Message):
 class EngineFound(Message):
     kind = "engine"
     notes: list  # one line each: what the loader did that the learner should know
-    probes: dict  # compare.probes' raw numbers, judged by the parent
+    probes: dict  # compare.engine.probes' raw numbers, judged by the parent
     chain: list | None  # [longest chain backward survived, shortest it failed on or None]
     missing: str | None  # the refusal, when the engine lacks an operation
     skipped: list = field(default_factory=list)  # the file's lines the loader skipped (SkippedLine fields)
-    facts: dict = field(default_factory=dict)  # compare.diagnosis.engine_facts
-    speed: dict = field(default_factory=dict)  # compare.depth.backward_speed
+    facts: dict = field(default_factory=dict)  # compare.engine.loader.engine_facts
+    speed: dict = field(default_factory=dict)  # compare.engine.depth.backward_speed
     hung: bool = False  # a probe did not finish in its budget
 
     @classmethod
@@ -411,7 +411,7 @@ class Step(Message):
 class FiniteDiffs(Message):
     kind = "fd"
     step_size: float
-    entries: list  # {"name", "index": [row, col], "autograd", "estimate"}: the numbers, judged by the parent
+    entries: list  # {"name", "index": [row, col], "estimate"}: judged by the parent against the step's gradients
 
     @classmethod
     def from_dict(cls, data, shapes=None):
@@ -420,8 +420,8 @@ class FiniteDiffs(Message):
             raise ProtocolError("entries is not a list")
         entries = []
         for entry in data["entries"]:
-            if not isinstance(entry, dict) or not {"name", "index", "autograd", "estimate"} <= set(entry):
-                raise ProtocolError("a finite difference lacks name, index, autograd or estimate")
+            if not isinstance(entry, dict) or not {"name", "index", "estimate"} <= set(entry):
+                raise ProtocolError("a finite difference lacks name, index or estimate")
             name = _string(entry["name"], "name")
             index = entry["index"]
             if shapes is not None and name not in shapes:
@@ -431,8 +431,7 @@ class FiniteDiffs(Message):
             index = [_whole(index[0], "index"), _whole(index[1], "index")]
             if shapes is not None and not (index[0] < shapes[name][0] and index[1] < shapes[name][1]):
                 raise ProtocolError(f"finite difference at {index}, outside {name}")
-            entries.append({"name": name, "index": index, "autograd": _number(entry["autograd"], "autograd"),
-                            "estimate": _number(entry["estimate"], "estimate")})
+            entries.append({"name": name, "index": index, "estimate": _number(entry["estimate"], "estimate")})
         return cls(_number(data["step_size"], "step_size"), entries)
 
 
@@ -500,4 +499,3 @@ def decode(line: str, *expected, shapes: dict | None = None) -> Message:
         raise ProtocolError(f"a malformed {cls.kind!r} message ({error})") from None
     except (TypeError, KeyError, AttributeError, RecursionError) as error:  # a shape the checks above missed
         raise ProtocolError(f"a malformed {cls.kind!r} message ({type(error).__name__})") from None
-

@@ -3,7 +3,7 @@ at points chosen so that the classic mistakes show, against torch in float64.
 
 A probe is one small expression, written once and run on both engines (the same Python
 works on a `Value` and on a torch tensor). The engine's side (`run_probes`) needs no torch
-and returns plain numbers; the verdict (`compare.probe_check`) is reached elsewhere.
+and returns plain numbers; the verdict (`compare.judge.probe_check`) is reached elsewhere.
 
     raw = run_probes(Value)          # {expression: {"value": .., "grads": [..]} or {"error": ..}}
 
@@ -289,4 +289,3 @@ def _error(error: BaseException) -> dict:
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
-

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from .diagnosis import cause_lines, title
-from .diff import TensorDiff
-from .engines import DERIVATIVES, template
-from .faults import ALL_TENSORS
-from .report import ProbeCheck, Report
-from .suspects import backward_suspects, forward_suspects, matching_probes
-from .trace import entry_meaning
+from .report import Report
+from ..engine.faults import ALL_TENSORS
+from ..engine.loader import DERIVATIVES, template
+from ..judge.diagnosis import cause_lines, title
+from ..judge.diff import TensorDiff
+from ..judge.probe_check import ProbeCheck
+from ..judge.suspects import backward_suspects, forward_suspects, matching_probes
+from ..step.trace import entry_meaning
 
 WIDTH = max(len(name) for name in ALL_TENSORS)  # the widest default tensor name
 
@@ -56,7 +57,7 @@ def verdict(report: Report) -> str:
     steps = "one training step" if s.steps == 1 else f"{s.steps} training steps in lockstep"
     missing = not_checked_text(report.probes)
     if report.agrees:
-        caveat = "" if not report.coverage.zero_tensors else " (but see the coverage WARNING below)"
+        caveat = "" if not report.focus.coverage.zero_tensors else " (but see the coverage WARNING below)"
         if missing:
             return (f"AGREE on everything it has: the scalar engine and torch agree on {steps}, within {s.dtype} "
                     f"tolerances{caveat}; not checked: {missing}.")
@@ -99,11 +100,11 @@ def _reason(report: Report) -> str:
         why = f": {'; '.join(hidden)}, which hides this" if hidden else " (it does not reach the case the probe tries)"
         why = why.replace(", which hides this", "") if hidden and "hides" in hidden[0] and len(hidden) == 1 else why
         return f"{probes}, but the model step agrees{why}"
-    if report.divergence is not None:
-        return f"the forward pass parts at {report.divergence.stage}, position {report.divergence.position}"
+    if report.focus.divergence is not None:
+        return f"the forward pass parts at {report.focus.divergence.stage}, position {report.focus.divergence.position}"
     differing = report.differing_gradients
     if differing:
-        return f"the forward agrees, the gradients of {len(differing)} of {len(report.gradients)} tensors differ"
+        return f"the forward agrees, the gradients of {len(differing)} of {len(report.focus.gradients)} tensors differ"
     if not report.finite_differences or report.finite_differences.agrees:
         return "the forward and the gradients agree, the Adam update differs"
     return "finite differences disagree with the scalar engine's gradients"
@@ -211,7 +212,7 @@ def _overrides(s) -> str:
 
 
 def loss_block(report: Report) -> str:
-    d, step = report.loss, _step_loss(report)
+    d, step = report.focus.loss, _step_loss(report)
     label = "loss" if report.settings.steps == 1 else f"loss of step {report.focus_step + 1}"
     return (f"  {label}   scalar {step.scalar:.15g}   torch {step.torch:.15g}   "
             f"|diff| {d.max_abs:.2g}   {_ok(d)}")
@@ -222,7 +223,7 @@ def gradient_table(report: Report) -> str:
     lines = [f"  gradients of step {report.focus_step + 1} (agree within {tol.atol:g} + {tol.rtol:g} x magnitude)",
              f"    {'tensor':<{WIDTH}}  {'shape':>8}  {'checked':>7}  {'non-zero':>8}  "
              f"{'max |diff|':>10}  {'at':<9} {'max rel':>8}  at"]
-    lines += [_row(d) for d in report.gradients]
+    lines += [_row(d) for d in report.focus.gradients]
     return "\n".join(lines)
 
 
@@ -235,9 +236,9 @@ def _row(d: TensorDiff) -> str:
 def update_block(report: Report) -> str:
     tol = report.tolerances.values
     lines = [f"  after the update (agree within {tol.atol:g} + {tol.rtol:g} x magnitude)"]
-    for label, tables in (("parameters", report.parameters), ("Adam m", report.adam_m), ("Adam v", report.adam_v)):
+    for label, tables in (("parameters", report.focus.parameters), ("Adam m", report.focus.adam_m), ("Adam v", report.focus.adam_v)):
         lines.append(f"    {label:<12}{_summary(tables)}")
-        if all(d.agrees for d in report.gradients):  # else the wrong gradients explain these
+        if all(d.agrees for d in report.focus.gradients):  # else the wrong gradients explain these
             lines += [_row(d) for d in tables if not d.agrees]
     return "\n".join(lines)
 
@@ -263,7 +264,7 @@ def steps_block(report: Report) -> str:
 
 
 def coverage_block(report: Report) -> str:
-    c = report.coverage
+    c = report.focus.coverage
     line = f"  coverage {c.nonzero:,} of {c.total:,} gradients are non-zero in at least one engine"
     if not c.zero_tensors:
         return line + ": every tensor was checked on numbers that are not 0."
@@ -280,16 +281,16 @@ def coverage_block(report: Report) -> str:
 def parting_block(report: Report) -> str:
     if report.step_agrees:
         return ""
-    if report.divergence is not None:
+    if report.focus.divergence is not None:
         return "  where they part\n" + _forward_parting(report)
     lines = ["  where they part", "    forward: agrees (every traced intermediate of every document in the batch)."]
     differing = report.differing_gradients
     if differing:
-        lines.append(f"    backward: {len(differing)} of {len(report.gradients)} gradient tensors differ, worst first: "
+        lines.append(f"    backward: {len(differing)} of {len(report.focus.gradients)} gradient tensors differ, worst first: "
                      f"{', '.join(differing)}")
         lines.append(_nearest_hint(report, differing))
         lines.append(_suspects_line(report, *backward_suspects(_nearest_wrong(report, differing))))
-    elif not all(d.agrees for d in report.parameters + report.adam_m + report.adam_v):
+    elif not all(d.agrees for d in report.focus.parameters + report.focus.adam_m + report.focus.adam_v):
         lines.append("    backward: every gradient agrees, so the Adam update differs (see the tensors above).")
     else:
         lines.append("    this step agrees; an earlier difference shows in the losses or the final parameters.")
@@ -297,7 +298,7 @@ def parting_block(report: Report) -> str:
 
 
 def _forward_parting(report: Report) -> str:
-    d, s = report.divergence, report.settings
+    d, s = report.focus.divergence, report.settings
     doc = s.docs[((report.focus_step - s.start_step) * s.per_step + d.document) % len(s.docs)]
     tokens = [None, *doc, None]  # None stands for BOS at either end
     shown = [repr(ch) if ch is not None else "BOS" for ch in tokens]
@@ -318,14 +319,14 @@ def _suspects_line(report: Report, where: str, operations: str, operators: set) 
 
 
 def _nearest_wrong(report: Report, differing: list) -> str:
-    backward_order = [d.name for d in reversed(report.gradients)]
+    backward_order = [d.name for d in reversed(report.focus.gradients)]
     backward_order.remove("lm_head")
     return next(name for name in ["lm_head", *backward_order] if name in differing)
 
 
 def _nearest_hint(report: Report, differing: list) -> str:
     """Name the wrong gradient nearest the loss: the mistake sits between it and the loss."""
-    backward_order = [d.name for d in reversed(report.gradients)]  # lm_head sits at the loss end
+    backward_order = [d.name for d in reversed(report.focus.gradients)]  # lm_head sits at the loss end
     backward_order.remove("lm_head")
     backward_order.insert(0, "lm_head")
     nearest = next(name for name in backward_order if name in differing)
@@ -354,11 +355,11 @@ def fd_block(report: Report) -> str:
 def float32_note(report: Report) -> str:
     if report.settings.dtype != "float32":
         return ""
-    gradients = max(report.gradients, key=lambda d: d.max_abs)
-    parameters = max(report.parameters, key=lambda d: d.max_abs)
+    gradients = max(report.focus.gradients, key=lambda d: d.max_abs)
+    parameters = max(report.focus.parameters, key=lambda d: d.max_abs)
     text = (f"torch ran in float32, the scalar engine in float64 (Python floats). float32 keeps about 7 "
             f"significant digits, so the two drift apart by rounding alone: here the loss by "
-            f"{report.loss.max_rel:.1e} relative, the gradients by up to {gradients.max_abs:.1e} "
+            f"{report.focus.loss.max_rel:.1e} relative, the gradients by up to {gradients.max_abs:.1e} "
             f"({gradients.name}) and the parameters after the update by up to {parameters.max_abs:.1e} "
             f"({parameters.name}). The check used float32's wider tolerances: drift of this size is "
             f"expected, not a bug. Check an engine in float64, the default.")

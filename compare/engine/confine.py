@@ -1,6 +1,6 @@
 """Inside the engine's process, before the engine's code runs: shut it in.
 
-`compare.sandbox` starts a keeper process; the keeper gives the engine's process (its child)
+`compare.engine.sandbox` starts a keeper process; the keeper gives the engine's process (its child)
 its own PID namespace when the platform allows it, and this module does the rest from the
 inside, as strongly as it can, and says in one line what held:
 

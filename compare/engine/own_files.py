@@ -20,8 +20,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("compare", "microgpt_scalar", "microgpt_torch")
+OWN_PACKAGES = ("compare", "microgpt_scalar")  # what the engine's process loads: the engine must leave them as they are
 KINDS = (".py", ".json", ".txt")
 
 

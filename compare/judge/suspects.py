@@ -45,10 +45,6 @@ BACKWARD = {
 BACKWARD["attn_wq"] = BACKWARD["attn_wk"] = BACKWARD["attn_wv"]
 BACKWARD["wpe"] = BACKWARD["wte"]
 
-RECURSION_ADVICE = ("the model's graph is {graph:,} nodes deep and this backward survives chains of about "
-                    "{survived:,}: its topological sort recurses once per node, past Python's recursion limit. "
-                    "Make it iterative (an explicit stack) to check this configuration")
-
 
 def forward_suspects(stage: str) -> tuple[str, str, set]:
     return FORWARD[stage.split(".")[-1]]

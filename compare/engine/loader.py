@@ -7,11 +7,11 @@
 The file is taken as learners have it: its folder is on sys.path while it loads (for `from
 config import ...`), sys.argv is the file alone, what it prints is kept out of the report,
 and the recursion limit, sys.argv, sys.path and the working folder are put back afterwards.
-Every top-level statement runs, each under a guard (compare.statements): one that reaches
+Every top-level statement runs, each under a guard (compare.engine.statements): one that reaches
 the network, starts a process, writes a file or runs for more than a second (training,
 sampling) is stopped and skipped, and so is one that fails; `loaded.skipped` lists each
 with its line and reason. The comparison loads a file in a process of its own
-(compare.worker).
+(compare.engine.worker).
 
 The scalar model runs on any class with the operations below, so the comparison can train
 the learner's engine against torch exactly as it trains the project's.
@@ -127,7 +127,7 @@ def import_learner_file(path: Path, budget: float = STATEMENT_BUDGET):
     sys.path while it loads, sys.argv is the file alone, stdin is empty, what it prints is
     kept from the report, and the interpreter state it changes (recursion limit, sys.argv,
     sys.path, the working folder, the standard streams) is put back afterwards. Every
-    top-level statement runs under a guard (compare.statements): one that reaches the
+    top-level statement runs under a guard (compare.engine.statements): one that reaches the
     network, starts a process, writes a file or runs past `budget` seconds is skipped, and
     so is one that fails; each is listed."""
     if not path.is_file():
@@ -277,3 +277,73 @@ def first_line(error: BaseException) -> str:
     the errors that report it are one line."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else ""
+
+
+# --- facts about the engine, gathered where its class lives ------------------------------------
+
+FACT_METHODS = ("__init__", "backward", "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+                "__truediv__", "__rtruediv__", "__neg__", "__pow__", "__rpow__", "log", "exp", "relu", "tanh",
+                "sigmoid", "sqrt", "sin", "cos", "__abs__", "__eq__", "__hash__", "__iadd__", "__isub__", "__imul__",
+                "__itruediv__")
+
+
+def engine_facts(value_cls) -> dict:
+    """Plain data about `value_cls` for the diagnosis: each method's file, first line and
+    source lines (and those of module functions backward calls), its data's type, mutable
+    default arguments of __init__, and containers kept on the class. Never raises."""
+    facts = {"methods": {}, "data_type": "", "mutable_defaults": [], "class_containers": [], "eq": False,
+             "hash": True}
+    try:
+        for name in FACT_METHODS:
+            function = _function(value_cls, name)
+            if function is not None:
+                facts["methods"][name] = _source(function)
+        backward = _function(value_cls, "backward")
+        if backward is not None:
+            for helper in _helpers(backward):
+                facts["methods"][f"{helper.__name__} (called by backward)"] = _source(helper)
+        facts["methods"] = {k: v for k, v in facts["methods"].items() if v}
+        facts["eq"] = any("__eq__" in vars(klass) for klass in value_cls.__mro__[:-1])
+        facts["hash"] = value_cls.__hash__ is not None
+        init = _function(value_cls, "__init__")
+        if init is not None:
+            for parameter in inspect.signature(init).parameters.values():
+                if isinstance(parameter.default, (list, dict, set)):
+                    facts["mutable_defaults"].append({"name": parameter.name, "filled": len(parameter.default)})
+        for klass in value_cls.__mro__[:-1]:
+            for name, value in vars(klass).items():
+                if isinstance(value, (list, set)) and not name.startswith("__"):  # a dict is a table, likelier
+                    facts["class_containers"].append({"name": name, "size": len(value)})
+        data = value_cls(0.1).data
+        facts["data_type"] = f"{type(data).__module__}.{type(data).__name__}".replace("builtins.", "")
+    except Exception:  # a fact that cannot be read is left out; the probes still speak
+        pass
+    return facts
+
+
+def _function(value_cls, name: str):
+    for klass in value_cls.__mro__[:-1]:
+        if name in vars(klass):
+            found = vars(klass)[name]
+            found = getattr(found, "__func__", found)
+            return found if inspect.isfunction(found) else None
+    return None
+
+
+def _source(function) -> dict:
+    try:
+        lines, start = inspect.getsourcelines(function)
+        return {"file": inspect.getsourcefile(function) or function.__code__.co_filename, "line": start,
+                "lines": [line.rstrip("\n") for line in lines[:80]]}
+    except (OSError, TypeError):
+        return {}
+
+
+def _helpers(function) -> list:
+    """The module-level functions `function` calls by name (a topological sort of its own)."""
+    found = []
+    for name in function.__code__.co_names:
+        candidate = function.__globals__.get(name)
+        if inspect.isfunction(candidate) and candidate.__code__.co_filename == function.__code__.co_filename:
+            found.append(candidate)
+    return found

@@ -6,16 +6,9 @@ tracing code of its own: the scalar model's pieces (its methods `rmsnorm`, `line
 `attention`, ...) are wrapped on the instance (`ScalarTracer`), the torch model's readable
 path is read with forward hooks on its modules (`torch_trace`).
 
-The scalar model computes position by position and stage by stage, so walking documents,
-then positions, then stages in that order finds the earliest computation that went wrong;
-everything after it inherits the error.
+Where the two traces part is judged by compare.judge.step.first_divergence.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-
-from .diff import entry_difference
-from .tolerances import Tolerance
 
 LAYER_STAGES = ("attn_norm", "q", "k", "v", "attn_logits", "attn_weights", "attn_out", "attn_residual",
                 "mlp_norm", "mlp_hidden", "mlp_act", "mlp_residual")
@@ -223,36 +216,6 @@ def torch_trace(model, tokens: list[int]) -> dict:
             trace[stage] = [row.flatten().tolist() for row in x]
     trace["loss"] = [[loss] for loss in position_losses(seen["logits"], targets)[0].tolist()]
     return trace
-
-
-@dataclass
-class Divergence:
-    document: int  # index of the document in the batch
-    stage: str  # trace stage name, e.g. "layer0.attn_weights"
-    position: int  # token position in the document
-    index: int  # entry within the stage's numbers at that position
-    scalar: float
-    torch: float
-
-
-def first_divergence(scalar_traces: list, torch_traces: list, stages: list, tolerance: Tolerance) -> Divergence | None:
-    """The earliest (document, position, stage, entry) outside the tolerance, or None."""
-    for document, (scalar_trace, torch_trace) in enumerate(zip(scalar_traces, torch_traces)):
-        for position in range(len(scalar_trace[stages[0]])):
-            for stage in stages:
-                found = _first_entry(scalar_trace[stage][position], torch_trace[stage][position], tolerance)
-                if found is not None:
-                    return Divergence(document, stage, position, *found)
-    return None
-
-
-def _first_entry(scalar_values: list, torch_values: list, tolerance: Tolerance):
-    if len(scalar_values) != len(torch_values):  # both traces come from the project's models
-        raise RuntimeError(f"the traces differ in layout: {len(scalar_values)} numbers against {len(torch_values)}")
-    for index, (expected, got) in enumerate(zip(scalar_values, torch_values)):
-        if entry_difference(float(got), float(expected), tolerance)[2] > 1:
-            return index, float(expected), float(got)
-    return None
 
 
 def entry_meaning(stage: str, position: int, index: int, chars: list) -> str:
