@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from microgpt_scalar.cli import command, print_error
 from microgpt_scalar.config import PRESETS

@@ -208,7 +208,9 @@ def check_logs_identical(logs: dict) -> None:
 
 def machine(load_before: tuple) -> dict:
     """The machine a section ran on, and how busy it was (1, 5 and 15-minute load averages
-    before and after the section: other processes slow the wall-clock figures down)."""
+    before and after the section: other processes slow the wall-clock figures down), and
+    OMP_WAIT_POLICY as the environment set it (None: OpenMP's own default; how torch's
+    threads wait between operations changes the timings of trainers that take turns)."""
     torch = sys.modules.get("torch")
     return {
         "python": platform.python_version(),
@@ -217,6 +219,7 @@ def machine(load_before: tuple) -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__ if torch else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -226,6 +229,7 @@ def machine(load_before: tuple) -> dict:
 def machine_line(m: dict) -> str:
     before, after = (" ".join(f"{x:.2f}" for x in m[key]) for key in ("load_average_before", "load_average_after"))
     torch = f", torch {m['torch']}" if m["torch"] else ""
+    torch += f", OMP_WAIT_POLICY={m['omp_wait_policy']}" if m.get("omp_wait_policy") else ""
     return (f"  (machine: {m['cpu_model']}, {m['cpu_count']} CPUs, Python {m['python']}{torch}; "
             f"load average {before} before, {after} after)")
 

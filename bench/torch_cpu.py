@@ -427,7 +427,7 @@ def throughput_lines(figures: dict) -> list[str]:
 def budget_lines(figures: dict) -> list[str]:
     b, f = figures["time_budget"], figures["faithful"]
     return [
-        f"validation loss (held-out last 10% of the shuffled documents, loss per target):",
+        "validation loss (held-out last 10% of the shuffled documents, loss per target):",
         f"  batched, {b['wall_s']:.1f} s of training (batch {b['batch_size']}, "
         f"{'compiled' if b['compiled'] else 'eager'}, {b['threads']} thread(s), {b['steps']} of {b['planned_steps']} "
         f"planned steps): "

@@ -22,12 +22,10 @@ import json
 import os
 import sys
 import textwrap
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch starts: the tensors are tiny, extra threads only wait
 
 from compare.engine.faults import FAULTS  # noqa: E402
-from compare.engine.loader import parse_engine_spec  # noqa: E402
 from compare.engine.process import DEFAULT_TIMEOUT, EngineFailure, EngineProcess, EngineRefused  # noqa: E402
 from compare.engine.sandbox import add_limit_flags, limits_from  # noqa: E402
 from compare.report.plot import plot_gradients, require_matplotlib  # noqa: E402

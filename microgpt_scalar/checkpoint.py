@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from .config import GPTConfig, num_param_matrices, param_shapes
 from .files import FileError, read_input, shown, write_atomically

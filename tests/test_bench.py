@@ -37,7 +37,7 @@ def test_scalar_section_writes_every_figure_and_keeps_other_sections(names_path,
     results = json.loads(out.read_text())
     assert results["sections"]["torch"] == {"kept": True}
     figures = results["sections"]["scalar"]
-    assert {"python", "platform", "cpu_count", "date"} <= set(figures["machine"])
+    assert {"python", "platform", "cpu_count", "date", "omp_wait_policy"} <= set(figures["machine"])
     preset = figures["presets"]["microgpt"]
     assert preset["steps"] == 2 and preset["logs_identical"] is True
     assert preset["log_tail"][-1].startswith("step    2 /  500 | loss ")
@@ -437,3 +437,14 @@ def test_previous_step_is_the_fused_model_bit_for_bit():
     old_loss.backward()
     for (name, p), old in zip(model.named_parameters(), previous.parameters()):
         assert torch.equal(p.grad, old.grad), name
+
+
+def test_the_machine_line_names_the_openmp_wait_policy_the_environment_set(monkeypatch):
+    from bench.common import machine, machine_line
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert machine((0.0, 0.0, 0.0))["omp_wait_policy"] == "PASSIVE"
+    assert ", OMP_WAIT_POLICY=PASSIVE;" in machine_line(machine((0.0, 0.0, 0.0)))
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert machine((0.0, 0.0, 0.0))["omp_wait_policy"] is None
+    assert "OMP_WAIT_POLICY" not in machine_line(machine((0.0, 0.0, 0.0)))

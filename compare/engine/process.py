@@ -31,9 +31,8 @@ from pathlib import Path
 
 from . import protocol
 from .own_files import OwnFiles
-from .protocol import (CertifyRequest, Depth, Done, EngineFacts, EngineFound, Failure, FiniteDiffs, LoadError,
-                       LoadRequest, ProbeResult, ProtocolError, Record, Samples, SandboxReport, Step, Stop,
-                       TrainRequest, shown)
+from .protocol import (CertifyRequest, EngineFacts, EngineFound, Failure, LoadError, LoadRequest, ProbeResult,
+                       ProtocolError, Record, Samples, SandboxReport, Stop, TrainRequest, shown)
 from .sandbox import SandboxLimits, end_engine_process, start_engine_process
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -492,10 +492,10 @@ def _from_step(evidence, step: StepOutcome, found: list) -> list:
     causes = []
     if step.failure == "timeout":
         if not any(c.key == "visited-set" for c in found):
-            causes.append(Cause("slow-backward", f"the step ran far longer than this engine's speed on the probes "
-                                                 f"predicts: backward walks far more nodes than the graph has (a "
-                                                 f"topological sort with no visited set, or a visited list searched "
-                                                 f"from the start each time), or it never ends",
+            causes.append(Cause("slow-backward", "the step ran far longer than this engine's speed on the probes "
+                                                 "predicts: backward walks far more nodes than the graph has (a "
+                                                 "topological sort with no visited set, or a visited list searched "
+                                                 "from the start each time), or it never ends",
                                 evidence.backward_where(r"visited|def build|topo"), score=80))
         else:
             for cause in found:
