@@ -20,7 +20,7 @@ if __name__ == "__main__":  # Ctrl-C while the modules load: one line and exit 1
     quiet_while_starting()
 
 from microgpt_scalar.cli import command  # noqa: E402
-from tutorial.exercises import main  # noqa: E402
+from tutorial.exercise_command import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(command(main)())

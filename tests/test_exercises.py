@@ -133,7 +133,7 @@ def test_the_loop_answer_prints_the_original_programs_first_ten_lines(repo_root)
 
 
 def test_the_command_checks_a_file_and_exits_by_the_verdict(repo_root, capsys, monkeypatch):
-    from tutorial.exercises import main
+    from tutorial.exercise_command import main
 
     monkeypatch.chdir(repo_root)
     assert main(["rmsnorm", "--file", "docs/exercises/answers/rmsnorm.py"]) == 0
@@ -176,7 +176,7 @@ def one_error_line(done, *words):
 
 
 def test_no_exercise_name_is_one_error_line_naming_the_exercises(capsys):
-    from tutorial.exercises import main
+    from tutorial.exercise_command import main
 
     assert main([]) == 2
     out, err = capsys.readouterr()
@@ -192,7 +192,7 @@ def test_no_exercise_name_is_one_error_line_naming_the_exercises(capsys):
     (["mlp", "--max-memory", "10"], ["--max-memory", "out of range"]),
 ])
 def test_a_bad_command_line_is_one_error_line(args, words, capsys):
-    from tutorial.exercises import main
+    from tutorial.exercise_command import main
 
     try:
         code = main(args)
