@@ -138,7 +138,7 @@ def test_reports_written_by_earlier_versions_still_load_and_read_the_same():
 
 
 def test_a_report_of_another_format_is_refused(default_report):
-    with pytest.raises(ValueError, match="not a microgpt-compare-report of version 3"):
+    with pytest.raises(ValueError, match="not a microgpt-compare-report of version 1 to 3"):
         from_dict({**to_dict(default_report), "version": 4})
     with pytest.raises(ValueError, match="not a microgpt-compare-report"):
         from_dict({"format": "microgpt-checkpoint", "version": 1})

@@ -8,6 +8,8 @@ changed since, fails here.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 from helpers import REPO, load_script
 
@@ -55,15 +57,24 @@ def conflict_markers(text: str) -> list[int]:
             if re.match(r"(<{7}|>{7})( |$)", line)]
 
 
+def project_text_files() -> list:
+    """The project's text files: git's tracked ones in a checkout, else (an unpacked sdist)
+    every one under the project's folder but build output and hidden folders."""
+    suffixes = {".py", ".md", ".toml", ".txt", ".ipynb", ".sh", ".cfg", ".in"}
+    if (REPO / ".git").exists() and shutil.which("git"):
+        listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True)
+        paths = [REPO / name for name in listed.stdout.decode().split("\0") if name]
+    else:
+        paths = [path for path in REPO.rglob("*") if not any(
+            part.startswith(".") or part in {"build", "dist", "__pycache__"} for part in path.relative_to(REPO).parts)]
+    return sorted(path for path in paths if path.suffix in suffixes and path.is_file())
+
+
 def test_no_tracked_text_file_holds_a_merge_conflict():
     assert conflict_markers("a\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> other\n") == [2, 6]
     assert conflict_markers("a << b\n    >>>>>>> not at the start\n") == []
     found = {}
-    for path in sorted(REPO.rglob("*")):
-        if path.suffix not in {".py", ".md", ".toml", ".txt", ".ipynb", ".sh", ".cfg"} or not path.is_file():
-            continue
-        if any(part.startswith(".") or part in {"build", "dist", "__pycache__"} for part in path.relative_to(REPO).parts):
-            continue
+    for path in project_text_files():
         lines = conflict_markers(path.read_text(encoding="utf-8", errors="replace"))
         if lines:
             found[str(path.relative_to(REPO))] = lines

@@ -101,6 +101,9 @@ class ScalarReader:
             raise
         if message.step != step:
             self.process.protocol_failure(ProtocolError(f"step {message.step + 1} where step {step + 1} was due"))
+        if len(message.traces) != len(batch):  # each document's forward pass is checked stage by stage
+            self.process.protocol_failure(ProtocolError(f"{len(message.traces)} traces for a batch of {len(batch)} "
+                                                        f"documents"))
         return StepResult(message.loss, message.grads, message.params, message.adam_m, message.adam_v, message.traces)
 
     def limit(self, passes: float) -> tuple:
@@ -122,5 +125,9 @@ class ScalarReader:
     def finite_differences(self, k: int) -> FiniteDiffs:
         """The estimates of k gradients at the first step's weights (judged by compare.judge.fd)."""
         limit, why, predicted = self.limit(2 * k)  # two losses per gradient, each a forward pass (an upper bound)
-        return self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
-                                         predicted=predicted and predicted / 2)
+        estimates = self.process.next_message("finite differences", FiniteDiffs, timeout=limit, why=why,
+                                              predicted=predicted and predicted / 2)
+        if len(estimates.entries) != k:
+            self.process.protocol_failure(ProtocolError(f"{len(estimates.entries)} finite-difference estimates "
+                                                        f"where {k} were asked for"))
+        return estimates

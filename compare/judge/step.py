@@ -37,8 +37,14 @@ def first_divergence(scalar_traces: list, torch_traces: list, stages: list, tole
     scalar model computes position by position and stage by stage, so walking documents, then
     positions, then stages in that order finds the earliest computation that went wrong;
     everything after it inherits the error."""
+    if len(scalar_traces) != len(torch_traces):  # both come from the project's models: never a learner's doing
+        raise RuntimeError(f"the traces differ in layout: {len(scalar_traces)} documents against {len(torch_traces)}")
     for document, (scalar_trace, torch_trace) in enumerate(zip(scalar_traces, torch_traces)):
-        for position in range(len(scalar_trace[stages[0]])):
+        for stage in stages:
+            if len(scalar_trace.get(stage, ())) != len(torch_trace[stage]):
+                raise RuntimeError(f"the traces differ in layout: stage {stage} of document {document} has "
+                                   f"{len(scalar_trace.get(stage, ()))} positions against {len(torch_trace[stage])}")
+        for position in range(len(torch_trace[stages[0]])):
             for stage in stages:
                 found = _first_entry(scalar_trace[stage][position], torch_trace[stage][position], tolerance)
                 if found is not None:

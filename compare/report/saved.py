@@ -42,7 +42,7 @@ def from_dict(data: dict) -> Report:
     coverage) at the report's top level."""
     version = data.get("version")
     if data.get("format") != FORMAT or version not in (1, 2, VERSION):
-        raise ValueError(f"not a {FORMAT} of version {VERSION}")
+        raise ValueError(f"not a {FORMAT} of version 1 to {VERSION}")
     if version != 1:
         if "report" not in data:  # the summary alone: the engine was refused or failed before a report
             raise ValueError(f"holds no report, only the summary of an engine that ended {data.get('verdict')}: "

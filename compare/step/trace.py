@@ -1,10 +1,10 @@
-"""The named intermediates of both forward passes, and where they part.
+"""The named intermediates of both forward passes, read from outside the models.
 
 A trace holds every stage of `trace_stage_names(config)` for one document, one flat list of
 numbers per position. Both models are read from outside, so neither forward carries any
 tracing code of its own: the scalar model's pieces (its methods `rmsnorm`, `linear`,
-`attention`, ...) are wrapped on the instance (`ScalarTracer`), the torch model's readable
-path is read with forward hooks on its modules (`torch_trace`).
+`attention`, ...) are wrapped on the instance (`ScalarTracer`), the readable torch GPT is
+read with forward hooks on its modules (`torch_trace`).
 
 Where the two traces part is judged by compare.judge.step.first_divergence.
 """
