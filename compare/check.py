@@ -24,6 +24,7 @@ from microgpt_scalar.config import num_params
 from microgpt_scalar.data import Corpus, Tokenizer, shuffle_docs
 from microgpt_torch.device_names import DeviceError, parse_device  # noqa: F401 (DeviceError: compare.DeviceError)
 
+from .engine.depth import depth_limited
 from .engine.faults import FAULTS
 from .engine.probes import probe_keys
 from .engine.process import EngineFailure, EngineProcess, EngineRefused
@@ -148,7 +149,7 @@ def _diagnosed(run, judged: dict, facts: dict, found, skipped=()) -> Report:
         report = run()
     except EngineFailure as error:
         probes = judged.get("probes")
-        limited = bool(found and found.get("chain") and found["chain"][1] is not None)
+        limited = depth_limited(found.get("chain") if found else None)
         step = StepOutcome(failure=error.kind, message=str(error), depth_limited=limited and error.recursion)
         error.found, error.probes, error.causes = found, probes, diagnose(probes, facts, step)
         error.args = (explain_name_error(str(error), list(skipped)),)

@@ -1,5 +1,6 @@
 """Shared fixtures: where the repository and the names file shipped with the package are, the
-guide's notebook, run once per test session, and the processes a test starts."""
+guide's notebook, run once per test session, torch on one thread for a torch test file, and
+the processes a test starts."""
 import os
 import signal
 import sys
@@ -35,6 +36,17 @@ def guide_notebook_outputs(repo_root):
 
     page = (repo_root / "docs" / "bridge.md").read_text(encoding="utf-8")
     return cell_outputs(execute(make_notebook(page), repo_root))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a test file's tests, and the thread count put back after
+    (the tensors are tiny; a script under test may set the count too). A torch test file
+    asks for it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    from torch_checks import single_thread
+
+    with single_thread():
+        yield
 
 
 @pytest.fixture()

@@ -63,3 +63,11 @@ def test_traces_of_another_layout_are_never_passed_over():
     for wrong in ([], [{"a": full["a"]}], [dict(full, b=[[3.0]])]):
         with pytest.raises(RuntimeError, match="the traces differ in layout"):
             first_divergence(wrong, [full], stages, tolerance)
+
+
+def test_a_backward_is_depth_limited_only_where_a_chain_made_it_fail():
+    from compare.engine.depth import depth_limited
+
+    assert depth_limited([5000, 5200]) is True
+    assert depth_limited([100000, None]) is False  # survived every chain measured
+    assert depth_limited(None) is False  # the measurement could not be made

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from torch_checks import single_thread
 
 from microgpt_scalar.data import Corpus, DataError, default_data_path, load_docs, shuffle_docs
 from microgpt_torch.fast import FusedGPT
@@ -18,10 +17,7 @@ from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_s
 DATA = default_data_path()  # the names file shipped with the package
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 def padded_batch(token_lists, block_size):

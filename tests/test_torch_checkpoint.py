@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch_checks import assert_float64_close, single_thread
+from torch_checks import assert_float64_close
 
 from microgpt_scalar.checkpoint import CheckpointError, check_config, flatten
 from microgpt_scalar.checkpoint import checkpoint_of as scalar_checkpoint_of
@@ -32,10 +32,7 @@ VERSION_1 = Path(__file__).resolve().parent / "fixtures" / "torch_checkpoint_v1.
 STEP_ATOL = 1e-14
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")

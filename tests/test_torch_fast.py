@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from torch_checks import assert_results_close, forward_backward, single_thread
+from torch_checks import assert_results_close, forward_backward
 
 from microgpt_scalar.config import get_config, num_params, param_shapes
 from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
@@ -28,10 +28,7 @@ CONFIGS = {
 ATOL, RTOL = 1e-12, 1e-12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.autograd import gradcheck
-from torch_checks import assert_float64_close, forward_backward, single_thread
+from torch_checks import assert_float64_close, forward_backward
 
 from microgpt_scalar.config import get_config
 from microgpt_torch import kernels
@@ -14,10 +14,7 @@ from microgpt_torch.checkpoint import checkpoint_of, restore
 from microgpt_torch.fast import BatchedGPT, FusedGPT
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 def random(*shape, seed=0):

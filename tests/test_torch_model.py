@@ -5,7 +5,7 @@ import random
 
 import pytest
 import torch
-from torch_checks import assert_float64_close, assert_results_close, forward_backward, single_thread
+from torch_checks import assert_float64_close, assert_results_close, forward_backward
 
 from compare.step.trace import ScalarTracer, torch_trace, trace_stage_names
 from microgpt_scalar.config import get_config, num_params, param_shapes
@@ -35,10 +35,7 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")

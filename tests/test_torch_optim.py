@@ -6,7 +6,7 @@ import random
 
 import pytest
 import torch
-from torch_checks import assert_float64_close, single_thread
+from torch_checks import assert_float64_close
 
 from microgpt_scalar.config import get_config
 from microgpt_scalar.model import GPT as ScalarGPT
@@ -23,10 +23,7 @@ PRESETS = ["microgpt", "microgpt-v2"]
 ADAM_ATOL, ADAM_RTOL = 1e-14, 0.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 @pytest.mark.parametrize("preset", PRESETS)

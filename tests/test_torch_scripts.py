@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import load_script
-from torch_checks import assert_float64_close, single_thread
+from torch_checks import assert_float64_close
 
 from microgpt_scalar.checkpoint import save_checkpoint as save_scalar_checkpoint
 from microgpt_scalar.config import get_config, num_params
@@ -41,10 +41,7 @@ LAUNCH_FAILURES = ("DistNetworkError", "Address already in use", "Connection ref
 train_script, sample_script = load_script("train_torch"), load_script("sample")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():  # also restores the thread count the script sets
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 def run_main(module, capsys, *argv):

@@ -7,7 +7,7 @@ import random
 import pytest
 import reference
 import torch
-from torch_checks import assert_float64_close, single_thread
+from torch_checks import assert_float64_close
 
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
@@ -32,10 +32,7 @@ PRESETS = ["microgpt", "microgpt-v2"]
 LOSS_ATOL, PARAM_ATOL = 1e-13, 1e-13
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: torch on one thread
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,12 @@ def deepest_chain(value_cls) -> tuple[int, int | None]:
     return survived, None
 
 
+def depth_limited(chain) -> bool:
+    """Whether a chain measurement ([survived, failed] from deepest_chain, or None when it
+    could not be made) found a depth at which the engine's backward fails."""
+    return bool(chain and chain[1] is not None)
+
+
 def _bisect(value_cls, good: int, bad: int) -> tuple[int, int]:
     while bad - good > max(10, good // 50):
         middle = (good + bad) // 2

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from . import protocol
+from .depth import depth_limited
 from .own_files import OwnFiles
 from .protocol import (CertifyRequest, EngineFacts, EngineFound, Failure, LoadError, LoadRequest, ProbeResult,
                        ProtocolError, Record, Samples, SandboxReport, Stop, TrainRequest, shown)
@@ -129,8 +130,7 @@ class EngineProcess:
         from microgpt_scalar.config import GPTConfig, param_shapes
 
         self.shapes = dict(param_shapes(GPTConfig.from_dict(weights["config"])))
-        limited = bool(self._found and self._found["chain"] and self._found["chain"][1] is not None)
-        self._send(TrainRequest(weights, batches, fd, seed, limited))
+        self._send(TrainRequest(weights, batches, fd, seed, depth_limited(self._found and self._found["chain"])))
 
     def start_certify(self, docs: list, steps: int, num_samples: int, config_fields: dict, seed: int) -> None:
         """Have the engine train the published run's first `steps` steps (compare.certify)."""

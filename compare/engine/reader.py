@@ -12,7 +12,7 @@ from __future__ import annotations
 from microgpt_scalar.checkpoint import Checkpoint
 from microgpt_scalar.optim import Adam
 
-from .depth import RECURSION_ADVICE, DepthCheck
+from .depth import RECURSION_ADVICE, DepthCheck, depth_limited
 from .loader import engine_facts, first_line
 from .process import EngineFailure
 from .protocol import Depth, FiniteDiffs, Message, ProtocolError, Step, TrainRequest
@@ -42,8 +42,7 @@ class InProcessEngine:
                 "skipped": [], "facts": engine_facts(self.runner.value_cls), "speed": {}, "hung": False}
 
     def start_training(self, weights: dict, batches: list, fd: int, seed: int) -> None:
-        limited = bool(self._chain and self._chain[1] is not None)
-        self._messages = self.runner.train(TrainRequest(weights, batches, fd, seed, limited))
+        self._messages = self.runner.train(TrainRequest(weights, batches, fd, seed, depth_limited(self._chain)))
 
     def next_message(self, phase: str, *expected, timeout=None, why="", predicted=None) -> Message:
         """The runner's next message; what the engine raises becomes one EngineFailure line."""
@@ -72,11 +71,11 @@ class ScalarReader:
     """The scalar side's results, read as messages from the engine's process (EngineProcess)
     or from a class run here (InProcessEngine): numbers come back, nothing else."""
 
-    def __init__(self, process, found: dict, every_path: bool = False):
+    def __init__(self, process, found: dict):
         self.process, self.chain = process, found["chain"]
         self.speed = found.get("speed") or {}
         self.nodes = None
-        self.every_path = every_path  # the probes showed a walk that takes every path: the step cannot end
+        self.every_path = False  # set once the probes show a walk that takes every path: the step cannot end
 
     def begin(self, start: Checkpoint, batches, fd, seed) -> DepthCheck:
         weights = {"config": start.config.to_dict(), "chars": list(start.chars), "params": start.params,
