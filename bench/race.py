@@ -19,7 +19,10 @@ The best modes: the cell where the project was fastest and the cell where the pr
 was fastest, run once more in turns (--race-rounds rounds) for the speed-up of one best
 mode over the other. Each runs in a process of its own (`python -m bench.race`, driven
 over pipes), one window at a time while the other waits for its turn: in one process, a
-compiled trainer's OpenMP threads and an eager one's slowed each other down.
+compiled trainer's OpenMP threads and an eager one's slowed each other down. The project's
+process keeps freed memory mapped, as its trainer does (`microgpt_torch/allocator.py`);
+the previous step's runs on the C library's own settings, as it did. (The cells share
+one process, on the C library's settings.)
 
 Attention alone: torch's scaled_dot_product_attention against the block-diagonal product
 (`microgpt_torch/kernels.py`), forward and backward, taking turns, at each batch size and
@@ -333,7 +336,11 @@ def serve_windows(requests, replies) -> None:
     try:
         import torch
 
+        from microgpt_torch.allocator import keep_freed_memory
+
         name, config, params, batches, threads, compiled = pickle.loads(requests.recv_bytes())
+        if name == "project":  # as scripts/train_torch.py --mode batched runs it
+            keep_freed_memory()
         torch.set_num_threads(threads)
         trainer = Trainer(name, config, params, compiled)
         while trainer.steps < WARMUP_STEPS:
