@@ -487,6 +487,8 @@ def targets_missed(figures: dict) -> list[str]:
 
 
 if __name__ == "__main__":  # a TrainerProcess: python -m bench.race REQUESTS_FD REPLIES_FD
+    import signal
     from multiprocessing.connection import Connection
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends this process
     serve_windows(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
