@@ -17,7 +17,12 @@ both sides. The load average is recorded beside each cell.
 
 The best modes: the cell where the project was fastest and the cell where the previous step
 was fastest, run once more in turns (--race-rounds rounds) for the speed-up of one best
-mode over the other.
+mode over the other. Each runs in a process of its own (`python -m bench.race`, driven
+over pipes), one window at a time while the other waits for its turn: in one process, a
+compiled trainer's OpenMP threads and an eager one's slowed each other down. The project's
+process keeps freed memory mapped, as its trainer does (`microgpt_torch/allocator.py`);
+the previous step's runs on the C library's own settings, as it did. (The cells share
+one process, on the C library's settings.)
 
 Attention alone: torch's scaled_dot_product_attention against the block-diagonal product
 (`microgpt_torch/kernels.py`), forward and backward, taking turns, at each batch size and
@@ -34,14 +39,18 @@ loss and every gradient of the first batch, which must agree within float32 roun
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import pickle
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from microgpt_scalar.cli import MAX_BATCH, int_from, seconds
 
-from .common import SEED, CheckFailed, read_docs, torch_start
+from .common import SEED, CheckFailed, child_env, read_docs, torch_start
 
 TRAINERS = ("project", "nanoGPT", "previous")
 MODES = ("eager", "compiled")
@@ -191,13 +200,15 @@ def window(trainer: Trainer, batches: list, seconds: float, threads: int) -> flo
         return tokens / (time.perf_counter() - start)
 
 
-def take_turns(contestants: dict, rounds: int, seconds: float) -> dict:
+def take_turns(contestants: dict, rounds: int, seconds: float, run_window=None) -> dict:
     """name -> tokens/s of each round's window; contestants: name -> (trainer, batches,
-    threads). The order rotates each round, so no one always follows the same other."""
+    threads), or whatever `run_window(contestant, seconds)` takes to run one window and
+    return its tokens/s. The order rotates each round, so no one always follows the same other."""
+    run_window = run_window or (lambda contestant, seconds: window(*contestant[:2], seconds, contestant[2]))
     names, rates = list(contestants), {name: [] for name in contestants}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            rates[name].append(window(*contestants[name][:2], seconds, contestants[name][2]))
+            rates[name].append(run_window(contestants[name], seconds))
     return rates
 
 
@@ -239,26 +250,111 @@ def race_cell(config, params, batches: list, threads: int, compiled: bool, round
 
 
 def best_modes(cells: list, config, params, batches_of: dict, rounds: int, seconds: float) -> dict:
-    """The project's fastest cell and the previous step's, built afresh and run in turns."""
-    import torch
-
+    """The project's fastest cell and the previous step's, each built afresh in a process of
+    its own (TrainerProcess) and run in turns."""
     best = {name: max(cells, key=lambda cell: cell["tokens_per_s"][name]) for name in ("project", "previous")}
-    torch._dynamo.reset()
-    contestants = {}
-    for name, cell in best.items():
-        batches = batches_of[cell["batch_size"]]
-        trainer = Trainer(name, config, params, cell["mode"] == "compiled")
-        with torch_threads(cell["threads"]):
-            while trainer.steps < WARMUP_STEPS:
-                trainer.step(batches[trainer.steps % len(batches)])
-        contestants[name] = (trainer, batches, cell["threads"])
-    rates = take_turns(contestants, rounds, seconds)
+    with contextlib.ExitStack() as stack:
+        contestants = {}
+        for name, cell in best.items():  # one after the other: each warms up alone
+            process = TrainerProcess(name, config, params, batches_of[cell["batch_size"]], cell["threads"],
+                                     cell["mode"] == "compiled")
+            contestants[name] = stack.enter_context(process)
+        rates = take_turns(contestants, rounds, seconds, lambda process, seconds: process.window(seconds))
     return {
         name: {"batch_size": cell["batch_size"], "threads": cell["threads"], "mode": cell["mode"],
-               "tokens_per_s": max(rates[name]), "rounds": rates[name]}
+               "tokens_per_s": max(rates[name]), "rounds": rates[name],
+               "pid": contestants[name].pid, "windows": contestants[name].windows}
         for name, cell in best.items()
     } | {"project_over_previous": median_ratio(rates, "project", "previous"),
          "load_average_after": list(os.getloadavg())}
+
+
+class TrainerProcess:
+    """A Trainer in a process of its own (a fresh interpreter: no thread pool, compiled code
+    or memory of this one's), warmed up, then driven over a pair of pipes: each
+    `window(seconds)` asks the process for one window and waits for its tokens/s, so only
+    one process trains at a time. `windows` holds the (start, end) of each window on the
+    monotonic clock, which every process of the machine shares; `pid` is the process's own
+    report of its id."""
+
+    def __init__(self, name: str, config, params: dict, batches: list, threads: int, compiled: bool):
+        from multiprocessing.connection import Connection
+
+        self.name, self.windows = name, []
+        to_child, from_parent = os.pipe()[::-1]  # (write end, read end)
+        from_child, to_parent = os.pipe()
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.race", str(from_parent), str(to_parent)],
+                                        pass_fds=(from_parent, to_parent), env=child_env())
+        os.close(from_parent)
+        os.close(to_parent)  # so a process that dies ends recv() here with EOFError
+        self.requests, self.replies = Connection(to_child, readable=False), Connection(from_child, writable=False)
+        # The batches' tensors by value (plain pickle), not as handles to shared memory.
+        self.requests.send_bytes(pickle.dumps((name, config, params, batches, threads, compiled)))
+        try:
+            self.pid = self._reply()  # sent once warmed up
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def window(self, seconds: float) -> float:
+        self.requests.send(seconds)
+        rate, start, end = self._reply()
+        self.windows.append((start, end))
+        return rate
+
+    def _reply(self):
+        try:
+            status, value = self.replies.recv()
+        except EOFError:
+            raise RuntimeError(f"the {self.name} trainer's process ended (exit code {self.process.wait()})") from None
+        if status == "failed":
+            raise RuntimeError(f"the {self.name} trainer's process failed: {value}")
+        return value
+
+    def __enter__(self) -> "TrainerProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Ask the process to end, and end it if it does not."""
+        with contextlib.suppress(OSError):
+            self.requests.send(None)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.requests.close()
+        self.replies.close()
+
+
+def serve_windows(requests, replies) -> None:
+    """A TrainerProcess's side: read the trainer's spec, build it at its thread count, warm
+    it up, send ("ready", pid), then for each number of seconds received run one window and
+    send ("rate", (tokens/s, start, end)); None ends it. An error is sent as ("failed", text)."""
+    import traceback
+
+    try:
+        import torch
+
+        from microgpt_torch.allocator import keep_freed_memory
+
+        name, config, params, batches, threads, compiled = pickle.loads(requests.recv_bytes())
+        if name == "project":  # as scripts/train_torch.py --mode batched runs it
+            keep_freed_memory()
+        torch.set_num_threads(threads)
+        trainer = Trainer(name, config, params, compiled)
+        while trainer.steps < WARMUP_STEPS:
+            trainer.step(batches[trainer.steps % len(batches)])
+        replies.send(("ready", os.getpid()))
+        while (seconds := requests.recv()) is not None:
+            start = time.monotonic()
+            rate = window(trainer, batches, seconds, threads)
+            replies.send(("rate", (rate, start, time.monotonic())))
+    except EOFError:  # the parent has gone: nothing to report to
+        pass
+    except Exception:  # noqa: BLE001 - reported to the parent, which raises it
+        with contextlib.suppress(OSError):
+            replies.send(("failed", traceback.format_exc(limit=-3)))
 
 
 # --- attention alone -----------------------------------------------------------------------
@@ -388,3 +484,11 @@ def targets_missed(figures: dict) -> list[str]:
     if figures["best_modes"]["project_over_previous"] < 1.5:
         missed.append("best mode >= 1.5x the previous step's best mode")
     return missed
+
+
+if __name__ == "__main__":  # a TrainerProcess: python -m bench.race REQUESTS_FD REPLIES_FD
+    import signal
+    from multiprocessing.connection import Connection
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends this process
+    serve_windows(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))

@@ -24,7 +24,9 @@ second run aiming at it is refused.
 
 OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, unless the environment sets it):
 a thread spinning while it waits takes a core another process may need, and training on
-two threads then slows down many times over whenever the other core is busy.
+two threads then slows down many times over whenever the other core is busy. In batched
+mode, memory the steps free stays in the process (microgpt_torch/allocator.py), so each
+step writes to pages the last one used instead of faulting in fresh ones.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ from microgpt_scalar.cli import (MAX_BATCH, MAX_STEPS, OneLineParser, StopOnInte
 from microgpt_scalar.config import PRESETS, get_config, num_params  # noqa: E402
 from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.files import FileError, claim_output  # noqa: E402
+from microgpt_torch.allocator import keep_freed_memory  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
 from microgpt_torch.device import (any_process, cpu_threads, cpu_threads_for_batches, init_distributed,  # noqa: E402
                                    pick_device)
@@ -235,6 +238,7 @@ def compile_mode(args):
 
 
 def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
+    keep_freed_memory()
     docs, tokenizer, _, model, optimizer, first = start(args, docs, device, dtype)
     config = model.config
     packed = PackedDocuments.of_corpus(docs, config.block_size, device)  # on the device, once

@@ -381,6 +381,23 @@ def test_turns_rotate_and_ratios_are_medians_of_rounds():
     assert race.median_ratio({"x": [2.0, 9.0, 4.0], "y": [1.0, 3.0, 1.0]}, "x", "y") == 3.0  # of 2, 3 and 4
 
 
+def test_best_modes_run_in_two_processes_of_their_own_one_window_at_a_time(names_path):
+    config, params, train_tokens, _, _, _ = common.torch_start(common.read_docs(str(names_path)), "microgpt",
+                                                               common.SEED, num_steps=10**9)
+    batches_of = {8: race.ready_batches(train_tokens, config.block_size, 8, 2)}
+    cells = [{"batch_size": 8, "threads": 1, "mode": "eager", "tokens_per_s": {"project": 1.0, "previous": 1.0}}]
+    best = race.best_modes(cells, config, params, batches_of, 3, 0.01)
+    pids = {best[name]["pid"] for name in ("project", "previous")}
+    assert len(pids) == 2 and os.getpid() not in pids
+    windows = sorted((start, end, name) for name in ("project", "previous") for start, end in best[name]["windows"])
+    assert [name for _, _, name in windows] == ["project", "previous", "previous", "project", "project", "previous"]
+    assert all(start < end for start, end, _ in windows)
+    assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(windows, windows[1:]))  # never at once
+    assert all(len(best[name]["rounds"]) == 3 and min(best[name]["rounds"]) > 0 for name in ("project", "previous"))
+    assert best["project_over_previous"] == pytest.approx(race.median_ratio(
+        {name: best[name]["rounds"] for name in ("project", "previous")}, "project", "previous"))
+
+
 CPUINFO = "processor\t: 0\ncpu MHz\t\t: {mhz}\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\ncpu MHz\t\t: 1500.0\n"
 
 
