@@ -52,11 +52,6 @@ def edit(path, old, new):
     path.write_text(replace_once(path.read_text(), old, new))
 
 
-def run_compare(repo_root, *args):
-    return subprocess.run([sys.executable, str(repo_root / "scripts" / "compare_step.py"), *args],
-                          capture_output=True, text=True, cwd=repo_root)
-
-
 # Quotes: by symbol, narrowed, trimmed, and stale or broken ones caught.
 
 def test_every_quote_in_the_guide_matches_the_source_regenerated_in_memory(bridge, guide):
@@ -436,13 +431,14 @@ def test_the_tanh_answer_passes_its_probe(shown_and_printed):
     assert probe_status(report, "tanh") == "ok"
 
 
-def test_a_wrong_tanh_derivative_fails_its_probe(repo_root, tmp_path):
+def test_a_wrong_tanh_derivative_fails_its_probe(repo_root, tmp_path, capsys):
+    """The checker's command in this process (the engine runs in a process of its own)."""
     answer = (repo_root / EXERCISES / "answers" / "engine_tanh.py").read_text()
     wrong = tmp_path / "engine_wrong_tanh.py"
     wrong.write_text(replace_once(answer, "(1 - t**2)", "(1 - t)"))
-    done = run_compare(repo_root, "--engine", str(wrong))
-    assert done.returncode == 1
-    assert probe_status(done.stdout, "tanh") == "WRONG"
+    capsys.readouterr()
+    assert load_script("compare_step").main(["--engine", str(wrong)]) == 1
+    assert probe_status(capsys.readouterr().out, "tanh") == "WRONG"
 
 
 def test_the_readme_links_both_forms_and_states_the_time_the_page_measures(repo_root, guide):

@@ -182,7 +182,7 @@ def test_the_summary_names_the_diagnosis_of_a_wrong_engine(tmp_path, name, verdi
     engine = tmp_path / name
     engine.write_text((ENGINES / name).read_text(encoding="utf-8") + f"\n{SKIPPED}\n")
     out = tmp_path / "report.json"
-    argv = ["--engine", str(engine), *SMALL, "--json", str(out), "-q"] + (["--timeout", "6"] if verdict == "ERROR" else [])
+    argv = ["--engine", str(engine), *SMALL, "--json", str(out), "-q"] + (["--timeout", "3"] if verdict == "ERROR" else [])
     assert load_script("compare_step").main(argv) == code
     data = json.loads(out.read_text())
     assert (data["verdict"], data["exit_code"], data["agrees"]) == (verdict, code, False)

@@ -28,8 +28,9 @@ CONFIGS = {
     "microgpt-n_layer2": get_config("microgpt", n_layer=2),  # layer 1 attends over layer 0's outputs
 }
 # Under the microgpt preset attn_wo and mlp_fc2 start at zero, so at step 0 the gradients of
-# attn_wq/wk/wv and mlp_fc1 are zero in any engine; from step 1 on they are not.
-STEPS = 3
+# attn_wq/wk/wv and mlp_fc1 are zero in any engine; from step 1 on they are not (two steps
+# cover both, and the optimizer's update between them).
+STEPS = 2
 LOG_STEPS = 5
 SAMPLES = 3
 
@@ -86,7 +87,7 @@ def test_gradients_equal_per_op_engine_bit_for_bit(docs, config_name):
     config = CONFIGS[config_name]
     nonzero = compare_training(docs, config, STEPS)
     # Equal zeros prove nothing: every matrix must have had non-zero gradients to compare,
-    # and most gradients were (measured: 76% to 89% over these steps).
+    # and most gradients were (measured: 70% to 89% over these steps).
     assert all(count > 0 for count in nonzero.values()), nonzero
     assert sum(nonzero.values()) > 0.5 * STEPS * num_params(config), nonzero
 

@@ -95,15 +95,23 @@ def test_data_tests_pass_in_the_clone(offline):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
-def test_a_wheel_built_offline_carries_the_names_file(offline, clone, tmp_path):
+@pytest.fixture(scope="module")
+def wheel(offline, clone, tmp_path_factory):
+    """The wheel `pip wheel` builds from the clone, offline (built once: the tests below read it
+    and install it)."""
     try:
         import setuptools  # noqa: F401
     except ImportError:
         pytest.skip("setuptools is not installed: no wheel can be built here")
+    folder = tmp_path_factory.mktemp("wheel")
     result = offline("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                     "-w", str(tmp_path), str(clone))
+                     "-w", str(folder), str(clone))
     assert result.returncode == 0, result.stderr[-2000:]
-    (wheel,) = tmp_path.glob("microgpt_bridge-*.whl")
+    (built,) = folder.glob("microgpt_bridge-*.whl")
+    return built
+
+
+def test_a_wheel_built_offline_carries_the_names_file(wheel, clone):
     archive = zipfile.ZipFile(wheel)
     names = archive.read("microgpt_scalar/names.txt")
     assert names == (clone / "microgpt_scalar" / "names.txt").read_bytes()
@@ -119,20 +127,12 @@ def test_a_wheel_built_offline_carries_the_names_file(offline, clone, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def installed(offline, clone, tmp_path_factory):
-    """The wheel built from the clone, installed into a fresh venv (torch, numpy and pytest
+def installed(offline, wheel, tmp_path_factory):
+    """The wheel built from the clone, installed into a fresh venv (torch, numpy, pytest and pip
     from this interpreter's site-packages: nothing is downloaded): its bin folder."""
-    try:
-        import setuptools  # noqa: F401
-    except ImportError:
-        pytest.skip("setuptools is not installed: no wheel can be built here")
-    wheels, venv = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("venv") / "env"
-    built = offline("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(wheels),
-                    str(clone))
-    assert built.returncode == 0, built.stderr[-2000:]
-    made = offline("-m", "venv", "--system-site-packages", str(venv))
+    venv = tmp_path_factory.mktemp("venv") / "env"
+    made = offline("-m", "venv", "--system-site-packages", "--without-pip", str(venv))
     assert made.returncode == 0, made.stderr[-2000:]
-    (wheel,) = wheels.glob("microgpt_bridge-*.whl")
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
                            str(wheel)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -151,7 +151,8 @@ def test_every_command_works_from_an_empty_folder_after_installing_the_wheel(ins
         return subprocess.run([str(installed / command[0]), *command[1:]], cwd=empty, env=env, capture_output=True,
                               text=True, timeout=timeout)
 
-    where = run("python", "-c", "import compare, microgpt_torch; print(compare.__file__); print(microgpt_torch.__file__)")
+    where = run("python", "-c", "from importlib.util import find_spec; "  # where `import` finds them, unimported
+                "print(find_spec('compare').origin); print(find_spec('microgpt_torch').origin)")
     assert where.returncode == 0 and all(str(installed.parent) in line for line in where.stdout.splitlines()), where
     compared = run("microgpt-compare", "-q")
     assert compared.returncode == 0 and compared.stdout.startswith("AGREE"), compared.stderr[-2000:]

@@ -62,18 +62,21 @@ def test_torch_trainer_says_which_thread_policy_it_chose(repo_root, env, shown):
 
 
 def test_the_policy_is_set_before_torch_loads_openmp(repo_root):
-    """OpenMP reads OMP_WAIT_POLICY once, when torch loads it: the script sets it before."""
+    """OpenMP reads OMP_WAIT_POLICY once, when torch loads it: the script sets it before. The
+    probe stops the script at its first import of torch (what comes after is not looked at)."""
     probe = (
         "import importlib.abc, os, runpy, sys\n"
         "seen = []\n"
+        "class TorchReached(Exception):\n    pass\n"
         "class Watch(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
         "        if name == 'torch' and not seen:\n"
         "            seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "            raise TorchReached()\n"
         "sys.meta_path.insert(0, Watch())\n"
         "sys.argv = ['train_torch.py', '--help']\n"
         "try:\n    runpy.run_path('scripts/train_torch.py', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
+        "except (SystemExit, TorchReached):\n    pass\n"
         "print(seen)\n"
     )
     result = run(repo_root, ["-c", probe])
