@@ -77,3 +77,26 @@ def pytest_sessionfinish(session, exitstatus):
         except (OSError, ProcessLookupError):  # ended meanwhile
             continue
         print(f"\nkilled process {pid}, left running by a test: {command[:200]}", file=sys.stderr)
+
+
+# The files that take longest, longest first: the workers start on them, so no worker is
+# left with a long file when the others are done. (pytest-xdist hands out whole files in the
+# order collected: pyproject's addopts keep that order.) A file missing here runs after these.
+LONGEST_FILES = (
+    "test_output_claims.py",
+    "test_bench.py",
+    "test_certify_class.py",
+    "test_exercises.py",
+    "test_offline_clone.py",
+    "test_compare_isolation.py",
+    "test_sandbox.py",
+    "test_compare_faults.py",
+    "test_bridge_docs.py",
+    "test_compare_learner_engines.py",
+    "test_torch_scripts.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FILES)))  # stable: each file's order kept

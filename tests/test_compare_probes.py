@@ -5,8 +5,10 @@ styles learners use (tests/engines/), right ones and wrong ones.
 """
 from __future__ import annotations
 
+import gc
 import math
 import sys
+import weakref
 
 import pytest
 from helpers import LEARNER_ENGINE, REPO, edited_copy
@@ -14,7 +16,7 @@ from helpers import LEARNER_ENGINE, REPO, edited_copy
 from compare.engine.depth import chain_survives, deepest_chain, graph_depth
 from compare.engine.faults import FAULTS, faulty_engine
 from compare.engine.loader import load_engine_file
-from compare.engine.probes import PROBES, run_probes
+from compare.engine.probes import PROBES, only_new_objects_collected, run_probes
 from compare.judge.probe_check import check_probes
 from compare.judge.tolerances import PROBE_TOLERANCE
 from compare.step.documents import ALPHABET, BUILTIN_DOCS, given_documents
@@ -100,6 +102,33 @@ def test_a_backward_that_remembers_nodes_between_calls_fails_the_fresh_graph_pro
     value_cls = load_engine_file(str(ENGINES / "stale_visited.py")).value_cls
     check = probe(value_cls)
     assert "backward twice" in {r.operator for r in check.faults}
+
+
+def test_the_fresh_graph_rounds_collect_their_own_cycles_and_give_the_heap_back_as_it_was():
+    """Collections during the rounds look only at new objects (the heap before is frozen),
+    which still frees a graph of closures; after, nothing is left frozen, and a heap frozen
+    by someone else stays frozen."""
+
+    class Node:
+        pass
+
+    with only_new_objects_collected():
+        node = Node()
+        node.self = node  # a cycle: only a collection frees it
+        freed = weakref.ref(node)
+        del node
+        gc.collect()
+        assert freed() is None
+    assert gc.get_freeze_count() == 0
+    run_probes(Value)
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        run_probes(Value)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
 
 
 def test_a_failing_probe_names_the_expression_both_numbers_and_the_derivative():

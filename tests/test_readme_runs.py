@@ -79,3 +79,18 @@ def test_no_tracked_text_file_holds_a_merge_conflict():
         if lines:
             found[str(path.relative_to(REPO))] = lines
     assert found == {}, f"merge conflict markers left in: {found}"
+
+
+def test_the_files_the_workers_start_on_exist_and_are_collected_first(pytestconfig):
+    """conftest's LONGEST_FILES: a renamed file would silently run last again."""
+    from conftest import LONGEST_FILES, pytest_collection_modifyitems
+
+    assert all((REPO / "tests" / name).is_file() for name in LONGEST_FILES), LONGEST_FILES
+
+    class Item:
+        def __init__(self, name):
+            self.path = REPO / "tests" / name
+
+    items = [Item(name) for name in ("test_data.py", LONGEST_FILES[1], "test_config.py", LONGEST_FILES[0])]
+    pytest_collection_modifyitems(pytestconfig, items)
+    assert [item.path.name for item in items] == [LONGEST_FILES[0], LONGEST_FILES[1], "test_data.py", "test_config.py"]

@@ -15,6 +15,7 @@ used twice (`a * a`) catches `child.grad = ...` written for `+=`.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import traceback
 from dataclasses import dataclass
@@ -164,20 +165,36 @@ def fresh_graph_rounds(make_leaf, backward, read, rounds: int = 6, collect: bool
     """d y / d x on `rounds` fresh graphs in turn, each freed (and collected) before the next
     is built: a backward that remembers nodes between calls (a visited set kept on the class,
     keyed by id, which a freed node's successor may reuse) skips nodes of the new graph.
-    `collect=False` for the oracle, whose numbers do not depend on it (a collection in a
-    process that has loaded torch takes 0.1 s)."""
+    `collect=False` for the oracle, whose numbers do not depend on it."""
     grads = []
-    for i in range(rounds):
-        x = make_leaf(0.3 + 0.1 * i)
-        y = x
-        for _ in range(20):
-            y = y * 0.9 + x * 0.2  # x reached through every link of the chain
-        backward(y)
-        grads.append(read(x))
-        del x, y
-        if collect:
-            gc.collect()  # frees graphs held by reference cycles (closures) too
+    with only_new_objects_collected(collect):
+        for i in range(rounds):
+            x = make_leaf(0.3 + 0.1 * i)
+            y = x
+            for _ in range(20):
+                y = y * 0.9 + x * 0.2  # x reached through every link of the chain
+            backward(y)
+            grads.append(read(x))
+            del x, y
+            if collect:
+                gc.collect()  # frees graphs held by reference cycles (closures) too
     return grads
+
+
+@contextlib.contextmanager
+def only_new_objects_collected(freeze: bool = True):
+    """Inside, a collection looks only at objects made inside: everything alive before is
+    set aside (gc.freeze). A full collection in a process that has loaded torch walks
+    millions of objects, a fifth of a second each time; the rounds' graphs are all new.
+    A heap someone else has frozen already is left as it is."""
+    if not freeze or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 # backward on a fresh leaf after a graph was built: it must touch nothing but the leaf
