@@ -178,7 +178,8 @@ def test_script_writes_the_json_report(emma_run):
 
 def test_float32_drifts_past_float64_tolerance_and_the_report_says_so(capsys, tmp_path):
     path = tmp_path / "report.json"
-    code, out, _ = run_main(capsys, "--dtype", "float32", "--doc", "jacqueline", "--doc", "maxwell", "--json", str(path))
+    code, out, _ = run_main(capsys, "--dtype", "float32", "--doc", "jacqueline", "--doc", "maxwell",
+                            "--json", str(path))
     assert code == 0
     assert "torch ran in float32" in out and "expected, not a bug" in out
     report = load_report(path)  # the run's own report
