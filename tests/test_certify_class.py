@@ -70,7 +70,9 @@ def class_run(tmp_path_factory):
     expected["student_folder"] = "AGREE"
     victim = subs / "right_00_learner.py"
     misbehaving = {
-        "hog": "        hoard = []\n        while True:\n            hoard.append(bytearray(64 * 2**20))\n",
+        "hog": ("        global HOARD  # kept from one backward to the next: a leak, full from the first\n"
+                "        HOARD = globals().get('HOARD', [])\n"
+                "        while True:\n            HOARD.append(bytearray(64 * 2**20))\n"),
         "forks": "        import os, time\n        if os.fork() == 0:\n            time.sleep(10**6)\n",
         "sleeps": "        import time\n        time.sleep(10**6)\n",
         "writer": (f"        open({str(outside / 'written.txt')!r}, 'w').write('x')\n"
