@@ -20,6 +20,7 @@ from microgpt_scalar.config import get_config, num_params
 compare_main = load_script("compare_step").main
 certify_main = load_script("certify").main
 ENGINES = REPO / "tests" / "engines"
+ONE_DOC = ("--doc", "emma")  # where loading, not training, is what a test checks: a shorter step
 
 
 def run(main, capsys, *argv):
@@ -109,13 +110,13 @@ def test_a_training_script_without_a_main_guard_is_loaded_without_running_it(tmp
 
 
 def test_a_file_that_parses_its_command_line_at_import_loads(capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "argparse_at_import.py")
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "argparse_at_import.py", *ONE_DOC)
     assert code == 0, out + err
     assert "unrecognized arguments" not in out + err
 
 
 def test_a_file_importing_a_module_beside_it_loads(capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "sibling" / "engine.py")
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "sibling" / "engine.py", *ONE_DOC)
     assert code == 0, out + err
 
 
@@ -129,7 +130,7 @@ def test_a_recursion_limit_lowered_at_import_is_put_back():
 
 
 def test_lowered_recursion_limit_does_not_reach_the_step(capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "lowers_limit" / "engine.py")
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "lowers_limit" / "engine.py", *ONE_DOC)
     assert code == 0, out + err
 
 
@@ -242,7 +243,7 @@ def test_certify_fails_an_engine_whose_only_mistake_is_a_probe(tmp_path, names_p
 
 def test_depth_flags_check_a_deeper_model_and_the_report_says_how_deep(tmp_path, capsys):
     path = tmp_path / "report.json"
-    code, out, _ = run(compare_main, capsys, "--n-layer", 2, "--block-size", 4, "--json", path)
+    code, out, _ = run(compare_main, capsys, "--n-layer", 2, "--block-size", 4, "--json", path, *ONE_DOC)
     assert code == 0
     expected = num_params(get_config(n_layer=2, block_size=4, vocab_size=27))
     assert f"preset microgpt, n_layer 2, block_size 4, {expected:,} parameters" in out
