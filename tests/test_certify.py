@@ -175,7 +175,8 @@ def test_certify_script_names_step_and_tensor_for_a_wrong_relu_gradient(repo_roo
     differs and those after it (lm_head, mlp_fc2) still match."""
     engine = edited_copy(LEARNER_ENGINE, tmp_path / "engine.py", "self.grad += (out.data > 0) * out.grad",
                          "self.grad += out.data * out.grad  # the mistake")
-    done = run_script(repo_root, "--engine", f"{engine}:Value", "--data", names_path)
+    # three steps: the verdict must name the first that differs (step 2), not the last
+    done = run_script(repo_root, "--engine", f"{engine}:Value", "--data", names_path, "--steps", 3)
     assert done.returncode == 1, done.stdout + done.stderr
     verdict = done.stdout.splitlines()[-1]
     assert verdict.startswith("FAIL: step 2: gradient of wte has norm")

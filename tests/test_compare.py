@@ -5,8 +5,10 @@ docs/reference.md's account of which gradients are zero at initialisation.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -49,6 +51,21 @@ V2_TEXT = REPO / "tests" / "fixtures" / "compare_report_v2.txt"
 @pytest.fixture(scope="module")
 def default_report():
     return compare_step()
+
+
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+@pytest.fixture(scope="module")
+def emma_run(tmp_path_factory):
+    """(exit code, stdout, the JSON report's path, the plot's path) of the script on the document
+    "emma", writing its JSON report and, where matplotlib is installed, its plot: one run, read
+    by the tests of each."""
+    folder = tmp_path_factory.mktemp("emma")
+    path, plot, out = folder / "report.json", folder / "gradients.png", io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["--doc", "emma", "--json", str(path), *(["--plot", str(plot)] if HAVE_MATPLOTLIB else [])])
+    return code, out.getvalue(), path, plot
 
 
 def run_main(capsys, *argv):
@@ -153,18 +170,20 @@ def test_finite_differences_alone_can_make_the_report_disagree(default_report):
     assert verdict_of(render(report)).startswith("DISAGREE") and "finite differences disagree" in render(report)
 
 
-def test_script_writes_the_json_report(tmp_path, capsys):
-    path = tmp_path / "report.json"
-    code, _, _ = run_main(capsys, "--doc", "emma", "--json", str(path))
+def test_script_writes_the_json_report(emma_run):
+    code, _, path, _ = emma_run
     report = load_report(path)
     assert code == 0 and report.agrees and report.settings.docs == ["emma"]
 
 
-def test_float32_drifts_past_float64_tolerance_and_the_report_says_so(capsys):
-    code, out, _ = run_main(capsys, "--dtype", "float32", "--doc", "jacqueline", "--doc", "maxwell")
+def test_float32_drifts_past_float64_tolerance_and_the_report_says_so(capsys, tmp_path):
+    path = tmp_path / "report.json"
+    code, out, _ = run_main(capsys, "--dtype", "float32", "--doc", "jacqueline", "--doc", "maxwell",
+                            "--json", str(path))
     assert code == 0
     assert "torch ran in float32" in out and "expected, not a bug" in out
-    report = compare_step(dtype="float32", docs=["jacqueline", "maxwell"])
+    report = load_report(path)  # the run's own report
+    assert report.settings.dtype == "float32" and report.settings.docs == ["jacqueline", "maxwell"]
     float64_gradients = TOLERANCES["float64"].gradients
     drift = max(d.max_abs / float64_gradients.allowed(1.0) for d in report.focus.gradients)
     assert drift > 1  # float32 would fail the float64 check: the wider tolerance is needed
@@ -233,23 +252,22 @@ def test_plot_without_matplotlib_is_a_one_line_error(capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and "matplotlib" in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+@pytest.mark.skipif(not HAVE_MATPLOTLIB,
                     reason="matplotlib is an optional extra (pip install -e .[plot]) and is not installed")
-def test_plot_writes_a_png(tmp_path, capsys):
-    path = tmp_path / "gradients.png"
-    code, _, _ = run_main(capsys, "--doc", "emma", "--plot", str(path))
+def test_plot_writes_a_png(emma_run):
+    code, _, _, path = emma_run
     assert code == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_wrong_adam_update_is_caught_after_right_gradients():
+def test_a_wrong_adam_update_is_caught_after_right_gradients(emma_run):
     """The update's own check: gradients agree, so the report must blame the parameters."""
 
     class AdamWithoutBiasCorrection(Adam):
         def step(self, lr, step):
             super().step(lr * (1 - self.beta1 ** (step + 1)), step)  # as if m_hat were m: lr too small
 
-    settings = compare_step(docs=["emma"]).settings  # what the run records about itself
+    settings = load_report(emma_run[2]).settings  # what the run on "emma" records about itself
     start = dense_weights(get_config(), ALPHABET, settings.seed)
     source = InProcessEngine(Value, AdamWithoutBiasCorrection)
     report = run_sides(start, given_documents(["emma"]), settings, ScalarReader(source, source.engine()), fd=0)

@@ -5,7 +5,9 @@ documents (derived by hand from where the broken operation is used in the model)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
 
 import pytest
@@ -27,14 +29,30 @@ main = load_script("compare_step").main  # the script's main(argv), run in this 
 STEP_FAULTS = [name for name, fault in FAULTS.items() if not fault.flags]
 
 
+@pytest.fixture(scope="module")
+def injected(tmp_path_factory):
+    """injected(name): (exit code, stdout, stderr, the report it saved) of `compare_step.py
+    --inject name --json FILE`, run once for all the tests that read it."""
+    runs = {}
+
+    def run(name: str):
+        if name not in runs:
+            path, out, err = tmp_path_factory.mktemp("fault") / "report.json", io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(["--inject", name, "--json", str(path)])
+            runs[name] = code, out.getvalue(), err.getvalue(), load_report(path)
+        return runs[name]
+
+    return run
+
+
 @pytest.mark.parametrize("name", STEP_FAULTS)
-def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, tmp_path, capsys):
-    fault, path = FAULTS[name], tmp_path / "report.json"
-    assert main(["--inject", name, "--json", str(path)]) == 1
-    out, err = capsys.readouterr()
+def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, injected):
+    fault = FAULTS[name]
+    code, out, err, report = injected(name)
+    assert code == 1
     assert verdict_of(out).startswith("DISAGREE"), out + err
     assert out.index("  operators, each alone") < out.index(verdict_of(out))  # the probes came first
-    report = load_report(path)
     assert report.causes and report.causes[0].name == fault.cause  # the diagnosis names it first
     assert f"  cause    " in out and title(fault.cause) in out.split("  cause    ")[1].split(":")[0]
     assert report.settings.fault == name and report.settings.steps >= fault.min_steps
@@ -108,24 +126,25 @@ def test_a_recursive_sort_agrees_on_the_default_model_and_is_caught_on_a_deep_on
     assert main(["--inject", "recursive-sort"]) == 0
     out = capsys.readouterr().out
     assert "backward fails with RecursionError on" in out and "models of up to about 4 layers are safe" in out
-    assert main(["--inject", "recursive-sort", *FAULTS["recursive-sort"].flags]) == 1
+    deep = [*FAULTS["recursive-sort"].flags, "--doc", "emma"]  # one document: the graph as deep, the step shorter
+    assert main(["--inject", "recursive-sort", *deep]) == 1
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "raised RecursionError" in err and "Make it iterative" in err
     assert "  cause    recursion depth: backward's topological sort recurses once per node" in out
     assert "look at <microgpt_scalar/engine.py with fault recursive-sort>, line " in out
 
 
-def test_faults_are_caught_far_outside_the_tolerance():
+def test_faults_are_caught_far_outside_the_tolerance(injected):
     """The tolerances sit well below what a real mistake does: the mildest fault in the
     catalogue still misses by a thousand tolerances."""
     for name in ("exp-forward", "relu-grad"):
-        report = compare_step(inject=name)
+        report = injected(name)[3]
         worst = max(d.excess for d in report.focus.gradients + [report.focus.loss])
         assert worst > 1e3, name
 
 
-def test_grad_not_reset_hides_in_the_first_step_and_shows_in_the_second():
-    report = compare_step(inject="grad-not-reset")  # runs the fault's min_steps = 2
+def test_grad_not_reset_hides_in_the_first_step_and_shows_in_the_second(injected):
+    report = injected("grad-not-reset")[3]  # runs the fault's min_steps = 2
     assert report.settings.steps == 2
     assert not report.agrees
     assert report.focus_step == 1  # the first step that disagrees: step 0 agreed in everything
@@ -184,14 +203,14 @@ def test_list_faults_names_every_fault_with_both_lines_where_it_is_caught_and_it
         assert f"cause:    the report names {title(fault.cause)} first" in entry
 
 
-def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights():
+def test_a_fault_the_reference_start_cannot_see_is_caught_from_dense_weights(injected):
     """docs/reference.md: with attn_wo and mlp_fc2 at zero, no gradient reaches the MLP's input at
     step 0, so the step cannot see a wrong relu gradient (the report says why it proves
     nothing); the relu probe sees it whatever the weights."""
     blind = compare_step(inject="relu-grad", weights="reference")
     assert blind.step_agrees and "layer0.mlp_fc1" in blind.focus.coverage.zero_tensors
     assert not blind.agrees and {r.operator for r in blind.probes.faults} == {"relu"}
-    assert not compare_step(inject="relu-grad", weights="dense").agrees
+    assert injected("relu-grad")[3].settings.weights == "dense" and not injected("relu-grad")[3].agrees
 
 
 def test_a_fault_whose_line_the_project_no_longer_has_is_an_error(monkeypatch):
@@ -218,8 +237,8 @@ def test_stock_optimizer_is_what_engine_faults_use():
     ("mul-dict", "suspects rmsnorm before the MLP: x * x, sum, / n, + 1e-5, ** -0.5, x * scale",
      "a * a at a = 1.5: d/da expected 3.0, got 1.5"),
 ])
-def test_the_report_names_the_suspect_operations_and_the_probes_that_failed_among_them(name, suspects, probe):
+def test_the_report_names_the_suspect_operations_and_the_probes_that_failed_among_them(name, suspects, probe, injected):
     """Oracle: the fault's own line (exp's value; mul of a node with itself, which rmsnorm does)."""
-    line = next(line for line in render(compare_step(inject=name)).splitlines() if "suspects" in line)
+    line = next(line for line in render(injected(name)[3]).splitlines() if "suspects" in line)
     assert line.strip().startswith(suspects)
     assert "failing probes among them: " in line and probe in line

@@ -25,6 +25,7 @@ from compare.step.weights import dense_weights
 from microgpt_scalar.config import get_config
 
 ENGINE = REPO / "tests" / "engines" / "local_gradients.py"
+DOCS = ["emma", "olivia"]  # two documents: a batch, as deep a graph as the built-in ones, a shorter step
 
 
 def without_where_it_ran(report) -> dict:
@@ -47,8 +48,8 @@ def default_recursion_limit():
 
 
 def test_the_same_engine_in_this_process_and_in_its_own_gives_the_same_report(default_recursion_limit):
-    here = compare_step(engine=load_engine(str(ENGINE)), steps=2, fd=3)
-    there = compare_step(engine=str(ENGINE), steps=2, fd=3)
+    here = compare_step(engine=load_engine(str(ENGINE)), docs=DOCS, steps=2, fd=3)
+    there = compare_step(engine=str(ENGINE), docs=DOCS, steps=2, fd=3)
     assert here.sandbox == "" and there.sandbox != ""
     assert here.depth is not None and here.depth.failed is not None  # measured here too: it recurses
     assert without_where_it_ran(here) == without_where_it_ran(there)
@@ -60,8 +61,8 @@ def test_the_comparison_of_the_two_sees_a_different_engine():
     assert "1.0000001" in source
     namespace = {}
     exec(compile(source, str(ENGINE), "exec"), namespace)
-    here = compare_step(engine=namespace["Value"], steps=1)
-    there = compare_step(engine=str(ENGINE), steps=1)
+    here = compare_step(engine=namespace["Value"], docs=DOCS, steps=1)
+    there = compare_step(engine=str(ENGINE), docs=DOCS, steps=1)
     assert without_where_it_ran(here) != without_where_it_ran(there)
 
 
@@ -80,7 +81,7 @@ def scalar_results(source, start, batches, fd: int) -> tuple:
 
 def test_one_engine_here_and_in_its_own_process_gives_identical_result_objects(default_recursion_limit):
     start = dense_weights(get_config(), ALPHABET, seed=3)
-    batches = [given_documents(["emma", "olivia"]).batch(step) for step in range(2)]
+    batches = [given_documents(DOCS).batch(step) for step in range(2)]
     with EngineProcess(str(ENGINE)) as process:
         there = scalar_results(process, start, batches, fd=4)
     here = scalar_results(InProcessEngine(load_engine(str(ENGINE))), start, batches, fd=4)

@@ -6,9 +6,9 @@ the files and output the engines would leave behind if their code at import had 
 """
 from __future__ import annotations
 
-import os
+import contextlib
+import io
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -20,6 +20,7 @@ from microgpt_scalar.config import get_config, num_params
 compare_main = load_script("compare_step").main
 certify_main = load_script("certify").main
 ENGINES = REPO / "tests" / "engines"
+ONE_DOC = ("--doc", "emma")  # where loading, not training, is what a test checks: a shorter step
 
 
 def run(main, capsys, *argv):
@@ -37,41 +38,59 @@ def certify_argv(names_path, engine, *more):
 
 # --- right in any style: exit 0 --------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def compared():
+    """compared(engine): (exit code, stdout, stderr) of `compare_step.py --engine ENGINE` on
+    a file of tests/engines, run once for all the tests that read it."""
+    runs = {}
+
+    def run_once(engine: str):
+        if engine not in runs:
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = compare_main(["--engine", str(ENGINES / engine)])
+            runs[engine] = code, out.getvalue(), err.getvalue()
+        return runs[engine]
+
+    return run_once
+
+
 @pytest.mark.parametrize("engine", ["closures.py", "local_gradients.py", "numpy_scalars.py", "dict_graph.py"])
-def test_correct_engines_of_every_style_agree(engine, capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / engine)
+def test_correct_engines_of_every_style_agree(engine, compared):
+    code, out, err = compared(engine)
     assert code == 0, out + err
     assert verdict_of(out).startswith("AGREE") and err == ""
 
 
-def test_a_recursive_backward_agrees_on_the_default_model_and_the_report_gives_its_limit(capsys):
-    code, out, _ = run(compare_main, capsys, "--engine", ENGINES / "local_gradients.py")
+def test_a_recursive_backward_agrees_on_the_default_model_and_the_report_gives_its_limit(compared):
+    code, out, _ = compared("local_gradients.py")
     assert code == 0
     assert "the model's graph is 263 nodes deep (1 layer)" in out
     assert "backward fails with RecursionError on" in out and "models of up to about 4 layers are safe" in out
 
 
-def test_relu_derivative_of_1_at_0_agrees_with_a_note(capsys):
-    code, out, _ = run(compare_main, capsys, "--engine", ENGINES / "closures.py")
+def test_relu_derivative_of_1_at_0_agrees_with_a_note(compared):
+    code, out, _ = compared("closures.py")
     assert code == 0
     assert "note         relu: relu(a) at a = 0: d/da expected 0.0, got 1.0" in out
 
 
 # --- the files learners have --------------------------------------------------------------------
 
-def test_a_training_script_without_a_main_guard_is_loaded_without_running_it(repo_root, tmp_path):
+def test_a_training_script_without_a_main_guard_is_loaded_without_running_it(tmp_path, monkeypatch, capsys):
     """Run offline in an empty folder: had its code at import run unguarded, it would try to
     download input.txt (and fail), print its training log and write trained.txt. Each
     statement that tries one of those is skipped and listed; the rest runs."""
     shutil.copy(ENGINES / "training_script.py", tmp_path / "train.py")
-    env = {**os.environ, "PYTHONPATH": str(repo_root), "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    done = subprocess.run([sys.executable, str(repo_root / "scripts" / "compare_step.py"), "--engine", "train.py"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert verdict_of(done.stdout).startswith("AGREE") and done.stderr == ""
+    monkeypatch.chdir(tmp_path)  # the engine's process inherits the folder and the unreachable proxies
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    code, out, err = run(compare_main, capsys, "--engine", "train.py")
+    assert code == 0, out + err
+    assert verdict_of(out).startswith("AGREE") and err == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]  # nothing downloaded or written
-    assert "step    1 / 500" not in done.stdout
-    lines = done.stdout.splitlines()
+    assert "step    1 / 500" not in out
+    lines = out.splitlines()
     assert lines[0].startswith("  skipped  ") and '`if __name__ == "__main__":`' in lines[0]
     skipped = {int(line.split(":")[0].split()[-1]): line for line in lines[1:] if line.startswith("           line ")}
     source = (ENGINES / "training_script.py").read_text().splitlines()
@@ -91,13 +110,13 @@ def test_a_training_script_without_a_main_guard_is_loaded_without_running_it(rep
 
 
 def test_a_file_that_parses_its_command_line_at_import_loads(capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "argparse_at_import.py")
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "argparse_at_import.py", *ONE_DOC)
     assert code == 0, out + err
     assert "unrecognized arguments" not in out + err
 
 
 def test_a_file_importing_a_module_beside_it_loads(capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "sibling" / "engine.py")
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "sibling" / "engine.py", *ONE_DOC)
     assert code == 0, out + err
 
 
@@ -111,7 +130,7 @@ def test_a_recursion_limit_lowered_at_import_is_put_back():
 
 
 def test_lowered_recursion_limit_does_not_reach_the_step(capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "lowers_limit" / "engine.py")
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "lowers_limit" / "engine.py", *ONE_DOC)
     assert code == 0, out + err
 
 
@@ -224,7 +243,7 @@ def test_certify_fails_an_engine_whose_only_mistake_is_a_probe(tmp_path, names_p
 
 def test_depth_flags_check_a_deeper_model_and_the_report_says_how_deep(tmp_path, capsys):
     path = tmp_path / "report.json"
-    code, out, _ = run(compare_main, capsys, "--n-layer", 2, "--block-size", 4, "--json", path)
+    code, out, _ = run(compare_main, capsys, "--n-layer", 2, "--block-size", 4, "--json", path, *ONE_DOC)
     assert code == 0
     expected = num_params(get_config(n_layer=2, block_size=4, vocab_size=27))
     assert f"preset microgpt, n_layer 2, block_size 4, {expected:,} parameters" in out
@@ -232,7 +251,8 @@ def test_depth_flags_check_a_deeper_model_and_the_report_says_how_deep(tmp_path,
 
 
 def test_a_recursive_backward_on_a_model_too_deep_for_it_is_a_recursion_error(capsys):
-    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "local_gradients.py", "--n-layer", 8)
+    code, out, err = run(compare_main, capsys, "--engine", ENGINES / "local_gradients.py", "--n-layer", 8,
+                         "--doc", "emma")  # one document: the graph as deep, the step shorter
     assert code == 1 and out.startswith("  operators, each alone")  # the probes pass, and say so
     assert err.count("\n") == 1 and "raised RecursionError while training step 1" in err
     assert "recurses once per node" in err
