@@ -257,8 +257,8 @@ def test_ctrl_c_at_a_random_moment_saves_the_steps_shown_or_nothing(repo_root, t
                 assert line, child.stderr.read()
                 shown += line
             time.sleep(random.uniform(0, 0.3))
-        else:  # from the interpreter's start, through the imports, into training
-            time.sleep(random.uniform(0, 1.0))
+        else:  # from the interpreter's start, through the imports (a fifth of a second), into training
+            time.sleep(random.uniform(0, 0.6))
         child.send_signal(signal.SIGINT)
         out, err = finish(child)
         out = shown + out
