@@ -127,9 +127,12 @@ def test_published_figure_check_fails_for_a_wrong_seed(docs):
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 0.7])
 def test_samples_are_identical_in_both_engines(full_run, temperature):
-    """Trained weights (varied names) in both engines, the same seed for both samplers."""
+    """Trained weights (varied names) in both engines, the same seed for both samplers. The
+    scalar engine samples with its fused model, which draws the per-op model's names bit for
+    bit (tests/test_fused.py) in a sixth of the time; the per-op model's samples are compared
+    with torch's in tests/test_torch_scripts.py."""
     _, (model, tokenizer, config, _, _) = full_run
-    scalar = ScalarGPT(config, params=model.scalar_params())
+    scalar = FusedScalarGPT(config, params=model.scalar_params())
     torch_rng, scalar_rng = random.Random(7), random.Random(7)
     names = [sample(model, tokenizer, torch_rng, temperature) for _ in range(25)]
     assert names == [scalar_sample(scalar, tokenizer, scalar_rng, temperature) for _ in range(25)]
