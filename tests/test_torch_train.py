@@ -70,7 +70,7 @@ def scalar_run(docs, config, steps: int, model_class=ScalarGPT):
     """The oracle: the scalar engine's model and losses after the reference program's first
     `steps` steps, started from its own random.Random(42). `model_class` may be the scalar
     engine's fused model, whose every value and gradient is the per-op model's, bit for bit
-    (tests/test_fused.py), in a fifth of the time."""
+    (tests/test_fused.py), in a seventh of the time."""
     rng = random.Random(42)
     shuffled = list(docs)
     rng.shuffle(shuffled)
