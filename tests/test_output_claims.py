@@ -256,7 +256,7 @@ def test_ctrl_c_at_a_random_moment_saves_the_steps_shown_or_nothing(repo_root, t
                 line = child.stdout.readline()
                 assert line, child.stderr.read()
                 shown += line
-            time.sleep(random.uniform(0, 0.3))
+            time.sleep(random.uniform(0, 0.15))  # steps of a few milliseconds: tens of them
         else:  # from the interpreter's start, through the imports (a fifth of a second), into training
             time.sleep(random.uniform(0, 0.6))
         child.send_signal(signal.SIGINT)
