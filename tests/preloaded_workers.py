@@ -1,10 +1,12 @@
-"""A process that imports torch and the torch training command once, then forks a fresh
-worker process per request, each running `main(argv)` of scripts/train_torch.py in the
-environment it is given (the one torchrun gives its workers). Tests that start the same
-worker many times pay for the imports of torch and torch._dynamo (seconds each) once, not
-once per worker.
+"""A process that imports a training command once (the torch one by default, with torch; or
+the scalar one), then forks a fresh worker process per request, each running `main(argv)` of
+scripts/train_torch.py (or scripts/train_scalar.py) in the environment it is given (for the
+torch trainer, the one torchrun gives its workers). Tests that start the same worker many
+times pay for the imports (seconds each for torch and torch._dynamo, a tenth of a second for
+the interpreter and the scalar command) once, not once per worker.
 
     workers = PreloadedWorkers(children, env)       # children: the conftest fixture
+    workers = PreloadedWorkers(children, env, "scalar")   # workers of the scalar trainer
     pid = workers.start(argv, {"RANK": "0", ...}, out_prefix)   # stdout, stderr: out_prefix.out/.err
     workers.running(pid)                            # True until it ends
     code = workers.wait(pid, seconds=60)            # exit code; -N if killed by signal N
@@ -25,12 +27,15 @@ import time
 
 from helpers import dies_with
 
+TRAINERS = {"torch": "microgpt_torch.train_command", "scalar": "microgpt_scalar.train_command"}
+
 
 class PreloadedWorkers:
     """The client: starts the server and sends it requests."""
 
-    def __init__(self, children, env: dict, start_seconds: float = 120):
-        self.server = children.start([sys.executable, __file__], stdin=-1, stdout=-1, text=True, env=env)
+    def __init__(self, children, env: dict, trainer: str = "torch", start_seconds: float = 120):
+        assert trainer in TRAINERS, trainer
+        self.server = children.start([sys.executable, __file__, trainer], stdin=-1, stdout=-1, text=True, env=env)
         assert self._answer(start_seconds) == {"ready": True}
 
     def start(self, argv: list, env: dict, out_prefix) -> int:
@@ -55,17 +60,20 @@ class PreloadedWorkers:
         return json.loads(line)
 
 
-def serve() -> None:
+def serve(trainer: str) -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import torch._dynamo  # noqa: F401  (DistributedDataParallel imports it as it is built: seconds)
+    import importlib
 
-    import microgpt_torch.train_command  # noqa: F401  (torch, and all the command needs)
+    if trainer == "torch":
+        import torch._dynamo  # noqa: F401  (DistributedDataParallel imports it as it is built: seconds)
+    command = importlib.import_module(TRAINERS[trainer])  # and all the command needs (torch, for torch's)
 
     answer({"ready": True})
     for line in sys.stdin:
         request = json.loads(line)
         if "start" in request:
-            answer({"pid": fork_worker(request["start"], request["env"], request["out"])})
+            answer({"pid": fork_worker(command.main, f"train_{trainer}.py", request["start"], request["env"],
+                                       request["out"])})
         elif "poll" in request:  # a worker that ended stays a zombie until its wait
             answer({"running": os.waitid(os.P_PID, request["poll"], os.WEXITED | os.WNOHANG | os.WNOWAIT) is None})
         else:
@@ -77,12 +85,12 @@ def answer(message: dict) -> None:
     sys.stdout.flush()
 
 
-def fork_worker(argv: list, env: dict, out: str) -> int:
-    """A worker running main(argv), its stdout and stderr in out.out and out.err. From the fork
-    on, a Ctrl-C is handled as scripts/train_torch.py's first lines handle it (one line, exit
-    130), until main() takes it over; it waits, blocked, until that handler is in place."""
+def fork_worker(main, script: str, argv: list, env: dict, out: str) -> int:
+    """A worker running main(argv) as scripts/`script` would, its stdout and stderr in out.out
+    and out.err. From the fork on, a Ctrl-C is handled as the script's first lines handle it
+    (one line, exit 130), until main() takes it over; it waits, blocked, until that handler is
+    in place."""
     from microgpt_scalar.startup import quiet_while_starting
-    from microgpt_torch.train_command import main
 
     server = os.getpid()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -101,7 +109,7 @@ def fork_worker(argv: list, env: dict, out: str) -> int:
             os.close(target)
         quiet_while_starting()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        sys.argv = ["train_torch.py", *argv]
+        sys.argv = [script, *argv]
         code = main(argv)
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else 1
@@ -130,4 +138,4 @@ def wait_for(pid: int, seconds: float) -> int | None:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1])

@@ -5,6 +5,9 @@ checkpoint that cannot be used, and a resumed run that prints what an uninterrup
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -30,11 +33,39 @@ from microgpt_scalar.train import forward_loss, resume_run, sample, start_run, t
 DOCS = ["anna", "bob", "cab", "nan"]  # vocab a b c n o + BOS
 
 
-def make_checkpoint(preset="microgpt", steps=2, docs=DOCS) -> Checkpoint:
-    docs, tokenizer, model, optimizer, _ = start_run(docs, get_config(preset), seed=42)
+def make_checkpoint(preset="microgpt", steps=2) -> Checkpoint:
+    """The checkpoint of `steps` steps on DOCS: trained once per preset and step count, a copy
+    to each caller (tests edit what they get)."""
+    return copy.deepcopy(trained_checkpoint(preset, steps))
+
+
+@functools.cache
+def trained_checkpoint(preset: str, steps: int) -> Checkpoint:
+    docs, tokenizer, model, optimizer, _ = start_run(DOCS, get_config(preset), seed=42)
     for s in range(steps):
         train_step(model, optimizer, tokenizer.encode(docs[s]), s)
     return checkpoint_of(model, tokenizer.chars, optimizer, step=steps, seed=42)
+
+
+@dataclasses.dataclass
+class StraightRun:
+    """A 6-step run on the names file in one go (seed 42): its losses, its checkpoint after
+    each step (1 to 6), and the 5 samples it then draws."""
+
+    losses: list
+    checkpoints: dict
+    samples: list
+
+
+@functools.cache
+def straight_run(names_path, preset: str = "microgpt") -> StraightRun:
+    """Made once per preset for the tests that resume against it (none changes it)."""
+    docs, tokenizer, model, optimizer, rng = start_run(load_docs(names_path), get_config(preset, num_steps=6), seed=42)
+    losses, checkpoints = [], {}
+    for s in range(6):
+        losses.append(train_step(model, optimizer, tokenizer.encode(docs[s]), s))
+        checkpoints[s + 1] = checkpoint_of(model, tokenizer.chars, optimizer, step=s + 1, seed=42)
+    return StraightRun(losses, checkpoints, [sample(model, tokenizer, rng) for _ in range(5)])
 
 
 def saved(tmp_path, checkpoint=None, name="run.json"):
@@ -279,44 +310,26 @@ def test_script_refuses_a_checkpoint_of_another_preset(repo_root, tmp_path):
 def test_resumed_run_equals_uninterrupted_run(preset, names_path, tmp_path):
     """Stopped after 3 of 6 steps, saved, loaded and resumed: the same losses, parameters and
     samples, bit for bit, as 6 steps in one go."""
-    docs = load_docs(names_path)
-    config = get_config(preset, num_steps=6)
-
-    def train(state, steps):
-        run_docs, tokenizer, model, optimizer, _ = state
-        return [train_step(model, optimizer, tokenizer.encode(run_docs[s]), s) for s in steps]
-
-    whole = start_run(docs, config, seed=42)
-    whole_losses = train(whole, range(6))
-    whole_samples = [sample(whole[2], whole[1], whole[4]) for _ in range(5)]
-
-    first = start_run(docs, config, seed=42)
-    first_losses = train(first, range(3))
+    whole = straight_run(names_path, preset)
     path = tmp_path / "half.json"
-    save_checkpoint(path, checkpoint_of(first[2], first[1].chars, first[3], step=3, seed=42))
-    second = resume_run(docs, load_checkpoint(path, preset=preset), seed=42)
-    second_losses = train(second, range(3, 6))
-    second_samples = [sample(second[2], second[1], second[4]) for _ in range(5)]
+    save_checkpoint(path, whole.checkpoints[3])
+    run_docs, tokenizer, model, optimizer, rng = resume_run(load_docs(names_path), load_checkpoint(path, preset=preset),
+                                                           seed=42)
+    second_losses = [train_step(model, optimizer, tokenizer.encode(run_docs[s]), s) for s in range(3, 6)]
+    second_samples = [sample(model, tokenizer, rng) for _ in range(5)]
 
-    assert first_losses + second_losses == whole_losses
-    assert second[2].params_as_floats() == whole[2].params_as_floats()
-    assert second_samples == whole_samples
+    assert whole.losses[:3] + second_losses == whole.losses
+    assert model.params_as_floats() == whole.checkpoints[6].params
+    assert second_samples == whole.samples
 
 
 def test_resume_check_sees_a_lost_adam_state(names_path, tmp_path):
     """Resumed without the Adam moments, the next update departs from the uninterrupted one."""
-    docs = load_docs(names_path)
-    config = get_config(num_steps=6)
-    whole = start_run(docs, config, seed=42)
-    for s in range(4):
-        train_step(whole[2], whole[3], whole[1].encode(whole[0][s]), s)
-    first = start_run(docs, config, seed=42)
-    for s in range(3):
-        train_step(first[2], first[3], first[1].encode(first[0][s]), s)
-    bare = checkpoint_of(first[2], first[1].chars, None, step=3, seed=42)
-    second = resume_run(docs, bare, seed=42)
+    whole = straight_run(names_path)
+    bare = dataclasses.replace(whole.checkpoints[3], adam=None)  # what checkpoint_of saves without an optimizer
+    second = resume_run(load_docs(names_path), bare, seed=42)
     train_step(second[2], second[3], second[1].encode(second[0][3]), 3)
-    assert second[2].params_as_floats() != whole[2].params_as_floats()
+    assert second[2].params_as_floats() != whole.checkpoints[4].params
 
 
 def script_output(repo_root, names_path, cwd, *args):
@@ -326,30 +339,30 @@ def script_output(repo_root, names_path, cwd, *args):
     return result.stdout.splitlines()
 
 
-def test_script_save_then_load_prints_the_uninterrupted_run(repo_root, names_path, tmp_path):
+@pytest.fixture(scope="module")
+def whole_script_run(repo_root, names_path, tmp_path_factory):
+    """The script's lines for 6 steps and 5 samples in one go (two tests compare with it)."""
+    return script_output(repo_root, names_path, tmp_path_factory.mktemp("whole"), "--steps", "6", "--samples", "5")
+
+
+def test_script_save_then_load_prints_the_uninterrupted_run(repo_root, names_path, tmp_path, whole_script_run):
     """--save after training, --load to sample: the log of the first and the samples of the
     second are the uninterrupted run's, and the saved parameters are the library's."""
-    whole = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "5")
+    whole = whole_script_run
     first = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "0", "--save", "run.json")
     second = script_output(repo_root, names_path, tmp_path, "--resume", "run.json", "--samples", "5")
     assert first == whole[:9]  # num docs, vocab size, num params, 6 steps
     assert second[:3] == whole[:3] and second[3:] == whole[9:]
-    docs, tokenizer, model, optimizer, _ = start_run(load_docs(names_path), get_config(num_steps=6), seed=42)
-    for s in range(6):
-        train_step(model, optimizer, tokenizer.encode(docs[s]), s)
     loaded = load_checkpoint(tmp_path / "run.json")
-    assert loaded.params == model.params_as_floats()
+    assert loaded.params == straight_run(names_path).checkpoints[6].params
     assert (loaded.step, loaded.seed) == (6, 42)
 
 
-def test_script_resumes_a_checkpoint_taken_mid_run(repo_root, names_path, tmp_path):
+def test_script_resumes_a_checkpoint_taken_mid_run(repo_root, names_path, tmp_path, whole_script_run):
     """A checkpoint after 3 of 6 steps, loaded by the script, prints steps 4 to 6 and the
     samples exactly as the uninterrupted 6-step run does."""
-    whole = script_output(repo_root, names_path, tmp_path, "--steps", "6", "--samples", "5")
-    docs, tokenizer, model, optimizer, _ = start_run(load_docs(names_path), get_config(num_steps=6), seed=42)
-    for s in range(3):
-        train_step(model, optimizer, tokenizer.encode(docs[s]), s)
-    save_checkpoint(tmp_path / "half.json", checkpoint_of(model, tokenizer.chars, optimizer, step=3, seed=42))
+    whole = whole_script_run
+    save_checkpoint(tmp_path / "half.json", straight_run(names_path).checkpoints[3])
     resumed = script_output(repo_root, names_path, tmp_path, "--resume", "half.json", "--samples", "5")
     assert resumed[3:6] == whole[6:9] and resumed[3].startswith("step    4 /    6")
     assert resumed[6:] == whole[9:]

@@ -5,10 +5,12 @@ once their writer is gone.
 
 Where the timing is random (two runs started together, a kill -9 during a save, Ctrl-C at
 any moment; for the scalar and the torch trainer, and under torchrun) each test repeats
-REPEATS times, 30 unless MICROGPT_REPEATS says otherwise. The torch trainer's runs are
-processes forked from one that loaded torch once, so that a repetition costs its own work
-and not seconds of imports; torchrun's launcher itself is tried once. Every process a test
-starts is killed with what it started when the test ends (the `children` fixture).
+REPEATS times, 30 unless MICROGPT_REPEATS says otherwise. The torch trainer's runs, and the
+scalar trainer's two runs at once, are processes forked from one that loaded the trainer
+once, so that a repetition costs its own work and not the imports (seconds of them for
+torch); a Ctrl-C that may come while the interpreter starts, and torchrun's launcher itself,
+are tried in processes of their own. Every process a test starts is killed with what it
+started when the test ends (the `children` fixture).
 
     pytest tests/test_output_claims.py
 """
@@ -127,7 +129,17 @@ def test_reading_a_fifo_or_a_device_is_refused_without_waiting(tmp_path):
 
 # --- two runs at once ---
 
-def test_two_trainers_saving_to_one_file_never_both_write_it(repo_root, tmp_path, children):
+@pytest.fixture(scope="module")
+def scalar_workers(repo_root):
+    """Workers running train_scalar.py's main, each forked from a process that imported the
+    scalar trainer once (tests/preloaded_workers.py): a repetition costs its own work, not an
+    interpreter's start."""
+    started = Children()
+    yield PreloadedWorkers(started, env(repo_root), "scalar")
+    started.end_all()
+
+
+def test_two_trainers_saving_to_one_file_never_both_write_it(scalar_workers, tmp_path):
     """Started together, aiming at one --save file: one run writes it, the other is refused at
     its start in one line, before its first step."""
     data = tmp_path / "names.txt"
@@ -135,13 +147,12 @@ def test_two_trainers_saving_to_one_file_never_both_write_it(repo_root, tmp_path
     refusals = set()
     for repeat in range(REPEATS):
         save = tmp_path / f"run{repeat}.json"
-        runs = []
-        for _ in range(2):
-            runs.append(children.start([*script(repo_root, "train_scalar"), "--data", str(data), "--steps", "30",
-                                        *TINY, "--save", str(save)], stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True, env=env(repo_root)))
+        outs = [tmp_path / f"run{repeat}.{i}" for i in range(2)]
+        pids = []
+        for out in outs:
+            pids.append(scalar_workers.start(["--data", data, "--steps", "30", *TINY, "--save", save], {}, out))
             time.sleep(random.uniform(0, 0.05))
-        results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+        results = [(scalar_workers.wait(pid, 120), *worker_output(out)) for pid, out in zip(pids, outs)]
         codes = sorted(code for code, _, _ in results)
         assert codes == [0, 2], results
         code, out, err = next(result for result in results if result[0] == 2)
@@ -245,9 +256,9 @@ def test_ctrl_c_at_a_random_moment_saves_the_steps_shown_or_nothing(repo_root, t
                 line = child.stdout.readline()
                 assert line, child.stderr.read()
                 shown += line
-            time.sleep(random.uniform(0, 0.3))
-        else:  # from the interpreter's start, through the imports, into training
-            time.sleep(random.uniform(0, 1.0))
+            time.sleep(random.uniform(0, 0.15))  # steps of a few milliseconds: tens of them
+        else:  # from the interpreter's start, through the imports (a fifth of a second), into training
+            time.sleep(random.uniform(0, 0.6))
         child.send_signal(signal.SIGINT)
         out, err = finish(child)
         out = shown + out

@@ -257,6 +257,12 @@ def test_two_data_parallel_processes_equal_one_process(capsys, tmp_path):
         assert_float64_close("wte", two.model["wte.weight"], torch.tensor(start["wte"]), DDP_ATOL, 0.0)
 
 
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A short faithful run saved in both formats, once for the tests that sample from it."""
+    return make_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
 def make_checkpoints(tmp_path):
     """A short faithful run saved in both formats."""
     docs, tokenizer, config, params, _ = reference_start(load_docs(DATA), seed=42, num_steps=40)
@@ -270,8 +276,8 @@ def make_checkpoints(tmp_path):
     return tmp_path / "model.pt", tmp_path / "model.json"
 
 
-def test_sample_script_gives_the_same_names_for_both_engines_and_formats(capsys, tmp_path):
-    torch_file, json_file = make_checkpoints(tmp_path)
+def test_sample_script_gives_the_same_names_for_both_engines_and_formats(capsys, checkpoints):
+    torch_file, json_file = checkpoints
     outputs = {}
     for path in (torch_file, json_file):
         for engine in ("torch", "scalar"):
@@ -285,8 +291,8 @@ def test_sample_script_gives_the_same_names_for_both_engines_and_formats(capsys,
     assert other != outputs[".pt", "torch"]  # the seed matters, so equal outputs mean something
 
 
-def test_sample_script_torch_sampler_and_refusals(capsys, tmp_path):
-    torch_file, _ = make_checkpoints(tmp_path)
+def test_sample_script_torch_sampler_and_refusals(capsys, tmp_path, checkpoints):
+    torch_file, _ = checkpoints
     code, out, _ = run_main(sample_script, capsys, torch_file, "--sampler", "torch", "--samples", 3)
     assert code == 0 and len(out.splitlines()) == 3
     assert run_main(sample_script, capsys, tmp_path / "missing.pt") == \

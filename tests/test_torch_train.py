@@ -2,6 +2,7 @@
 the batched-training utilities against plain sums."""
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -11,6 +12,7 @@ from torch_checks import assert_float64_close
 
 from microgpt_scalar.config import get_config, param_shapes
 from microgpt_scalar.data import Tokenizer, default_data_path, load_docs
+from microgpt_scalar.fused import FusedGPT as FusedScalarGPT
 from microgpt_scalar.model import GPT as ScalarGPT
 from microgpt_scalar.optim import Adam
 from microgpt_scalar.train import sample as scalar_sample
@@ -64,14 +66,16 @@ def test_initial_weights_equal_the_scalar_engines_for_the_seed(docs):
     assert params == ScalarGPT(config, rng).params_as_floats()
 
 
-def scalar_run(docs, config, steps: int):
+def scalar_run(docs, config, steps: int, model_class=ScalarGPT):
     """The oracle: the scalar engine's model and losses after the reference program's first
-    `steps` steps, started from its own random.Random(42)."""
+    `steps` steps, started from its own random.Random(42). `model_class` may be the scalar
+    engine's fused model, whose every value and gradient is the per-op model's, bit for bit
+    (tests/test_fused.py), in a seventh of the time."""
     rng = random.Random(42)
     shuffled = list(docs)
     rng.shuffle(shuffled)
     tokenizer = Tokenizer.from_docs(shuffled)
-    scalar = ScalarGPT(config, rng)
+    scalar = model_class(config, rng)
     adam = Adam(scalar.parameters(), config)
     return scalar, [scalar_train_step(scalar, adam, tokenizer.encode(shuffled[s]), s) for s in range(steps)]
 
@@ -88,10 +92,16 @@ def test_faithful_first_steps_equal_the_scalar_engines_printed_log(docs, preset)
         assert_float64_close(f"{name} after 5 steps", rows, expected[name], PARAM_ATOL, 0.0)
 
 
+@functools.cache
+def whole_faithful_run(preset):
+    """The whole faithful run of a preset (a second or two in torch), made once for the tests
+    of this file that read it (none changes it)."""
+    return faithful_torch_run(load_docs(DATA), preset)
+
+
 @pytest.fixture(scope="module", params=PRESETS)
-def full_run(request, docs):
-    """The whole faithful run of a preset (a second or two in torch)."""
-    return request.param, faithful_torch_run(docs, request.param)
+def full_run(request):
+    return request.param, whole_faithful_run(request.param)
 
 
 def test_faithful_run_prints_the_published_output(full_run):
@@ -117,9 +127,12 @@ def test_published_figure_check_fails_for_a_wrong_seed(docs):
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 0.7])
 def test_samples_are_identical_in_both_engines(full_run, temperature):
-    """Trained weights (varied names) in both engines, the same seed for both samplers."""
+    """Trained weights (varied names) in both engines, the same seed for both samplers. The
+    scalar engine samples with its fused model, which draws the per-op model's names bit for
+    bit (tests/test_fused.py) in a sixth of the time; the per-op model's samples are compared
+    with torch's in tests/test_torch_scripts.py."""
     _, (model, tokenizer, config, _, _) = full_run
-    scalar = ScalarGPT(config, params=model.scalar_params())
+    scalar = FusedScalarGPT(config, params=model.scalar_params())
     torch_rng, scalar_rng = random.Random(7), random.Random(7)
     names = [sample(model, tokenizer, torch_rng, temperature) for _ in range(25)]
     assert names == [scalar_sample(scalar, tokenizer, scalar_rng, temperature) for _ in range(25)]
@@ -258,8 +271,10 @@ def test_evaluate_is_the_mean_loss_per_target(docs):
 @pytest.mark.slow
 def test_faithful_log_follows_the_scalar_engine_for_100_steps(docs):
     """Every printed line of the first 100 steps of the 500-step run (the whole run agrees
-    too, line for line; it takes the scalar engine a minute)."""
-    _, _, config, _, losses = faithful_torch_run(docs, "microgpt", steps=100)
-    _, scalar_losses = scalar_run(docs, config, 100)
+    too, line for line; it takes the scalar engine a minute). The torch run is the whole
+    run the published output is checked on; the scalar engine's is its fused model (the
+    per-op one is checked step by step above)."""
+    _, _, config, _, losses = whole_faithful_run("microgpt")
+    _, scalar_losses = scalar_run(docs, config, 100, FusedScalarGPT)
     assert [line(s, 500, x) for s, x in enumerate(losses[:100])] == [line(s, 500, x) for s, x in enumerate(scalar_losses)]
     assert_float64_close("losses of 100 steps", losses[:100], scalar_losses, LOSS_ATOL, 0.0)

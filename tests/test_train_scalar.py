@@ -106,18 +106,26 @@ def test_full_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_te
     assert result.stderr == ""
 
 
-def test_short_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_terminal(repo_root, names_path, tmp_path):
-    result = run_script(repo_root, ["--data", str(names_path), "--value-class", "per-op", "--steps", "3", "--samples", "4"],
-                        cwd=tmp_path)
+SHORT_RUN = ["--value-class", "per-op", "--steps", "3", "--samples", "4"]
+
+
+@pytest.fixture(scope="module")
+def short_run(repo_root, names_path, tmp_path_factory):
+    """A 3-step run with stderr a pipe, not a terminal (two tests read it)."""
+    return run_script(repo_root, ["--data", str(names_path), *SHORT_RUN], cwd=tmp_path_factory.mktemp("short"))
+
+
+def test_short_run_stdout_is_the_log_without_progress_bar_when_stderr_is_not_a_terminal(short_run):
+    result = short_run
     assert result.returncode == 0, result.stderr
     assert_log_format(result.stdout, 3, 4)
     assert result.stdout.splitlines()[3] == "step    1 /    3 | loss 3.3630"  # the first step's lr is the base lr
     assert result.stderr == ""
 
 
-def test_progress_bar_goes_to_a_terminal_stderr_and_leaves_stdout_unchanged(repo_root, names_path, tmp_path):
-    args = ["--data", str(names_path), "--value-class", "per-op", "--steps", "3", "--samples", "2"]
-    plain = run_script(repo_root, args, cwd=tmp_path)
+def test_progress_bar_goes_to_a_terminal_stderr_and_leaves_stdout_unchanged(repo_root, names_path, tmp_path, short_run):
+    args = ["--data", str(names_path), *SHORT_RUN]
+    plain = short_run
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal of 80 columns
     try:
