@@ -85,15 +85,17 @@ def pytest_sessionfinish(session, exitstatus):
 LONGEST_FILES = (
     "test_output_claims.py",
     "test_bench.py",
-    "test_certify_class.py",
     "test_exercises.py",
+    "test_sandbox.py",
+    "test_compare_learner_engines.py",
     "test_offline_clone.py",
     "test_compare_isolation.py",
-    "test_sandbox.py",
-    "test_compare_faults.py",
-    "test_bridge_docs.py",
-    "test_compare_learner_engines.py",
     "test_torch_scripts.py",
+    "test_bridge_docs.py",
+    "test_train_scalar.py",
+    "test_certify_class.py",
+    "test_fuzz_flags.py",
+    "test_compare_faults.py",
 )
 
 
