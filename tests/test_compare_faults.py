@@ -54,7 +54,7 @@ def test_injected_fault_is_caught_with_exit_1_and_localised_as_documented(name, 
     assert verdict_of(out).startswith("DISAGREE"), out + err
     assert out.index("  operators, each alone") < out.index(verdict_of(out))  # the probes came first
     assert report.causes and report.causes[0].name == fault.cause  # the diagnosis names it first
-    assert f"  cause    " in out and title(fault.cause) in out.split("  cause    ")[1].split(":")[0]
+    assert "  cause    " in out and title(fault.cause) in out.split("  cause    ")[1].split(":")[0]
     assert report.settings.fault == name and report.settings.steps >= fault.min_steps
     assert list(dict.fromkeys(r.operator for r in report.probes.faults)) == list(fault.probes)
     for operator in fault.probes:  # the probe table names each, with what it expected
