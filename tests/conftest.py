@@ -58,6 +58,17 @@ def children():
     started.end_all()
 
 
+def stop_resource_tracker() -> None:
+    """multiprocessing's resource tracker, which a process pool (the class check's) starts
+    once per interpreter and which lives until the interpreter ends: asked to end here, as
+    the interpreter would at its exit, so it is not taken for a process a test left."""
+    import multiprocessing.resource_tracker as resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Nothing a test started outlives the run: a process started from this one and still
     running now (a test left it) is killed, and named on stderr. With the tests spread over
@@ -65,6 +76,7 @@ def pytest_sessionfinish(session, exitstatus):
     (its children are the workers)."""
     if session.config.pluginmanager.hasplugin("dsession"):
         return
+    stop_resource_tracker()
     left = descendants(os.getpid())
     for pid in left:
         try:
