@@ -87,3 +87,17 @@ def test_without_the_fixture_such_a_child_would_outlive_its_parent():
     finally:
         os.kill(orphan, 9)
     children.end_all()
+
+
+def test_the_end_of_a_run_ends_multiprocessing_resource_tracker():
+    """conftest asks the tracker a process pool starts to end, as the interpreter would at its
+    exit, so that it is not reported as a process a test left running."""
+    import multiprocessing.resource_tracker as resource_tracker
+
+    from conftest import stop_resource_tracker
+
+    resource_tracker.ensure_running()
+    tracker = resource_tracker._resource_tracker._pid
+    assert tracker is not None and os.path.exists(f"/proc/{tracker}")
+    stop_resource_tracker()
+    assert not os.path.exists(f"/proc/{tracker}")  # ended and reaped

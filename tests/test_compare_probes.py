@@ -113,6 +113,7 @@ def test_the_fresh_graph_rounds_collect_their_own_cycles_and_give_the_heap_back_
         pass
 
     with only_new_objects_collected():
+        assert gc.get_freeze_count() > 0  # what was alive before is set aside
         node = Node()
         node.self = node  # a cycle: only a collection frees it
         freed = weakref.ref(node)
