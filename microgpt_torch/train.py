@@ -261,13 +261,16 @@ def _config_of(model):
     return model.config
 
 
-def forward_backward(model, idx, targets, num_targets: int, world_size: int = 1, autocast_dtype=None) -> torch.Tensor:
+def forward_backward(model, idx, targets, num_targets: int, world_size: int = 1, autocast_dtype=None,
+                     shared=None) -> torch.Tensor:
     """Gradients of this process's rows of a global batch; returns the global mean loss as a
     0-d float64 tensor on the device, without waiting for it.
 
     `num_targets` counts the valid targets of the whole global batch. Each process
     backpropagates its loss sum * world_size / num_targets; data parallelism averages the
-    gradients over world_size processes, which leaves the gradient of the global mean.
+    gradients over world_size processes, which leaves the gradient of the global mean:
+    DistributedDataParallel does it as the backward pass runs, or, given `shared` (a
+    SharedMemoryGroup of processes on one machine's CPU), the group after it, with the loss.
     `autocast_dtype` (e.g. torch.bfloat16) runs the forward under autocast.
     """
     autocast = torch.autocast(idx.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
@@ -276,7 +279,12 @@ def forward_backward(model, idx, targets, num_targets: int, world_size: int = 1,
     loss_sum = loss * (targets != IGNORE_INDEX).sum()
     (loss_sum * (world_size / num_targets)).backward()
     total = loss_sum.detach().double()
-    if world_size > 1:
+    if shared is not None:
+        gradients = [p.grad for p in model.parameters()]
+        shared.sum_(gradients + [total])  # one meeting: every process's gradients and loss added up
+        for gradient in gradients:
+            gradient.div_(world_size)  # the mean, as DistributedDataParallel leaves it
+    elif world_size > 1:
         dist.all_reduce(total)  # every process sees the same loss, so all stop together
     return total / num_targets
 
@@ -291,12 +299,12 @@ def loss_value(loss, step: int) -> float:
 
 
 def batched_train_step(model, optimizer, idx, targets, num_targets: int, step: int, world_size: int = 1,
-                       autocast_dtype=None) -> float:
+                       autocast_dtype=None, shared=None) -> float:
     """One Adam update, for 0-based `step`, on this process's rows of a global batch;
     returns the global mean loss, checked finite before the weights change (see
     forward_backward for the arguments)."""
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_value(forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype), step)
+    loss = loss_value(forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared), step)
     set_learning_rate(optimizer, step, _config_of(model))
     optimizer.step()
     return loss
@@ -304,13 +312,14 @@ def batched_train_step(model, optimizer, idx, targets, num_targets: int, step: i
 
 def batched_steps(model, optimizer, train, batch_size: int, generator: torch.Generator, start_step: int = 0,
                   rank: int = 0, world_size: int = 1, autocast_dtype=None, group_by_length: bool = False,
-                  check_each_step: bool = True, fixed_width: bool = False):
+                  check_each_step: bool = True, fixed_width: bool = False, shared=None):
     """Yield (0-based step, global mean loss) for steps start_step .. num_steps - 1.
 
     `train` is a PackedDocuments (on the model's device) or a list of token lists. Every
     process draws the same global batches from `generator` (seeded alike everywhere, on the
     CPU, so every device sees the same batches) and trains on its rows rank,
-    rank + world_size, ...; `model` may be wrapped in DistributedDataParallel or compiled.
+    rank + world_size, ...; `model` may be wrapped in DistributedDataParallel or compiled, or
+    its gradients summed by `shared` (see forward_backward).
     `group_by_length` batches documents of one length together (see batch_order).
 
     With `check_each_step` every loss is read back and checked finite before its update (a
@@ -330,10 +339,10 @@ def batched_steps(model, optimizer, train, batch_size: int, generator: torch.Gen
         idx, targets = idx[rank::world_size], targets[rank::world_size]
         if check_each_step:
             yield step, batched_train_step(model, optimizer, idx, targets, num_targets, step, world_size,
-                                           autocast_dtype)
+                                           autocast_dtype, shared)
             continue
         optimizer.zero_grad(set_to_none=True)
-        loss = forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype)
+        loss = forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared)
         set_learning_rate(optimizer, step, config)
         optimizer.step()
         yield step, loss

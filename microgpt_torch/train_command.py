@@ -60,6 +60,7 @@ from microgpt_torch.device_names import DEVICE_NAMES  # noqa: E402
 from microgpt_torch.launch import launched_by_the_group_launcher, process_count, run_group, without_processes_flag  # noqa: E402,E501
 from microgpt_torch.fast import BatchedGPT, FusedGPT  # noqa: E402
 from microgpt_torch.optim import make_graph_ready, make_optimizer  # noqa: E402
+from microgpt_torch.shared_memory import SharedMemoryGroup, usable_for  # noqa: E402
 from microgpt_torch.train import (NonFiniteLossError, PackedDocuments, batched_steps, check_finite_params,  # noqa: E402
                                   evaluate, faithful_steps, generate, loss_value, reference_start, sample,
                                   split_docs)
@@ -248,8 +249,11 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
         print(thread_policy(args), file=sys.stderr)
     if args.group_by_length and args.batch_size > len(train):
         raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
-    step_model = model
-    if world_size > 1:
+    step_model, shared = model, None
+    if world_size > 1 and usable_for(device):  # processes on this machine's CPU: gradients in shared memory
+        shared = SharedMemoryGroup.join(sum(p.numel() for p in model.parameters()) + 1)  # and the loss
+        shared.start_alike(model)
+    elif world_size > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     graphs = args.compile_mode == "reduce-overhead"
@@ -266,10 +270,12 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
                   f"each batch draws its documents at random, with replacement")
     steps = batched_steps(step_model, optimizer, train, args.batch_size, torch.Generator().manual_seed(args.seed),
                           first, rank, world_size, autocast_dtype, args.group_by_length,
-                          check_each_step=args.log_every == 1, fixed_width=graphs)
+                          check_each_step=args.log_every == 1, fixed_width=graphs, shared=shared)
     progress = tqdm(steps, file=sys.stderr, disable=True if rank != 0 or args.quiet else None,  # None: a terminal only
                     initial=first, total=config.num_steps, desc="train")
     with StopOnInterrupt(repeats_interrupt=world_size == 1) as stop:
+        if shared:
+            shared.vote = lambda: stop.requested  # said at each step's meeting, where the gradients meet
         for step, loss in progress:
             done = step + 1
             evaluating = args.eval_every and (done % args.eval_every == 0 or done == config.num_steps)
@@ -281,7 +287,11 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
                 val_loss = evaluate(model, val)
                 tqdm.write(f"step {done:4d} / {config.num_steps:4d} | loss {loss:.4f} | val loss {val_loss:.4f}",
                            file=sys.stdout)
-            stopping = any_process(stop.requested, device) if world_size > 1 else stop.requested
+            stopping = stop.requested
+            if shared:  # the vote of this step's meeting: the same in every process
+                stopping = shared.stop_voted
+            elif world_size > 1:
+                stopping = any_process(stopping, device)
             if stopping and done < config.num_steps:  # every process stops after the same step
                 progress.close()
                 save(args, model, tokenizer, optimizer, done, rank)

@@ -1,0 +1,133 @@
+"""The shared-memory group that sums data-parallel gradients on one machine's CPU
+(microgpt_torch/shared_memory.py): exact sums in rank order, the same bits in every process,
+an ended process reported instead of waited for, and nothing left behind."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import Children
+
+from microgpt_torch import shared_memory
+
+REPO = Path(__file__).resolve().parents[1]
+
+WORKER = r'''
+import os, sys, torch, torch.distributed as dist
+from microgpt_torch import shared_memory
+from microgpt_torch.shared_memory import SharedMemoryGroup
+shared_memory.shared_folder = lambda: os.path.dirname(sys.argv[3])  # the test's folder, to look in after
+rank = int(sys.argv[1])
+dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=3)
+group = SharedMemoryGroup.join(capacity=40)
+for call in range(3):  # the slots alternate halves: later calls must not read earlier numbers
+    generator = torch.Generator().manual_seed(100 * call + rank)
+    grads = [torch.randn(4, 5, generator=generator), torch.randn(7, generator=generator)]
+    loss = torch.tensor(0.1 * (rank + 1) + call, dtype=torch.float64)
+    group.sum_(grads + [loss])
+    torch.save([*grads, loss], sys.argv[3] + f".{call}.{rank}")
+votes = []
+for says in (rank == 2, False):  # one process asked to stop, then none
+    group.vote = lambda: says
+    group.sum_([torch.zeros(2)])
+    votes.append(group.stop_voted)
+print(*votes)
+model = torch.nn.Linear(3, 2)  # a different draw in every process
+group.start_alike(model)
+torch.save(model.state_dict(), sys.argv[3] + f".model.{rank}")
+dist.barrier()
+if rank == 1:  # ends without a word; the others meet once more
+    os._exit(3)
+try:
+    group.sum_([torch.ones(3)])
+except RuntimeError as error:
+    print(error)
+'''
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory):
+    """Three processes of a group, once: three sums, two votes, the weights made alike, then
+    process 1 ends and the others meet once more."""
+    folder = tmp_path_factory.mktemp("group")
+    script = folder / "worker.py"
+    script.write_text(WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    children = Children()
+    try:
+        workers = [children.start([sys.executable, script, str(rank), str(folder / "rendezvous"),
+                                   str(folder / "out")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for rank in range(3)]
+        outputs = [worker.communicate(timeout=120) for worker in workers]
+    finally:
+        children.end_all()
+    return folder, [(worker.returncode, out, err) for worker, (out, err) in zip(workers, outputs)]
+
+
+def expected_sums(call: int) -> list[torch.Tensor]:
+    """The sum over ranks 0, 1, 2 of what each puts in, added in rank order in float64 and
+    rounded to the tensor's own dtype."""
+    totals = None
+    for rank in range(3):
+        generator = torch.Generator().manual_seed(100 * call + rank)
+        parts = [torch.randn(4, 5, generator=generator).double(), torch.randn(7, generator=generator).double(),
+                 torch.tensor(0.1 * (rank + 1) + call, dtype=torch.float64)]
+        totals = parts if totals is None else [a + b for a, b in zip(totals, parts)]
+    return [totals[0].float(), totals[1].float(), totals[2]]
+
+
+def test_every_process_gets_the_same_sums_in_rank_order_and_nothing_is_left(group_run):
+    folder, results = group_run
+    assert [code for code, _, _ in results] == [0, 3, 0], [err[-2000:] for _, _, err in results]
+    for call in range(3):
+        expected = expected_sums(call)
+        for rank in range(3):
+            got = torch.load(folder / f"out.{call}.{rank}")
+            assert [t.dtype for t in got] == [torch.float32, torch.float32, torch.float64]
+            assert all(torch.equal(g, e) for g, e in zip(got, expected)), (call, rank)
+    assert [out.splitlines()[0] for _, out, _ in results] == ["True False"] * 3
+    models = [torch.load(folder / f"out.model.{rank}") for rank in range(3)]
+    assert all(torch.equal(models[0][name], m[name]) for m in models[1:] for name in models[0])
+    assert not [p.name for p in folder.iterdir() if p.name.startswith("microgpt-group-")]
+
+
+def test_the_expected_sums_tell_a_stale_half_and_float32_additions_apart():
+    """What the test above compares with would catch a group that read the other half's
+    numbers (the last call's) or added the processes' float32 tensors in float32."""
+    for call in (1, 2):
+        assert not torch.equal(expected_sums(call)[0], expected_sums(call - 1)[0])
+    in_float32 = sum(torch.randn(4, 5, generator=torch.Generator().manual_seed(rank)) for rank in range(3))
+    assert not torch.equal(in_float32, expected_sums(0)[0])
+
+
+def test_a_process_that_ends_is_reported_not_waited_for(group_run):
+    _, results = group_run
+    assert results[1][0] == 3
+    for rank in (0, 2):
+        code, out, err = results[rank]
+        assert code == 0, err[-2000:]
+        assert out.splitlines()[-1] == "another training process of the group has ended", out
+
+
+def test_the_group_is_for_cpu_processes_of_one_machine(monkeypatch):
+    cpu = torch.device("cpu")
+    assert not shared_memory.usable_for(cpu)  # no process group here
+    monkeypatch.setattr(shared_memory.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(shared_memory.dist, "get_world_size", lambda: 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert shared_memory.usable_for(cpu)
+    assert not shared_memory.usable_for(torch.device("cuda", 0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # two machines of one process each
+    assert not shared_memory.usable_for(cpu)
+
+
+@pytest.mark.parametrize("folder_exists", [True, False])
+def test_the_block_lives_in_memory_where_the_machine_has_it(monkeypatch, tmp_path, folder_exists):
+    monkeypatch.setattr(shared_memory.os.path, "isdir", lambda path: folder_exists)
+    monkeypatch.setattr(shared_memory.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert shared_memory.shared_folder() == ("/dev/shm" if folder_exists and os.access("/dev/shm", os.W_OK)
+                                             else str(tmp_path))
