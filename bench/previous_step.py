@@ -4,7 +4,8 @@
 RMSNorm and relu² backward passes, attention chosen by shape). This module keeps the step
 they replaced, line for line as it was: `FusedGPT` of `microgpt_torch/fast.py` (three
 q/k/v products, `F.rms_norm`, `F.relu(x) ** 2`, torch's scaled_dot_product_attention) and
-`batched_train_step` of `microgpt_torch/train.py` on one process. The benchmark runs it
+`batched_train_step` of `microgpt_torch/train.py` (on one process, or one of a group in
+DistributedDataParallel over gloo, as --processes ran it). The benchmark runs it
 alternately with today's step, so the speed-up is measured in one run on one machine.
 
     model = PreviousGPT(config); model.load_state_dict(project_model.state_dict())  # same names
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -95,18 +97,25 @@ class PreviousGPT(nn.Module):
         return logits, loss
 
 
-def train_step(model, optimizer, idx, targets, num_targets: int, step: int) -> float:
-    """The step of `batched_train_step` (one process, no autocast): gradients of the mean
-    loss, the loss read back and checked, the step's learning rate, one Adam update."""
+def train_step(model, optimizer, idx, targets, num_targets: int, step: int, world_size: int = 1) -> float:
+    """The step of `batched_train_step` (no autocast): gradients of the mean loss, the loss
+    read back and checked, the step's learning rate, one Adam update. With `world_size` > 1,
+    one process's rows of a global batch, `model` in DistributedDataParallel: each process
+    backpropagates its loss sum * world_size / num_targets, and the loss sums meet in an
+    all_reduce, as the code's --processes ran it."""
     optimizer.zero_grad(set_to_none=True)
     _, loss = model(idx, targets)
     loss_sum = loss * (targets != IGNORE_INDEX).sum()
-    (loss_sum * (1 / num_targets)).backward()
-    value = float(loss_sum.detach().double() / num_targets)
+    (loss_sum * (world_size / num_targets)).backward()
+    total = loss_sum.detach().double()
+    if world_size > 1:
+        torch.distributed.all_reduce(total)
+    value = float(total / num_targets)
     if not math.isfinite(value):
         raise ValueError(f"loss is {value} at step {step + 1}")
-    config = getattr(model, "_orig_mod", model).config
+    while not hasattr(model, "config"):  # through torch.compile's and DistributedDataParallel's wrappers
+        model = getattr(model, "module", None) or model._orig_mod
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate_at(step, config)
+        group["lr"] = learning_rate_at(step, model.config)
     optimizer.step()
     return value

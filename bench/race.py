@@ -15,14 +15,20 @@ tokens/s counts non-padding targets. A ratio is the median over the rounds of th
 two trainers' windows in that round: a change in the machine's load between rounds falls on
 both sides. The load average is recorded beside each cell.
 
-The best modes: the cell where the project was fastest and the cell where the previous step
-was fastest, run once more in turns (--race-rounds rounds) for the speed-up of one best
-mode over the other. Each runs in a process of its own (`python -m bench.race`, driven
-over pipes), one window at a time while the other waits for its turn: in one process, a
-compiled trainer's OpenMP threads and an eager one's slowed each other down. The project's
-process keeps freed memory mapped, as its trainer does (`microgpt_torch/allocator.py`);
-the previous step's runs on the C library's own settings, as it did. (The cells share
-one process, on the C library's settings.)
+The best modes: for each of the project and the previous step, the cell where it was
+fastest, and, with --race-processes N above 1, the trainer on N data-parallel processes of
+one thread each, for each batch size B of the one-thread cells (each process training on its
+share of batches of N * B what the trainer's fastest one-thread cell at B trains: the
+project's summing gradients in shared memory, the previous step's in DistributedDataParallel
+over gloo, as each trainer's --processes runs it). All take turns (--race-rounds rounds);
+the speed-up is the median over the rounds of the project's fastest mode in that round over
+the previous step's fastest. Each runs
+in processes of its own (`python -m bench.race`, driven over pipes), one window at a time
+while the others wait for their turn: in one process, a compiled trainer's OpenMP threads
+and an eager one's slowed each other down. The project's processes keep freed memory
+mapped, as its trainer does (`microgpt_torch/allocator.py`); the previous step's run on the
+C library's own settings, as it did. (The cells share one process, on the C library's
+settings.)
 
 Attention alone: torch's scaled_dot_product_attention against the block-diagonal product
 (`microgpt_torch/kernels.py`), forward and backward, taking turns, at each batch size and
@@ -45,6 +51,7 @@ import pickle
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -110,17 +117,25 @@ def share_of_peak(tokens_per_s: float, flops: int, peak: dict | None, cores: int
 # --- trainers ------------------------------------------------------------------------------
 
 class Trainer:
-    """One trainer's model, optimizer and step count; `step(batch)` trains on a ready batch."""
+    """One trainer's model, optimizer and step count; `step(batch)` trains on a ready batch.
 
-    def __init__(self, name: str, config, params: dict, compiled: bool):
+    With `world_size` > 1 it is one process of a data-parallel group (the process group
+    already joined), training on rows rank, rank + world_size, ... of each global batch as its
+    trainer does under --processes: the project's sums the gradients in shared memory
+    (microgpt_torch/shared_memory.py), with the loss and the vote on stopping; the previous
+    step's is the model in DistributedDataParallel over gloo, compiled after wrapping, as
+    the code before did."""
+
+    def __init__(self, name: str, config, params: dict, compiled: bool, rank: int = 0, world_size: int = 1):
         import torch
 
         from microgpt_torch.fast import BatchedGPT
         from microgpt_torch.optim import make_optimizer
+        from microgpt_torch.shared_memory import SharedMemoryGroup
 
         from . import nanogpt, previous_step
 
-        self.name, self.steps = name, 0
+        self.name, self.steps, self.rank, self.world_size, self.shared = name, 0, rank, world_size, None
         if name == "nanoGPT":
             model = nanogpt.NanoGPT(config, seed=SEED)
             self.optimizer = nanogpt.adamw(model)
@@ -132,6 +147,11 @@ class Trainer:
             else:
                 model = project
             self.optimizer = make_optimizer(model, config)
+        if world_size > 1 and name == "project":
+            self.shared = SharedMemoryGroup.join(sum(p.numel() for p in model.parameters()) + 1)
+            self.shared.start_alike(model)
+        elif world_size > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model)
         self.model = torch.compile(model) if compiled else model
 
     def step(self, batch) -> float:
@@ -140,12 +160,15 @@ class Trainer:
         from . import nanogpt, previous_step
 
         idx, targets, num_targets = batch
+        idx, targets = idx[self.rank::self.world_size], targets[self.rank::self.world_size]
         if self.name == "nanoGPT":
             loss = nanogpt.train_step(self.model, self.optimizer, idx, targets, self.steps)
         elif self.name == "previous":
-            loss = previous_step.train_step(self.model, self.optimizer, idx, targets, num_targets, self.steps)
+            loss = previous_step.train_step(self.model, self.optimizer, idx, targets, num_targets, self.steps,
+                                            self.world_size)
         else:
-            loss = batched_train_step(self.model, self.optimizer, idx, targets, num_targets, self.steps)
+            loss = batched_train_step(self.model, self.optimizer, idx, targets, num_targets, self.steps,
+                                      self.world_size, shared=self.shared)
         self.steps += 1
         return loss
 
@@ -189,11 +212,11 @@ def check_same_gradients(config, batch) -> None:
                               f"(largest difference {worst:.2e})")
 
 
-def window(trainer: Trainer, batches: list, seconds: float, threads: int) -> float:
-    """Steps for at least `seconds` (and 2 steps); tokens per second."""
+def window(trainer: Trainer, batches: list, seconds: float, threads: int, steps: int | None = None) -> float:
+    """Steps for at least `seconds` (and 2 steps), or exactly `steps` steps; tokens per second."""
     with torch_threads(threads):
         start, tokens, n = time.perf_counter(), 0, 0
-        while n < 2 or time.perf_counter() - start < seconds:
+        while n < 2 or (n < steps if steps else time.perf_counter() - start < seconds):
             batch = batches[trainer.steps % len(batches)]
             trainer.step(batch)
             tokens, n = tokens + batch[2], n + 1
@@ -249,24 +272,78 @@ def race_cell(config, params, batches: list, threads: int, compiled: bool, round
     }
 
 
-def best_modes(cells: list, config, params, batches_of: dict, rounds: int, seconds: float) -> dict:
-    """The project's fastest cell and the previous step's, each built afresh in a process of
-    its own (TrainerProcess) and run in turns."""
+def best_modes(cells: list, config, params, batches_for, rounds: int, seconds: float, processes: int,
+               rendezvous_folder: str) -> dict:
+    """The modes of each of the project and the previous step, run in turns: the trainer's
+    fastest cell, built afresh in a process of its own (TrainerProcess), and, with
+    `processes` > 1, for each batch size of the one-thread cells, the trainer on that many
+    processes of one thread each (TrainerGroup), each training on its share of batches
+    `processes` times as large what the trainer's fastest one-thread cell of that batch size
+    trains (eager or compiled). `batches_for(batch_size)` gives the ready batches."""
     best = {name: max(cells, key=lambda cell: cell["tokens_per_s"][name]) for name in ("project", "previous")}
+    specs = {name: (name, cell["batch_size"], cell["threads"], cell["mode"], 1) for name, cell in best.items()}
+    one_thread = [cell for cell in cells if cell["threads"] == 1]
+    for name in ("project", "previous") if processes > 1 else ():
+        for batch_size in sorted({cell["batch_size"] for cell in one_thread}):
+            cell = max((c for c in one_thread if c["batch_size"] == batch_size), key=lambda c: c["tokens_per_s"][name])
+            specs[f"{name}_processes_{batch_size}"] = (name, processes * batch_size, 1, cell["mode"], processes)
     with contextlib.ExitStack() as stack:
         contestants = {}
-        for name, cell in best.items():  # one after the other: each warms up alone
-            process = TrainerProcess(name, config, params, batches_of[cell["batch_size"]], cell["threads"],
-                                     cell["mode"] == "compiled")
-            contestants[name] = stack.enter_context(process)
-        rates = take_turns(contestants, rounds, seconds, lambda process, seconds: process.window(seconds))
-    return {
-        name: {"batch_size": cell["batch_size"], "threads": cell["threads"], "mode": cell["mode"],
-               "tokens_per_s": max(rates[name]), "rounds": rates[name],
-               "pid": contestants[name].pid, "windows": contestants[name].windows}
-        for name, cell in best.items()
-    } | {"project_over_previous": median_ratio(rates, "project", "previous"),
-         "load_average_after": list(os.getloadavg())}
+        for key, (name, batch_size, threads, mode, world_size) in specs.items():  # each warms up alone
+            contestants[key] = stack.enter_context(TrainerGroup(
+                name, config, params, batches_for(batch_size), threads, mode == "compiled", world_size,
+                os.path.join(rendezvous_folder, f"{key}.rendezvous")))
+        rates = take_turns(contestants, rounds, seconds, lambda group, seconds: group.window(seconds))
+    modes = {key: {"batch_size": batch_size, "threads": threads, "mode": mode, "processes": world_size,
+                   "tokens_per_s": max(rates[key]), "rounds": rates[key],
+                   "pids": contestants[key].pids, "windows": contestants[key].windows}
+             for key, (_, batch_size, threads, mode, world_size) in specs.items()}
+    of = {name: [key for key in specs if specs[key][0] == name] for name in ("project", "previous")}
+    round_best = {name: [max(rates[key][r] for key in keys) for r in range(rounds)] for name, keys in of.items()}
+    return modes | {
+        "best": {name: max(keys, key=lambda key: modes[key]["tokens_per_s"]) for name, keys in of.items()},
+        "project_over_previous": median_ratio(round_best, "project", "previous"),
+        "one_process_project_over_previous": median_ratio(rates, "project", "previous"),
+        "load_average_after": list(os.getloadavg()),
+    }
+
+
+class TrainerGroup:
+    """A trainer in `world_size` processes of its own (TrainerProcess), one data-parallel
+    group meeting at a rendezvous file, or in one process. `window(seconds)` runs one window
+    in every process: alone, for `seconds`; in a group, the same number of steps in each
+    process (they meet every step), as many as take about `seconds` by the warm-up's pace.
+    Its tokens/s count the global batches' targets; `windows` holds each window's (start,
+    end), from the first process's start to the last one's end."""
+
+    def __init__(self, name: str, config, params: dict, batches: list, threads: int, compiled: bool,
+                 world_size: int, rendezvous: str):
+        self.world_size, self.windows, self.processes = world_size, [], []
+        try:
+            for rank in range(world_size):  # started together: they meet while warming up
+                self.processes.append(TrainerProcess(name, config, params, batches, threads, compiled, rank,
+                                                     world_size, rendezvous, wait_until_ready=False))
+            ready = [process.ready() for process in self.processes]
+        except BaseException:
+            self.__exit__()
+            raise
+        self.pids = [pid for pid, _ in ready]
+        self.seconds_per_step = max(seconds for _, seconds in ready)
+
+    def window(self, seconds: float) -> float:
+        steps = None if self.world_size == 1 else max(2, round(seconds / self.seconds_per_step))
+        for process in self.processes:
+            process.ask(seconds, steps)
+        replies = [process.answer() for process in self.processes]
+        self.windows.append((min(start for _, start, _ in replies), max(end for _, _, end in replies)))
+        return replies[0][0]
+
+    def __enter__(self) -> "TrainerGroup":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for process in self.processes:
+            process.__exit__()
 
 
 class TrainerProcess:
@@ -275,9 +352,11 @@ class TrainerProcess:
     `window(seconds)` asks the process for one window and waits for its tokens/s, so only
     one process trains at a time. `windows` holds the (start, end) of each window on the
     monotonic clock, which every process of the machine shares; `pid` is the process's own
-    report of its id."""
+    report of its id. As process `rank` of `world_size` > 1, it joins a gloo group at the
+    `rendezvous` file first."""
 
-    def __init__(self, name: str, config, params: dict, batches: list, threads: int, compiled: bool):
+    def __init__(self, name: str, config, params: dict, batches: list, threads: int, compiled: bool,
+                 rank: int = 0, world_size: int = 1, rendezvous: str = "", wait_until_ready: bool = True):
         from multiprocessing.connection import Connection
 
         self.name, self.windows = name, []
@@ -289,18 +368,32 @@ class TrainerProcess:
         os.close(to_parent)  # so a process that dies ends recv() here with EOFError
         self.requests, self.replies = Connection(to_child, readable=False), Connection(from_child, writable=False)
         # The batches' tensors by value (plain pickle), not as handles to shared memory.
-        self.requests.send_bytes(pickle.dumps((name, config, params, batches, threads, compiled)))
+        self.requests.send_bytes(pickle.dumps((name, config, params, batches, threads, compiled, rank, world_size,
+                                               rendezvous)))
+        if wait_until_ready:
+            self.ready()
+
+    def ready(self) -> tuple:
+        """(pid, seconds a step took in the warm-up), once the process has warmed up."""
         try:
-            self.pid = self._reply()  # sent once warmed up
+            self.pid, seconds_per_step = self._reply()
         except BaseException:
             self.__exit__()
             raise
+        return self.pid, seconds_per_step
 
-    def window(self, seconds: float) -> float:
-        self.requests.send(seconds)
+    def ask(self, seconds: float, steps: int | None = None) -> None:
+        self.requests.send((seconds, steps))
+
+    def answer(self) -> tuple:
+        """(tokens/s, start, end) of the window asked for."""
         rate, start, end = self._reply()
         self.windows.append((start, end))
-        return rate
+        return rate, start, end
+
+    def window(self, seconds: float) -> float:
+        self.ask(seconds)
+        return self.answer()[0]
 
     def _reply(self):
         try:
@@ -328,27 +421,35 @@ class TrainerProcess:
 
 
 def serve_windows(requests, replies) -> None:
-    """A TrainerProcess's side: read the trainer's spec, build it at its thread count, warm
-    it up, send ("ready", pid), then for each number of seconds received run one window and
-    send ("rate", (tokens/s, start, end)); None ends it. An error is sent as ("failed", text)."""
+    """A TrainerProcess's side: read the trainer's spec, join its group if it has one, build
+    it at its thread count, warm it up, send ("ready", (pid, seconds a warm-up step took)),
+    then for each (seconds, steps) received run one window and send ("rate", (tokens/s,
+    start, end)); None ends it. An error is sent as ("failed", text)."""
     import traceback
 
     try:
         import torch
+        import torch.distributed as dist
 
         from microgpt_torch.allocator import keep_freed_memory
 
-        name, config, params, batches, threads, compiled = pickle.loads(requests.recv_bytes())
+        name, config, params, batches, threads, compiled, rank, world_size, rendezvous = \
+            pickle.loads(requests.recv_bytes())
         if name == "project":  # as scripts/train_torch.py --mode batched runs it
             keep_freed_memory()
         torch.set_num_threads(threads)
-        trainer = Trainer(name, config, params, compiled)
+        if world_size > 1:
+            dist.init_process_group("gloo", init_method="file://" + rendezvous, rank=rank, world_size=world_size)
+        trainer = Trainer(name, config, params, compiled, rank, world_size)
         while trainer.steps < WARMUP_STEPS:
             trainer.step(batches[trainer.steps % len(batches)])
-        replies.send(("ready", os.getpid()))
-        while (seconds := requests.recv()) is not None:
+        start = time.perf_counter()
+        trainer.step(batches[trainer.steps % len(batches)])
+        replies.send(("ready", (os.getpid(), time.perf_counter() - start)))
+        while (request := requests.recv()) is not None:
+            seconds, steps = request
             start = time.monotonic()
-            rate = window(trainer, batches, seconds, threads)
+            rate = window(trainer, batches, seconds, threads, steps)
             replies.send(("rate", (rate, start, time.monotonic())))
     except EOFError:  # the parent has gone: nothing to report to
         pass
@@ -410,6 +511,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--race-modes", nargs="+", choices=MODES, default=list(MODES))
     group.add_argument("--race-rounds", type=int_from(1, 1000), default=5, help="windows of each trainer per cell")
     group.add_argument("--race-window-seconds", type=seconds, default=0.5, help="least length of a window")
+    group.add_argument("--race-processes", type=int_from(1, 64), default=os.cpu_count() or 1, metavar="N",
+                       help="the best modes include each trainer on N data-parallel processes (1: none)")
 
 
 def run(args) -> dict:
@@ -420,10 +523,19 @@ def run(args) -> dict:
     preset = args.preset[0]
     docs = read_docs(args.data)
     config, params, train_tokens, _, _, _ = torch_start(docs, preset, SEED, num_steps=10**9)
-    batches_of = {b: ready_batches(train_tokens, config.block_size, b, READY_BATCHES) for b in args.race_batch_sizes}
-    cells = [race_cell(config, params, batches_of[b], n, mode == "compiled", args.race_rounds, args.race_window_seconds)
+    batches_of = {}
+
+    def batches_for(batch_size: int) -> list:
+        if batch_size not in batches_of:
+            batches_of[batch_size] = ready_batches(train_tokens, config.block_size, batch_size, READY_BATCHES)
+        return batches_of[batch_size]
+
+    cells = [race_cell(config, params, batches_for(b), n, mode == "compiled", args.race_rounds,
+                       args.race_window_seconds)
              for mode in args.race_modes for n in args.race_threads for b in args.race_batch_sizes]
-    best = best_modes(cells, config, params, batches_of, args.race_rounds, args.race_window_seconds)
+    with tempfile.TemporaryDirectory(prefix="race-") as rendezvous_folder:
+        best = best_modes(cells, config, params, batches_for, args.race_rounds, args.race_window_seconds,
+                          args.race_processes, rendezvous_folder)
     attention = attention_timings(args.race_batch_sizes, args.race_modes, args.race_rounds, args.race_window_seconds)
     flops, peak = flops_per_token(config), read_cpu_peak()
     for cell in cells:
@@ -440,7 +552,7 @@ def run(args) -> dict:
         "flops_per_token": flops,
         "cpu_peak": peak,
         "machine_peak_flops_per_s": peak["flops_per_s_per_core"] * cores if peak else None,
-        "best_share_of_machine_peak": share_of_peak(best["project"]["tokens_per_s"], flops, peak, cores),
+        "best_share_of_machine_peak": share_of_peak(best[best["best"]["project"]]["tokens_per_s"], flops, peak, cores),
         "targets": {"project_over_nanogpt_above": 1.0, "best_mode_over_previous_at_least": 1.5},
     }
 
@@ -459,10 +571,15 @@ def table(figures: dict) -> str:
                      f"{c['project_over_previous']:>9.2f}x {share_text:>6}  "
                      f"{c['load_average_before'][0]:.2f}, {c['load_average_after'][0]:.2f}")
     best = figures["best_modes"]
-    described = {name: f"batch {b['batch_size']}, {b['threads']} thread(s), {b['mode']}: {b['tokens_per_s']:,.0f} tokens/s"
-                 for name, b in best.items() if name in ("project", "previous")}
-    lines.append(f"  best modes, in turns: project ({described['project']}) against previous "
-                 f"({described['previous']}): {best['project_over_previous']:.2f}x")
+    lines.append("  best modes, in turns, each in processes of its own (tokens/s: the best window; ratios: medians "
+                 "of each round's):")
+    for key in [key for key in best if isinstance(best[key], dict) and "rounds" in best[key]]:
+        b = best[key]
+        chosen = " <- best" if key in best["best"].values() else ""
+        lines.append(f"    {key:<19} batch {b['batch_size']:>5}, {b['processes']} process(es) x {b['threads']} "
+                     f"thread(s), {b['mode']:>8}: {b['tokens_per_s']:>11,.0f}{chosen}")
+    lines.append(f"    best mode over best mode, project / previous: {best['project_over_previous']:.2f}x "
+                 f"(one process each: {best['one_process_project_over_previous']:.2f}x)")
     peak = figures["cpu_peak"]
     if peak:
         lines.append(f"  {figures['flops_per_token']:,} FLOPs a token; FP32 peak {peak['ghz']:.2f} GHz x "

@@ -334,7 +334,7 @@ def test_bad_flags_end_in_one_line_and_exit_2(flags, tmp_path, capsys):
 def run_race_section(names_path, out) -> int:
     return cli.main(["--only", "race", "--data", str(names_path), "--out", str(out), "--race-batch-sizes", "8",
                      "--race-threads", "1", "--race-modes", "eager", "--race-rounds", "2",
-                     "--race-window-seconds", "0.01"])
+                     "--race-window-seconds", "0.01", "--race-processes", "1"])  # groups: the test below
 
 
 def test_race_section_writes_every_figure(names_path, tmp_path, capsys):
@@ -383,21 +383,38 @@ def test_turns_rotate_and_ratios_are_medians_of_rounds():
     assert race.median_ratio({"x": [2.0, 9.0, 4.0], "y": [1.0, 3.0, 1.0]}, "x", "y") == 3.0  # of 2, 3 and 4
 
 
-def test_best_modes_run_in_two_processes_of_their_own_one_window_at_a_time(names_path):
+def test_best_modes_run_in_processes_of_their_own_one_window_at_a_time(names_path, tmp_path):
+    """Each trainer's fastest cell in a process of its own, and each trainer on two
+    data-parallel processes (the project's in shared memory, the previous step's in
+    DistributedDataParallel), taking turns: never two windows at once."""
     config, params, train_tokens, _, _, _ = common.torch_start(common.read_docs(str(names_path)), "microgpt",
                                                                common.SEED, num_steps=10**9)
-    batches_of = {8: race.ready_batches(train_tokens, config.block_size, 8, 2)}
+    asked = []
+
+    def batches_for(batch_size):
+        asked.append(batch_size)
+        return race.ready_batches(train_tokens, config.block_size, batch_size, 2)
+
     cells = [{"batch_size": 8, "threads": 1, "mode": "eager", "tokens_per_s": {"project": 1.0, "previous": 1.0}}]
-    best = race.best_modes(cells, config, params, batches_of, 3, 0.01)
-    pids = {best[name]["pid"] for name in ("project", "previous")}
-    assert len(pids) == 2 and os.getpid() not in pids
-    windows = sorted((start, end, name) for name in ("project", "previous") for start, end in best[name]["windows"])
-    assert [name for _, _, name in windows] == ["project", "previous", "previous", "project", "project", "previous"]
+    best = race.best_modes(cells, config, params, batches_for, 3, 0.01, 2, str(tmp_path))
+    keys = ["project", "previous", "project_processes_8", "previous_processes_8"]
+    assert asked == [8, 8, 16, 16]  # the groups: each process trains on half of batches twice as large
+    assert [(best[k]["batch_size"], best[k]["processes"], best[k]["threads"]) for k in keys] == \
+        [(8, 1, 1), (8, 1, 1), (16, 2, 1), (16, 2, 1)]
+    pids = [pid for k in keys for pid in best[k]["pids"]]
+    assert len(set(pids)) == 6 and os.getpid() not in pids
+    windows = sorted((start, end, k) for k in keys for start, end in best[k]["windows"])
+    assert [k for _, _, k in windows] == keys + keys[1:] + keys[:1] + keys[2:] + keys[:2]  # the order rotates
     assert all(start < end for start, end, _ in windows)
     assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(windows, windows[1:]))  # never at once
-    assert all(len(best[name]["rounds"]) == 3 and min(best[name]["rounds"]) > 0 for name in ("project", "previous"))
-    assert best["project_over_previous"] == pytest.approx(race.median_ratio(
+    assert all(len(best[k]["rounds"]) == 3 and min(best[k]["rounds"]) > 0 for k in keys)
+    round_best = {name: [max(best[k]["rounds"][r] for k in (name, f"{name}_processes_8")) for r in range(3)]
+                  for name in ("project", "previous")}
+    assert best["project_over_previous"] == pytest.approx(race.median_ratio(round_best, "project", "previous"))
+    assert best["one_process_project_over_previous"] == pytest.approx(race.median_ratio(
         {name: best[name]["rounds"] for name in ("project", "previous")}, "project", "previous"))
+    for name in ("project", "previous"):
+        assert best["best"][name] == max((name, f"{name}_processes_8"), key=lambda k: best[k]["tokens_per_s"])
 
 
 CPUINFO = "processor\t: 0\ncpu MHz\t\t: {mhz}\nflags\t\t: fpu sse2 {flags}\n\nprocessor\t: 1\ncpu MHz\t\t: 1500.0\n"
