@@ -22,7 +22,7 @@ from microgpt_scalar.data import Tokenizer, shuffle_docs
 from microgpt_scalar.model import init_params
 from microgpt_scalar.train import NonFiniteLossError
 
-from .device import any_process
+from .device import any_process, threads_for_rows
 from .model import GPT, IGNORE_INDEX, softmax
 from .optim import set_learning_rate
 
@@ -302,11 +302,13 @@ def batched_train_step(model, optimizer, idx, targets, num_targets: int, step: i
                        autocast_dtype=None, shared=None) -> float:
     """One Adam update, for 0-based `step`, on this process's rows of a global batch;
     returns the global mean loss, checked finite before the weights change (see
-    forward_backward for the arguments)."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_value(forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared), step)
-    set_learning_rate(optimizer, step, _config_of(model))
-    optimizer.step()
+    forward_backward for the arguments), on the threads that pay for its rows."""
+    with threads_for_rows(len(idx), idx.device):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_value(forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared),
+                          step)
+        set_learning_rate(optimizer, step, _config_of(model))
+        optimizer.step()
     return loss
 
 
@@ -341,10 +343,11 @@ def batched_steps(model, optimizer, train, batch_size: int, generator: torch.Gen
             yield step, batched_train_step(model, optimizer, idx, targets, num_targets, step, world_size,
                                            autocast_dtype, shared)
             continue
-        optimizer.zero_grad(set_to_none=True)
-        loss = forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared)
-        set_learning_rate(optimizer, step, config)
-        optimizer.step()
+        with threads_for_rows(len(idx), idx.device):
+            optimizer.zero_grad(set_to_none=True)
+            loss = forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared)
+            set_learning_rate(optimizer, step, config)
+            optimizer.step()
         yield step, loss
 
 

@@ -54,8 +54,8 @@ from microgpt_scalar.data import Corpus, DataError  # noqa: E402
 from microgpt_scalar.files import FileError, claim_output  # noqa: E402
 from microgpt_torch.allocator import keep_freed_memory  # noqa: E402
 from microgpt_torch.checkpoint import checkpoint_of, load_any_checkpoint, restore, save_checkpoint  # noqa: E402
-from microgpt_torch.device import (any_process, cpu_threads, cpu_threads_for_batches, init_distributed,  # noqa: E402
-                                   pick_device)
+from microgpt_torch.device import (ONE_THREAD_BELOW_ROWS, any_process, cpu_threads,  # noqa: E402
+                                   cpu_threads_for_batches, init_distributed, pick_device)
 from microgpt_torch.device_names import DEVICE_NAMES  # noqa: E402
 from microgpt_torch.launch import launched_by_the_group_launcher, process_count, run_group, without_processes_flag  # noqa: E402,E501
 from microgpt_torch.fast import BatchedGPT, FusedGPT  # noqa: E402
@@ -91,7 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("float32", "float64"), default=None,
                         help="default: float64 in faithful mode, float32 in batched mode")
     parser.add_argument("--threads", type=cpu_threads, default=None,
-                        help="torch CPU threads (default: 1 in faithful mode, whose tensors are tiny; torch's choice in batched mode)")
+                        help="torch CPU threads (default: 1 in faithful mode, whose tensors are tiny; in batched mode one "
+                             f"per core idle at the start); a batched step of fewer than "
+                             f"{ONE_THREAD_BELOW_ROWS['cpu']:,} rows on the CPU runs on one")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"), default=None,
                         help="torch.compile mode (implies --compile); reduce-overhead replays each step as CUDA "

@@ -169,3 +169,51 @@ def test_a_non_finite_weight_in_one_process_stops_every_process(tmp_path, childr
     assert [worker.returncode for worker in workers] == [0, 0], [err[-1000:] for _, err in outputs]
     assert [out for out, _ in outputs] == ["a parameter in another process is not finite after step 7\n",
                                           "parameter wpe.weight is not finite after step 7\n"]
+
+
+@pytest.fixture()
+def two_torch_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_a_small_batch_steps_on_one_thread_and_a_large_one_on_torchs(two_torch_threads):
+    """The batched step's threads by its rows (microgpt_torch/device.py): one below the table's
+    rows on the CPU, torch's own count from there on and on devices the table has no entry for;
+    torch's count is given back after the step, also when the step fails."""
+    from microgpt_torch.device import ONE_THREAD_BELOW_ROWS, threads_for_rows
+    from microgpt_torch.fast import BatchedGPT
+    from microgpt_torch.optim import make_optimizer
+    from microgpt_torch.train import batched_steps, batched_train_step
+
+    below = ONE_THREAD_BELOW_ROWS["cpu"]
+    for rows, device, expected in ((below - 1, "cpu", 1), (below, "cpu", 2), (8, "cuda", 2)):
+        with threads_for_rows(rows, torch.device(device)):
+            assert torch.get_num_threads() == expected, (rows, device)
+        assert torch.get_num_threads() == 2
+    with pytest.raises(ZeroDivisionError), threads_for_rows(8, torch.device("cpu")):
+        1 / 0
+    assert torch.get_num_threads() == 2
+
+    config = get_config("microgpt", vocab_size=27)
+    model = BatchedGPT(config)
+    seen = []
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(torch.get_num_threads()))
+    optimizer = make_optimizer(model, config)
+    for rows in (4, below):
+        idx = torch.randint(0, 27, (rows, 8), generator=torch.Generator().manual_seed(rows))
+        batched_train_step(model, optimizer, idx, idx.roll(-1, 1), idx.numel(), 0)
+    assert seen == [1, 2] and torch.get_num_threads() == 2
+    one_step = get_config("microgpt", vocab_size=27, num_steps=1)
+    documents = [[26, 1 + i % 20, 2 + i % 7, 26] for i in range(below)]
+    for rows, expected in ((4, 1), (below, 2)):  # the loop that reads the loss back only every so often
+        model = BatchedGPT(one_step)
+        seen = []
+        model.register_forward_pre_hook(lambda module, inputs: seen.append(torch.get_num_threads()))
+        steps = batched_steps(model, make_optimizer(model, one_step), documents, rows, torch.Generator().manual_seed(0),
+                              check_each_step=False)
+        assert [step for step, _ in steps] == [0] and seen == [expected] and torch.get_num_threads() == 2
