@@ -173,12 +173,10 @@ def test_a_non_finite_weight_in_one_process_stops_every_process(tmp_path, childr
 
 @pytest.fixture()
 def two_torch_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    from torch_checks import torch_threads
+
+    with torch_threads(2):
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def test_a_small_batch_steps_on_one_thread_and_a_large_one_on_torchs(two_torch_threads):

@@ -45,12 +45,17 @@ def assert_results_close(label: str, got: tuple, expected: tuple, atol: float, r
 
 
 @contextmanager
-def single_thread():
-    """Run torch on one thread: the tensors here are tiny, and a thread pool on a busy
-    machine costs far more than it gives (measured 8x slower for a faithful run)."""
+def torch_threads(count: int):
+    """Run torch on `count` threads, and give it back its own count after."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def single_thread():
+    """Run torch on one thread: the tensors here are tiny, and a thread pool on a busy
+    machine costs far more than it gives (measured 8x slower for a faithful run)."""
+    return torch_threads(1)
