@@ -280,6 +280,9 @@ def forward_backward(model, idx, targets, num_targets: int, world_size: int = 1,
     (loss_sum * (world_size / num_targets)).backward()
     total = loss_sum.detach().double()
     if shared is not None:
+        for p in model.parameters():
+            if p.grad is None:  # unused by this batch: every process must still send one
+                p.grad = torch.zeros_like(p)
         gradients = [p.grad for p in model.parameters()]
         shared.sum_(gradients + [total])  # one meeting: every process's gradients and loss added up
         for gradient in gradients:

@@ -131,3 +131,44 @@ def test_the_block_lives_in_memory_where_the_machine_has_it(monkeypatch, tmp_pat
     monkeypatch.setattr(shared_memory.tempfile, "gettempdir", lambda: str(tmp_path))
     assert shared_memory.shared_folder() == ("/dev/shm" if folder_exists and os.access("/dev/shm", os.W_OK)
                                              else str(tmp_path))
+
+
+class TwoAlikeProcesses:
+    """Stands in for a group of two processes that trained on the same rows: each sum is twice
+    this process's tensor. Records what it was given."""
+
+    def __init__(self):
+        self.given = []
+
+    def sum_(self, tensors):
+        self.given.append([t.clone() for t in tensors])
+        for t in tensors:
+            t.mul_(2)
+
+
+def test_forward_backward_through_a_group_leaves_the_global_mean_and_its_gradient():
+    """Two processes with the same rows: a global batch of twice the targets. The group's path
+    of forward_backward must leave each process the gradient and the loss of the global mean,
+    which are those of one process's mean, and send a zero gradient for a parameter the batch
+    did not use, so every process sends the same tensors."""
+    from microgpt_scalar.config import get_config
+    from microgpt_torch.fast import BatchedGPT
+    from microgpt_torch.train import forward_backward
+
+    config = get_config("microgpt", vocab_size=27)
+    idx = torch.randint(0, 27, (6, 8), generator=torch.Generator().manual_seed(1))
+    targets = idx.roll(-1, 1)
+    alone, grouped = BatchedGPT(config).double(), BatchedGPT(config).double()
+    grouped.load_state_dict(alone.state_dict())
+    grouped.register_parameter("unused", torch.nn.Parameter(torch.ones(3, dtype=torch.float64)))
+    expected_loss = forward_backward(alone, idx, targets, idx.numel())
+    group = TwoAlikeProcesses()
+    loss = forward_backward(grouped, idx, targets, 2 * idx.numel(), world_size=2, shared=group)
+    assert torch.allclose(loss, expected_loss, rtol=1e-12, atol=0)
+    for name, p in alone.named_parameters():
+        assert torch.allclose(dict(grouped.named_parameters())[name].grad, p.grad, rtol=1e-12, atol=1e-15), name
+    assert torch.equal(grouped.unused.grad, torch.zeros(3, dtype=torch.float64))
+    (sent,) = group.given
+    names = [name for name, _ in grouped.named_parameters()]
+    assert len(sent) == len(names) + 1  # the gradients, then the loss sum
+    assert torch.equal(sent[names.index("unused")], torch.zeros(3, dtype=torch.float64))
