@@ -22,13 +22,12 @@ share of batches of N * B what the trainer's fastest one-thread cell at B trains
 project's summing gradients in shared memory, the previous step's in DistributedDataParallel
 over gloo, as each trainer's --processes runs it). All take turns (--race-rounds rounds);
 the speed-up is the median over the rounds of the project's fastest mode in that round over
-the previous step's fastest. Each runs
-in processes of its own (`python -m bench.race`, driven over pipes), one window at a time
-while the others wait for their turn: in one process, a compiled trainer's OpenMP threads
-and an eager one's slowed each other down. The project's processes keep freed memory
-mapped, as its trainer does (`microgpt_torch/allocator.py`); the previous step's run on the
-C library's own settings, as it did. (The cells share one process, on the C library's
-settings.)
+the previous step's fastest. Each runs in processes of its own (`python -m bench.race`,
+driven over pipes), one window at a time while the others wait for their turn: in one
+process, a compiled trainer's OpenMP threads and an eager one's slowed each other down. The
+project's processes keep freed memory mapped, as its trainer does
+(`microgpt_torch/allocator.py`); the previous step's run on the C library's own settings, as
+it did. (The cells share one process, on the C library's settings.)
 
 Attention alone: torch's scaled_dot_product_attention against the block-diagonal product
 (`microgpt_torch/kernels.py`), forward and backward, taking turns, at each batch size and
