@@ -131,7 +131,3 @@ class SharedMemoryGroup:
                     raise ConnectionResetError
         except (ConnectionResetError, BrokenPipeError):
             raise RuntimeError("another training process of the group has ended") from None
-
-    def close(self) -> None:
-        for peer in self.peers:
-            peer.close()
