@@ -147,8 +147,7 @@ class Trainer:
                 model = project
             self.optimizer = make_optimizer(model, config)
         if world_size > 1 and name == "project":
-            self.shared = SharedMemoryGroup.join(sum(p.numel() for p in model.parameters()) + 1)
-            self.shared.start_alike(model)
+            self.shared = SharedMemoryGroup.for_model(model)
         elif world_size > 1:
             model = torch.nn.parallel.DistributedDataParallel(model)
         self.model = torch.compile(model) if compiled else model

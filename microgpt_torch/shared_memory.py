@@ -2,8 +2,8 @@
 all map, and meet at a local socket, instead of sending them over gloo's TCP connections.
 
     if usable_for(device):                         # processes on this machine, training on the CPU
-        group = SharedMemoryGroup.join(capacity)   # every process of the group, after init_process_group
-        group.start_alike(model)                   # rank 0's weights everywhere, as DistributedDataParallel does
+        group = SharedMemoryGroup.for_model(model)  # every process, after init_process_group: rank 0's
+                                                    # weights everywhere, as DistributedDataParallel does
         group.vote = lambda: stop_requested        # what this process says at every meeting
         group.sum_([p.grad for p in params] + [loss])  # each tensor becomes the sum over the processes
         group.stop_voted                           # True in every process if any said so at the last meeting
@@ -90,6 +90,13 @@ class SharedMemoryGroup:
             if rank == 0:
                 shutil.rmtree(folder, ignore_errors=True)  # mapped and connected: the names can go
         return cls(rank, world_size, block.view(2, world_size, capacity), peers)
+
+    @classmethod
+    def for_model(cls, model: torch.nn.Module) -> "SharedMemoryGroup":
+        """join, with room for `model`'s gradients and the loss, then start_alike."""
+        group = cls.join(sum(p.numel() for p in model.parameters()) + 1)
+        group.start_alike(model)
+        return group
 
     def start_alike(self, model: torch.nn.Module) -> None:
         """Give every process rank 0's parameters (over gloo, once)."""

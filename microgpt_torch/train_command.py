@@ -253,8 +253,7 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
         raise UsageError(f"--group-by-length needs --batch-size at most the {len(train)} training documents")
     step_model, shared = model, None
     if world_size > 1 and usable_for(device):  # processes on this machine's CPU: gradients in shared memory
-        shared = SharedMemoryGroup.join(sum(p.numel() for p in model.parameters()) + 1)  # and the loss
-        shared.start_alike(model)
+        shared = SharedMemoryGroup.for_model(model)
     elif world_size > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
@@ -289,11 +288,8 @@ def run_batched(args, docs, device, dtype, rank: int, world_size: int) -> None:
                 val_loss = evaluate(model, val)
                 tqdm.write(f"step {done:4d} / {config.num_steps:4d} | loss {loss:.4f} | val loss {val_loss:.4f}",
                            file=sys.stdout)
-            stopping = stop.requested
-            if shared:  # the vote of this step's meeting: the same in every process
-                stopping = shared.stop_voted
-            elif world_size > 1:
-                stopping = any_process(stopping, device)
+            # The same in every process: the vote of this step's meeting, or one of its own.
+            stopping = shared.stop_voted if shared else any_process(stop.requested, device)
             if stopping and done < config.num_steps:  # every process stops after the same step
                 progress.close()
                 save(args, model, tokenizer, optimizer, done, rank)
