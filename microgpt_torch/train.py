@@ -302,14 +302,16 @@ def loss_value(loss, step: int) -> float:
 
 
 def batched_train_step(model, optimizer, idx, targets, num_targets: int, step: int, world_size: int = 1,
-                       autocast_dtype=None, shared=None) -> float:
-    """One Adam update, for 0-based `step`, on this process's rows of a global batch;
-    returns the global mean loss, checked finite before the weights change (see
-    forward_backward for the arguments), on the threads that pay for its rows."""
+                       autocast_dtype=None, shared=None, check_finite: bool = True):
+    """One Adam update, for 0-based `step`, on this process's rows of a global batch, on the
+    threads that pay for its rows; returns the global mean loss, checked finite before the
+    weights change (see forward_backward for the arguments). Without `check_finite`, nothing
+    waits for the device: the loss comes back as a 0-d tensor, unread."""
     with threads_for_rows(len(idx), idx.device):
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_value(forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared),
-                          step)
+        loss = forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared)
+        if check_finite:
+            loss = loss_value(loss, step)
         set_learning_rate(optimizer, step, _config_of(model))
         optimizer.step()
     return loss
@@ -342,16 +344,8 @@ def batched_steps(model, optimizer, train, batch_size: int, generator: torch.Gen
     for step in range(start_step, config.num_steps):
         idx, targets, num_targets = train.batch(next(order), width)
         idx, targets = idx[rank::world_size], targets[rank::world_size]
-        if check_each_step:
-            yield step, batched_train_step(model, optimizer, idx, targets, num_targets, step, world_size,
-                                           autocast_dtype, shared)
-            continue
-        with threads_for_rows(len(idx), idx.device):
-            optimizer.zero_grad(set_to_none=True)
-            loss = forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared)
-            set_learning_rate(optimizer, step, config)
-            optimizer.step()
-        yield step, loss
+        yield step, batched_train_step(model, optimizer, idx, targets, num_targets, step, world_size,
+                                       autocast_dtype, shared, check_finite=check_each_step)
 
 
 @torch.no_grad()
