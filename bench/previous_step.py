@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from microgpt_scalar.optim import learning_rate_at
+from microgpt_torch.train import _config_of
 
 IGNORE_INDEX = -1
 
@@ -113,9 +114,8 @@ def train_step(model, optimizer, idx, targets, num_targets: int, step: int, worl
     value = float(total / num_targets)
     if not math.isfinite(value):
         raise ValueError(f"loss is {value} at step {step + 1}")
-    while not hasattr(model, "config"):  # through torch.compile's and DistributedDataParallel's wrappers
-        model = getattr(model, "module", None) or model._orig_mod
+    config = _config_of(model)  # through torch.compile's and DistributedDataParallel's wrappers
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate_at(step, model.config)
+        group["lr"] = learning_rate_at(step, config)
     optimizer.step()
     return value
