@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 NAMES = default_data_path()
 
 
+def pytest_configure(config):
+    """Ctrl-C reaches the processes the tests start as it would from a terminal, also when the
+    run was started in the background by a script (a shell then starts it with SIGINT ignored,
+    and every process it starts would inherit that): the tests that press Ctrl-C at a random
+    moment would otherwise find it lost when it came before a command installs its handler."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -133,8 +133,11 @@ def installed(offline, wheel, tmp_path_factory):
     venv = tmp_path_factory.mktemp("venv") / "env"
     made = offline("-m", "venv", "--system-site-packages", "--without-pip", str(venv))
     assert made.returncode == 0, made.stderr[-2000:]
+    # without this run's PYTHONPATH: a checkout on it (with an egg-info of an editable install) would
+    # count as installed already, and pip would install nothing
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                           str(wheel)], capture_output=True, text=True, timeout=600)
+                           str(wheel)], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     return venv / "bin"
 
