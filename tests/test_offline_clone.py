@@ -126,6 +126,11 @@ def test_a_wheel_built_offline_carries_the_names_file(wheel, clone):
     assert any(name.endswith("LICENSE") for name in files)
 
 
+def without_python_settings() -> dict:
+    """This process's environment without PYTHON* and VIRTUAL_ENV: no path of this run's leaks in."""
+    return {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
+
+
 @pytest.fixture(scope="module")
 def installed(offline, wheel, tmp_path_factory):
     """The wheel built from the clone, installed into a fresh venv (torch, numpy, pytest and pip
@@ -135,9 +140,8 @@ def installed(offline, wheel, tmp_path_factory):
     assert made.returncode == 0, made.stderr[-2000:]
     # without this run's PYTHONPATH: a checkout on it (with an egg-info of an editable install) would
     # count as installed already, and pip would install nothing
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                           str(wheel)], capture_output=True, text=True, timeout=600, env=env)
+                           str(wheel)], capture_output=True, text=True, timeout=600, env=without_python_settings())
     assert done.returncode == 0, done.stderr[-2000:]
     return venv / "bin"
 
@@ -147,7 +151,7 @@ def test_every_command_works_from_an_empty_folder_after_installing_the_wheel(ins
     --engines DIR, microgpt-train (2 steps, either engine), microgpt-sample, the pytest plugin."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env = without_python_settings()
     env.update(PATH=f"{installed}{os.pathsep}{env.get('PATH', '')}", PYTHONDONTWRITEBYTECODE="1")
 
     def run(*command, timeout=900):
