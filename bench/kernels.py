@@ -118,13 +118,10 @@ def host_time(batch_size: int, preset: str, data: str | None, steps: int, repeat
     """CPU seconds of this thread per batched step, on one torch thread: the least of `repeats`
     timings of `steps` steps on ready batches (built before the clock starts). The thread's
     CPU time, unlike the wall clock, does not count the time other processes hold the core."""
-    import torch
-
+    from microgpt_torch.device import torch_threads
     from microgpt_torch.train import batched_train_step
 
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         model, optimizer, batches = new_run(batch_size, preset, data)
         ready = [next(batches) for _ in range(steps)]
         step, times = 0, []
@@ -134,8 +131,6 @@ def host_time(batch_size: int, preset: str, data: str | None, steps: int, repeat
                 batched_train_step(model, optimizer, *batch, step)
                 step += 1
             times.append((time.thread_time() - start) / steps)
-    finally:
-        torch.set_num_threads(saved)
     return min(times)
 
 

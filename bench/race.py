@@ -57,6 +57,7 @@ from pathlib import Path
 from microgpt_scalar.cli import MAX_BATCH, int_from, seconds
 
 from .common import SEED, CheckFailed, child_env, read_docs, torch_start
+from .torch_cpu import torch_threads
 
 TRAINERS = ("project", "nanoGPT", "previous")
 MODES = ("eager", "compiled")
@@ -68,10 +69,6 @@ SAME_RTOL, SAME_ATOL = 1e-4, 1e-6
 ATTENTION_BLOCKS = (8, 16)  # the presets' block sizes
 
 
-def torch_threads(n: int):
-    from .torch_cpu import torch_threads as threads
-
-    return threads(n)
 
 
 # --- the machine's arithmetic --------------------------------------------------------------

@@ -36,16 +36,11 @@ WARMUP_STEPS = 8  # batched steps before any timing (grouped by length, the seco
 ENDLESS = 10**9  # num_steps for timing runs: the schedule's end is never reached
 
 
-@contextmanager
 def torch_threads(n: int):
-    import torch
+    """microgpt_torch.device.torch_threads, imported when first used (this module loads without torch)."""
+    from microgpt_torch.device import torch_threads as threads
 
-    saved = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
+    return threads(n)
 
 
 @contextmanager

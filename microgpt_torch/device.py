@@ -139,18 +139,22 @@ ONE_THREAD_BELOW_ROWS = {"cpu": 2048}
 
 
 @contextlib.contextmanager
-def threads_for_rows(rows: int, device: torch.device):
-    """Run a batched step of `rows` rows on `device` on the threads that pay (see above)."""
-    threads = torch.get_num_threads()
-    below = ONE_THREAD_BELOW_ROWS.get(device.type)
-    if below is None or threads == 1 or rows >= below:
-        yield
-        return
-    torch.set_num_threads(1)
+def torch_threads(count: int):
+    """Run torch on `count` threads, and give it back its own count after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
+
+
+def threads_for_rows(rows: int, device: torch.device):
+    """Run a batched step of `rows` rows on `device` on the threads that pay (see above)."""
+    below = ONE_THREAD_BELOW_ROWS.get(device.type)
+    if below is None or rows >= below or torch.get_num_threads() == 1:
+        return contextlib.nullcontext()
+    return torch_threads(1)
 
 
 def cpu_threads_for_batches() -> tuple[int | None, str]:

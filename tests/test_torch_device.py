@@ -173,7 +173,7 @@ def test_a_non_finite_weight_in_one_process_stops_every_process(tmp_path, childr
 
 @pytest.fixture()
 def two_torch_threads():
-    from torch_checks import torch_threads
+    from microgpt_torch.device import torch_threads
 
     with torch_threads(2):
         yield

@@ -6,8 +6,6 @@ that name the culprit through `torch.testing.assert_close` (which reports the wo
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
 
@@ -44,18 +42,9 @@ def assert_results_close(label: str, got: tuple, expected: tuple, atol: float, r
         assert_float64_close(f"{label} {name} grad", grads[name], expected_grads[name], atol, rtol)
 
 
-@contextmanager
-def torch_threads(count: int):
-    """Run torch on `count` threads, and give it back its own count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def single_thread():
     """Run torch on one thread: the tensors here are tiny, and a thread pool on a busy
     machine costs far more than it gives (measured 8x slower for a faithful run)."""
+    from microgpt_torch.device import torch_threads
+
     return torch_threads(1)
