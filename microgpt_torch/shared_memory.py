@@ -110,9 +110,10 @@ class SharedMemoryGroup:
         vote = torch.tensor(float(self.vote()), dtype=SLOT_DTYPE)
         tensors = [*tensors, vote]
         sizes = [t.numel() for t in tensors]
-        slots = self.block[self.half, :, :sum(sizes)]
-        if slots.size(1) < sum(sizes):
-            raise ValueError(f"{sum(sizes) - 1} numbers do not fit the group's slots of {self.block.size(2) - 1}")
+        count, capacity = sum(sizes), self.block.size(2)
+        if count > capacity:
+            raise ValueError(f"{count - 1} numbers do not fit the group's slots of {capacity - 1}")
+        slots = self.block[self.half, :, :count]
         self.half ^= 1
         torch.cat([t.detach().reshape(-1) for t in tensors], out=slots[self.rank])  # float64 there
         self.meet()

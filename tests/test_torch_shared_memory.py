@@ -133,6 +133,19 @@ def test_the_block_lives_in_memory_where_the_machine_has_it(monkeypatch, tmp_pat
                                              else str(tmp_path))
 
 
+def test_tensors_that_do_not_fit_the_slots_are_refused_before_anything_is_written():
+    """A group of one process (no peers to meet), its slots room for 4 numbers and the vote:
+    4 numbers fit and are summed; 5 are refused, the block and its halves as they were."""
+    group = shared_memory.SharedMemoryGroup(0, 1, torch.zeros(2, 1, 5, dtype=torch.float64), peers=[])
+    fits = torch.arange(4.0)
+    group.sum_([fits])
+    assert torch.equal(fits, torch.arange(4.0)) and group.half == 1
+    before = group.block.clone()
+    with pytest.raises(ValueError, match="5 numbers do not fit the group's slots of 4"):
+        group.sum_([torch.ones(2), torch.ones(3)])
+    assert torch.equal(group.block, before) and group.half == 1
+
+
 class TwoAlikeProcesses:
     """Stands in for a group of two processes that trained on the same rows: each sum is twice
     this process's tensor. Records what it was given."""
