@@ -131,7 +131,9 @@ def test_each_engine_ends_as_its_own_row(class_run):
         assert cause.startswith(f"{title('local-gradient ' + operator)}: ") and f"wrong_{name}.py, line " in cause
     assert "tried to start a process" in by_name["bad_forks"]["cause"]
     assert "tried to write" in by_name["bad_writer"]["cause"]
-    assert "MemoryError" in (out / "reports" / "bad_hog.txt").read_text()
+    # out of memory (MemoryError) or stopped first with its memory grown, as fast as the machine gives memory
+    assert by_name["bad_hog"]["cause"].startswith(title("memory"))
+    assert "bad_hog.py, line " in (out / "reports" / "bad_hog.txt").read_text()
     assert "lm_head" in by_name["wrong_exp_grad"]["worst_tensor"] and by_name["wrong_exp_grad"]["worst_excess"] > 1
     for row in rows:  # the private copies' paths never reach the report
         report = (out / "reports" / f"{row['engine']}.txt").read_text()

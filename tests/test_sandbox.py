@@ -340,6 +340,8 @@ def changed(**fields) -> str:
     (changed(speed={"per_node": 1e-6, "growth": 1.0}), "speed.nodes is not a whole number"),
     (changed(probes={"0:a + b": {"error": "x", "where": {"file": "e.py", "line": "9", "text": ""}}}), "where.line"),
     (changed(probes={"0:a + b": {"not_run": 3}}), "probe 0:a + b is not a string"),
+    (changed(probes={"0:a + b": {"error": "x", "grown_mb": -5}}), "grown_mb is not a whole number >= 0"),
+    (changed(probes={"0:a + b": {"error": "x", "grown_mb": 1e9}}), "grown_mb is not a whole number"),
     (changed(hung="no"), "hung is not true or false"),
 ])
 def test_a_malformed_engine_report_is_one_line_protocol_error(line, words):
@@ -352,7 +354,8 @@ def test_the_streamed_probe_and_facts_read_back_as_sent_and_a_bad_one_is_refused
     found = decode(json.dumps(FOUND), protocol.EngineFound)
     assert decode(protocol.encode(found), protocol.EngineFound) == found
     probe = protocol.ProbeResult("0:a + b", {"error": "raised ZeroDivisionError: x", "type": "ZeroDivisionError",
-                                            "where": {"file": "e.py", "line": 4, "text": "1 / 0"}, "overran": False})
+                                            "where": {"file": "e.py", "line": 4, "text": "1 / 0"}, "overran": False,
+                                            "grown_mb": 300})
     assert decode(protocol.encode(probe), protocol.ProbeResult) == probe
     with pytest.raises(ProtocolError):
         decode(json.dumps({"kind": "probe", "key": "0:a + b", "result": {"value": 1.0}}), protocol.ProbeResult)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import traceback
 from dataclasses import dataclass
 from typing import Callable
@@ -200,6 +201,7 @@ def only_new_objects_collected(freeze: bool = True):
 # backward on a fresh leaf after a graph was built: it must touch nothing but the leaf
 FRESH_NODE = "fresh node"
 PROBE_BUDGET = 2.0  # seconds one probe may take in the engine's process: each is a graph of a few nodes
+MEMORY_NOTED_MB = 64  # a probe still running that has grown the process by this much allocates without bound
 
 
 def fresh_node_sequence(a, b, make_leaf, backward, read) -> list:
@@ -239,12 +241,16 @@ def _timed(run, budget):
         return run()
     from .statements import Overran, guarded
 
+    outcome = guarded(budget, audit=False)
     try:
-        with guarded(budget, audit=False):
+        with outcome:
             return run()
-    except Overran:
-        return {"error": f"did not finish within {budget:g} s (a graph of a few nodes: an endless loop, or a "
-                         f"backward that walks far more nodes than the graph has)", "overran": True}
+    except Overran as stopped:
+        found = {"error": f"did not finish within {budget:g} s (a graph of a few nodes: an endless loop, or a "
+                          f"backward that walks far more nodes than the graph has)", "overran": True}
+        if outcome.grown_mb is not None and outcome.grown_mb >= MEMORY_NOTED_MB:
+            found["grown_mb"] = round(outcome.grown_mb)
+        return found | _engine_line(stopped)
 
 
 def probe_keys() -> list:
@@ -293,14 +299,21 @@ def _run_fresh_node(value_cls) -> dict:
 
 
 def _error(error: BaseException) -> dict:
-    """What an engine raised, and the line of its own code it raised at (the deepest frame
-    outside this file)."""
-    found = {"error": f"raised {type(error).__name__}: {_first_line(error)}", "type": type(error).__name__}
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename != __file__]
-    if frames:
-        frame = frames[-1]
-        found["where"] = {"file": frame.filename, "line": frame.lineno, "text": (frame.line or "").strip()}
-    return found
+    """What an engine raised, and the line of its own code it raised at."""
+    return {"error": f"raised {type(error).__name__}: {_first_line(error)}", "type": type(error).__name__} \
+        | _engine_line(error)
+
+
+def _engine_line(error: BaseException) -> dict:
+    """{"where": {"file", "line", "text"}} of the deepest frame of `error`'s traceback outside
+    the checker's engine-side code (this file, the timer that stops a probe); {} if none."""
+    ours = os.path.dirname(os.path.abspath(__file__))
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if os.path.dirname(os.path.abspath(frame.filename)) != ours]
+    if not frames:
+        return {}
+    frame = frames[-1]
+    return {"where": {"file": frame.filename, "line": frame.lineno, "text": (frame.line or "").strip()}}
 
 
 def _first_line(error: BaseException) -> str:

@@ -315,7 +315,7 @@ class EngineFound(Message):
 
 def _probe(key, got) -> dict:
     """One probe's result: {"value", "grads"[, "rounds"]}, {"error"[, "type", "where",
-    "overran"]}, {"missing": [names]} or {"not_run": why}."""
+    "overran", "grown_mb"]}, {"missing": [names]} or {"not_run": why}."""
     name = f"probe {shown(key, 80)}"
     if not isinstance(got, dict):
         raise ProtocolError(f"{name} is not a table")
@@ -331,6 +331,8 @@ def _probe(key, got) -> dict:
             probe["where"] = _where(got["where"], f"{name} where")
         if "overran" in got:
             probe["overran"] = _flag(got["overran"], name)
+        if "grown_mb" in got:
+            probe["grown_mb"] = _whole(got["grown_mb"], f"{name} grown_mb")
         return probe
     if "value" not in got or "grads" not in got:
         raise ProtocolError(f"{name} has neither numbers nor an error")

@@ -22,12 +22,15 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 
+from .usage import Stopwatch, resident_megabytes
+
 STATEMENT_BUDGET = 1.0  # seconds one statement may run: a definition takes microseconds, training takes minutes
 IMPORT_BUDGET = 30.0  # an import may load a big library (torch takes seconds)
+TICK = 0.05  # seconds between two looks at a block's own time, from when its wall-clock time reaches the budget
+WALL_LIMIT = 10  # a block is stopped after this many times its budget in wall-clock time, however busy the machine
 
 
 @dataclass
@@ -99,6 +102,7 @@ class _Guard:
     def __init__(self):
         self.active = self.auditing = False
         self.refused: list = []  # what the running statement tried
+        self.watch = None  # the running block's budget, while a timer looks at it
         self.installed = False
 
     def hook(self, event: str, args: tuple) -> None:
@@ -125,38 +129,66 @@ def install_guard() -> None:
     _GUARD.install()
 
 
-def _on_alarm(signum, frame):
-    if _GUARD.active:
+def _on_tick(signum, frame):
+    if _GUARD.active and _GUARD.watch is not None and _GUARD.watch.overran():
         raise Overran()
+
+
+class _BudgetWatch:
+    """A block's budget in its own time (compare.engine.usage): queued time behind other
+    processes does not count, up to WALL_LIMIT times the budget in wall-clock time. Once it
+    has run out, `grown_mb` is what the process's memory had grown by since the block began."""
+
+    def __init__(self, budget: float):
+        self.budget, self.stopwatch, self.reading = budget, Stopwatch(), False
+        self.resident_mb, self.grown_mb = resident_megabytes(), None
+
+    def overran(self) -> bool:
+        if self.reading:  # a tick that came while the last one still reads (a handler runs between bytecodes)
+            return False
+        self.reading = True
+        try:
+            watch = self.stopwatch
+            over = watch.own_seconds() >= self.budget or watch.wall_seconds() >= WALL_LIMIT * self.budget
+            if over and self.resident_mb is not None:
+                now = resident_megabytes()
+                self.grown_mb = None if now is None else now - self.resident_mb
+            return over
+        finally:
+            self.reading = False
 
 
 class guarded:
     """`with guarded(budget) as outcome:` runs the block under the audit hook (unless
-    `audit` is False), stopped with Overran after `budget` seconds (on the main thread;
-    elsewhere without a timer).
-    `outcome.refused` lists what it tried that the guard refused."""
+    `audit` is False), stopped with Overran once it has run `budget` seconds of its own (on
+    the main thread; elsewhere without a timer). Its own time is the wall-clock time less
+    what it stood queued behind other processes: computing and waiting both count, a busy
+    machine does not. `outcome.refused` lists what it tried that the guard refused;
+    `outcome.grown_mb`, when it was stopped, the MB its process's memory had grown by."""
 
     def __init__(self, budget: float, audit: bool = True):
-        self.budget, self.audit, self.refused, self.seconds = budget, audit, [], 0.0
+        self.budget, self.audit, self.refused, self.grown_mb = budget, audit, [], None
 
     def __enter__(self):
         if self.audit:
             _GUARD.install()
         self._timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
         if self._timed:
-            self._old_handler = signal.signal(signal.SIGALRM, _on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, self.budget, 0.05)  # again every 50 ms if the first is swallowed
+            self._watch = _GUARD.watch = _BudgetWatch(self.budget)
+            self._old_handler = signal.signal(signal.SIGALRM, _on_tick)
+            # its own time is at most its wall-clock time: nothing to look at before; after, a look every
+            # TICK, which also raises again if a learner's `except BaseException` swallowed the first
+            signal.setitimer(signal.ITIMER_REAL, self.budget, TICK)
         _GUARD.refused, _GUARD.active, _GUARD.auditing = [], True, self.audit
-        self._start = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         _GUARD.active = False
-        self.seconds = time.perf_counter() - self._start
         self.refused = list(_GUARD.refused)
         if self._timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self._old_handler)
+            self.grown_mb, _GUARD.watch = self._watch.grown_mb, None
         return False
 
 

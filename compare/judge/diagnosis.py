@@ -21,6 +21,8 @@ The causes, and the probes that tell them apart:
     reset              the first step agrees, a later one does not: a gradient carried over
     recursion-depth    backward recurses once per node, and the model is deeper than the limit
     slow-backward      the step takes far longer than the engine's speed predicts
+    memory             a graph of a few nodes raises MemoryError, or grows the process by many MB before
+                       it is stopped: something allocates without bound
 """
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ DERIVATIVE_OF = {"+": "d(a + b)/da = 1, d(a + b)/db = 1", "-": "d(a - b)/da = 1,
 TITLES = {"accumulation": "accumulation", "topological-order": "topological order", "seed": "the seed grad = 1",
           "visited-set": "no visited set", "graph-identity": "graph identity", "local-gradient": "the local gradient of {op}",
           "forward": "the forward of {op}", "in-place": "in-place {op}", "precision": "precision",
-          "reset": "the gradient reset", "recursion-depth": "recursion depth", "slow-backward": "a slow backward"}
+          "reset": "the gradient reset", "recursion-depth": "recursion depth", "slow-backward": "a slow backward",
+          "memory": "memory without bound"}
 
 
 def title(name: str) -> str:
@@ -95,9 +98,11 @@ def diagnose(probes, facts: dict | None = None, step: StepOutcome | None = None)
     evidence = _Evidence(results, facts)
     causes = []
     for rule in (_seed, _precision, _accumulation, _topological_order, _visited_set, _graph_identity, _in_place,
-                 _operators):
+                 _operators, _memory):
         causes += rule(evidence)
     causes += _from_step(evidence, step, causes)
+    if any(c.key == "memory" for c in causes):  # once memory runs out, every later probe fails for that reason
+        causes = [c for c in causes if c.key == "memory" or c.score >= 90]
     if any(c.key == "precision" for c in causes):  # rounding makes every probe look a little wrong
         causes = [c for c in causes if c.key == "precision" or c.key in ("slow-backward", "recursion-depth")]
     if any(c.key == "seed" for c in causes):  # one cause makes every operator look wrong
@@ -302,7 +307,7 @@ def _graph_identity(evidence) -> list:
                                                   f"RecursionError on a graph of three nodes). Default to () or "
                                                   f"None and make a new list in __init__",
                                 evidence.where("__init__", rf"{name}\s*=\s*(\[|\{{|set\()"), score=96))
-        elif fresh is not None and fresh.status == "fault":
+        elif fresh is not None and fresh.status == "fault" and not fresh.error:
             causes.append(Cause("graph-identity", "backward on a node made afterwards changed the gradients of "
                                                   "earlier nodes: nodes share their list of children",
                                 evidence.where("__init__"), score=84))
@@ -426,7 +431,8 @@ def _operators(evidence) -> list:
         also = f" ({method} is written with {', '.join(built_on)}, which is wrong itself)" if built_on else ""
         if first.error:
             where = _where_raised(first) or evidence.where(method)
-            text = f"{first.expression} raised {first.error}{also}"
+            stopped = first.error.startswith("did not finish")  # the timer's words, not an exception's
+            text = f"{first.expression} {'' if stopped else 'raised '}{first.error}{also}"
             if "ZeroDivisionError" in first.error:
                 text += (": the local gradient divides by a number that is 0 here (relu(x) = 0 feeds x ** 2 in "
                          "the model); write it without the division, e.g. n * a ** (n - 1)")
@@ -486,6 +492,24 @@ def _where_raised(result) -> str:
     if not where.get("line"):
         return ""
     return f"{_short_file(where.get('file', ''))}, line {where['line']}: {where.get('text', '')}"
+
+
+def _memory(evidence) -> list:
+    """A graph of a few nodes needs a few kilobytes: one that runs out of memory, or has grown
+    the process by many MB when it is stopped, points at an allocation without bound."""
+    for r in evidence.faults:
+        if r.error.startswith("MemoryError"):
+            what = f"{r.expression} raised MemoryError"
+        elif r.grown_mb:
+            what = f"{r.expression} did not finish, and its process had grown by {r.grown_mb:,} MB when it was stopped"
+        else:
+            continue
+        return [Cause("memory", f"{what}: a graph of a few nodes needs a few kilobytes, so something allocates "
+                                f"without bound, e.g. a list or cache kept on the class or the module that every "
+                                f"call adds to and nothing empties, or a loop that allocates and never ends. The "
+                                f"engine's process may use the memory --max-memory sets",
+                      _where_raised(r) or evidence.backward_where(), score=99)]
+    return []
 
 
 def _from_step(evidence, step: StepOutcome, found: list) -> list:

@@ -26,6 +26,7 @@ class ProbeResult:
     error: str = ""  # what the engine raised, if it did ("ZeroDivisionError: float division by zero")
     where: dict = field(default_factory=dict)  # {"line": N, "text": "..."}: the engine's line it raised at
     uses: list = field(default_factory=list)  # the methods of the engine it calls ("__rtruediv__")
+    grown_mb: int = 0  # a probe stopped unfinished: how far its process's memory had grown, in MB (if noted)
 
 
 @dataclass
@@ -99,8 +100,7 @@ def _judge_one(probe, got: dict) -> ProbeResult:
     if "error" in got and probe.extension and got.get("type") in UNSUPPORTED:
         return ProbeResult(probe.operator, expression, "absent", f"not supported: {got['error']}")
     if "error" in got:
-        return ProbeResult(probe.operator, expression, "fault", f"{expression} {got['error']}",
-                           error=got["error"].replace("raised ", "", 1), where=got.get("where") or {})
+        return _raised(probe.operator, expression, got)
     value, grads = _expected(probe)
     numbers = {"expected": [value, *grads], "got": [got["value"], *got["grads"]]}
     if not _close(got["value"], value):
@@ -113,6 +113,13 @@ def _judge_one(probe, got: dict) -> ProbeResult:
                                f"{expression}: d/d{name} expected {want!r}, got {have!r} "
                                f"(d({probe.expression})/d{name} = {derivative})", **numbers)
     return ProbeResult(probe.operator, expression, "ok", **numbers)
+
+
+def _raised(operator: str, expression: str, got: dict) -> ProbeResult:
+    """A probe that raised or was stopped: what, where in the engine, and how far memory grew."""
+    return ProbeResult(operator, expression, "fault", f"{expression} {got['error']}",
+                       error=got["error"].replace("raised ", "", 1), where=got.get("where") or {},
+                       grown_mb=got.get("grown_mb", 0))
 
 
 def _expected(probe) -> tuple[float, list]:
@@ -133,7 +140,7 @@ def _check_fresh_graph(got: dict) -> ProbeResult:
     if "missing" in got:
         return ProbeResult(FRESH_GRAPH, expression, "missing", f"needs {', '.join(got['missing'])}")
     if "error" in got:
-        return ProbeResult(FRESH_GRAPH, expression, "fault", f"{expression} {got['error']}")
+        return _raised(FRESH_GRAPH, expression, got)
     a = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     want = fresh_graph_sequence(a, lambda y: y.backward(), lambda x: x.grad.item(), lambda x: x.grad.zero_())
     have = got["grads"]
@@ -171,7 +178,7 @@ def _check_fresh_node(got: dict) -> ProbeResult:
     if "missing" in got:
         return ProbeResult(FRESH_NODE, expression, "missing", f"needs {', '.join(got['missing'])}")
     if "error" in got:
-        return ProbeResult(FRESH_NODE, expression, "fault", f"{expression} {got['error']}")
+        return _raised(FRESH_NODE, expression, got)
     have = got["grads"]
     if len(have) != 5:
         return ProbeResult(FRESH_NODE, expression, "fault", f"{expression}: {len(have)} numbers came back, not 5")
@@ -198,8 +205,9 @@ def unfinished_message(label: str, probes: ProbeCheck, what: str) -> str:
     """The one line for an engine whose probe never finished: `what` was not started."""
     stuck = next((r for r in probes.faults if "did not finish within" in r.message), None)
     expression = stuck.expression if stuck is not None else "a probe"
+    grown = f" (its memory grew by {stuck.grown_mb:,} MB meanwhile)" if stuck is not None and stuck.grown_mb else ""
     return (f"the scalar engine ({label}) did not finish {expression} within {PROBE_BUDGET:g} s, a graph of a few "
-            f"nodes, so {what} not started")
+            f"nodes{grown}, so {what} not started")
 
 
 def walks_every_path(probes: ProbeCheck) -> bool:
