@@ -1,5 +1,5 @@
 """What a block of an engine's code has used: the time it has taken of its own (the
-wall-clock time since it started, less the time its threads stood in the run queue behind
+wall-clock time since it started, less the time its thread stood in the run queue behind
 other processes), and the memory its process holds.
 
 A busy machine (a class checked several engines at a time, another job beside the checker)
@@ -13,8 +13,9 @@ both count: an endless loop and an engine that sleeps for ever are stopped alike
     watch.own_seconds()  # wall-clock seconds so far, less the time spent queued
     resident_megabytes()  # the memory the process holds now
 
-The queued time is Linux's per-thread schedstat (/proc/self/task/*/schedstat, its second
-number); where it cannot be read, a block's own time is its wall-clock time. The memory is
+The queued time is Linux's schedstat of the thread that runs the block (a thread the block
+starts, or a library's pool, waits on its own account and is not subtracted); where it
+cannot be read, a block's own time is its wall-clock time. The memory is
 /proc/self/statm's resident pages; None where it cannot be read.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 
-TASKS = "/proc/self/task"
+QUEUED = "/proc/thread-self/schedstat"  # the calling thread's: its second number is the time it waited to run
 STATM = "/proc/self/statm"
 
 
@@ -36,43 +37,28 @@ def resident_megabytes() -> float | None:
         return None
 
 
-def queued_nanoseconds() -> dict | None:
-    """{thread id: nanoseconds it has waited in the run queue}, for this process's threads
-    now; None where schedstat cannot be read."""
+def queued_seconds() -> float | None:
+    """The seconds the calling thread has waited in the run queue since it started; None
+    where schedstat cannot be read."""
     try:
-        queued = {}
-        for task in os.listdir(TASKS):
-            try:
-                with open(f"{TASKS}/{task}/schedstat", "rb") as stat:
-                    queued[task] = int(stat.read().split()[1])
-            except FileNotFoundError:  # the thread ended since the folder was listed
-                continue
-        return queued
+        with open(QUEUED, "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
         return None
 
 
 class Stopwatch:
-    """Started when made. `read()` takes the queued time so far; a thread that ends between
-    two readings loses what it queued since the last one (Linux keeps no count for it)."""
+    """Started when made, for the thread that makes it and reads it (a timer's handler runs on
+    the main thread, as the block does). Its own time never exceeds its wall-clock time."""
 
     def __init__(self):
-        self.started = time.monotonic()
-        self.seen = queued_nanoseconds()  # what each thread had queued before the block
-        self.queued = 0  # nanoseconds the block's threads have queued so far
-
-    def read(self) -> None:
-        now = queued_nanoseconds()
-        if now is None or self.seen is None:
-            self.seen = None
-            return
-        for task, nanoseconds in now.items():
-            self.queued += nanoseconds - self.seen.get(task, 0)  # a thread started since counts from 0
-        self.seen = now
+        self.started, self.queued_before = time.monotonic(), queued_seconds()
 
     def wall_seconds(self) -> float:
         return time.monotonic() - self.started
 
     def own_seconds(self) -> float:
-        self.read()
-        return self.wall_seconds() - self.queued / 1e9
+        queued_now = queued_seconds()
+        if queued_now is None or self.queued_before is None:
+            return self.wall_seconds()
+        return self.wall_seconds() - max(0.0, queued_now - self.queued_before)

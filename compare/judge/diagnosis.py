@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .tolerances import PROBE_TOLERANCE, close
 
@@ -95,14 +95,14 @@ def diagnose(probes, facts: dict | None = None, step: StepOutcome | None = None)
     """The causes that fit, most likely first (an empty list when nothing is wrong)."""
     facts, step = facts or {}, step or StepOutcome()
     results = list(probes.results) if probes is not None else []
-    evidence = _Evidence(results, facts)
-    causes = []
+    causes = _memory(_Evidence(results, facts))
+    # a probe that ran out of memory says nothing of the operator it tried: the others are judged without it
+    evidence = _Evidence([replace(r, status="not run") if r.error.startswith("MemoryError") else r
+                          for r in results], facts)
     for rule in (_seed, _precision, _accumulation, _topological_order, _visited_set, _graph_identity, _in_place,
-                 _operators, _memory):
+                 _operators):
         causes += rule(evidence)
     causes += _from_step(evidence, step, causes)
-    if any(c.key == "memory" for c in causes):  # once memory runs out, every later probe fails for that reason
-        causes = [c for c in causes if c.key == "memory" or c.score >= 90]
     if any(c.key == "precision" for c in causes):  # rounding makes every probe look a little wrong
         causes = [c for c in causes if c.key == "precision" or c.key in ("slow-backward", "recursion-depth")]
     if any(c.key == "seed" for c in causes):  # one cause makes every operator look wrong
@@ -307,7 +307,7 @@ def _graph_identity(evidence) -> list:
                                                   f"RecursionError on a graph of three nodes). Default to () or "
                                                   f"None and make a new list in __init__",
                                 evidence.where("__init__", rf"{name}\s*=\s*(\[|\{{|set\()"), score=96))
-        elif fresh is not None and fresh.status == "fault" and not fresh.error:
+        elif fresh is not None and fresh.status == "fault" and (not fresh.error or "RecursionError" in fresh.error):
             causes.append(Cause("graph-identity", "backward on a node made afterwards changed the gradients of "
                                                   "earlier nodes: nodes share their list of children",
                                 evidence.where("__init__"), score=84))
