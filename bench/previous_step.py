@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from microgpt_scalar.optim import learning_rate_at
-from microgpt_torch.train import _config_of
+from microgpt_torch.train import config_of
 
 IGNORE_INDEX = -1
 
@@ -114,7 +114,7 @@ def train_step(model, optimizer, idx, targets, num_targets: int, step: int, worl
     value = float(total / num_targets)
     if not math.isfinite(value):
         raise ValueError(f"loss is {value} at step {step + 1}")
-    config = _config_of(model)  # through torch.compile's and DistributedDataParallel's wrappers
+    config = config_of(model)  # through torch.compile's and DistributedDataParallel's wrappers
     for group in optimizer.param_groups:
         group["lr"] = learning_rate_at(step, config)
     optimizer.step()

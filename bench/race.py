@@ -69,8 +69,6 @@ SAME_RTOL, SAME_ATOL = 1e-4, 1e-6
 ATTENTION_BLOCKS = (8, 16)  # the presets' block sizes
 
 
-
-
 # --- the machine's arithmetic --------------------------------------------------------------
 
 def flops_per_token(config) -> int:

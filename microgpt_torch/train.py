@@ -254,7 +254,7 @@ def batch_order(num_docs: int, batch_size: int, generator: torch.Generator, leng
             yield order[start:start + batch_size].tolist()
 
 
-def _config_of(model):
+def config_of(model):
     """The GPT's config through a DistributedDataParallel (.module) or compiled (._orig_mod) wrapper."""
     while not hasattr(model, "config"):
         model = getattr(model, "module", None) or model._orig_mod
@@ -312,7 +312,7 @@ def batched_train_step(model, optimizer, idx, targets, num_targets: int, step: i
         loss = forward_backward(model, idx, targets, num_targets, world_size, autocast_dtype, shared)
         if check_finite:
             loss = loss_value(loss, step)
-        set_learning_rate(optimizer, step, _config_of(model))
+        set_learning_rate(optimizer, step, config_of(model))
         optimizer.step()
     return loss
 
@@ -334,7 +334,7 @@ def batched_steps(model, optimizer, train, batch_size: int, generator: torch.Gen
     tensor, for the caller to read (loss_value) every so often. `fixed_width` pads every
     batch to block_size, so every step has the same shapes (as a replayed CUDA graph needs).
     """
-    config = _config_of(model)
+    config = config_of(model)
     if not isinstance(train, PackedDocuments):
         train = PackedDocuments.of(train, config.block_size, model_device(model))
     order = batch_order(len(train), batch_size, generator, train.num_targets if group_by_length else None)

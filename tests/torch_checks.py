@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from microgpt_torch.device import torch_threads
+
 
 def float64(values) -> torch.Tensor:
     """A tensor or nested lists of numbers as a float64 CPU tensor, to compare in one dtype."""
@@ -45,6 +47,4 @@ def assert_results_close(label: str, got: tuple, expected: tuple, atol: float, r
 def single_thread():
     """Run torch on one thread: the tensors here are tiny, and a thread pool on a busy
     machine costs far more than it gives (measured 8x slower for a faithful run)."""
-    from microgpt_torch.device import torch_threads
-
     return torch_threads(1)
