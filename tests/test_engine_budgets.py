@@ -114,8 +114,12 @@ def test_a_probe_stopped_without_growing_is_not_taken_for_a_memory_fault(tmp_pat
     raw = run_probes(spins, budget=0.3)
     assert raw["0:a + b"]["overran"] and "grown_mb" not in raw["0:a + b"]
     probes = check_probes(raw)
-    assert all(cause.key != "memory" for cause in diagnose(probes))
+    causes = diagnose(probes)
+    assert all(cause.key != "memory" for cause in causes)
     assert "memory" not in unfinished_message("e", probes, "x was")
+    stopped = next(cause for cause in causes if cause.key == "local-gradient")  # stopped by the timer, not raised
+    assert stopped.text.startswith("a + b at a = 1.5, b = -2.5 did not finish within 0.3 s"), stopped.text
+    assert stopped.where.endswith(("while True:", "pass"))
 
 
 def test_a_graph_of_a_few_nodes_out_of_memory_is_the_first_cause_not_graph_identity(tmp_path):
